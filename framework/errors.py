@@ -1,0 +1,99 @@
+"""The exception tree of connector-fleet.
+
+Every error raised on purpose by the framework, the providers or the worker
+derives from :class:`ConnectorFleetError`::
+
+    ConnectorFleetError
+    ├── ConfigError                 bad connectors.json / environment (never retried)
+    │   ├── ConfigFileError         unreadable file or invalid JSON (file, line, column)
+    │   ├── MissingVariableError    ${VAR} without a value
+    │   └── UnknownConnectorError   a name or type nobody registered
+    ├── LeaseLostError              this process no longer holds lease:{name}
+    ├── StateConflictError          the saved state moved under us (another writer, a reset)
+    ├── SourceError                 the external system misbehaved
+    │   ├── TransientSourceError    retryable: transport, timeout, 408, 429, 5xx
+    │   │   └── RateLimitedError    429/503 with a Retry-After longer than we may wait
+    │   ├── PermanentSourceError    not retryable: other 4xx (auth, not found, ...)
+    │   └── MalformedResponseError  the body is not what the provider documents
+    └── RedisUnavailableError       Redis cannot be reached or refuses writes (OOM)
+
+Errors about one connector carry its name in ``connector`` and in the message,
+so a log line is enough to know which connector and what went wrong.
+"""
+
+from __future__ import annotations
+
+
+class ConnectorFleetError(Exception):
+    """Root of every error raised on purpose by connector-fleet."""
+
+    def __init__(self, message: str, *, connector: str | None = None) -> None:
+        self.connector = connector
+        super().__init__(f"connector {connector}: {message}" if connector else message)
+
+
+class ConfigError(ConnectorFleetError):
+    """The configuration is invalid; the message says where and why."""
+
+
+class ConfigFileError(ConfigError):
+    """The configuration file cannot be read or is not valid JSON."""
+
+
+class MissingVariableError(ConfigError):
+    """A ``${VAR}`` reference has no value in the environment and no default."""
+
+    def __init__(self, variable: str, *, connector: str, field: str) -> None:
+        self.variable = variable
+        self.field = field
+        super().__init__(
+            f"environment variable {variable} is required by providerConfig.{field} "
+            "but is not set (set it, or write ${" + variable + ":-default})",
+            connector=connector,
+        )
+
+
+class UnknownConnectorError(ConfigError):
+    """A connector name or type that is not known."""
+
+
+class LeaseLostError(ConnectorFleetError):
+    """The lease was taken by another instance or expired; stop publishing."""
+
+
+class StateConflictError(ConnectorFleetError):
+    """The stored state changed since it was read; reload before committing."""
+
+
+class SourceError(ConnectorFleetError):
+    """The external system answered badly or not at all."""
+
+    retryable = False
+
+
+class TransientSourceError(SourceError):
+    """A failure worth retrying: transport error, timeout, 408, 429 or 5xx."""
+
+    retryable = True
+
+    def __init__(
+        self, message: str, *, connector: str | None = None, retry_after_s: float | None = None
+    ) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message, connector=connector)
+
+
+class RateLimitedError(TransientSourceError):
+    """The source asked us to wait longer than this poll may; try at a later poll."""
+
+
+class PermanentSourceError(SourceError):
+    """A failure that retrying will not fix: authentication, a bad request, not found."""
+
+
+class MalformedResponseError(SourceError):
+    """The response does not have the documented shape."""
+
+
+class RedisUnavailableError(ConnectorFleetError):
+    """Redis is unreachable, loading, read-only or out of memory."""

@@ -1,0 +1,20 @@
+-- Record one poll in metrics:connector:{name} (the seed's metrics structure).
+-- KEYS[1]  metrics hash
+-- ARGV[1]  connector name     ARGV[2]  poll time (ISO-8601)
+-- ARGV[3]  "1" if the poll succeeded, "0" if it failed
+-- ARGV[4]  items fetched      ARGV[5]  items published     ARGV[6]  latency in ms
+-- Returns  the total number of polls.
+local key = KEYS[1]
+redis.call('HSET', key, 'connectorName', ARGV[1], 'lastPollTime', ARGV[2])
+if ARGV[3] == '1' then
+    redis.call('HSET', key, 'lastSuccessTime', ARGV[2])
+    redis.call('HINCRBY', key, 'successfulPolls', 1)
+else
+    redis.call('HINCRBY', key, 'failedPolls', 1)
+end
+redis.call('HINCRBY', key, 'itemsFetched', ARGV[4])
+redis.call('HINCRBY', key, 'itemsPublished', ARGV[5])
+local total = redis.call('HINCRBY', key, 'totalPolls', 1)
+local latency = redis.call('HINCRBYFLOAT', key, 'totalLatencyMs', ARGV[6])
+redis.call('HSET', key, 'averageLatencyMs', math.floor(tonumber(latency) / total + 0.5))
+return total

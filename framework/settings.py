@@ -1,0 +1,48 @@
+"""Process settings, read from the environment (pydantic-settings).
+
+These are about the process, not about a connector: where Redis is, where the
+connector configuration lives, how to log. Connector entries live in
+connectors.json (see :mod:`framework.config`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from framework.constants import DEFAULT_CONFIG_PATH, DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_REDIS_URL
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "connector-fleet"
+
+
+class Settings(BaseSettings):
+    """``REDIS_URL``, ``CONNECTORS_CONFIG_PATH``, ``METRICS_PORT``, ``LOG_LEVEL``,
+    ``LOG_FORMAT`` and the ``FLEET_*`` knobs."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    # Tried when REDIS_URL is unset; if nothing answers there, an embedded
+    # redis-server is started on that host and port.
+    redis_default_url: str = Field(DEFAULT_REDIS_URL, validation_alias="FLEET_REDIS_DEFAULT_URL")
+    redis_server_bin: str = Field("redis-server", validation_alias="FLEET_REDIS_SERVER_BIN")
+    data_dir: Path = Field(default_factory=_default_data_dir, validation_alias="FLEET_DATA_DIR")
+    connectors_config_path: Path = Field(
+        Path(DEFAULT_CONFIG_PATH), validation_alias="CONNECTORS_CONFIG_PATH"
+    )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, validation_alias=AliasChoices("METRICS_PORT")
+    )
+    metrics_host: str = Field("0.0.0.0", validation_alias="METRICS_HOST")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias="LOG_LEVEL"
+    )
+    log_format: Literal["json", "console"] = Field("json", validation_alias="LOG_FORMAT")
+    drain_timeout_s: float = Field(
+        DEFAULT_DRAIN_TIMEOUT_S, gt=0, validation_alias="FLEET_DRAIN_TIMEOUT_S"
+    )

@@ -1,0 +1,33 @@
+"""A clock the test moves by hand; ``sleep`` returns once the clock reaches its end."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class FakeClock:
+    def __init__(self, start_s: float = 1_800_000_000.0) -> None:
+        self._wall_offset = start_s
+        self._now = 0.0
+        self.sleeps: list[float] = []
+        self._changed = asyncio.Condition()
+
+    def time(self) -> float:
+        return self._wall_offset + self._now
+
+    def monotonic(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        wake_at = self._now + max(0.0, seconds)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._now >= wake_at)
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward and let every sleeper that is due run."""
+        async with self._changed:
+            self._now += seconds
+            self._changed.notify_all()
+        for _ in range(5):
+            await asyncio.sleep(0)

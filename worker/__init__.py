@@ -1,0 +1,1 @@
+"""Processes: ``connector-run`` (one connector) and the ``connector-fleet`` CLI."""

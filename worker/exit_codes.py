@@ -1,0 +1,14 @@
+"""Named exit codes (sysexits.h values where one fits)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1  # an unexpected error; the traceback is logged
+    USAGE = 64  # bad command line
+    UNAVAILABLE = 69  # Redis could not be reached or started
+    LEASE_HELD = 75  # --once while another instance holds the lease (try again later)
+    CONFIG = 78  # invalid configuration, unknown connector or type
