@@ -30,6 +30,9 @@ DEFAULT_DRAIN_TIMEOUT_S = 30.0
 # A standby checks this often whether the lease is free, so that it takes over
 # well within a second of the holder's lease disappearing.
 STANDBY_CHECK_INTERVAL_S = 0.25
+# An instance that lost its lease waits this long before competing again, so
+# the standbys (checking every STANDBY_CHECK_INTERVAL_S) take over first.
+LOST_LEASE_BACKOFF_S = 1.0
 # The holder renews at this fraction of the TTL: two renewals may fail before
 # the lease can expire.
 LEASE_RENEW_FRACTION = 1 / 3

@@ -27,7 +27,11 @@ from redis.asyncio import Redis
 from framework.clock import Clock
 from framework.config import ConnectorConfig, FleetConfig
 from framework.connections import UNAVAILABLE, is_out_of_memory
-from framework.constants import LEASE_RENEW_FRACTION, STANDBY_CHECK_INTERVAL_S
+from framework.constants import (
+    LEASE_RENEW_FRACTION,
+    LOST_LEASE_BACKOFF_S,
+    STANDBY_CHECK_INTERVAL_S,
+)
 from framework.errors import (
     ConfigError,
     LeaseLostError,
@@ -128,6 +132,8 @@ class ConnectorWorker:
                 await self._lead(once)
                 if once:
                     break
+                # Give the standbys the first chance at the lease this one just lost.
+                await self._pause(LOST_LEASE_BACKOFF_S)
             return ExitCode.OK
         finally:
             await self._shutdown()

@@ -1,0 +1,71 @@
+"""Builders shared by the tests: a connector over an in-memory source on real Redis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from framework.clock import SystemClock
+from framework.config import ConnectorConfig
+from framework.lease import Lease
+from framework.logs import get_logger
+from framework.polling import FetchResult, UniversalPollingConnector
+from framework.state import ConnectorState, StateStore
+
+Item = dict[str, Any]
+
+
+@dataclass
+class ListSource:
+    """A source whose current items the test sets; records what each fetch saw."""
+
+    items: list[Item] = field(default_factory=list)
+    complete: bool = True
+    seen_states: list[ConnectorState] = field(default_factory=list)
+
+
+async def fetch_list(source: ListSource, state: ConnectorState) -> FetchResult[Item]:
+    source.seen_states.append(state)
+    return FetchResult(items=list(source.items), complete=source.complete)
+
+
+def transform(raw: Item) -> Item:
+    if raw.get("poison"):
+        raise ValueError(f"cannot transform {raw['id']}")
+    return {"id": raw["id"], "value": raw.get("value")}
+
+
+def item_id(raw: Item) -> str:
+    return str(raw.get("id") or "")
+
+
+async def make_connector(
+    redis: Redis,
+    source: ListSource,
+    *,
+    name: str = "test-source",
+    lease: Lease | None = None,
+    chunk_items: int = 5_000,
+    **config_fields: Any,
+) -> tuple[UniversalPollingConnector[ListSource, Item, Item], Lease]:
+    config = ConnectorConfig(name=name, type="TEST", **config_fields)
+    if lease is None:
+        lease = Lease(redis, name, ttl_s=30)
+        assert await lease.try_acquire()
+    store = StateStore(redis, config, lease, clock=SystemClock(), chunk_items=chunk_items)
+    connector = UniversalPollingConnector[ListSource, Item, Item](
+        config=config,
+        provider=source,
+        fetcher=fetch_list,
+        item_id=item_id,
+        transformer=transform,
+        store=store,
+        logger=get_logger(connector=name),
+    )
+    return connector, lease
+
+
+async def stream_items(redis: Redis, stream: str = "raw-input-signals") -> list[dict[str, str]]:
+    return [fields for _, fields in await redis.xrange(stream)]
