@@ -38,7 +38,13 @@ def create_redis(url: str, *, client_name: str | None = None) -> Redis:
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, redis_errors.ResponseError) and str(exc).startswith("OOM")
+    """Redis refused a write (or a transaction, or a script) because of maxmemory."""
+    if isinstance(exc, redis_errors.OutOfMemoryError):
+        return True
+    message = str(exc)
+    return isinstance(exc, redis_errors.ResponseError) and (
+        message.startswith("OOM") or "used memory > 'maxmemory'" in message
+    )
 
 
 @asynccontextmanager

@@ -67,25 +67,28 @@ class EmbeddedRedis:
 
     async def _start(self, binary: str) -> None:
         log_file = self.dir / "redis.log"
-        process = await asyncio.create_subprocess_exec(
-            binary,
-            "--bind", "127.0.0.1" if self.host == "localhost" else self.host,
-            "--port", str(self.port),
-            "--dir", str(self.dir),
-            "--daemonize", "yes",
-            "--pidfile", str(self.dir / "redis.pid"),
-            "--logfile", str(log_file),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, stderr = await process.communicate()
+        # Not a pipe: the daemonized server would hold it open and communicate() never end.
+        errors = self.dir / "startup-errors.txt"
+        with errors.open("wb") as errors_out:
+            process = await asyncio.create_subprocess_exec(
+                binary,
+                "--bind", "127.0.0.1" if self.host == "localhost" else self.host,
+                "--port", str(self.port),
+                "--dir", str(self.dir),
+                "--daemonize", "yes",
+                "--pidfile", str(self.dir / "redis.pid"),
+                "--logfile", str(log_file),
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
+                "--save", "",
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=errors_out,
+            )
+            await process.wait()
         if process.returncode != 0:
             raise RedisUnavailableError(
                 f"embedded redis-server failed to start (exit {process.returncode}): "
-                f"{stderr.decode(errors='replace').strip()} — see {log_file}"
+                f"{errors.read_text(errors='replace').strip()} — see {log_file}"
             )
         deadline = asyncio.get_running_loop().time() + _START_TIMEOUT_S
         while not await redis_answers(self.url):

@@ -95,7 +95,9 @@ class StateStore:
                 fields = await self._redis.hgetall(state_key(name))
                 if fields.get("generation", "") == self._cached_generation:
                     return _state_from(fields, self._cached_versions)
-            async with self._redis.pipeline(transaction=True) as pipe:
+            # Not MULTI: Redis refuses EXEC when over maxmemory, even for reads. A commit
+            # between the two reads is caught by the generation check of the next commit.
+            async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hgetall(state_key(name))
                 pipe.hgetall(versions_key(name))
                 fields, versions = await pipe.execute()

@@ -1,0 +1,61 @@
+"""kill -9 at random moments never loses a change and never publishes one twice."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import redis as sync_redis
+
+from framework.polling import content_version
+from framework.testing import RedisServer, ReplayServer, Reply
+from providers.noaa.schema import feature_id
+from tests.noaa_feed import ChangingFeed
+from tests.process import ConnectorProcess, noaa_entry, write_config
+
+NAME = "weather-noaa"
+KILLS = 12
+
+
+def test_sigkill_at_random_moments_publishes_every_version_exactly_once(
+    tmp_path: Path, redis_server: RedisServer, replay: ReplayServer
+) -> None:
+    feed = ChangingFeed(size=3000, change_every=10)
+    replay.route("/alerts/active", lambda _: Reply(body=feed.next_body()))
+    config = write_config(tmp_path / "c.json", noaa_entry(NAME, replay.url, pollIntervalMs=50))
+    client = sync_redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client.flushall()
+    rng = random.Random(20261122)
+
+    for round_number in range(KILLS):
+        worker = ConnectorProcess(NAME, redis_url=redis_server.url, config=config,
+                                  log=tmp_path / f"run-{round_number}.log")
+        try:
+            worker.wait_for("lease_acquired")
+            time.sleep(rng.uniform(0.05, 0.6))
+            worker.signal(signal.SIGKILL)
+            worker.wait()
+        finally:
+            worker.close()
+        # As an operator would after a crash; the guarantee does not depend on it.
+        client.delete(f"lease:{NAME}")
+
+    final = ConnectorProcess(NAME, redis_url=redis_server.url, config=config,
+                             log=tmp_path / "final.log", args=("--once",))
+    assert final.wait(timeout_s=30) == 0
+    final.close()
+
+    published = Counter(
+        (fields["item_id"], fields["version"]) for _, fields in client.xrange("raw-input-signals")
+    )
+    duplicates = {key: n for key, n in published.items() if n > 1}
+    assert duplicates == {}
+    current = {feature_id(f): content_version(f) for f in feed.last_served}
+    assert client.hgetall(f"connector:state:{NAME}:versions") == current
+    missing = [key for key in current.items() if key not in published]
+    assert missing == []
+    assert feed.requests > KILLS  # the kills landed during real polling
+    client.close()
