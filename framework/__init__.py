@@ -67,5 +67,6 @@ __all__ = [
     "get_metrics",
     "is_healthy",
     "load_fleet_config",
+    "parse_json",
     "parse_provider_config",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 import orjson
 from redis import exceptions as redis_errors
@@ -92,7 +92,8 @@ class StateStore:
         name = self._config.name
         async with redis_failures(name):
             if self._cached_versions is not None:
-                fields = await self._redis.hgetall(state_key(name))
+                # decode_responses=True (framework.connections): keys and values are str.
+                fields = cast(dict[str, str], await self._redis.hgetall(state_key(name)))
                 if fields.get("generation", "") == self._cached_generation:
                     return _state_from(fields, self._cached_versions)
             # Not MULTI: Redis refuses EXEC when over maxmemory, even for reads. A commit

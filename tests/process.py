@@ -72,7 +72,9 @@ class ConnectorProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for entry in self.events()[after:]:
-                if entry.get("event") == event and all(entry.get(k) == v for k, v in fields.items()):
+                if entry.get("event") == event and all(
+                    entry.get(k) == v for k, v in fields.items()
+                ):
                     return entry
             if self.process.poll() is not None and time.monotonic() > deadline - timeout_s + 0.5:
                 break

@@ -4,6 +4,7 @@ runs reuse it."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import redis as sync_redis
@@ -42,10 +43,9 @@ def test_embedded_redis_is_started_when_none_answers(
         assert not any(e["event"] == "embedded_redis_started" for e in second.events())
         assert client.xlen("raw-input-signals") == 5  # state survived: nothing new
     finally:
-        try:
+        # shutdown closes the connection as the server stops
+        with contextlib.suppress(sync_redis.exceptions.ConnectionError):
             client.shutdown(nosave=True)
-        except sync_redis.exceptions.ConnectionError:
-            pass  # shutdown closes the connection as it stops
         client.close()
 
 

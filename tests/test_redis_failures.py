@@ -78,7 +78,9 @@ def test_out_of_memory_backs_off_is_reported_and_recovers(
         client.config_set("maxmemory-policy", "noeviction")
         try:
             first = worker.wait_for("poll_failed_redis", kind="oom")
-            second = worker.wait_for("poll_failed_redis", kind="oom", backoff_s=2 * first["backoff_s"])
+            second = worker.wait_for(
+                "poll_failed_redis", kind="oom", backoff_s=2 * first["backoff_s"]
+            )
             assert second["backoff_s"] > first["backoff_s"]
             requests_while_oom = feed.requests
             time.sleep(1.0)
