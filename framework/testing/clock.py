@@ -9,7 +9,7 @@ class FakeClock:
     def __init__(self, start_s: float = 1_800_000_000.0) -> None:
         self._wall_offset = start_s
         self._now = 0.0
-        self.sleeps: list[float] = []
+        self.sleeping = 0
         self._changed = asyncio.Condition()
 
     def time(self) -> float:
@@ -19,15 +19,24 @@ class FakeClock:
         return self._now
 
     async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
         wake_at = self._now + max(0.0, seconds)
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._now >= wake_at)
+        self.sleeping += 1
+        try:
+            async with self._changed:
+                await self._changed.wait_for(lambda: self._now >= wake_at)
+        finally:
+            self.sleeping -= 1
 
     async def advance(self, seconds: float) -> None:
         """Move time forward and let every sleeper that is due run."""
         async with self._changed:
             self._now += seconds
             self._changed.notify_all()
-        for _ in range(5):
-            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    async def until_sleeping(self, count: int, *, timeout_s: float = 10.0) -> None:
+        """Wait (in real time) until ``count`` tasks sleep on this clock: the code
+        under test is idle, so advancing now is deterministic."""
+        async with asyncio.timeout(timeout_s):
+            while self.sleeping < count:
+                await asyncio.sleep(0.001)

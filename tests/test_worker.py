@@ -1,0 +1,96 @@
+"""ConnectorWorker in-process, on real Redis and a fake clock: the schedule."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from framework.config import ConnectorConfig, FleetConfig
+from framework.logs import get_logger
+from framework.metrics import PrometheusMetrics
+from framework.polling import FetchResult, PollingConnector, UniversalPollingConnector
+from framework.registry import ConnectorContext, ConnectorRegistry
+from framework.state import ConnectorState
+from framework.testing import FakeClock
+from worker.exit_codes import ExitCode
+from worker.runner import ConnectorWorker
+
+
+class TimedSource:
+    """Each fetch takes the next duration (on the fake clock) and records its start."""
+
+    def __init__(self, clock: FakeClock, durations_s: list[float]) -> None:
+        self.clock = clock
+        self.durations_s = durations_s
+        self.starts: list[float] = []
+
+    async def fetch(self, _: Any, __: ConnectorState) -> FetchResult[dict[str, Any]]:
+        self.starts.append(round(self.clock.monotonic(), 3))
+        duration = self.durations_s[len(self.starts) - 1] if len(self.starts) <= len(
+            self.durations_s) else 0.0
+        await self.clock.sleep(duration)
+        return FetchResult(items=[{"id": "a"}])
+
+
+def make_worker(redis: Redis, clock: FakeClock, source: TimedSource) -> ConnectorWorker:
+    def factory(config: ConnectorConfig, context: ConnectorContext) -> PollingConnector:
+        return UniversalPollingConnector[None, dict[str, Any], dict[str, Any]](
+            config=config, provider=None, fetcher=source.fetch, item_id=lambda raw: raw["id"],
+            transformer=dict, store=context.store, logger=context.logger,
+        )
+
+    registry = ConnectorRegistry()
+    registry.register_connector("TIMED", factory)
+    config = ConnectorConfig(name="timed", type="TIMED", poll_interval_ms=1000,
+                             lease_ttl_seconds=30)
+    return ConnectorWorker(
+        "timed", redis=redis, registry=registry,
+        load_config=lambda: FleetConfig(connectors={"timed": config}, source="test"),
+        clock=clock, logger=get_logger(connector="timed"),
+        prometheus=PrometheusMetrics.create(CollectorRegistry()), drain_timeout_s=5,
+    )
+
+
+async def test_polls_start_at_a_fixed_rate_and_skip_slots_a_slow_poll_missed(
+    redis: Redis,
+) -> None:
+    clock = FakeClock()
+    # The third poll (at t=2) takes 2.5 s: the slots at 3 and 4 are skipped, not bunched.
+    source = TimedSource(clock, [0.25, 0.5, 2.5, 0.125, 0.125])
+    worker = make_worker(redis, clock, source)
+    worker.start()
+    run = asyncio.create_task(worker.run())
+
+    while len(source.starts) < 6:
+        await clock.until_sleeping(2)  # the lease keeper and the poll loop (or a fetch)
+        await clock.advance(0.125)  # a power of two: exact sums
+
+    worker.request_stop()
+    assert await asyncio.wait_for(run, 10) == ExitCode.OK
+    assert source.starts == [0.0, 1.0, 2.0, 5.0, 6.0, 7.0]
+    assert await redis.get("lease:timed") is None
+
+
+async def test_health_reports_stale_polls_while_active(redis: Redis) -> None:
+    clock = FakeClock()
+    source = TimedSource(clock, [0.0])
+    worker = make_worker(redis, clock, source)
+    worker.start()
+    run = asyncio.create_task(worker.run())
+    while not source.starts:
+        await clock.until_sleeping(2)
+        await clock.advance(0.125)  # a power of two: exact sums
+    await clock.until_sleeping(2)
+
+    healthy, details = worker.health()
+    assert healthy and details["role"] == "active"
+
+    worker.request_stop()
+    await asyncio.wait_for(run, 10)
+    worker.last_success_s = clock.time() - 3600
+    worker.lease.held = True  # as if it still held the lease, an hour later
+    healthy, details = worker.health()
+    assert not healthy and "no successful poll" in details["reason"]
