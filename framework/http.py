@@ -90,7 +90,7 @@ class HttpClient:
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._config.max_retries + 1),
-            retry=retry_if_exception(lambda exc: isinstance(exc, TransientSourceError)),
+            retry=retry_if_exception(_worth_retrying_now),
             wait=self._wait,
             sleep=self._clock.sleep,
             before_sleep=self._log_retry,
@@ -150,6 +150,11 @@ class HttpClient:
         self._log.warning(
             "request_retry", attempt=state.attempt_number, wait_s=wait_s, error=str(exc)
         )
+
+
+def _worth_retrying_now(exc: BaseException) -> bool:
+    # A long Retry-After is honoured by the next poll, not by blocking this one.
+    return isinstance(exc, TransientSourceError) and not isinstance(exc, RateLimitedError)
 
 
 def parse_json(response: httpx.Response, *, connector: str) -> Any:

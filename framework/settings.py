@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from framework.constants import DEFAULT_CONFIG_PATH, DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_REDIS_URL
@@ -35,9 +35,7 @@ class Settings(BaseSettings):
     connectors_config_path: Path = Field(
         Path(DEFAULT_CONFIG_PATH), validation_alias="CONNECTORS_CONFIG_PATH"
     )
-    metrics_port: int | None = Field(
-        None, ge=0, le=65535, validation_alias=AliasChoices("METRICS_PORT")
-    )
+    metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="METRICS_PORT")
     metrics_host: str = Field("0.0.0.0", validation_alias="METRICS_HOST")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias="LOG_LEVEL"
@@ -46,3 +44,8 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(
         DEFAULT_DRAIN_TIMEOUT_S, gt=0, validation_alias="FLEET_DRAIN_TIMEOUT_S"
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value

@@ -20,12 +20,13 @@ class FakeClock:
 
     async def sleep(self, seconds: float) -> None:
         wake_at = self._now + max(0.0, seconds)
-        self.sleeping += 1
-        try:
-            async with self._changed:
+        async with self._changed:
+            self.sleeping += 1
+            self._changed.notify_all()
+            try:
                 await self._changed.wait_for(lambda: self._now >= wake_at)
-        finally:
-            self.sleeping -= 1
+            finally:
+                self.sleeping -= 1
 
     async def advance(self, seconds: float) -> None:
         """Move time forward and let every sleeper that is due run."""
@@ -37,6 +38,5 @@ class FakeClock:
     async def until_sleeping(self, count: int, *, timeout_s: float = 10.0) -> None:
         """Wait (in real time) until ``count`` tasks sleep on this clock: the code
         under test is idle, so advancing now is deterministic."""
-        async with asyncio.timeout(timeout_s):
-            while self.sleeping < count:
-                await asyncio.sleep(0.001)
+        async with asyncio.timeout(timeout_s), self._changed:
+            await self._changed.wait_for(lambda: self.sleeping >= count)
