@@ -9,7 +9,7 @@ class FakeClock:
     def __init__(self, start_s: float = 1_800_000_000.0) -> None:
         self._wall_offset = start_s
         self._now = 0.0
-        self.sleeping = 0
+        self._wake_times: list[float] = []
         self._changed = asyncio.Condition()
 
     def time(self) -> float:
@@ -18,15 +18,20 @@ class FakeClock:
     def monotonic(self) -> float:
         return self._now
 
+    @property
+    def sleeping(self) -> int:
+        """Sleepers not yet due (a due one counts as running even before it runs)."""
+        return sum(1 for wake_at in self._wake_times if wake_at > self._now)
+
     async def sleep(self, seconds: float) -> None:
         wake_at = self._now + max(0.0, seconds)
         async with self._changed:
-            self.sleeping += 1
+            self._wake_times.append(wake_at)
             self._changed.notify_all()
             try:
                 await self._changed.wait_for(lambda: self._now >= wake_at)
             finally:
-                self.sleeping -= 1
+                self._wake_times.remove(wake_at)
 
     async def advance(self, seconds: float) -> None:
         """Move time forward and let every sleeper that is due run."""
