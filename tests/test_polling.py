@@ -197,3 +197,31 @@ async def test_lease_is_exclusive_and_released_only_by_its_owner(redis: Redis) -
     assert await second.try_acquire()
     assert not await first.renew()
     assert first.held is False
+
+
+async def test_cursors_and_validators_are_saved_and_given_back(redis: Redis) -> None:
+    from framework.polling import FetchResult, UniversalPollingConnector
+    from framework.state import ConnectorState
+
+    seen: list[ConnectorState] = []
+
+    async def fetch(_: None, state: ConnectorState) -> FetchResult[dict[str, object]]:
+        seen.append(state)
+        page = len(seen)
+        return FetchResult(items=[{"id": f"p{page}"}], complete=False, etag=f'"e{page}"',
+                           last_modified="Fri, 20 Nov 2026 22:00:00 GMT",
+                           cursors={"updatedSince": f"2026-11-2{page}"})
+
+    _, lease = await make_connector(redis, ListSource())
+    base, _ = await make_connector(redis, ListSource(), lease=lease)
+    connector = UniversalPollingConnector[None, dict[str, object], dict[str, object]](
+        config=base.config, provider=None, fetcher=fetch, item_id=lambda raw: str(raw["id"]),
+        transformer=dict, store=base._store, logger=base._log,
+    )
+
+    await connector.poll()
+    await connector.poll()
+
+    assert seen[0].cursors == {} and seen[0].etag is None
+    assert seen[1].cursors == {"updatedSince": "2026-11-21"} and seen[1].etag == '"e1"'
+    assert seen[1].last_modified == "Fri, 20 Nov 2026 22:00:00 GMT"

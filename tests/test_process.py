@@ -228,3 +228,42 @@ def test_once_while_another_instance_holds_the_lease_exits_75(
     assert worker.wait() == 75
     assert feed.requests == 0
     assert sync.get(f"lease:{NAME}") == "other-host:1:abc"
+
+
+def test_sigterm_lets_the_running_poll_finish(
+    tmp_path: Path, replay: ReplayServer, sync: sync_redis.Redis, start: object,
+) -> None:
+    feed = ChangingFeed(size=10)
+    replay.route("/alerts/active", lambda _: Reply(body=feed.next_body(), delay_s=1.5))
+    config = write_config(tmp_path / "c.json", noaa_entry(NAME, replay.url))
+    worker = start(config)  # type: ignore[operator]
+    worker.wait_for("lease_acquired")
+    wait_until(lambda: feed.requests == 1)  # the request is under way
+
+    worker.signal(signal.SIGTERM)
+
+    assert worker.wait() == 0
+    events = [e["event"] for e in worker.events()]
+    assert events.index("stop_requested") < events.index("poll_completed")
+    assert sync.xlen("raw-input-signals") == 10
+
+
+def test_drain_is_bounded_and_a_cancelled_poll_publishes_nothing(
+    tmp_path: Path, replay: ReplayServer, redis_server: RedisServer, sync: sync_redis.Redis,
+) -> None:
+    feed = ChangingFeed(size=10)
+    replay.route("/alerts/active", lambda _: Reply(body=feed.next_body(), delay_s=8))
+    config = write_config(tmp_path / "c.json",
+                          noaa_entry(NAME, replay.url, requestTimeoutMs=20_000))
+    worker = ConnectorProcess(NAME, redis_url=redis_server.url, config=config,
+                              log=tmp_path / "w.log", env={"FLEET_DRAIN_TIMEOUT_S": "0.5"})
+    try:
+        worker.wait_for("lease_acquired")
+        wait_until(lambda: feed.requests == 1)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout_s=5) == 0
+        worker.wait_for("poll_cancelled")
+    finally:
+        worker.close()
+    assert sync.xlen("raw-input-signals") == 0
+    assert sync.get(f"lease:{NAME}") is None
