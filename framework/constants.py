@@ -40,6 +40,9 @@ LEASE_RENEW_FRACTION = 1 / 3
 # blocks Redis for long; each chunk is atomic on its own.
 COMMIT_CHUNK_ITEMS = 5_000
 
+# The supervisor's view of its children (name -> JSON), for `connector-fleet status`.
+SUPERVISOR_CHILDREN_KEY = "fleet:supervisor:children"
+
 ENTRY_POINT_GROUP = "connector_fleet.connectors"
 
 

@@ -101,7 +101,9 @@ class PrometheusMetrics:
             ),
             lease_held=Gauge(
                 "connector_lease_held", "1 while this process holds the connector's lease.",
-                ["connector"], registry=registry,
+                # Under the supervisor (prometheus multiprocess mode): the live processes'
+                # maximum, so a standby's 0 does not hide the holder's 1.
+                ["connector"], registry=registry, multiprocess_mode="livemax",
             ),
             redis_errors=Counter(
                 "connector_redis_errors", "Redis failures (unavailable, oom).",
@@ -109,7 +111,7 @@ class PrometheusMetrics:
             ),
             last_success=Gauge(
                 "connector_last_success_timestamp_seconds", "Time of the last successful poll.",
-                ["connector"], registry=registry,
+                ["connector"], registry=registry, multiprocess_mode="max",
             ),
         )
 

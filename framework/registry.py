@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 
 import httpx
+from redis.asyncio import Redis
 
-from framework.clock import Clock
+from framework.clock import Clock, SystemClock
 from framework.config import ConnectorConfig, FleetConfig
 from framework.constants import ENTRY_POINT_GROUP
 from framework.errors import ConfigError, UnknownConnectorError
-from framework.logs import Logger
+from framework.lease import Lease
+from framework.logs import Logger, get_logger
 from framework.polling import PollingConnector
 from framework.state import StateStore
 
@@ -82,8 +84,33 @@ class ConnectorRegistry:
         except ValueError as exc:
             raise ConfigError(str(exc), connector=config.name) from exc
 
+    async def validate(self, fleet: FleetConfig) -> list[str]:
+        """Every problem of the fleet: unknown types, and what each factory rejects of
+        an enabled connector (built once against a Redis client that never connects,
+        then closed). A disabled entry may wait for its secrets."""
+        problems = self.check(fleet)
+        for config in fleet.enabled():
+            if config.type in self._factories:
+                problems.extend(await self._build_problems(config))
+        return problems
+
+    async def _build_problems(self, config: ConnectorConfig) -> list[str]:
+        offline = Redis()  # redis-py connects lazily: this client never does
+        lease = Lease(offline, config.name, ttl_s=config.lease_ttl_seconds)
+        context = ConnectorContext(
+            store=StateStore(offline, config, lease, clock=SystemClock()),
+            clock=SystemClock(),
+            logger=get_logger(connector=config.name),
+        )
+        try:
+            connector = self.create(config, context)
+        except ConfigError as exc:
+            return [str(exc)]
+        await connector.aclose()
+        return []
+
     def check(self, fleet: FleetConfig) -> list[str]:
-        """Problems with the fleet's types, one line each (empty when all are known)."""
+        """Unknown types in the fleet, one line each (empty when all are known)."""
         problems = []
         for config in fleet.connectors.values():
             try:

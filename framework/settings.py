@@ -45,6 +45,9 @@ class Settings(BaseSettings):
         DEFAULT_DRAIN_TIMEOUT_S, gt=0, validation_alias="FLEET_DRAIN_TIMEOUT_S"
     )
 
+    restart_base_s: float = Field(1.0, gt=0, validation_alias="FLEET_RESTART_BASE_S")
+    restart_max_s: float = Field(60.0, gt=0, validation_alias="FLEET_RESTART_MAX_S")
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case_level(cls, value: object) -> object:

@@ -38,8 +38,11 @@ def noaa_entry(name: str, base_url: str, **overrides: Any) -> dict[str, Any]:
 
 
 class ConnectorProcess:
+    """``connector-run NAME *args``, or any installed command given as ``command``."""
+
     def __init__(self, name: str, *, redis_url: str | None, config: Path, log: Path,
-                 args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+                 args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 command: tuple[str, ...] | None = None) -> None:
         self.log_path = log
         environment = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL",)}
         environment.update({"CONNECTORS_CONFIG_PATH": str(config), "LOG_LEVEL": "DEBUG",
@@ -48,8 +51,10 @@ class ConnectorProcess:
             environment["REDIS_URL"] = redis_url
         environment.update(env or {})
         self._log_file = log.open("wb")
+        argv = [str(BIN / command[0]), *command[1:]] if command else [
+            str(BIN / "connector-run"), name]
         self.process = subprocess.Popen(
-            [str(BIN / "connector-run"), name, *args],
+            [*argv, *args],
             env=environment, cwd=REPO_ROOT, stdout=self._log_file, stderr=subprocess.STDOUT,
         )
 

@@ -1,13 +1,20 @@
-"""Command lines: ``connector-run`` and ``connector-fleet``. Parsing only; the
-work is done by :mod:`worker.process` and :mod:`worker.bench`."""
+"""Command lines: ``connector-run`` and ``connector-fleet``. Parsing only; the work
+is done by :mod:`worker.process`, :mod:`worker.commands` and :mod:`worker.bench`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
+from redis.asyncio import Redis
+
+from framework.config import redact_url
+from framework.connections import UNAVAILABLE, create_redis
+from framework.settings import Settings
+from worker import commands
 from worker.exit_codes import ExitCode
 
 
@@ -20,10 +27,7 @@ def connector_run(argv: Sequence[str] | None = None) -> None:
                         help="connector name (default: $CONNECTOR_NAME)")
     parser.add_argument("--once", action="store_true",
                         help="run one poll and exit (exit 75 if another instance holds the lease)")
-    parser.add_argument("--metrics-port", type=int, default=None,
-                        help="serve /metrics and /health on this port (default: $METRICS_PORT)")
-    parser.add_argument("--config", default=None,
-                        help="path of connectors.json (default: $CONNECTORS_CONFIG_PATH)")
+    _add_process_options(parser)
     args = parser.parse_args(argv)
     if not args.name:
         parser.error("a connector name is required (argument or CONNECTOR_NAME)")
@@ -34,23 +38,123 @@ def connector_run(argv: Sequence[str] | None = None) -> None:
     ))
 
 
-def connector_fleet(argv: Sequence[str] | None = None) -> None:
+def _add_process_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve the ops HTTP API on this port (default: $METRICS_PORT)")
+    parser.add_argument("--config", default=None,
+                        help="path of connectors.json (default: $CONNECTORS_CONFIG_PATH)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="connector-fleet", description="Operate the fleet.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run one connector (same as connector-run)")
+    parser.add_argument("--config", default=None, help="path of connectors.json")
+    commands_ = parser.add_subparsers(dest="command", required=True)
+
+    run = commands_.add_parser("run", help="run one connector (same as connector-run)")
     run.add_argument("args", nargs=argparse.REMAINDER)
-    bench = commands.add_parser("bench", help="benchmarks (not tests)")
+    run_all = commands_.add_parser("run-all", help="supervise every enabled connector")
+    _add_process_options(run_all)
+
+    status = commands_.add_parser("status", help="one line per connector")
+    status.add_argument("--json", action="store_true")
+    leases = commands_.add_parser("leases", help="who holds which lease:*")
+    leases.add_argument("--json", action="store_true")
+    lease = commands_.add_parser("lease", help="lease operations")
+    lease_ops = lease.add_subparsers(dest="lease_command", required=True)
+    release = lease_ops.add_parser("release", help="force release (redis-cli DEL lease:NAME)")
+    release.add_argument("name")
+    release.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    config = commands_.add_parser("config", help="configuration")
+    config.add_subparsers(dest="config_command", required=True).add_parser(
+        "check", help="validate, then print the resolved configuration (secrets redacted)")
+
+    state = commands_.add_parser("state", help="connector:state:NAME")
+    state_ops = state.add_subparsers(dest="state_command", required=True)
+    show = state_ops.add_parser("show")
+    show.add_argument("name")
+    show.add_argument("--items", action="store_true", help="also list every item version")
+    reset = state_ops.add_parser("reset", help="forget the state: the next poll republishes")
+    reset.add_argument("name")
+    reset.add_argument("--yes", action="store_true")
+
+    stream = commands_.add_parser("stream", help="streams")
+    tail = stream.add_subparsers(dest="stream_command", required=True).add_parser(
+        "tail", help="follow a stream, one JSON entry per line")
+    tail.add_argument("stream")
+    tail.add_argument("--from-start", action="store_true")
+    tail.add_argument("--count", type=int, default=None, help="stop after N entries")
+
+    bench = commands_.add_parser("bench", help="benchmarks (not tests)")
     bench_kinds = bench.add_subparsers(dest="kind", required=True)
     publish = bench_kinds.add_parser("publish", help="diff + transform + publish + state")
     publish.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000])
     publish.add_argument("--changed-ratio", type=float, default=0.1)
     publish.add_argument("--redis-url", default=None,
                          help="Redis to use (default: a private redis-server on a free port)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def connector_fleet(argv: Sequence[str] | None = None) -> None:
+    args = _build_parser().parse_args(argv)
     if args.command == "run":
         connector_run(args.args)
+    if args.command == "run-all":
+        from worker.process import run_supervisor_process
+
+        sys.exit(run_supervisor_process(
+            metrics_port=args.metrics_port, config_path=args.config))
     if args.command == "bench":
         from worker.bench import run_publish_bench
 
         sys.exit(run_publish_bench(args.items, args.changed_ratio, args.redis_url))
-    sys.exit(ExitCode.USAGE)
+    sys.exit(_operate(args))
+
+
+def _operate(args: argparse.Namespace) -> int:
+    settings = Settings()
+    if args.config:
+        settings = settings.model_copy(update={"connectors_config_path": args.config})
+    console = commands.Console()
+    if args.command == "config":
+        from providers.builtin import default_registry
+
+        return commands.config_check(settings, default_registry(), console)
+    confirm = _confirmation(args)
+    actions: dict[str, Callable[[Redis], Awaitable[int]]] = {
+        "status": lambda r: commands.status(r, settings, console, as_json=args.json),
+        "leases": lambda r: commands.leases(r, console, as_json=args.json),
+        "lease": lambda r: commands.release_lease(r, console, args.name, confirm=confirm),
+        "stream": lambda r: commands.stream_tail(
+            r, console, args.stream, from_start=args.from_start, count=args.count),
+        "state": lambda r: (
+            commands.state_show(r, console, args.name, items=args.items)
+            if args.state_command == "show"
+            else commands.state_reset(r, console, args.name, confirm=confirm)),
+    }
+    return _with_redis(settings, console, actions[args.command])
+
+
+def _confirmation(args: argparse.Namespace) -> commands.Confirm:
+    if getattr(args, "yes", False):
+        return lambda _: True
+    return commands.ask_on_terminal
+
+
+def _with_redis(settings: Settings, console: commands.Console,
+                action: Callable[[Redis], Awaitable[int]]) -> int:
+    async def main() -> int:
+        url = settings.redis_url or settings.redis_default_url
+        redis = create_redis(url)
+        try:
+            return await action(redis)
+        except UNAVAILABLE as exc:
+            console.problem(f"Redis unavailable at {redact_url(url)}: {exc}")
+            return ExitCode.UNAVAILABLE
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        return ExitCode.OK

@@ -8,6 +8,7 @@ from enum import IntEnum
 class ExitCode(IntEnum):
     OK = 0
     FAILURE = 1  # an unexpected error; the traceback is logged
+    FORCED = 3  # stopped by a second signal: children were killed without draining
     USAGE = 64  # bad command line
     UNAVAILABLE = 69  # Redis could not be reached or started
     LEASE_HELD = 75  # --once while another instance holds the lease (try again later)

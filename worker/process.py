@@ -1,19 +1,26 @@
-"""The ``connector-run`` process: settings, logging, Redis, signals, ops server."""
+"""The processes: ``connector-run`` (one connector) and ``connector-fleet run-all``
+(the supervisor). Settings, logging, Redis, signals and the ops server."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import signal
-from collections.abc import Coroutine
+import sys
+import tempfile
+from collections.abc import Callable, Coroutine
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from framework.clock import SystemClock
-from framework.config import load_fleet_config
+from framework.config import load_fleet_config, redact_url
 from framework.connections import create_redis
 from framework.embedded_redis import EmbeddedRedis, redis_answers
 from framework.errors import ConfigError, RedisUnavailableError
@@ -22,27 +29,45 @@ from framework.metrics import PrometheusMetrics
 from framework.settings import Settings
 from providers.builtin import default_registry
 from worker.exit_codes import ExitCode
-from worker.ops_http import OpsServer, build_app
+from worker.ops_http import HealthCheck, OpsContext, OpsServer, build_app
 from worker.runner import ConnectorWorker
+from worker.supervisor import Supervisor, SupervisorMetrics
+
+
+def load_settings(*, metrics_port: int | None, config_path: str | None) -> Settings | None:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"invalid settings: {exc}", file=sys.stderr)
+        return None
+    updates: dict[str, Any] = {}
+    if config_path is not None:
+        updates["connectors_config_path"] = Path(config_path)
+    if metrics_port is not None:
+        updates["metrics_port"] = metrics_port
+    return settings.model_copy(update=updates)
 
 
 def run_connector_process(
     name: str, *, once: bool, metrics_port: int | None, config_path: str | None
 ) -> int:
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"connector-run: invalid settings: {exc}")
+    settings = load_settings(metrics_port=metrics_port, config_path=config_path)
+    if settings is None:
         return ExitCode.CONFIG
-    if config_path is not None:
-        settings = settings.model_copy(update={"connectors_config_path": Path(config_path)})
-    if metrics_port is not None:
-        settings = settings.model_copy(update={"metrics_port": metrics_port})
     configure_logging(settings.log_level, settings.log_format)
-    return _run_loop(run_connector(name, settings, once=once))
+    return run_event_loop(run_connector(name, settings, once=once))
 
 
-def _run_loop(main: Coroutine[Any, Any, int]) -> int:
+def run_supervisor_process(*, metrics_port: int | None, config_path: str | None) -> int:
+    settings = load_settings(metrics_port=metrics_port, config_path=config_path)
+    if settings is None:
+        return ExitCode.CONFIG
+    # One stream for the supervisor's events and its children's.
+    configure_logging(settings.log_level, settings.log_format, stream=sys.stdout)
+    return run_event_loop(run_supervisor(settings))
+
+
+def run_event_loop(main: Coroutine[Any, Any, int]) -> int:
     try:
         import uvloop
     except ImportError:
@@ -66,23 +91,23 @@ async def resolve_redis_url(settings: Settings, logger: Logger) -> str:
     return await embedded.ensure_running()
 
 
-async def run_connector(name: str, settings: Settings, *, once: bool = False) -> int:
-    log = get_logger(connector=name)
+async def _connect(
+    settings: Settings, log: Logger, client_name: str
+) -> tuple[Redis, str] | None:
     try:
         url = await resolve_redis_url(settings, log)
     except RedisUnavailableError as exc:
         log.error("redis_unavailable", error=str(exc))
+        return None
+    return create_redis(url, client_name=client_name), url
+
+
+async def run_connector(name: str, settings: Settings, *, once: bool = False) -> int:
+    log = get_logger(connector=name)
+    connection = await _connect(settings, log, f"connector-run:{name}")
+    if connection is None:
         return ExitCode.UNAVAILABLE
-    redis = create_redis(url, client_name=f"connector-run:{name}")
-    try:
-        return await _run_worker(name, settings, redis, log, once=once)
-    finally:
-        await redis.aclose()
-
-
-async def _run_worker(
-    name: str, settings: Settings, redis: Redis, log: Logger, *, once: bool
-) -> int:
+    redis, url = connection
     registry = CollectorRegistry()
     worker = ConnectorWorker(
         name,
@@ -94,34 +119,99 @@ async def _run_worker(
         prometheus=PrometheusMetrics.create(registry),
         drain_timeout_s=settings.drain_timeout_s,
     )
-    try:
-        worker.start()
-    except ConfigError as exc:
-        log.error("config_invalid", error=str(exc))
-        return ExitCode.CONFIG
-    log.info("worker_started", redis=_describe(redis), config=worker.config.redacted(), once=once)
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, worker.request_stop)
-    loop.add_signal_handler(signal.SIGINT, worker.request_stop)
-    loop.add_signal_handler(signal.SIGHUP, worker.request_reload)
-    server = None
-    if settings.metrics_port is not None:
-        server = OpsServer(build_app(registry, worker.health), host=settings.metrics_host,
-                           port=settings.metrics_port)
-        await server.start()
-        log.info("ops_server_listening", host=server.host, port=server.port)
-    try:
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(redis.aclose)
+        try:
+            worker.start()
+        except ConfigError as exc:
+            log.error("config_invalid", error=str(exc))
+            return ExitCode.CONFIG
+        log.info("worker_started", redis=redact_url(url), config=worker.config.redacted(),
+                 once=once)
+        _handle_signals(stack, stop=worker.request_stop, reload=worker.request_reload)
+        ops = OpsContext(redis=redis, prometheus=registry, fleet=worker.fleet,
+                         clock=SystemClock(), process_health=worker.health)
+        await _serve_ops(stack, settings, ops, log)
         return await worker.run(once=once)
-    finally:
-        if server is not None:
-            await server.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
+    raise AssertionError("unreachable")  # pragma: no cover - the block returns
 
 
-def _describe(redis: Redis) -> str:
-    kwargs = redis.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}"
-    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
-    return f"redis://{host}:{port}/{db}"
+async def run_supervisor(settings: Settings) -> int:
+    log = get_logger(component="supervisor")
+    connection = await _connect(settings, log, "connector-fleet:supervisor")
+    if connection is None:
+        return ExitCode.UNAVAILABLE
+    redis, url = connection
+    prometheus_dir = Path(tempfile.mkdtemp(prefix="connector-fleet-prometheus-"))
+    registry = CollectorRegistry()
+    # Children write their series to files there; this collector adds them up.
+    MultiProcessCollector(registry, path=str(prometheus_dir))  # type: ignore[no-untyped-call]
+    file_mode = not os.environ.get("ENABLED_CONNECTORS", "").strip()
+    config_path = settings.connectors_config_path.resolve()
+    supervisor = Supervisor(
+        redis=redis,
+        registry=default_registry(),
+        load_config=lambda: load_fleet_config(config_path),
+        command=lambda name: [sys.executable, "-m", "worker", name],
+        child_env=_child_env(url, config_path, prometheus_dir),
+        config_path=config_path if file_mode else None,
+        clock=SystemClock(),
+        logger=log,
+        metrics=SupervisorMetrics.create(registry),
+        drain_timeout_s=settings.drain_timeout_s,
+        restart_base_s=settings.restart_base_s,
+        restart_max_s=settings.restart_max_s,
+        prometheus_dir=prometheus_dir,
+    )
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(redis.aclose)
+        stack.callback(shutil.rmtree, prometheus_dir, ignore_errors=True)
+        try:
+            await supervisor.start()
+        except ConfigError as exc:
+            log.error("config_invalid", error=str(exc))
+            return ExitCode.CONFIG
+        _handle_signals(stack, stop=supervisor.request_stop, reload=supervisor.request_reload)
+        ops = OpsContext(redis=redis, prometheus=registry, fleet=lambda: supervisor.fleet,
+                         clock=SystemClock(), process_health=_supervisor_health(supervisor),
+                         children=supervisor.status)
+        await _serve_ops(stack, settings, ops, log)
+        return await supervisor.run()
+    raise AssertionError("unreachable")  # pragma: no cover - the block returns
+
+
+def _child_env(redis_url: str, config_path: Path, prometheus_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        # The children use the Redis we resolved (an embedded one is started once).
+        "REDIS_URL": redis_url,
+        "CONNECTORS_CONFIG_PATH": str(config_path),
+        "PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir),
+    })
+    env.pop("METRICS_PORT", None)  # the supervisor serves the fleet's metrics
+    return env
+
+
+def _supervisor_health(supervisor: Supervisor) -> HealthCheck:
+    def health() -> tuple[bool, dict[str, Any]]:
+        return True, {"role": "supervisor", "children": supervisor.status()}
+
+    return health
+
+
+def _handle_signals(stack: AsyncExitStack, *, stop: Callable[[], None],
+                    reload: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig, handler in ((signal.SIGTERM, stop), (signal.SIGINT, stop), (signal.SIGHUP, reload)):
+        loop.add_signal_handler(sig, handler)
+        stack.callback(loop.remove_signal_handler, sig)
+
+
+async def _serve_ops(stack: AsyncExitStack, settings: Settings, ops: OpsContext,
+                     log: Logger) -> None:
+    if settings.metrics_port is None:
+        return
+    server = OpsServer(build_app(ops), host=settings.metrics_host, port=settings.metrics_port)
+    await server.start()
+    stack.push_async_callback(server.stop)
+    log.info("ops_server_listening", host=server.host, port=server.port)

@@ -94,6 +94,7 @@ class ConnectorWorker:
         self.last_success_s: float | None = None
         # Set by start(): everything that depends on the current config.
         self.config: ConnectorConfig
+        self._fleet: FleetConfig
         self.lease: Lease
         self._connector: PollingConnector
 
@@ -118,7 +119,9 @@ class ConnectorWorker:
 
     def start(self) -> None:
         """Read the config and build the connector; raises ConfigError."""
-        config = self._config_from(self._load_config())
+        fleet = self._load_config()
+        config = self._config_from(fleet)
+        self._fleet = fleet
         self.lease = Lease(self._redis, self.name, ttl_s=config.lease_ttl_seconds)
         self._log = self._log.bind(instance=self.lease.token)
         self._build(config)
@@ -328,7 +331,8 @@ class ConnectorWorker:
             return
         self._reload_requested = False
         try:
-            config = self._config_from(self._load_config())
+            fleet = self._load_config()
+            config = self._config_from(fleet)
         except UnknownConnectorError as exc:
             self._log.warning("connector_removed", reason=str(exc))
             self._disabled = True
@@ -341,6 +345,7 @@ class ConnectorWorker:
             self._disabled = True
             return
         if config == self.config:
+            self._fleet = fleet
             self._log.info("reload_unchanged")
             return
         changed = _changed_fields(self.config, config)
@@ -351,6 +356,7 @@ class ConnectorWorker:
             self._log.error("reload_rejected", reason=str(exc))
             return
         await previous.aclose()
+        self._fleet = fleet
         self._log.info("config_reloaded", changed=changed)
 
     def _config_from(self, fleet: FleetConfig) -> ConnectorConfig:
@@ -400,6 +406,10 @@ class ConnectorWorker:
     def _cancel_poll(self) -> None:
         if self._poll_task is not None and not self._poll_task.done():
             self._poll_task.cancel()
+
+    def fleet(self) -> FleetConfig:
+        """The fleet configuration this worker last applied (for the ops API)."""
+        return self._fleet
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, details) for the /health endpoint."""
