@@ -19,7 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from framework.constants import DEFAULT_LEASE_TTL_S, DEFAULT_OUTPUT_STREAM, DEFAULT_STREAM_MAXLEN
-from framework.errors import ConfigError, ConfigFileError, MissingVariableError
+from framework.errors import (
+    ConfigError,
+    ConfigFileError,
+    InvalidEntriesError,
+    MissingVariableError,
+)
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _SECRET_KEY = re.compile(
@@ -198,7 +203,7 @@ def _validate_entries(raw: list[Any], env: Mapping[str, str], source: str) -> Fl
             continue
         connectors[config.name] = config
     if problems:
-        raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(problems))
+        raise InvalidEntriesError(source, problems, connectors)
     return FleetConfig(connectors=connectors, source=source)
 
 

@@ -5,6 +5,7 @@ derives from :class:`ConnectorFleetError`::
 
     ConnectorFleetError
     ├── ConfigError                 bad connectors.json / environment (never retried)
+    │   ├── InvalidEntriesError     entries fail validation (all problems listed)
     │   ├── ConfigFileError         unreadable file or invalid JSON (file, line, column)
     │   ├── MissingVariableError    ${VAR} without a value
     │   └── UnknownConnectorError   a name or type nobody registered
@@ -23,6 +24,8 @@ so a log line is enough to know which connector and what went wrong.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ConnectorFleetError(Exception):
     """Root of every error raised on purpose by connector-fleet."""
@@ -34,6 +37,16 @@ class ConnectorFleetError(Exception):
 
 class ConfigError(ConnectorFleetError):
     """The configuration is invalid; the message says where and why."""
+
+
+class InvalidEntriesError(ConfigError):
+    """Some entries are invalid: ``problems`` lists them all; ``valid`` holds the
+    entries that were fine (by name), so a checker can go on checking those."""
+
+    def __init__(self, source: str, problems: list[str], valid: dict[str, Any]) -> None:
+        self.problems = problems
+        self.valid = valid
+        super().__init__(f"{source}: invalid configuration:\n  " + "\n  ".join(problems))
 
 
 class ConfigFileError(ConfigError):

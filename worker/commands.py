@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from framework.clock import SystemClock
 from framework.config import FleetConfig, load_fleet_config
 from framework.constants import LEASE_PREFIX, lease_key, state_key, versions_key
-from framework.errors import ConfigError
+from framework.errors import ConfigError, InvalidEntriesError
 from framework.lease import read_lease
 from framework.registry import ConnectorRegistry
 from framework.settings import Settings
@@ -128,10 +128,16 @@ async def release_lease(redis: Redis, console: Console, name: str, *, confirm: C
 
 def config_check(settings: Settings, registry: ConnectorRegistry, console: Console) -> int:
     """Every problem of the configuration, or the resolved configuration (redacted)."""
-    fleet = load_fleet(settings, console)
-    if fleet is None:
+    try:
+        fleet = load_fleet_config(settings.connectors_config_path)
+        problems: list[str] = []
+    except InvalidEntriesError as exc:  # go on checking the entries that parsed
+        fleet = FleetConfig(connectors=exc.valid, source=str(settings.connectors_config_path))
+        problems = exc.problems
+    except ConfigError as exc:
+        console.problem(str(exc))
         return ExitCode.CONFIG
-    problems = asyncio.run(registry.validate(fleet))
+    problems += asyncio.run(registry.validate(fleet))
     if problems:
         console.problem(f"{fleet.source}: invalid configuration:\n  " + "\n  ".join(problems))
         return ExitCode.CONFIG
