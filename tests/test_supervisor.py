@@ -245,3 +245,33 @@ def test_a_failing_source_and_a_crash_loop_make_health_503(
     assert "no successful poll within 3 intervals" in body["connectors"]["beta"]["reason"]
     assert body["connectors"]["gamma"]["reason"].startswith("crash looping")
     assert body["connectors"]["alpha"] == {"healthy": True, "reason": None}
+
+
+def test_in_process_mode_runs_every_connector_with_its_own_lease(
+    tmp_path: Path, replay: ReplayServer, redis_server: RedisServer,
+    feeds: dict[str, ChangingFeed], sync: sync_redis.Redis,
+) -> None:
+    config = write_config(tmp_path / "connectors.json", *(entry(n, replay) for n in NAMES))
+    fleet = ConnectorProcess("", redis_url=redis_server.url, config=config,
+                             log=tmp_path / "fleet.log",
+                             command=("connector-fleet", "run-all", "--in-process"))
+    try:
+        for name in NAMES:
+            fleet.wait_for("poll_completed", connector=name, timeout_s=20)
+        holders = {sync.get(f"lease:{name}") for name in NAMES}
+        assert len(holders) == 3 and all(f":{fleet.pid}:" in h for h in holders)
+
+        mark = len(fleet.events())
+        write_config(config, entry("alpha", replay), entry("beta", replay, enabled=False),
+                     entry("gamma", replay), entry("delta", replay))
+        fleet.signal(signal.SIGHUP)
+        fleet.wait_for("connector_disabled", after=mark, connector="beta")
+        fleet.wait_for("worker_stopped", after=mark, connector="beta")
+        fleet.wait_for("poll_completed", after=mark, connector="delta", timeout_s=20)
+        assert sync.get("lease:beta") is None
+
+        fleet.signal(signal.SIGTERM)
+        assert fleet.wait() == 0
+        assert [n for n in ("alpha", "gamma", "delta") if sync.get(f"lease:{n}")] == []
+    finally:
+        fleet.close()

@@ -8,6 +8,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -47,13 +48,18 @@ def _add_process_options(parser: argparse.ArgumentParser) -> None:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="connector-fleet", description="Operate the fleet.")
-    parser.add_argument("--config", default=None, help="path of connectors.json")
+    # Not "config": run-all's own --config would overwrite it (argparse sub-parsers).
+    parser.add_argument("--config", dest="fleet_config", default=None,
+                        help="path of connectors.json (default: $CONNECTORS_CONFIG_PATH)")
     commands_ = parser.add_subparsers(dest="command", required=True)
 
     run = commands_.add_parser("run", help="run one connector (same as connector-run)")
     run.add_argument("args", nargs=argparse.REMAINDER)
     run_all = commands_.add_parser("run-all", help="supervise every enabled connector")
     _add_process_options(run_all)
+    run_all.add_argument("--in-process", action="store_true",
+                         help="run every connector as a task of this one process "
+                              "(less memory, less isolation)")
 
     status = commands_.add_parser("status", help="one line per connector")
     status.add_argument("--json", action="store_true")
@@ -100,10 +106,11 @@ def connector_fleet(argv: Sequence[str] | None = None) -> None:
     if args.command == "run":
         connector_run(args.args)
     if args.command == "run-all":
-        from worker.process import run_supervisor_process
+        from worker.process import run_fleet_process
 
-        sys.exit(run_supervisor_process(
-            metrics_port=args.metrics_port, config_path=args.config))
+        sys.exit(run_fleet_process(metrics_port=args.metrics_port,
+                                   config_path=args.config or args.fleet_config,
+                                   in_process=args.in_process))
     if args.command == "bench":
         from worker.bench import run_publish_bench
 
@@ -113,8 +120,8 @@ def connector_fleet(argv: Sequence[str] | None = None) -> None:
 
 def _operate(args: argparse.Namespace) -> int:
     settings = Settings()
-    if args.config:
-        settings = settings.model_copy(update={"connectors_config_path": args.config})
+    if args.fleet_config:
+        settings = settings.model_copy(update={"connectors_config_path": Path(args.fleet_config)})
     console = commands.Console()
     if args.command == "config":
         from providers.builtin import default_registry

@@ -29,6 +29,7 @@ from framework.metrics import PrometheusMetrics
 from framework.settings import Settings
 from providers.builtin import default_registry
 from worker.exit_codes import ExitCode
+from worker.fleet import InProcessFleet
 from worker.ops_http import HealthCheck, OpsContext, OpsServer, build_app
 from worker.runner import ConnectorWorker
 from worker.supervisor import Supervisor, SupervisorMetrics
@@ -58,13 +59,16 @@ def run_connector_process(
     return run_event_loop(run_connector(name, settings, once=once))
 
 
-def run_supervisor_process(*, metrics_port: int | None, config_path: str | None) -> int:
+def run_fleet_process(
+    *, metrics_port: int | None, config_path: str | None, in_process: bool
+) -> int:
     settings = load_settings(metrics_port=metrics_port, config_path=config_path)
     if settings is None:
         return ExitCode.CONFIG
     # One stream for the supervisor's events and its children's.
     configure_logging(settings.log_level, settings.log_format, stream=sys.stdout)
-    return run_event_loop(run_supervisor(settings))
+    return run_event_loop(run_in_process_fleet(settings) if in_process
+                          else run_supervisor(settings))
 
 
 def run_event_loop(main: Coroutine[Any, Any, int]) -> int:
@@ -177,6 +181,38 @@ async def run_supervisor(settings: Settings) -> int:
                          children=supervisor.status)
         await _serve_ops(stack, settings, ops, log)
         return await supervisor.run()
+    raise AssertionError("unreachable")  # pragma: no cover - the block returns
+
+
+async def run_in_process_fleet(settings: Settings) -> int:
+    log = get_logger(component="fleet")
+    connection = await _connect(settings, log, "connector-fleet:in-process")
+    if connection is None:
+        return ExitCode.UNAVAILABLE
+    redis, _ = connection
+    registry = CollectorRegistry()
+    clock = SystemClock()
+    fleet = InProcessFleet(
+        redis=redis,
+        registry=default_registry(),
+        load_config=lambda: load_fleet_config(settings.connectors_config_path),
+        clock=clock,
+        logger=log,
+        prometheus=PrometheusMetrics.create(registry),
+        drain_timeout_s=settings.drain_timeout_s,
+    )
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(redis.aclose)
+        try:
+            fleet.start()
+        except ConfigError as exc:
+            log.error("config_invalid", error=str(exc))
+            return ExitCode.CONFIG
+        _handle_signals(stack, stop=fleet.request_stop, reload=fleet.request_reload)
+        ops = OpsContext(redis=redis, prometheus=registry, fleet=lambda: fleet.fleet,
+                         clock=clock, process_health=fleet.health)
+        await _serve_ops(stack, settings, ops, log)
+        return await fleet.run()
     raise AssertionError("unreachable")  # pragma: no cover - the block returns
 
 

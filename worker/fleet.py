@@ -1,0 +1,128 @@
+"""``connector-fleet run-all --in-process``: every enabled connector as an asyncio
+task of one process, each still with its own lease, state and schedule.
+
+The same :class:`~worker.runner.ConnectorWorker` as ``connector-run`` runs each
+connector; they share one Redis connection pool and one Prometheus registry.
+One process costs about one connector's memory instead of one per connector
+(see the README's fleet benchmark), at the price of isolation: a connector that
+blocks the event loop or exhausts memory affects the others.
+
+SIGHUP reaches every worker (each reloads, and stops itself if disabled or
+removed) and starts the connectors that became enabled. SIGTERM drains all.
+A worker that crashes is logged and restarted after a backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from framework.clock import Clock
+from framework.config import FleetConfig
+from framework.errors import ConfigError
+from framework.logs import Logger
+from framework.metrics import PrometheusMetrics
+from framework.registry import ConnectorRegistry
+from worker.exit_codes import ExitCode
+from worker.runner import ConnectorWorker
+
+_RESTART_DELAY_S = 1.0
+
+
+class InProcessFleet:
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        registry: ConnectorRegistry,
+        load_config: Callable[[], FleetConfig],
+        clock: Clock,
+        logger: Logger,
+        prometheus: PrometheusMetrics,
+        drain_timeout_s: float,
+    ) -> None:
+        self._redis = redis
+        self._registry = registry
+        self._load_config = load_config
+        self._clock = clock
+        self._log = logger
+        self._prometheus = prometheus
+        self._drain_timeout_s = drain_timeout_s
+        self.fleet: FleetConfig
+        self.workers: dict[str, ConnectorWorker] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+        self._done = asyncio.Event()
+
+    def start(self) -> None:
+        """Read and check the configuration; raises ConfigError."""
+        self.fleet = self._load_config()
+        problems = self._registry.check(self.fleet)
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    async def run(self) -> ExitCode:
+        for config in self.fleet.enabled():
+            self._launch(config.name)
+        self._log.info("fleet_started", connectors=sorted(self._tasks), mode="in-process")
+        await self._done.wait()
+        return ExitCode.OK
+
+    def request_stop(self) -> None:
+        self._stopping = True
+        for worker in self.workers.values():
+            worker.request_stop()
+        if not self._tasks:
+            self._done.set()
+
+    def request_reload(self) -> None:
+        try:
+            fleet = self._load_config()
+        except ConfigError as exc:
+            self._log.error("reload_rejected", reason=str(exc))
+            return
+        self.fleet = fleet
+        for worker in self.workers.values():
+            worker.request_reload()
+        for config in fleet.enabled():
+            if config.name not in self._tasks:
+                self._launch(config.name)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        details = {name: worker.health()[1] for name, worker in self.workers.items()}
+        healthy = all(worker.health()[0] for worker in self.workers.values())
+        return healthy, {"role": "fleet", "mode": "in-process", "connectors": details}
+
+    def _launch(self, name: str) -> None:
+        self._tasks[name] = asyncio.create_task(self._keep_running(name), name=f"fleet:{name}")
+
+    async def _keep_running(self, name: str) -> None:
+        log = self._log.bind(connector=name)
+        try:
+            while not self._stopping:
+                worker = ConnectorWorker(
+                    name, redis=self._redis, registry=self._registry,
+                    load_config=self._load_config, clock=self._clock, logger=log,
+                    prometheus=self._prometheus, drain_timeout_s=self._drain_timeout_s,
+                )
+                try:
+                    worker.start()
+                except ConfigError as exc:
+                    log.error("config_invalid", error=str(exc))
+                    return
+                self.workers[name] = worker
+                try:
+                    await worker.run()
+                    return  # stopped or disabled
+                except Exception as exc:  # one connector's crash must not stop the others
+                    log.error("worker_crashed", error=f"{type(exc).__name__}: {exc}",
+                              exc_info=exc, restart_in_s=_RESTART_DELAY_S)
+                    await self._clock.sleep(_RESTART_DELAY_S)
+        finally:
+            self.workers.pop(name, None)
+            self._tasks.pop(name, None)
+            if self._stopping and not self._tasks:
+                self._done.set()
