@@ -98,6 +98,12 @@ def _build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--changed-ratio", type=float, default=0.1)
     publish.add_argument("--redis-url", default=None,
                          help="Redis to use (default: a private redis-server on a free port)")
+    fleet = bench_kinds.add_parser("fleet", help="run-all at scale: memory, CPU, jitter")
+    fleet.add_argument("--connectors", type=int, nargs="+", default=[50, 200])
+    fleet.add_argument("--modes", nargs="+", choices=["process", "in-process"],
+                       default=["process", "in-process"])
+    fleet.add_argument("--duration", type=float, default=30.0,
+                       help="seconds measured once every connector polls")
     return parser
 
 
@@ -112,10 +118,18 @@ def connector_fleet(argv: Sequence[str] | None = None) -> None:
                                    config_path=args.config or args.fleet_config,
                                    in_process=args.in_process))
     if args.command == "bench":
-        from worker.bench import run_publish_bench
-
-        sys.exit(run_publish_bench(args.items, args.changed_ratio, args.redis_url))
+        sys.exit(_bench(args))
     sys.exit(_operate(args))
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.kind == "publish":
+        from worker.bench_publish import run_publish_bench
+
+        return run_publish_bench(args.items, args.changed_ratio, args.redis_url)
+    from worker.bench_fleet import run_fleet_bench
+
+    return run_fleet_bench(args.connectors, args.modes, args.duration)
 
 
 def _operate(args: argparse.Namespace) -> int:

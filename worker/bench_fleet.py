@@ -1,0 +1,175 @@
+"""``connector-fleet bench fleet``: ``run-all`` with many connectors on this machine.
+
+Each connector polls its own path of a local HTTP server every second. Once all
+of them poll, the benchmark measures for a while: memory of the whole process
+tree (RSS, and PSS, which shares pages fairly between processes), CPU used, and
+schedule jitter: how late each request arrives compared with its slot on the
+connector's grid (a whole number of intervals from its first request), less the
+smallest such lateness seen for that connector (the network's own share), from
+the server's clock.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from framework.testing import RedisServer, ReplayServer, Reply
+
+_INTERVAL_S = 1.0
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class FleetResult:
+    mode: str
+    connectors: int
+    startup_s: float
+    processes: int
+    rss_mb: float
+    pss_mb: float
+    cpu_percent: float
+    jitter_p50_ms: float
+    jitter_p99_ms: float
+    jitter_max_ms: float
+    missed_slots: int
+
+
+def _feed(index: int) -> dict[str, object]:
+    return {"type": "FeatureCollection", "features": [
+        {"id": f"https://api.weather.gov/alerts/bench-{index}-{n}", "type": "Feature",
+         "geometry": None, "properties": {"id": f"bench-{index}-{n}", "event": "Test Warning",
+                                          "severity": "Severe", "sent": "2026-11-20T14:00:00Z"}}
+        for n in range(5)]}
+
+
+def _config(path: Path, count: int, url: str) -> None:
+    connectors = [{
+        "name": f"bench-{i}", "type": "NOAA_WEATHER", "pollIntervalMs": int(_INTERVAL_S * 1000),
+        "requestTimeoutMs": 5000, "maxRetries": 0, "leaseTtlSeconds": 30,
+        "outputStream": "bench-signals",
+        "providerConfig": {"baseUrl": url, "alertsPath": f"/c{i}/alerts"},
+    } for i in range(count)]
+    path.write_bytes(orjson.dumps({"connectors": connectors}))
+
+
+def _tree(root: int) -> list[int]:
+    pids = [root]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == root:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total
+
+
+def _memory_kb(pids: list[int]) -> tuple[int, int]:
+    rss = pss = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key == "Rss":
+                rss += int(value.split()[0])
+            elif key == "Pss":
+                pss += int(value.split()[0])
+    return rss, pss
+
+
+def _jitter_ms(server: ReplayServer, count: int, since_s: float) -> tuple[list[float], int]:
+    jitter, missed = [], 0
+    for i in range(count):
+        times = [r.at_s for r in server.requests_to(f"/c{i}/alerts")]
+        origin = times[0]
+        slots = [round((t - origin) / _INTERVAL_S) for t in times]
+        measured = [(t, k) for t, k in zip(times, slots, strict=True) if t >= since_s]
+        offsets = [t - origin - k * _INTERVAL_S for t, k in zip(times[1:], slots[1:],
+                                                                  strict=True)]
+        best = min(offsets)
+        jitter += [(t - origin - k * _INTERVAL_S - best) * 1000 for t, k in measured]
+        ks = [k for _, k in measured]
+        missed += sum(b - a - 1 for a, b in zip(ks, ks[1:], strict=False))
+    return jitter, missed
+
+
+def _measure(mode: str, count: int, duration_s: float) -> FleetResult:
+    with RedisServer() as redis_server, ReplayServer() as http, \
+            tempfile.TemporaryDirectory() as tmp:
+        for i in range(count):
+            http.route(f"/c{i}/alerts", Reply(body=_feed(i)))
+        config = Path(tmp) / "connectors.json"
+        _config(config, count, http.url)
+        command = [str(Path(sys.executable).parent / "connector-fleet"), "run-all"]
+        if mode == "in-process":
+            command.append("--in-process")
+        env = {**os.environ, "REDIS_URL": redis_server.url,
+               "CONNECTORS_CONFIG_PATH": str(config), "LOG_LEVEL": "WARNING"}
+        started = time.monotonic()
+        fleet = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        try:
+            while any(not http.requests_to(f"/c{i}/alerts") for i in range(count)):
+                if fleet.poll() is not None:
+                    raise RuntimeError(f"run-all exited with {fleet.returncode}")
+                time.sleep(0.2)
+            startup_s = time.monotonic() - started
+            time.sleep(2 * _INTERVAL_S)  # let every schedule settle
+            pids = _tree(fleet.pid)
+            window_start, ticks_start = time.monotonic(), _cpu_ticks(pids)
+            time.sleep(duration_s)
+            ticks = _cpu_ticks(pids) - ticks_start
+            elapsed = time.monotonic() - window_start
+            rss_kb, pss_kb = _memory_kb(pids)
+            jitter, missed = _jitter_ms(http, count, window_start)
+        finally:
+            fleet.send_signal(signal.SIGTERM)
+            fleet.wait(timeout=120)
+    jitter.sort()
+    return FleetResult(
+        mode=mode, connectors=count, startup_s=startup_s, processes=len(pids),
+        rss_mb=rss_kb / 1024, pss_mb=pss_kb / 1024,
+        cpu_percent=100 * ticks / _CLOCK_TICKS / elapsed,
+        jitter_p50_ms=statistics.median(jitter),
+        jitter_p99_ms=jitter[min(len(jitter) - 1, int(0.99 * len(jitter)))],
+        jitter_max_ms=jitter[-1], missed_slots=missed,
+    )
+
+
+def run_fleet_bench(counts: list[int], modes: list[str], duration_s: float) -> int:
+    print(f"{'mode':<10} {'conn':>5} {'procs':>5} {'start s':>7} {'RSS MB':>8} {'PSS MB':>8} "
+          f"{'PSS/conn':>8} {'CPU %':>6} {'jit p50':>8} {'jit p99':>8} {'jit max':>8} "
+          f"{'missed':>6}")
+    for count in counts:
+        for mode in modes:
+            r = _measure(mode, count, duration_s)
+            print(f"{r.mode:<10} {r.connectors:>5} {r.processes:>5} {r.startup_s:>7.1f} "
+                  f"{r.rss_mb:>8.0f} {r.pss_mb:>8.0f} {r.pss_mb / r.connectors:>8.1f} "
+                  f"{r.cpu_percent:>6.1f} {r.jitter_p50_ms:>6.1f}ms {r.jitter_p99_ms:>6.1f}ms "
+                  f"{r.jitter_max_ms:>6.1f}ms {r.missed_slots:>6}", flush=True)
+    return 0
