@@ -25,10 +25,12 @@ from framework.registry import ConnectorContext
 from framework.state import StateStore
 from framework.testing import ReplayServer, Reply
 from providers.noaa import NoaaAlert, create_noaa_weather_connector
+from tests.conftest import FIXTURES as ALL_FIXTURES
 from tests.helpers import stream_items
 from tests.noaa_feed import alert_feature, collection
 
 PATH = "/alerts/active"
+FIXTURES = ALL_FIXTURES / "noaa"
 PROBLEM = {"correlationId": "3f1a", "title": "Unexpected Problem", "type":
            "https://api.weather.gov/problems/UnexpectedProblem", "status": 500,
            "detail": "An unexpected problem has occurred.", "instance":
@@ -200,16 +202,6 @@ async def test_malformed_json_is_a_clear_error_and_nothing_is_published(
         await noaa.poll()
 
 
-async def test_403_without_user_agent_style_error_is_not_retried(
-    noaa: PollingConnector, replay: ReplayServer
-) -> None:
-    replay.route(PATH, Reply(403, PROBLEM | {"status": 403, "title": "Forbidden"}))
-
-    with pytest.raises(PermanentSourceError, match="403"):
-        await noaa.poll()
-    assert len(replay.requests_to(PATH)) == 1
-
-
 async def test_invalid_provider_config_names_the_connector_and_field(
     redis: Redis, clock: InstantClock
 ) -> None:
@@ -227,3 +219,81 @@ async def test_invalid_provider_config_names_the_connector_and_field(
     assert "providerConfig.baseUrl: Field required" in message
     assert "providerConfig.alertsPath" in message
     assert "providerConfig.colour: unknown field" in message
+
+
+# -- recorded response shapes (tests/fixtures/noaa, see its README) ----------------------
+
+def recorded(name: str, **kwargs: Any) -> Reply:
+    return Reply.from_file(FIXTURES / name, content_type="application/geo+json", **kwargs)
+
+
+LAST_MODIFIED = {"Last-Modified": "Fri, 20 Nov 2026 22:09:41 GMT",
+                 "Cache-Control": "public, max-age=30, s-maxage=30"}
+
+
+async def test_recorded_collection_then_not_modified_by_last_modified(
+    noaa: PollingConnector, replay: ReplayServer, redis: Redis
+) -> None:
+    replay.route(PATH, recorded("alerts_active.json", headers=LAST_MODIFIED),
+                 Reply(304, headers=LAST_MODIFIED))
+
+    first = await noaa.poll()
+    second = await noaa.poll()
+
+    assert first == PollSummary(fetched=5, published=5)
+    assert second == PollSummary(not_modified=True)
+    assert replay.requests_to(PATH)[1].headers["if-modified-since"] == LAST_MODIFIED[
+        "Last-Modified"]
+    assert "if-none-match" not in replay.requests_to(PATH)[1].headers  # NOAA sends no ETag
+    for entry in await stream_items(redis):
+        NoaaAlert.model_validate(orjson.loads(entry["payload"]))
+
+
+async def test_recorded_update_removal_and_addition(
+    noaa: PollingConnector, replay: ReplayServer, redis: Redis
+) -> None:
+    replay.route(PATH, recorded("alerts_active.json"), recorded("alerts_active_updated.json"))
+    await noaa.poll()
+
+    summary = await noaa.poll()
+
+    assert summary == PollSummary(fetched=5, published=2, skipped_unchanged=3, removed=1)
+    events = [NoaaAlert.model_validate(orjson.loads(e["payload"]))
+              for e in (await stream_items(redis))[5:]]
+    assert sorted((a.event, a.messageType) for a in events) == [
+        ("High Wind Warning", "Update"), ("Tornado Warning", "Alert")]
+    update = next(a for a in events if a.messageType == "Update")
+    assert len(update.references) == 1 and update.references[0].startswith("urn:oid:")
+
+
+async def test_recorded_missing_fields(
+    noaa: PollingConnector, replay: ReplayServer, redis: Redis
+) -> None:
+    replay.route(PATH, recorded("alerts_missing_fields.json"))
+
+    summary = await noaa.poll()
+
+    assert summary == PollSummary(fetched=3, published=2, failed=1)
+    sparse = NoaaAlert.model_validate(orjson.loads((await stream_items(redis))[1]["payload"]))
+    assert sparse.headline is None and sparse.onset is None and sparse.instruction is None
+
+
+async def test_recorded_problem_json_500_is_reported_with_its_title(
+    noaa: PollingConnector, replay: ReplayServer
+) -> None:
+    replay.route(PATH, Reply.from_file(FIXTURES / "error_500.json", status=500,
+                                       content_type="application/problem+json"))
+
+    with pytest.raises(TransientSourceError, match="Unexpected Problem"):
+        await noaa.poll()
+
+
+async def test_cdn_403_html_without_user_agent_is_permanent(
+    noaa: PollingConnector, replay: ReplayServer
+) -> None:
+    replay.route(PATH, Reply(403, "<HTML><HEAD><TITLE>Access Denied</TITLE></HEAD></HTML>",
+                             content_type="text/html"))
+
+    with pytest.raises(PermanentSourceError, match="403 Forbidden: <HTML><HEAD><TITLE>Access"):
+        await noaa.poll()
+    assert len(replay.requests_to(PATH)) == 1

@@ -36,6 +36,9 @@ class NoaaAlert(BaseModel):
     response: str | None = None
     senderName: str | None = None
     hasGeometry: bool = False
+    # NOAA issues an update or a cancellation as a new alert (a new id) that lists
+    # the alerts it replaces here; consumers link them through these identifiers.
+    references: list[str] = []
 
 
 _COPIED = (
@@ -68,5 +71,16 @@ def to_alert(feature: dict[str, Any]) -> NoaaAlert:
             "url": feature.get("id"),
             "affectedZones": zones if isinstance(zones, list) else [],
             "hasGeometry": feature.get("geometry") is not None,
+            "references": _reference_ids(properties.get("references")),
         }
     )
+
+
+def _reference_ids(references: Any) -> list[str]:
+    if not isinstance(references, list):
+        return []
+    return [
+        str(ref.get("identifier") or ref.get("@id"))
+        for ref in references
+        if isinstance(ref, dict) and (ref.get("identifier") or ref.get("@id"))
+    ]
