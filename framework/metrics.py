@@ -78,6 +78,7 @@ class PrometheusMetrics:
     polls: Counter
     items: Counter
     poll_duration: Histogram
+    start_delay: Histogram
     lease_held: Gauge
     redis_errors: Counter
     last_success: Gauge
@@ -97,6 +98,13 @@ class PrometheusMetrics:
             poll_duration=Histogram(
                 "connector_poll_duration_seconds", "Duration of one poll.", ["connector"],
                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+                registry=registry,
+            ),
+            start_delay=Histogram(
+                "connector_poll_start_delay_seconds",
+                "How late a poll started compared with its slot on the schedule.",
+                ["connector"],
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
                 registry=registry,
             ),
             lease_held=Gauge(

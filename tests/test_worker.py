@@ -94,3 +94,21 @@ async def test_health_reports_stale_polls_while_active(redis: Redis) -> None:
     worker.lease.held = True  # as if it still held the lease, an hour later
     healthy, details = worker.health()
     assert not healthy and "no successful poll" in details["reason"]
+
+
+async def test_late_starts_do_not_accumulate_into_drift(redis: Redis) -> None:
+    clock = FakeClock()
+    source = TimedSource(clock, [])
+    worker = make_worker(redis, clock, source)
+    worker.start()
+    run = asyncio.create_task(worker.run())
+
+    # Time moves in coarse steps, so each poll wakes a little after its slot.
+    while len(source.starts) < 6:
+        await clock.until_sleeping(2)
+        await clock.advance(0.375)
+
+    worker.request_stop()
+    assert await asyncio.wait_for(run, 10) == ExitCode.OK
+    # Slots 0, 1, 2, 3, 4, 5: each start is the first tick at or after its slot.
+    assert source.starts == [0.0, 1.125, 2.25, 3.0, 4.125, 5.25]

@@ -3,10 +3,9 @@
 Each connector polls its own path of a local HTTP server every second. Once all
 of them poll, the benchmark measures for a while: memory of the whole process
 tree (RSS, and PSS, which shares pages fairly between processes), CPU used, and
-schedule jitter: how late each request arrives compared with its slot on the
-connector's grid (a whole number of intervals from its first request), less the
-smallest such lateness seen for that connector (the network's own share), from
-the server's clock.
+schedule jitter: how late each poll started compared with its slot on the
+connector's schedule, as the workers report it (``start_delay_ms`` of their
+``poll_completed`` events), and the slots skipped because a poll started too late.
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ class FleetResult:
     jitter_p50_ms: float
     jitter_p99_ms: float
     jitter_max_ms: float
+    polls: int
     missed_slots: int
 
 
@@ -102,20 +102,22 @@ def _memory_kb(pids: list[int]) -> tuple[int, int]:
     return rss, pss
 
 
-def _jitter_ms(server: ReplayServer, count: int, since_s: float) -> tuple[list[float], int]:
-    jitter, missed = [], 0
-    for i in range(count):
-        times = [r.at_s for r in server.requests_to(f"/c{i}/alerts")]
-        origin = times[0]
-        slots = [round((t - origin) / _INTERVAL_S) for t in times]
-        measured = [(t, k) for t, k in zip(times, slots, strict=True) if t >= since_s]
-        offsets = [t - origin - k * _INTERVAL_S for t, k in zip(times[1:], slots[1:],
-                                                                  strict=True)]
-        best = min(offsets)
-        jitter += [(t - origin - k * _INTERVAL_S - best) * 1000 for t, k in measured]
-        ks = [k for _, k in measured]
-        missed += sum(b - a - 1 for a, b in zip(ks, ks[1:], strict=False))
-    return jitter, missed
+def _schedule_lateness(log: Path, start: int, end: int) -> tuple[list[float], int]:
+    """Start delays (ms) and skipped slots reported between two offsets of the log."""
+    with log.open("rb") as lines:
+        lines.seek(start)
+        chunk = lines.read(end - start)
+    delays, skipped = [], 0
+    for line in chunk.splitlines():
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if event.get("event") == "poll_completed":
+            delays.append(float(event["start_delay_ms"]))
+        elif event.get("event") == "poll_overran_interval":
+            skipped += int(event["skipped_slots"])
+    return delays, skipped
 
 
 def _measure(mode: str, count: int, duration_s: float) -> FleetResult:
@@ -129,10 +131,11 @@ def _measure(mode: str, count: int, duration_s: float) -> FleetResult:
         if mode == "in-process":
             command.append("--in-process")
         env = {**os.environ, "REDIS_URL": redis_server.url,
-               "CONNECTORS_CONFIG_PATH": str(config), "LOG_LEVEL": "WARNING"}
+               "CONNECTORS_CONFIG_PATH": str(config), "LOG_LEVEL": "INFO"}
+        log = Path(tmp) / "fleet.log"
         started = time.monotonic()
-        fleet = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
+        with log.open("wb") as out:
+            fleet = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             while any(not http.requests_to(f"/c{i}/alerts") for i in range(count)):
                 if fleet.poll() is not None:
@@ -142,11 +145,12 @@ def _measure(mode: str, count: int, duration_s: float) -> FleetResult:
             time.sleep(2 * _INTERVAL_S)  # let every schedule settle
             pids = _tree(fleet.pid)
             window_start, ticks_start = time.monotonic(), _cpu_ticks(pids)
+            log_start = log.stat().st_size
             time.sleep(duration_s)
             ticks = _cpu_ticks(pids) - ticks_start
             elapsed = time.monotonic() - window_start
             rss_kb, pss_kb = _memory_kb(pids)
-            jitter, missed = _jitter_ms(http, count, window_start)
+            jitter, missed = _schedule_lateness(log, log_start, log.stat().st_size)
         finally:
             fleet.send_signal(signal.SIGTERM)
             fleet.wait(timeout=120)
@@ -157,19 +161,19 @@ def _measure(mode: str, count: int, duration_s: float) -> FleetResult:
         cpu_percent=100 * ticks / _CLOCK_TICKS / elapsed,
         jitter_p50_ms=statistics.median(jitter),
         jitter_p99_ms=jitter[min(len(jitter) - 1, int(0.99 * len(jitter)))],
-        jitter_max_ms=jitter[-1], missed_slots=missed,
+        jitter_max_ms=jitter[-1], polls=len(jitter), missed_slots=missed,
     )
 
 
 def run_fleet_bench(counts: list[int], modes: list[str], duration_s: float) -> int:
     print(f"{'mode':<10} {'conn':>5} {'procs':>5} {'start s':>7} {'RSS MB':>8} {'PSS MB':>8} "
           f"{'PSS/conn':>8} {'CPU %':>6} {'jit p50':>8} {'jit p99':>8} {'jit max':>8} "
-          f"{'missed':>6}")
+          f"{'polls':>6} {'missed':>6}")
     for count in counts:
         for mode in modes:
             r = _measure(mode, count, duration_s)
             print(f"{r.mode:<10} {r.connectors:>5} {r.processes:>5} {r.startup_s:>7.1f} "
                   f"{r.rss_mb:>8.0f} {r.pss_mb:>8.0f} {r.pss_mb / r.connectors:>8.1f} "
                   f"{r.cpu_percent:>6.1f} {r.jitter_p50_ms:>6.1f}ms {r.jitter_p99_ms:>6.1f}ms "
-                  f"{r.jitter_max_ms:>6.1f}ms {r.missed_slots:>6}", flush=True)
+                  f"{r.jitter_max_ms:>6.1f}ms {r.polls:>6} {r.missed_slots:>6}", flush=True)
     return 0

@@ -222,11 +222,10 @@ class ConnectorWorker:
             next_start = await self._sleep_until_next_poll(next_start)
             if not self.lease.held or self._finished:
                 return
-            started = self._clock.monotonic()
-            outcome = await self._poll_once()
+            outcome = await self._poll_once(start_delay_s=self._clock.monotonic() - next_start)
             if once:
                 return
-            next_start = self._next_start(started, outcome)
+            next_start = self._next_start(next_start, outcome)
 
     async def _sleep_until_next_poll(self, next_start: float) -> float:
         """Sleep until ``next_start``; a reload may move it to the new interval."""
@@ -244,11 +243,13 @@ class ConnectorWorker:
             await self._pause(remaining)
         return next_start
 
-    def _next_start(self, started: float, outcome: _PollOutcome) -> float:
+    def _next_start(self, slot: float, outcome: _PollOutcome) -> float:
+        """The next slot on the grid of ``slot`` (where the poll was due, not where it
+        started, so lateness never accumulates) that is still ahead of us."""
         interval_s = self.config.poll_interval_ms / 1000
         now = self._clock.monotonic()
-        slots = max(1, math.ceil((now - started) / interval_s))
-        next_start = started + slots * interval_s
+        slots = max(1, math.ceil((now - slot) / interval_s))
+        next_start = slot + slots * interval_s
         if slots > 1:
             self._log.warning("poll_overran_interval", skipped_slots=slots - 1)
         if outcome.retry_after_s is not None:
@@ -257,9 +258,10 @@ class ConnectorWorker:
             next_start = max(next_start, now + self._backoff_s())
         return next_start
 
-    async def _poll_once(self) -> _PollOutcome:
+    async def _poll_once(self, *, start_delay_s: float) -> _PollOutcome:
         poll_id = secrets.token_hex(6)
         started_mono = self._clock.monotonic()
+        self._prom.start_delay.labels(self.name).observe(max(0.0, start_delay_s))
         with structlog.contextvars.bound_contextvars(poll_id=poll_id):
             outcome = await self._run_poll()
             duration_s = self._clock.monotonic() - started_mono
@@ -270,6 +272,7 @@ class ConnectorWorker:
                 self.last_success_s = self._clock.time()
                 self._prom.last_success.labels(self.name).set(self.last_success_s)
                 self._log.info("poll_completed", duration_ms=round(duration_s * 1000, 1),
+                               start_delay_ms=round(start_delay_s * 1000, 1),
                                **_summary_fields(outcome.summary))
         return outcome
 

@@ -27,7 +27,6 @@ class RecordedRequest:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
-    at_s: float = 0.0  # time.monotonic() on arrival
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,6 @@ class ReplayServer:
                     path=parts.path,
                     query=dict(parse_qsl(parts.query)),
                     headers={k.lower(): v for k, v in self.headers.items()},
-                    at_s=time.monotonic(),
                 )
                 reply = server._next_reply(request)
                 if reply.delay_s:
