@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis as sync_redis
 from redis.asyncio import Redis
 
 from framework.connections import create_redis
@@ -31,6 +32,15 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
     await client.flushall()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def sync(redis_server: RedisServer) -> Iterator[sync_redis.Redis]:
+    """A blocking client on the flushed test Redis, for tests that drive processes."""
+    client = sync_redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client.flushall()
+    yield client
+    client.close()
 
 
 @pytest.fixture

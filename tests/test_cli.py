@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -17,14 +16,6 @@ from tests.conftest import REPO_ROOT
 from tests.process import noaa_entry, write_config
 
 CLI = str(Path(sys.executable).parent / "connector-fleet")
-
-
-@pytest.fixture
-def sync(redis_server: RedisServer) -> Iterator[sync_redis.Redis]:
-    client = sync_redis.Redis.from_url(redis_server.url, decode_responses=True)
-    client.flushall()
-    yield client
-    client.close()
 
 
 @pytest.fixture

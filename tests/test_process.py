@@ -26,14 +26,6 @@ def feed(replay: ReplayServer) -> ChangingFeed:
 
 
 @pytest.fixture
-def sync(redis_server: RedisServer) -> Iterator[sync_redis.Redis]:
-    client = sync_redis.Redis.from_url(redis_server.url, decode_responses=True)
-    client.flushall()
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def start(tmp_path: Path, redis_server: RedisServer) -> Iterator[object]:
     started: list[ConnectorProcess] = []
 

@@ -56,14 +56,6 @@ def feeds(replay: ReplayServer) -> dict[str, ChangingFeed]:
 
 
 @pytest.fixture
-def sync(redis_server: RedisServer) -> Iterator[sync_redis.Redis]:
-    client = sync_redis.Redis.from_url(redis_server.url, decode_responses=True)
-    client.flushall()
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def fleet(tmp_path: Path, replay: ReplayServer, redis_server: RedisServer,
           feeds: dict[str, ChangingFeed], sync: sync_redis.Redis,
           ) -> Iterator[tuple[ConnectorProcess, Path, int]]:

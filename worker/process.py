@@ -9,7 +9,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -123,21 +123,19 @@ async def run_connector(name: str, settings: Settings, *, once: bool = False) ->
         prometheus=PrometheusMetrics.create(registry),
         drain_timeout_s=settings.drain_timeout_s,
     )
-    async with AsyncExitStack() as stack:
-        stack.push_async_callback(redis.aclose)
-        try:
-            worker.start()
-        except ConfigError as exc:
-            log.error("config_invalid", error=str(exc))
-            return ExitCode.CONFIG
+    ops = OpsContext(redis=redis, prometheus=registry, fleet=worker.fleet,
+                     clock=SystemClock(), process_health=worker.health)
+
+    async def start() -> None:
+        worker.start()
         log.info("worker_started", redis=redact_url(url), config=worker.config.redacted(),
                  once=once)
-        _handle_signals(stack, stop=worker.request_stop, reload=worker.request_reload)
-        ops = OpsContext(redis=redis, prometheus=registry, fleet=worker.fleet,
-                         clock=SystemClock(), process_health=worker.health)
-        await _serve_ops(stack, settings, ops, log)
-        return await worker.run(once=once)
-    raise AssertionError("unreachable")  # pragma: no cover - the block returns
+
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(redis.aclose)
+        return await _operate(stack, settings, log, ops, start=start,
+                              run=lambda: worker.run(once=once),
+                              stop=worker.request_stop, reload=worker.request_reload)
 
 
 async def run_supervisor(settings: Settings) -> int:
@@ -167,21 +165,15 @@ async def run_supervisor(settings: Settings) -> int:
         restart_max_s=settings.restart_max_s,
         prometheus_dir=prometheus_dir,
     )
+    ops = OpsContext(redis=redis, prometheus=registry, fleet=lambda: supervisor.fleet,
+                     clock=SystemClock(), process_health=_supervisor_health(supervisor),
+                     children=supervisor.status)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(redis.aclose)
         stack.callback(shutil.rmtree, prometheus_dir, ignore_errors=True)
-        try:
-            await supervisor.start()
-        except ConfigError as exc:
-            log.error("config_invalid", error=str(exc))
-            return ExitCode.CONFIG
-        _handle_signals(stack, stop=supervisor.request_stop, reload=supervisor.request_reload)
-        ops = OpsContext(redis=redis, prometheus=registry, fleet=lambda: supervisor.fleet,
-                         clock=SystemClock(), process_health=_supervisor_health(supervisor),
-                         children=supervisor.status)
-        await _serve_ops(stack, settings, ops, log)
-        return await supervisor.run()
-    raise AssertionError("unreachable")  # pragma: no cover - the block returns
+        return await _operate(stack, settings, log, ops, start=supervisor.start,
+                              run=supervisor.run, stop=supervisor.request_stop,
+                              reload=supervisor.request_reload)
 
 
 async def run_in_process_fleet(settings: Settings) -> int:
@@ -201,19 +193,38 @@ async def run_in_process_fleet(settings: Settings) -> int:
         prometheus=PrometheusMetrics.create(registry),
         drain_timeout_s=settings.drain_timeout_s,
     )
+    ops = OpsContext(redis=redis, prometheus=registry, fleet=lambda: fleet.fleet,
+                     clock=clock, process_health=fleet.health)
+
+    async def start() -> None:
+        fleet.start()
+
     async with AsyncExitStack() as stack:
         stack.push_async_callback(redis.aclose)
-        try:
-            fleet.start()
-        except ConfigError as exc:
-            log.error("config_invalid", error=str(exc))
-            return ExitCode.CONFIG
-        _handle_signals(stack, stop=fleet.request_stop, reload=fleet.request_reload)
-        ops = OpsContext(redis=redis, prometheus=registry, fleet=lambda: fleet.fleet,
-                         clock=clock, process_health=fleet.health)
-        await _serve_ops(stack, settings, ops, log)
-        return await fleet.run()
-    raise AssertionError("unreachable")  # pragma: no cover - the block returns
+        return await _operate(stack, settings, log, ops, start=start, run=fleet.run,
+                              stop=fleet.request_stop, reload=fleet.request_reload)
+
+
+async def _operate(
+    stack: AsyncExitStack,
+    settings: Settings,
+    log: Logger,
+    ops: OpsContext,
+    *,
+    start: Callable[[], Awaitable[None]],
+    run: Callable[[], Awaitable[int]],
+    stop: Callable[[], None],
+    reload: Callable[[], None],
+) -> int:
+    """The part every process shares: start (config errors exit 78), signals, ops API, run."""
+    try:
+        await start()
+    except ConfigError as exc:
+        log.error("config_invalid", error=str(exc))
+        return ExitCode.CONFIG
+    _handle_signals(stack, stop=stop, reload=reload)
+    await _serve_ops(stack, settings, ops, log)
+    return await run()
 
 
 def _child_env(redis_url: str, config_path: Path, prometheus_dir: Path) -> dict[str, str]:
