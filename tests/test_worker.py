@@ -112,3 +112,43 @@ async def test_late_starts_do_not_accumulate_into_drift(redis: Redis) -> None:
     assert await asyncio.wait_for(run, 10) == ExitCode.OK
     # Slots 0, 1, 2, 3, 4, 5: each start is the first tick at or after its slot.
     assert source.starts == [0.0, 1.125, 2.25, 3.0, 4.125, 5.25]
+
+
+async def test_in_process_fleet_spreads_first_polls_over_the_interval(redis: Redis) -> None:
+    from worker.fleet import InProcessFleet
+
+    clock = FakeClock()
+    starts: dict[str, list[float]] = {}
+
+    def factory(config: ConnectorConfig, context: ConnectorContext) -> PollingConnector:
+        async def fetch(_: Any, __: ConnectorState) -> FetchResult[dict[str, Any]]:
+            starts.setdefault(config.name, []).append(clock.monotonic())
+            return FetchResult(items=[])
+
+        return UniversalPollingConnector[None, dict[str, Any], dict[str, Any]](
+            config=config, provider=None, fetcher=fetch, item_id=lambda raw: raw["id"],
+            transformer=dict, store=context.store, logger=context.logger,
+        )
+
+    registry = ConnectorRegistry()
+    registry.register_connector("TIMED", factory)
+    names = ["c0", "c1", "c2", "c3"]
+    fleet_config = FleetConfig(connectors={
+        n: ConnectorConfig(name=n, type="TIMED", poll_interval_ms=1000) for n in names
+    }, source="test")
+    fleet = InProcessFleet(
+        redis=redis, registry=registry, load_config=lambda: fleet_config, clock=clock,
+        logger=get_logger(), prometheus=PrometheusMetrics.create(CollectorRegistry()),
+        drain_timeout_s=5,
+    )
+    fleet.start()
+    run = asyncio.create_task(fleet.run())
+
+    while sum(len(s) for s in starts.values()) < 8:
+        await clock.until_sleeping(8)  # each worker: its lease keeper and its loop
+        await clock.advance(0.125)
+
+    fleet.request_stop()
+    assert await asyncio.wait_for(run, 10) == ExitCode.OK
+    assert {n: s[:2] for n, s in starts.items()} == {
+        "c0": [0.0, 1.0], "c1": [0.25, 1.25], "c2": [0.5, 1.5], "c3": [0.75, 1.75]}

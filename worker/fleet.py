@@ -65,8 +65,11 @@ class InProcessFleet:
             raise ConfigError("; ".join(problems))
 
     async def run(self) -> ExitCode:
-        for config in self.fleet.enabled():
-            self._launch(config.name)
+        # Spread the first polls over each connector's interval: started together,
+        # they would otherwise all poll in the same instant on this one event loop.
+        enabled = self.fleet.enabled()
+        for index, config in enumerate(enabled):
+            self._launch(config.name, index / len(enabled) * config.poll_interval_ms / 1000)
         self._log.info("fleet_started", connectors=sorted(self._tasks), mode="in-process")
         await self._done.wait()
         return ExitCode.OK
@@ -96,10 +99,12 @@ class InProcessFleet:
         healthy = all(worker.health()[0] for worker in self.workers.values())
         return healthy, {"role": "fleet", "mode": "in-process", "connectors": details}
 
-    def _launch(self, name: str) -> None:
-        self._tasks[name] = asyncio.create_task(self._keep_running(name), name=f"fleet:{name}")
+    def _launch(self, name: str, first_poll_delay_s: float = 0.0) -> None:
+        self._tasks[name] = asyncio.create_task(
+            self._keep_running(name, first_poll_delay_s), name=f"fleet:{name}"
+        )
 
-    async def _keep_running(self, name: str) -> None:
+    async def _keep_running(self, name: str, first_poll_delay_s: float) -> None:
         log = self._log.bind(connector=name)
         try:
             while not self._stopping:
@@ -107,6 +112,7 @@ class InProcessFleet:
                     name, redis=self._redis, registry=self._registry,
                     load_config=self._load_config, clock=self._clock, logger=log,
                     prometheus=self._prometheus, drain_timeout_s=self._drain_timeout_s,
+                    first_poll_delay_s=first_poll_delay_s,
                 )
                 try:
                     worker.start()

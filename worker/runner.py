@@ -73,6 +73,7 @@ class ConnectorWorker:
         logger: Logger,
         prometheus: PrometheusMetrics,
         drain_timeout_s: float,
+        first_poll_delay_s: float = 0.0,
         context_extras: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
@@ -83,6 +84,7 @@ class ConnectorWorker:
         self._log = logger
         self._prom = prometheus
         self._drain_timeout_s = drain_timeout_s
+        self._first_poll_delay_s = first_poll_delay_s
         self._context_extras = context_extras or {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -217,7 +219,7 @@ class ConnectorWorker:
             return
 
     async def _poll_loop(self, once: bool) -> None:
-        next_start = self._clock.monotonic()
+        next_start = self._clock.monotonic() + (0.0 if once else self._first_poll_delay_s)
         while self.lease.held and not self._finished:
             next_start = await self._sleep_until_next_poll(next_start)
             if not self.lease.held or self._finished:
