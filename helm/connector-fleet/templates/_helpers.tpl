@@ -1,0 +1,173 @@
+{{/* Names and labels. */}}
+{{- define "connector-fleet.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "connector-fleet.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "connector-fleet.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "connector-fleet.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Pods of this release: what the Service selects. */}}
+{{- define "connector-fleet.podSelector" -}}
+app.kubernetes.io/name: {{ include "connector-fleet.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "connector-fleet.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{- define "connector-fleet.secretName" -}}
+{{- .Values.secrets.name | default (printf "%s-secrets" (include "connector-fleet.fullname" .)) -}}
+{{- end -}}
+
+{{/* The connectors as a JSON list: connectorsJson (the whole file) wins over connectors. */}}
+{{- define "connector-fleet.connectorList" -}}
+{{- if .Values.connectorsJson -}}
+{{- (fromJson .Values.connectorsJson).connectors | default list | toJson -}}
+{{- else -}}
+{{- .Values.connectors | default list | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* connectors.json as mounted in the pods. */}}
+{{- define "connector-fleet.configJson" -}}
+{{- if .Values.connectorsJson -}}
+{{- .Values.connectorsJson -}}
+{{- else -}}
+{{- dict "connectors" (.Values.connectors | default list) | toPrettyJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A connector name as a DNS-1123 label part. */}}
+{{- define "connector-fleet.dnsName" -}}
+{{- regexReplaceAll "[^a-z0-9-]" (lower .) "-" | trunc 40 | trimAll "-" -}}
+{{- end -}}
+
+{{/*
+Env of every process: Redis, config path, ops port, drain, logs.
+Argument: the root context.
+*/}}
+{{- define "connector-fleet.commonEnv" -}}
+- name: REDIS_URL
+  valueFrom:
+    {{- if .Values.redis.existingSecret }}
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret }}
+      key: {{ .Values.redis.existingSecretKey }}
+    {{- else }}
+    configMapKeyRef:
+      name: {{ include "connector-fleet.fullname" . }}-redis
+      key: url
+    {{- end }}
+- name: CONNECTORS_CONFIG_PATH
+  value: /etc/connectors/connectors.json
+- name: METRICS_PORT
+  value: {{ .Values.metrics.port | quote }}
+- name: METRICS_HOST
+  value: "0.0.0.0"
+- name: FLEET_DRAIN_TIMEOUT_S
+  value: {{ .Values.drainTimeoutSeconds | quote }}
+- name: LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+- name: LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
+{{- end -}}
+
+{{/*
+One env var per ${VAR} of the providerConfigs given, from the Secret (key VAR):
+required for ${VAR}, optional for ${VAR:-default}; $${ is a literal and is skipped.
+Every pod gets the variables of every entry (disabled ones included): each process
+substitutes the whole file and exits 78 if a required variable of any entry is unset.
+Argument: dict "root" $ "connectors" (list of connector entries).
+*/}}
+{{- define "connector-fleet.secretEnv" -}}
+{{- $required := dict -}}
+{{- range $connector := .connectors -}}
+{{- range $ref := regexFindAll "\\$?\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\\}" (toJson ($connector.providerConfig | default dict)) -1 -}}
+{{- if not (hasPrefix "$$" $ref) -}}
+{{- $variable := regexReplaceAll "^\\$\\{([A-Za-z0-9_]+).*$" $ref "${1}" -}}
+{{- $isRequired := not (contains ":-" $ref) -}}
+{{- $_ := set $required $variable (or $isRequired (get $required $variable | default false)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $variable := keys $required | sortAlpha }}
+- name: {{ $variable }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "connector-fleet.secretName" $.root }}
+      key: {{ $variable }}
+      {{- if not (get $required $variable) }}
+      optional: true
+      {{- end }}
+{{- end -}}
+{{- end -}}
+
+{{- define "connector-fleet.probes" -}}
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: metrics
+  periodSeconds: 10
+  timeoutSeconds: 3
+  failureThreshold: 3
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: metrics
+  periodSeconds: 10
+  timeoutSeconds: 3
+  failureThreshold: 3
+{{- end -}}
+
+{{/* Pod-level settings shared by both modes. Argument: the root context. */}}
+{{- define "connector-fleet.podSpec" -}}
+terminationGracePeriodSeconds: {{ add .Values.drainTimeoutSeconds 15 }}
+automountServiceAccountToken: false
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+volumes:
+  - name: config
+    configMap:
+      name: {{ include "connector-fleet.fullname" . }}-config
+  - name: tmp
+    emptyDir: {}
+{{- end -}}
+
+{{- define "connector-fleet.volumeMounts" -}}
+volumeMounts:
+  - name: config
+    mountPath: /etc/connectors
+    readOnly: true
+  - name: tmp
+    mountPath: /tmp
+{{- end -}}
