@@ -16,7 +16,9 @@ derives from :class:`ConnectorFleetError`::
     │   │   └── RateLimitedError    429/503 with a Retry-After longer than we may wait
     │   ├── PermanentSourceError    not retryable: other 4xx (auth, not found, ...)
     │   └── MalformedResponseError  the body is not what the provider documents
-    └── RedisUnavailableError       Redis cannot be reached or refuses writes (OOM)
+    ├── RedisUnavailableError       Redis cannot be reached or refuses writes (OOM)
+    ├── ExpressionError             a rule or condition expression is invalid or failed
+    └── DeadLetterError             an event that must not be retried: dead-letter it now
 
 Errors about one connector carry its name in ``connector`` and in the message,
 so a log line is enough to know which connector and what went wrong.
@@ -110,3 +112,33 @@ class MalformedResponseError(SourceError):
 
 class RedisUnavailableError(ConnectorFleetError):
     """Redis is unreachable, loading, read-only or out of memory."""
+
+
+class ExpressionError(ConnectorFleetError):
+    """An expression (rule condition, precondition) that does not parse or fails.
+
+    ``where`` says whose expression it is (``rule close-valve, steps[1].if``) and
+    ``position`` the 0-based character offset of the problem, when known.
+    """
+
+    def __init__(self, message: str, *, where: str, expression: str,
+                 position: int | None = None) -> None:
+        self.where = where
+        self.expression = expression
+        self.position = position
+        at = f" at position {position}" if position is not None else ""
+        super().__init__(f"{where}: {message}{at} in expression {expression!r}")
+
+
+class DeadLetterError(ConnectorFleetError):
+    """Raised by an event handler for an event that retrying will not fix (invalid
+    event, revoked capability, non-retryable failure): the consumer writes it to the
+    dead-letter stream with this reason and acknowledges it."""
+
+    def __init__(self, reason: str, *, rule: str | None = None, step: str | None = None,
+                 attempts: int | None = None) -> None:
+        self.reason = reason
+        self.rule = rule
+        self.step = step
+        self.attempts = attempts
+        super().__init__(reason)

@@ -1,0 +1,38 @@
+"""The contract between a stream consumer and the code that processes entries.
+
+A consumer (:mod:`framework.consumer`) reads entries through a Redis consumer
+group and hands each one, as a :class:`Delivery`, to an :class:`EventHandler`:
+
+* the handler returns: the work is done, the entry is acknowledged (XACK);
+* it raises :class:`~framework.errors.DeadLetterError`: the entry goes to the
+  dead-letter stream with the reason, then is acknowledged;
+* it raises anything else: the entry stays pending and is delivered again
+  (to this or another consumer) until ``maxDeliveries``, then dead-lettered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One stream entry as delivered to this consumer."""
+
+    stream: str
+    entry_id: str
+    fields: Mapping[str, str]
+    group: str
+    consumer: str
+    # 1 on the first delivery; Redis counts every (re)delivery of the entry.
+    delivery_count: int = 1
+
+    def idempotency_key(self, *parts: str) -> str:
+        """``stream:entry_id[:part...]``: the same for every redelivery of the entry."""
+        return ":".join((self.stream, self.entry_id, *parts))
+
+
+class EventHandler(Protocol):
+    async def handle(self, delivery: Delivery) -> None: ...
