@@ -4,12 +4,18 @@
 fetcher, an item-id function, a change detector, a transformer) with the
 framework's :class:`~framework.state.StateStore`. One bad item is counted in
 ``failed`` and logged with its id; it never stops the others.
+
+A source that pages gives a *page fetcher* instead: an async generator that
+yields one :class:`FetchResult` per page. Each page is published and its
+cursors saved in one atomic commit before the next page is pulled, so a
+failure at page k keeps pages < k (and the cursor after them) and nothing of
+page k: the next poll resumes from there, without duplicates.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -35,6 +41,18 @@ class PollSummary:
     failed: int = 0
     removed: int = 0
     not_modified: bool = False
+    pages: int = 1
+
+    def __add__(self, other: PollSummary) -> PollSummary:
+        return PollSummary(
+            fetched=self.fetched + other.fetched,
+            published=self.published + other.published,
+            skipped_unchanged=self.skipped_unchanged + other.skipped_unchanged,
+            failed=self.failed + other.failed,
+            removed=self.removed + other.removed,
+            not_modified=self.not_modified and other.not_modified,
+            pages=self.pages + other.pages,
+        )
 
 
 class PollingConnector(Protocol):
@@ -54,7 +72,10 @@ class FetchResult(Generic[TRaw]):
 
     ``complete``: the items are the source's whole current set, so ids missing
     from it are pruned from the state. Incremental fetchers (cursors) say False.
-    ``etag`` / ``last_modified`` / ``cursors``: the values to save with this poll.
+    A page fetcher says it on its last page only: the pages together were the
+    whole set.
+    ``etag`` / ``last_modified`` / ``cursors``: the values to save with this
+    poll (for a page: the cursor that is safe to resume from after it).
     """
 
     items: Sequence[TRaw] = ()
@@ -66,6 +87,7 @@ class FetchResult(Generic[TRaw]):
 
 
 Fetcher = Callable[[TProvider, ConnectorState], Awaitable[FetchResult[TRaw]]]
+PageFetcher = Callable[[TProvider, ConnectorState], AsyncIterator[FetchResult[TRaw]]]
 
 
 def content_version(raw: Any) -> str:
@@ -86,17 +108,21 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
         *,
         config: ConnectorConfig,
         provider: TProvider,
-        fetcher: Fetcher[TProvider, TRaw],
         item_id: Callable[[TRaw], str],
         transformer: Callable[[TRaw], TSignal],
         store: StateStore,
         logger: Logger,
+        fetcher: Fetcher[TProvider, TRaw] | None = None,
+        page_fetcher: PageFetcher[TProvider, TRaw] | None = None,
         change_detector: Callable[[TRaw], str] = content_version,
         on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        if (fetcher is None) == (page_fetcher is None):
+            raise TypeError("give exactly one of fetcher= and page_fetcher=")
         self.config = config
         self.provider = provider
         self._fetcher = fetcher
+        self._page_fetcher = page_fetcher
         self._item_id = item_id
         self._transformer = transformer
         self._change_detector = change_detector
@@ -110,12 +136,57 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
 
     async def poll(self) -> PollSummary:
         state = await self._store.load()
+        if self._fetcher is None:
+            return await self._poll_pages(state)
         result = await self._fetcher(self.provider, state)
         if result.not_modified:
             self._log.debug("source_not_modified")
             return PollSummary(not_modified=True)
+        summary, _ = await self._publish(state, result, prune=result.complete)
+        return summary
+
+    async def _poll_pages(self, state: ConnectorState) -> PollSummary:
+        assert self._page_fetcher is not None
+        total: PollSummary | None = None
+        seen: set[str] = set()
+        complete = False
+        pages = self._page_fetcher(self.provider, state)
+        try:
+            async for page in pages:
+                if page.not_modified and total is None:
+                    self._log.debug("source_not_modified")
+                    return PollSummary(not_modified=True)
+                # Cheap (the versions are cached), and gives the generation that
+                # the previous page's commit moved to.
+                current = await self._store.load()
+                summary, page_seen = await self._publish(current, page, prune=False)
+                seen |= page_seen
+                total = summary if total is None else total + summary
+                complete = page.complete
+        finally:
+            # An async generator left suspended (early return, error) would keep
+            # its response open until garbage collection.
+            if isinstance(pages, AsyncGenerator):
+                await pages.aclose()
+        if total is None:
+            return PollSummary(pages=0)
+        return total + await self._prune(seen) if complete else total
+
+    async def _prune(self, seen: set[str]) -> PollSummary:
+        """After a complete paged fetch: forget the ids that no page held."""
+        state = await self._store.load()
+        removed = [i for i in state.item_versions if i not in seen]
+        if removed:
+            await self._store.commit(state, [], removed=removed)
+        return PollSummary(removed=len(removed), pages=0)
+
+    async def _publish(
+        self, state: ConnectorState, result: FetchResult[TRaw], *, prune: bool
+    ) -> tuple[PollSummary, set[str]]:
+        """Commit one fetch or page: its changes, its meta and, when ``prune``,
+        the removal of every known id it does not hold."""
         changes, seen, skipped, failed = self._detect_changes(result.items, state.item_versions)
-        removed = [i for i in state.item_versions if i not in seen] if result.complete else []
+        removed = [i for i in state.item_versions if i not in seen] if prune else []
         if changes or removed or _meta_changed(state, result):
             await self._store.commit(
                 state,
@@ -125,13 +196,14 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
                 last_modified=result.last_modified,
                 cursors=result.cursors,
             )
-        return PollSummary(
+        summary = PollSummary(
             fetched=len(result.items),
             published=len(changes),
             skipped_unchanged=skipped,
             failed=failed,
             removed=len(removed),
         )
+        return summary, seen
 
     def _detect_changes(
         self, items: Sequence[TRaw], known: Mapping[str, str]
