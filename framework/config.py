@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +28,8 @@ from framework.errors import (
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _SECRET_KEY = re.compile(
-    r"token|password|passwd|secret|api[_-]?key|credential|authorization|private[_-]?key",
+    r"token|password|passwd|secret|api[_-]?key|app(lication)?[_-]?key|credential|authorization"
+    r"|private[_-]?key",
     re.IGNORECASE,
 )
 _VARIABLE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -190,7 +191,9 @@ def _validate_entries(raw: list[Any], env: Mapping[str, str], source: str) -> Fl
             problems.append(f"{label}: expected an object, got {type(entry).__name__}")
             continue
         try:
-            entry = _substitute_entry(entry, env, label)
+            # A disabled entry may wait for its secrets: its ${VAR}s stay as written.
+            if _is_enabled(entry):
+                entry = _substitute_entry(entry, env, label)
             config = ConnectorConfig.model_validate(entry, strict=False)
         except MissingVariableError as exc:
             problems.append(str(exc))
@@ -205,6 +208,13 @@ def _validate_entries(raw: list[Any], env: Mapping[str, str], source: str) -> Fl
     if problems:
         raise InvalidEntriesError(source, problems, connectors)
     return FleetConfig(connectors=connectors, source=source)
+
+
+def _is_enabled(entry: dict[str, Any]) -> bool:
+    value = entry.get("enabled", True)
+    if isinstance(value, str):  # environment mode: CONNECTOR_<NAME>_ENABLED=false
+        return value.strip().lower() not in {"false", "0", "no", "off"}
+    return bool(value)
 
 
 def _entry_label(entry: Any, index: int) -> str:
@@ -244,6 +254,17 @@ def substitute(value: Any, env: Mapping[str, str], *, connector: str, path: str 
     if not isinstance(value, str):
         return value
 
+    def missing(variable: str) -> str:
+        raise MissingVariableError(variable, connector=connector, field=path)
+
+    return substitute_string(value, env, missing)
+
+
+def substitute_string(text: str, env: Mapping[str, str], missing: Callable[[str], str]) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in ``text``; ``$${`` is a literal
+    ``${``. A variable with neither a value nor a default is replaced by what
+    ``missing(VAR)`` returns (or the error it raises)."""
+
     def replace(match: re.Match[str]) -> str:
         escaped, variable, default = match.groups()
         if escaped:
@@ -252,9 +273,9 @@ def substitute(value: Any, env: Mapping[str, str], *, connector: str, path: str 
             return env[variable]
         if default is not None:
             return default
-        raise MissingVariableError(variable, connector=connector, field=path)
+        return missing(variable)
 
-    return _VARIABLE.sub(replace, value)
+    return _VARIABLE.sub(replace, text)
 
 
 def is_secret_key(key: str) -> bool:
@@ -285,12 +306,29 @@ M = TypeVar("M", bound=BaseModel)
 
 def parse_provider_config(model: type[M], config: ConnectorConfig) -> M:
     """Validate ``providerConfig`` against a provider's model, or raise a
-    :class:`ConfigError` naming the type, the connector and every bad field."""
+    :class:`ConfigError` naming the type, the connector and every bad field
+    (``JIRA connector jira-prod: baseUrl is required``; empty counts as missing)."""
+    missing = _missing_required(model, config.provider_config)
+    problems = [f"{key} is required" for key in missing]
     try:
-        return model.model_validate(config.provider_config)
+        settings = model.model_validate(config.provider_config)
     except ValidationError as exc:
-        problems = "; ".join(
+        problems += [
             f"providerConfig.{_describe(error)}".replace("providerConfig.(entry)", "providerConfig")
             for error in exc.errors()
-        )
-        raise ConfigError(f"{config.type} connector {config.name}: {problems}") from None
+            if not error["loc"] or error["loc"][0] not in missing
+        ]
+    if problems:
+        raise ConfigError(f"{config.type} connector {config.name}: {'; '.join(problems)}")
+    return settings
+
+
+def _missing_required(model: type[BaseModel], given: Mapping[str, Any]) -> list[str]:
+    """The required fields of ``model`` that ``given`` lacks or leaves empty, by
+    the name connectors.json spells them."""
+    return [
+        field.alias or name
+        for name, field in model.model_fields.items()
+        if field.is_required() and all(given.get(key) in (None, "")
+                                       for key in (field.alias or name, name))
+    ]

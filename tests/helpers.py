@@ -69,3 +69,20 @@ async def make_connector(
 
 async def stream_items(redis: Redis, stream: str = "raw-input-signals") -> list[dict[str, str]]:
     return [fields for _, fields in await redis.xrange(stream)]
+
+
+class ManualClock:
+    """Wall time the test sets; retry sleeps are recorded, not waited."""
+
+    def __init__(self, now_s: float = 1_800_000_000.0) -> None:
+        self.now_s = now_s
+        self.sleeps: list[float] = []
+
+    def time(self) -> float:
+        return self.now_s
+
+    def monotonic(self) -> float:
+        return self.now_s
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)

@@ -300,8 +300,10 @@ def test_generator_renders_one_deployment_per_enabled_connector(
     for name, deployment in deployments.items():
         check_pod(deployment)
         assert container(deployment)["command"] == ["connector-run", name]
-        # Every pod gets every variable of the file: the process substitutes them all.
-        assert secret_refs(deployment) == {"OFF_TOKEN": True, "OFF_URL": False, "JIRA_URL": True}
+        # Every pod gets every variable of the file; those of a disabled entry are
+        # optional, because the process leaves a disabled entry's ${VAR}s as written.
+        assert secret_refs(deployment) == {"OFF_TOKEN": False, "OFF_URL": False,
+                                           "JIRA_URL": True}
     assert deployments["Jira_prod.v2"]["metadata"]["name"] == "connector-jira-prod-v2"
     budgets = of_kind(objects, "PodDisruptionBudget")
     assert sorted(b["spec"]["selector"]["matchLabels"]["connector"] for b in budgets) == sorted(

@@ -216,7 +216,7 @@ async def test_invalid_provider_config_names_the_connector_and_field(
 
     message = str(caught.value)
     assert message.startswith("NOAA_WEATHER connector weather-noaa: ")
-    assert "providerConfig.baseUrl: Field required" in message
+    assert "baseUrl is required" in message
     assert "providerConfig.alertsPath" in message
     assert "providerConfig.colour: unknown field" in message
 

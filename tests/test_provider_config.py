@@ -43,3 +43,48 @@ async def test_the_jira_example_runs_once_its_variables_are_set(tmp_path: Path) 
                                              "JIRA_API_TOKEN": "t"})
     assert await default_registry().validate(fleet) == []
     assert "'t'" not in str(fleet.connectors["jira-prod"].redacted())
+
+
+def only(tmp_path: Path, *names: str) -> Path:
+    """connectors.json with only ``names`` enabled (and nothing else in it)."""
+    document = orjson.loads(CONNECTORS.read_bytes())
+    document["connectors"] = [dict(e, enabled=True) for e in document["connectors"]
+                              if e["name"] in names]
+    path = tmp_path / "connectors.json"
+    path.write_bytes(orjson.dumps(document))
+    return path
+
+
+async def test_the_datadog_example_needs_both_keys_and_hides_them(tmp_path: Path) -> None:
+    path = only(tmp_path, "dd-events")
+
+    with pytest.raises(InvalidEntriesError, match="environment variable DD_API_KEY is "
+                       "required by providerConfig.apiKey"):
+        load_fleet_config(path, environ={"DD_APP_KEY": "app"})
+
+    fleet = load_fleet_config(path, environ={"DD_API_KEY": "api-secret", "DD_APP_KEY":
+                                             "app-secret", "DD_SITE": "datadoghq.eu"})
+    assert await default_registry().validate(fleet) == []
+    entry = fleet.connectors["dd-events"]
+    assert entry.provider_config["site"] == "datadoghq.eu"
+    assert "secret" not in str(entry.redacted()) and "secret" not in repr(entry)
+
+
+async def test_the_http_json_examples_build_with_their_defaults_or_variables(
+    tmp_path: Path,
+) -> None:
+    quakes = load_fleet_config(only(tmp_path, "quakes-usgs"), environ={})
+    assert await default_registry().validate(quakes) == []
+    assert quakes.connectors["quakes-usgs"].provider_config["url"].startswith(
+        "https://earthquake.usgs.gov/")
+
+    path = only(tmp_path, "gitlab-issues")
+    with pytest.raises(InvalidEntriesError, match="GITLAB_PROJECT_ID is required by "
+                       "providerConfig.url"):
+        load_fleet_config(path, environ={"GITLAB_TOKEN": "glpat-x"})
+    gitlab = load_fleet_config(path, environ={"GITLAB_TOKEN": "glpat-secret",
+                                              "GITLAB_PROJECT_ID": "278964"})
+    assert await default_registry().validate(gitlab) == []
+    entry = gitlab.connectors["gitlab-issues"]
+    assert entry.provider_config["url"] == "https://gitlab.com/api/v4/projects/278964/issues"
+    assert "glpat-secret" not in str(entry.redacted())

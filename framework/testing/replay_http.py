@@ -28,6 +28,7 @@ class RecordedRequest:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
+    body: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -100,13 +101,12 @@ class ReplayServer:
             def _answer(self) -> None:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
                 request = RecordedRequest(
                     method=self.command,
                     path=parts.path,
                     query=dict(parse_qsl(parts.query)),
                     headers={k.lower(): v for k, v in self.headers.items()},
+                    body=self.rfile.read(length) if length else b"",
                 )
                 reply = server._next_reply(request)
                 if reply.delay_s:

@@ -88,18 +88,20 @@ Argument: the root context.
 
 {{/*
 One env var per ${VAR} of the providerConfigs given, from the Secret (key VAR):
-required for ${VAR}, optional for ${VAR:-default}; $${ is a literal and is skipped.
-Every pod gets the variables of every entry (disabled ones included): each process
-substitutes the whole file and exits 78 if a required variable of any entry is unset.
+required for a ${VAR} of an enabled entry, optional for ${VAR:-default} and for
+disabled entries (the process leaves their ${VAR}s as written); $${ is a literal and
+is skipped. Every pod gets the variables of every entry: each process substitutes
+every enabled entry and exits 78 if a required variable of one of them is unset.
 Argument: dict "root" $ "connectors" (list of connector entries).
 */}}
 {{- define "connector-fleet.secretEnv" -}}
 {{- $required := dict -}}
 {{- range $connector := .connectors -}}
+{{- $enabled := ne (toString $connector.enabled) "false" -}}
 {{- range $ref := regexFindAll "\\$?\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\\}" (toJson ($connector.providerConfig | default dict)) -1 -}}
 {{- if not (hasPrefix "$$" $ref) -}}
 {{- $variable := regexReplaceAll "^\\$\\{([A-Za-z0-9_]+).*$" $ref "${1}" -}}
-{{- $isRequired := not (contains ":-" $ref) -}}
+{{- $isRequired := and $enabled (not (contains ":-" $ref)) -}}
 {{- $_ := set $required $variable (or $isRequired (get $required $variable | default false)) -}}
 {{- end -}}
 {{- end -}}
