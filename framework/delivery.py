@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from framework.constants import REPLAY_OF_FIELD
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -29,9 +31,16 @@ class Delivery:
     # 1 on the first delivery; Redis counts every (re)delivery of the entry.
     delivery_count: int = 1
 
+    @property
+    def origin_id(self) -> str:
+        """The id of the entry this one replays from the dead letters, else its own."""
+        return self.fields.get(REPLAY_OF_FIELD) or self.entry_id
+
     def idempotency_key(self, *parts: str) -> str:
-        """``stream:entry_id[:part...]``: the same for every redelivery of the entry."""
-        return ":".join((self.stream, self.entry_id, *parts))
+        """``stream:origin_id[:part...]``: the same for every redelivery of the entry,
+        and for its replays from the dead letters (the steps that had completed
+        before it was dead-lettered are not repeated)."""
+        return ":".join((self.stream, self.origin_id, *parts))
 
 
 class EventHandler(Protocol):

@@ -1,0 +1,166 @@
+"""``http_call`` and ``webhook_call``: one HTTP request per attempt.
+
+The retries, the timeout and the breaker (per capability and target host) are
+:func:`framework.invocation.invoke`'s; a request here only classifies the
+answer: 2xx/3xx is a result, 408, 429, 5xx and transport errors are retryable
+(:class:`~framework.errors.TransientSourceError`, with ``Retry-After``), any
+other 4xx is not (:class:`~framework.errors.PermanentSourceError`). Every
+request carries ``Idempotency-Key``: the call's key, the same on every retry
+and redelivery, so the target can deduplicate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
+
+import httpx
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from framework.capability import CallContext, CallPolicy, CapabilitySpec
+from framework.config import redact_url
+from framework.errors import PermanentSourceError, TransientSourceError
+from framework.events import describe_validation_error
+from framework.http import parse_retry_after
+from providers.http.signature import SIGNATURE_HEADER, sign_body
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_RETRYABLE_STATUS = frozenset({408, 429})
+_TEXT_RESULT_CHARS = 2_000
+_EXCERPT_CHARS = 200
+DEFAULT_SECRET_ENV = "WEBHOOK_SECRET"
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class HttpCallParams(_Params):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    json_body: Any = Field(None, alias="json")
+    body: str | None = None
+
+
+class WebhookCallParams(_Params):
+    url: str = Field(pattern=r"^https?://")
+    json_body: Any = Field(None, alias="json")
+    headers: dict[str, str] = Field(default_factory=dict)
+    # The secret itself (better: secretEnv, so it never sits in rules.json).
+    secret: str | None = Field(None, repr=False)
+    secret_env: str = Field(DEFAULT_SECRET_ENV, alias="secretEnv")
+    signature_header: str = Field(SIGNATURE_HEADER, alias="signatureHeader")
+
+
+P = TypeVar("P", bound=_Params)
+
+
+def _target_host(params: Mapping[str, Any]) -> str | None:
+    """``host[:port]`` of the URL: the breaker scope (one per target service)."""
+    url = params.get("url")
+    if not isinstance(url, str):
+        return None
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return None
+    if not parsed.host:
+        return None
+    return f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
+
+
+class HttpActions:
+    """The HTTP capabilities over one shared connection pool (``aclose`` it)."""
+
+    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None,
+                 policy: CallPolicy | None = None) -> None:
+        self._client = httpx.AsyncClient(transport=transport, follow_redirects=False)
+        self._policy = policy or CallPolicy()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def specs(self) -> list[CapabilitySpec]:
+        return [
+            CapabilitySpec("http_call", "1.0.0", self.http_call, policy=self._policy,
+                           description="HTTP request; result: status and JSON/text body",
+                           breaker_scope=_target_host),
+            CapabilitySpec("webhook_call", "1.0.0", self.webhook_call, policy=self._policy,
+                           description="POST JSON signed with HMAC-SHA256 (X-Signature-256)",
+                           breaker_scope=_target_host),
+        ]
+
+    async def http_call(self, params: Mapping[str, Any], context: CallContext) -> Any:
+        call = _validated(HttpCallParams, params, "http_call")
+        headers = {**call.headers, IDEMPOTENCY_HEADER: context.idempotency_key}
+        content: bytes | None = None
+        if call.json_body is not None:
+            content = orjson.dumps(call.json_body)
+            headers.setdefault("Content-Type", "application/json")
+        elif call.body is not None:
+            content = call.body.encode()
+        return await self._send(call.method, call.url, headers, content, call.query, context)
+
+    async def webhook_call(self, params: Mapping[str, Any], context: CallContext) -> Any:
+        call = _validated(WebhookCallParams, params, "webhook_call")
+        secret = call.secret or os.environ.get(call.secret_env)
+        if not secret:
+            raise ValueError(f"webhook_call: no secret (set params.secret or the environment "
+                             f"variable {call.secret_env})")
+        body = orjson.dumps(call.json_body)
+        headers = {
+            **call.headers,
+            "Content-Type": "application/json",
+            IDEMPOTENCY_HEADER: context.idempotency_key,
+            call.signature_header: sign_body(secret, body),
+        }
+        return await self._send("POST", call.url, headers, body, {}, context)
+
+    async def _send(self, method: str, url: str, headers: Mapping[str, str],
+                    content: bytes | None, query: Mapping[str, Any],
+                    context: CallContext) -> dict[str, Any]:
+        target = f"{method} {redact_url(url)}"
+        try:
+            response = await self._client.request(method, url, headers=headers,
+                                                  content=content, params=dict(query) or None)
+        except httpx.TransportError as exc:
+            raise TransientSourceError(f"{target} failed: {type(exc).__name__}: {exc}") \
+                from None
+        return _result(target, response, now_s=context.clock.time())
+
+
+def _validated(model: type[P], params: Mapping[str, Any], name: str) -> P:
+    try:
+        return model.model_validate(dict(params))
+    except ValidationError as exc:
+        # A ValueError: invoke does not retry it (the same parameters fail again).
+        raise ValueError(f"{name} params: {describe_validation_error(exc)}") from None
+
+
+def _result(target: str, response: httpx.Response, *, now_s: float) -> dict[str, Any]:
+    status = response.status_code
+    if status >= 400:
+        what = f"{target} answered {status} {response.reason_phrase}: {_excerpt(response)}"
+        if status in _RETRYABLE_STATUS or status >= 500:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), now_s)
+            raise TransientSourceError(what, retry_after_s=retry_after)
+        raise PermanentSourceError(what)
+    result: dict[str, Any] = {"status": status}
+    if "json" in response.headers.get("content-type", ""):
+        try:
+            result["json"] = response.json()
+            return result
+        except ValueError:
+            pass
+    if response.content:
+        result["text"] = response.text[:_TEXT_RESULT_CHARS]
+    return result
+
+
+def _excerpt(response: httpx.Response) -> str:
+    text = response.text.strip().replace("\n", " ")
+    return (text[:_EXCERPT_CHARS] + "...") if len(text) > _EXCERPT_CHARS else text or "(empty)"

@@ -1,0 +1,63 @@
+"""The consumer survives Redis outages: work finished while Redis is down is
+acknowledged once it is back, and reading resumes; nothing runs twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from framework.clock import SystemClock
+from framework.connections import create_redis
+from framework.consumer import Consumer, ConsumerOptions
+from framework.delivery import Delivery
+from framework.logs import get_logger
+from framework.testing import RedisServer
+from tests.test_consumer import GROUP, STREAM, Recorder, until
+
+
+@pytest.fixture
+def durable_redis() -> Iterator[RedisServer]:
+    with RedisServer(persistence=True) as server:
+        yield server
+
+
+async def test_outage_while_work_is_in_flight_loses_and_repeats_nothing(
+    durable_redis: RedisServer,
+) -> None:
+    release = asyncio.Event()
+
+    async def wait(_: Delivery) -> None:
+        await release.wait()
+
+    redis = create_redis(durable_redis.url)
+    recorder = Recorder(wait)
+    first = [str(await redis.xadd(STREAM, {"n": str(i)})) for i in range(2)]
+    consumer = Consumer(redis, recorder, ConsumerOptions(
+        streams=(STREAM,), group=GROUP, consumer="c1", start_id="0", block_ms=50),
+        clock=SystemClock(), logger=get_logger())
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: len(recorder.calls) == 2)
+        durable_redis.stop()
+        release.set()  # the work completes while Redis is down: the acks must wait
+        await until(lambda: len(recorder.finished) == 2)
+        await asyncio.sleep(0.5)
+        durable_redis.start()
+
+        later = str(await redis.xadd(STREAM, {"n": "later"}))
+        await until(lambda: len(recorder.finished) == 3, timeout_s=20)
+        await until(lambda: _nothing_pending(redis), timeout_s=20)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, timeout=10)
+        await redis.aclose()
+    assert sorted(recorder.ids()) == sorted([*first, later])
+    assert len(recorder.calls) == 3  # nothing ran twice
+
+
+async def _nothing_pending(redis: Redis) -> bool:
+    info = await redis.xpending(STREAM, GROUP)
+    return int(info["pending"]) == 0

@@ -1,0 +1,243 @@
+"""RulesHandler end to end: real Redis streams, real HTTP targets on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from framework.capabilities import CapabilityRegistry, RegistryExecutor
+from framework.capability import CallPolicy
+from framework.constants import steps_key
+from framework.delivery import Delivery
+from framework.errors import (
+    CallFailedError,
+    CircuitOpenError,
+    DeadLetterError,
+    InvalidEventError,
+)
+from framework.events import parse_event
+from framework.rules import parse_rules
+from framework.rules_handler import RulesHandler
+from framework.testing import FakeClock
+from providers.builtin import register_builtin_capabilities
+from providers.http import HttpActions
+from tests.rules_target import HttpTarget, TargetReply
+
+STREAM = "events"
+
+
+@dataclass
+class Rig:
+    redis: Redis
+    target: HttpTarget
+    executor: RegistryExecutor
+
+    def handler(self, *rules: dict[str, Any]) -> RulesHandler:
+        rule_set = parse_rules({"version": 1, "rules": list(rules)},
+                               env={"TARGET": self.target.url})
+        return RulesHandler(rule_set, self.executor, redis=self.redis)
+
+    async def deliver(self, document: dict[str, Any], stream: str = STREAM) -> Delivery:
+        entry_id = await self.redis.xadd(stream, {"event": orjson.dumps(document).decode()})
+        [(read_id, fields)] = await self.redis.xrange(stream, entry_id, entry_id)
+        return Delivery(stream, read_id, fields, "rules", "consumer-1")
+
+
+@pytest.fixture
+async def rig(redis: Redis) -> AsyncIterator[Rig]:
+    registry = CapabilityRegistry()
+    # No retries inside a call: each test decides what a redelivery sees.
+    actions = register_builtin_capabilities(registry,
+                                            http=HttpActions(policy=CallPolicy(max_retries=0)))
+    executor = RegistryExecutor(registry, redis=redis, clock=FakeClock())
+    try:
+        async with HttpTarget() as target:
+            yield Rig(redis, target, executor)
+    finally:
+        await actions.aclose()
+
+
+def post(step_id: str, path: str, body: Any, **extra: Any) -> dict[str, Any]:
+    return {"id": step_id, "call": "http_call", "version": "^1",
+            "params": {"method": "POST", "url": "${TARGET}" + path, "json": body}, **extra}
+
+
+def reading(value: float, **payload: Any) -> dict[str, Any]:
+    return {"type": "reading", "source": "sensor:temperature_cuve", "correlation_id": "corr-1",
+            "payload": {"value": value, "unit": "°C", "nodeId": "svm-3", **payload}}
+
+
+async def test_a_rule_fires_http_call_with_the_templated_body_and_idempotency_key(
+    rig: Rig,
+) -> None:
+    rig.target.reply("/alerts", TargetReply(201, {"ticket": "T-1"}))
+    handler = rig.handler({
+        "name": "hot-tank", "match": {"stream": STREAM, "if": "payload.value > 8.5"},
+        "steps": [post("notify", "/alerts", {"node": "{{ payload.nodeId }}",
+                                             "value": "{{ payload.value }}",
+                                             "text": "{{ payload.value }} {{ payload.unit }}"})],
+    })
+    delivery = await rig.deliver(reading(8.9))
+    await handler.handle(delivery)
+    await handler.handle(await rig.deliver(reading(4.0)))  # does not match
+
+    [request] = rig.target.received
+    assert request.json() == {"node": "svm-3", "value": 8.9, "text": "8.9 °C"}
+    assert request.headers["Idempotency-Key"] == f"{STREAM}:{delivery.entry_id}:hot-tank:notify"
+    recorded = await rig.redis.hgetall(steps_key(STREAM, delivery.entry_id))
+    assert orjson.loads(recorded["hot-tank:notify"]) == {"status": 201,
+                                                         "json": {"ticket": "T-1"}}
+    assert await rig.redis.ttl(steps_key(STREAM, delivery.entry_id)) > 0
+
+
+async def test_a_redelivered_entry_resumes_at_the_step_that_had_not_completed(
+    rig: Rig,
+) -> None:
+    rig.target.reply("/first", TargetReply(200, {"ticket": "T-7"}), TargetReply(200, {"x": 0}))
+    rig.target.reply("/second", TargetReply(503), TargetReply(200, {"ok": True}))
+    handler = rig.handler({
+        "name": "two-steps", "match": {"stream": STREAM},
+        "steps": [post("open", "/first", {"n": 1}),
+                  post("attach", "/second", {"ticket": "{{ steps.open.json.ticket }}"})],
+    })
+    delivery = await rig.deliver(reading(9.0))
+    with pytest.raises(CallFailedError, match="503"):
+        await handler.handle(delivery)
+    # The consumer redelivers the same entry (after a crash or the retryable error).
+    await handler.handle(delivery)
+
+    assert len(rig.target.received_at("/first")) == 1
+    attach = rig.target.received_at("/second")
+    assert len(attach) == 2
+    # The skipped step's recorded result still feeds the next step's template.
+    assert attach[1].json() == {"ticket": "T-7"}
+    await handler.handle(delivery)  # a third delivery repeats nothing
+    assert len(rig.target.received) == 3
+
+
+async def test_branch_steps_run_then_or_else(rig: Rig) -> None:
+    rig.target.reply("/tickets", TargetReply(201))
+    rig.target.reply("/notes", TargetReply(200))
+    handler = rig.handler({
+        "name": "diagnose", "match": {"stream": STREAM},
+        "steps": [{"id": "route", "if": "payload.diagnosis == 'hardware_fault'",
+                   "then": [post("ticket", "/tickets", {"node": "{{ payload.nodeId }}"})],
+                   "else": [post("note", "/notes", {"why": "{{ payload.diagnosis }}"})]}],
+    })
+    await handler.handle(await rig.deliver(reading(9.0, diagnosis="hardware_fault")))
+    await handler.handle(await rig.deliver(reading(9.0, diagnosis="network_outage")))
+    assert [r.json() for r in rig.target.received_at("/tickets")] == [{"node": "svm-3"}]
+    assert [r.json() for r in rig.target.received_at("/notes")] == [{"why": "network_outage"}]
+
+
+async def test_an_emit_step_adds_a_valid_base_event_once(rig: Rig) -> None:
+    rig.target.reply("/after", TargetReply(500), TargetReply(200))
+    handler = rig.handler({
+        "name": "forward", "match": {"stream": STREAM},
+        "steps": [{"id": "out", "emit": {"stream": "alerts", "event": {
+                      "type": "tank.hot", "priority": "high",
+                      "payload": {"value": "{{ payload.value }}",
+                                  "node": "{{ payload.nodeId }}"}}}},
+                  post("after", "/after", {})],
+    })
+    delivery = await rig.deliver(reading(9.5))
+    with pytest.raises(CallFailedError):
+        await handler.handle(delivery)
+    await handler.handle(delivery)
+
+    [(entry_id, fields)] = await rig.redis.xrange("alerts")
+    emitted = parse_event(Delivery("alerts", entry_id, fields, "g", "c"))
+    assert (emitted.contract, emitted.type, emitted.source) == (
+        "base-event/1", "tank.hot", "rule:forward")
+    assert emitted.payload == {"value": 9.5, "node": "svm-3"}
+    assert (emitted.priority, emitted.correlation_id) == ("high", "corr-1")
+
+
+async def test_an_invalid_event_is_a_dead_letter_naming_the_field(rig: Rig) -> None:
+    handler = rig.handler({"name": "any", "match": {"stream": STREAM},
+                           "steps": [post("n", "/x", {})]})
+    delivery = await rig.deliver({"type": "reading", "source": "s", "payload": {},
+                                  "priority": "asap"})
+    with pytest.raises(InvalidEventError, match="field priority"):
+        await handler.handle(delivery)
+    assert rig.target.received == []
+
+
+async def test_a_non_retryable_answer_dead_letters_naming_rule_and_step(rig: Rig) -> None:
+    rig.target.reply("/strict", TargetReply(422, {"error": "value out of range"}))
+    handler = rig.handler({"name": "strict", "match": {"stream": STREAM},
+                           "steps": [post("send", "/strict", {"v": "{{ payload.value }}"})]})
+    with pytest.raises(DeadLetterError) as caught:
+        await handler.handle(await rig.deliver(reading(1.0)))
+    assert (caught.value.rule, caught.value.step, caught.value.attempts) == (
+        "strict", "send", 1)
+    assert caught.value.reason.startswith("rule strict, step send: ")
+    assert "422" in caught.value.reason and "value out of range" in caught.value.reason
+
+
+async def test_a_template_reading_a_missing_field_dead_letters(rig: Rig) -> None:
+    handler = rig.handler({"name": "needs-site", "match": {"stream": STREAM},
+                           "steps": [post("send", "/x", {"site": "{{ payload.site }}"})]})
+    with pytest.raises(DeadLetterError, match="rule needs-site, step send: .*site"):
+        await handler.handle(await rig.deliver(reading(1.0)))
+    assert rig.target.received == []
+
+
+async def test_an_unknown_capability_dead_letters(rig: Rig) -> None:
+    handler = rig.handler({"name": "typo", "match": {"stream": STREAM},
+                           "steps": [{"call": "htp_call", "params": {}}]})
+    with pytest.raises(DeadLetterError, match="htp_call: not registered"):
+        await handler.handle(await rig.deliver(reading(1.0)))
+
+
+async def test_while_the_breaker_is_open_events_wait_or_dead_letter(rig: Rig) -> None:
+    rig.target.reply("/down", TargetReply(500))
+    waiting = rig.handler({"name": "w", "match": {"stream": STREAM},
+                           "steps": [post("s", "/down", {})]})
+    for _ in range(5):
+        with pytest.raises(CallFailedError):
+            await waiting.handle(await rig.deliver(reading(1.0)))
+    with pytest.raises(CircuitOpenError):  # retryable: the entry comes back later
+        await waiting.handle(await rig.deliver(reading(1.0)))
+    dead_lettering = rig.handler({"name": "d", "match": {"stream": STREAM},
+                                  "steps": [post("s", "/down", {}, onOpen="deadletter")]})
+    with pytest.raises(DeadLetterError, match="circuit breaker .* is open"):
+        await dead_lettering.handle(await rig.deliver(reading(1.0)))
+    assert len(rig.target.received) == 5
+
+
+async def test_one_failing_rule_does_not_stop_the_others(rig: Rig) -> None:
+    rig.target.reply("/bad", TargetReply(400))
+    rig.target.reply("/good", TargetReply(200))
+    handler = rig.handler(
+        {"name": "bad", "match": {"stream": STREAM}, "steps": [post("s", "/bad", {})]},
+        {"name": "good", "match": {"stream": STREAM}, "steps": [post("s", "/good", {})]},
+    )
+    with pytest.raises(DeadLetterError, match="rule bad"):
+        await handler.handle(await rig.deliver(reading(1.0)))
+    assert len(rig.target.received_at("/good")) == 1
+
+
+async def test_replace_rules_swaps_what_runs(rig: Rig) -> None:
+    rig.target.reply("/v1", TargetReply(200))
+    rig.target.reply("/v2", TargetReply(200))
+    handler = rig.handler({"name": "r", "match": {"stream": STREAM},
+                           "steps": [post("s", "/v1", {})]})
+    await handler.handle(await rig.deliver(reading(1.0)))
+    handler.replace_rules(rig.handler({"name": "r", "match": {"stream": STREAM},
+                                       "steps": [post("s", "/v2", {})]}).rules)
+    await handler.handle(await rig.deliver(reading(1.0)))
+    assert [r.path for r in rig.target.received] == ["/v1", "/v2"]
+
+
+async def test_a_match_condition_that_cannot_evaluate_does_not_match(rig: Rig) -> None:
+    handler = rig.handler({"name": "r", "match": {"stream": STREAM,
+                                                  "if": "payload.pressure > 2"},
+                           "steps": [post("s", "/x", {})]})
+    await handler.handle(await rig.deliver(reading(1.0)))
+    assert rig.target.received == []

@@ -1,0 +1,264 @@
+"""``connector-fleet consume``: one stream consumer process (run several to scale).
+
+The handler is the rules of ``RULES_PATH`` (:class:`~framework.rules_handler.RulesHandler`
+over the built-in and installed capabilities), or any
+:class:`~framework.delivery.EventHandler` named ``MODULE:NAME`` (``--handler``;
+NAME is called with the Redis client). SIGTERM/SIGINT drain, SIGHUP and a change
+of the rules file reload the rules (an invalid file is logged and the running
+rules stay). Settings, logging, Redis and signals are :mod:`worker.process`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import sys
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from framework.capabilities import CapabilityRegistry, RegistryExecutor
+from framework.capability import CapabilityExecutor
+from framework.catalog import Catalog
+from framework.clock import Clock, SystemClock
+from framework.config import FleetConfig
+from framework.consumer import Consumer, ConsumerOptions
+from framework.consumer_metrics import ConsumerMetrics
+from framework.delivery import EventHandler
+from framework.errors import ConfigError, RedisUnavailableError
+from framework.invocation import CallMetrics
+from framework.logs import Logger, configure_logging, get_logger
+from framework.rules import RuleSet, load_rules
+from framework.rules_handler import RulesHandler
+from framework.safe_executor import ExecutionMetrics, SafeExecutor
+from framework.settings import Settings
+from framework.signing import trust_store_from_env
+from worker.consumer_view import read_consumer_groups
+from worker.exit_codes import ExitCode
+from worker.ops_http import OpsContext
+from worker.process import _connect, _operate, load_settings, run_event_loop
+
+_RULES_CHECK_INTERVAL_S = 1.0
+_GROUP_SAMPLE_INTERVAL_S = 5.0
+
+
+@dataclass(frozen=True)
+class ConsumeRequest:
+    """What the command line asked for. ``streams`` empty: the streams of the rules;
+    ``options``: the other :class:`ConsumerOptions` fields (checked at start)."""
+
+    streams: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    handler: str | None = None
+    rules_path: Path | None = None
+
+
+def run_consume_process(request: ConsumeRequest, *, metrics_port: int | None,
+                        config_path: str | None) -> int:
+    settings = load_settings(metrics_port=metrics_port, config_path=config_path)
+    if settings is None:
+        return ExitCode.CONFIG
+    if request.rules_path is not None:
+        settings = settings.model_copy(update={"rules_path": request.rules_path})
+    configure_logging(settings.log_level, settings.log_format)
+    return run_event_loop(run_consume(request, settings))
+
+
+async def run_consume(request: ConsumeRequest, settings: Settings) -> int:
+    log = get_logger(component="consumer")
+    name = request.options.get("consumer", "")
+    connection = await _connect(settings, log, f"connector-fleet:consume:{name}")
+    if connection is None:
+        return ExitCode.UNAVAILABLE
+    redis, _ = connection
+    registry = CollectorRegistry()
+    process = ConsumerProcess(request, settings, redis=redis, prometheus=registry,
+                              clock=SystemClock(), logger=log)
+    empty_fleet = FleetConfig(connectors={}, source=str(settings.connectors_config_path))
+    ops = OpsContext(redis=redis, prometheus=registry, fleet=lambda: empty_fleet,
+                     clock=SystemClock(), process_health=process.health)
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(redis.aclose)
+        stack.push_async_callback(process.aclose)
+        return await _operate(stack, settings, log, ops, start=process.start, run=process.run,
+                              stop=process.stop, reload=process.request_reload)
+
+
+class ConsumerProcess:
+    """The consumer plus what the process adds: rules reload, metrics sampling."""
+
+    def __init__(self, request: ConsumeRequest, settings: Settings, *, redis: Redis,
+                 prometheus: CollectorRegistry, clock: Clock, logger: Logger) -> None:
+        self._request = request
+        self._settings = settings
+        self._redis = redis
+        self._prometheus = prometheus
+        self._clock = clock
+        self._log = logger
+        self._metrics = ConsumerMetrics.create(prometheus)
+        self._reload = asyncio.Event()
+        self._closers: list[Any] = []
+        self._catalog: Catalog | None = None
+        self._rules_handler: RulesHandler | None = None
+        self._rules_mtime_ns: int | None = None
+        self.consumer: Consumer
+
+    @property
+    def rules_path(self) -> Path:
+        return self._settings.resolved_rules_path
+
+    async def start(self) -> None:
+        """Build the handler and the consumer; ConfigError (exit 78) if impossible."""
+        handler, rule_streams = await self._build_handler()
+        streams = self._request.streams or tuple(rule_streams)
+        if not streams:
+            whose = (f"--handler {self._request.handler} needs --stream" if self._request.handler
+                     else f"the rules in {self.rules_path} listen to none; pass --stream")
+            raise ConfigError(f"no stream to consume: {whose}")
+        options = ConsumerOptions(streams=streams, **self._request.options,
+                                  drain_timeout_s=self._settings.drain_timeout_s)
+        self._log = self._log.bind(group=options.group, consumer=options.consumer)
+        self.consumer = Consumer(self._redis, handler, options, clock=self._clock,
+                                 logger=self._log, metrics=self._metrics)
+
+    async def _build_handler(self) -> tuple[EventHandler, list[str]]:
+        if self._request.handler:
+            return _import_handler(self._request.handler, self._redis), []
+        rules = load_rules(self.rules_path)
+        self._rules_mtime_ns = _mtime_ns(self.rules_path)
+        from providers.builtin import default_capability_registry
+
+        capabilities, http = default_capability_registry()
+        self._closers.append(http.aclose)
+        executor = self._build_executor(capabilities)
+        self._rules_handler = RulesHandler(rules, executor, redis=self._redis, logger=self._log)
+        self._log.info("rules_loaded", path=str(self.rules_path), rules=len(rules.rules),
+                       streams=rules.streams)
+        return self._rules_handler, rules.streams
+
+    def _build_executor(self, capabilities: CapabilityRegistry) -> CapabilityExecutor:
+        """The signed catalog's seven-step executor when trusted keys are configured;
+        otherwise the registry's capabilities, unsigned (said in the log)."""
+        call_metrics = CallMetrics.create(self._prometheus)
+        trust = trust_store_from_env()
+        if not trust.keys:
+            self._log.warning("catalog_disabled", reason="no trusted keys (set "
+                              "CATALOG_TRUSTED_KEYS): capabilities run unsigned, from the "
+                              "registry, without preconditions, permits or audit")
+            return RegistryExecutor(capabilities, redis=self._redis, clock=self._clock,
+                                    logger=self._log, metrics=call_metrics)
+        self._catalog = Catalog(self._redis, trust, clock=self._clock, logger=self._log)
+        self._log.info("catalog_enabled", trusted_keys=[key.key_id for key in trust.keys])
+        return SafeExecutor(
+            self._catalog, capabilities, redis=self._redis, clock=self._clock,
+            logger=self._log, call_metrics=call_metrics,
+            metrics=ExecutionMetrics.create(self._prometheus, catalog=self._catalog))
+
+    async def run(self) -> int:
+        helpers = [asyncio.create_task(self._sample_groups(), name="group-sampler")]
+        if self._catalog is not None:
+            # Revocations reach this process within the pub/sub delay.
+            helpers.append(asyncio.create_task(self._catalog.watch(), name="catalog-watch"))
+        if self._rules_handler is not None:
+            helpers.append(asyncio.create_task(self._watch_rules(), name="rules-watcher"))
+        try:
+            await self.consumer.run()
+            return ExitCode.FORCED if self.consumer.stopped_by_force else ExitCode.OK
+        except redis_errors.ResponseError as exc:  # e.g. WRONGTYPE: the key is not a stream
+            self._log.error("consumer_failed", error=f"{type(exc).__name__}: {exc}")
+            return ExitCode.FAILURE
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+
+    def stop(self) -> None:
+        self.consumer.stop()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    async def aclose(self) -> None:
+        for close in self._closers:
+            await close()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        return True, {"role": "consumer", "group": self.consumer.options.group,
+                      "consumer": self.consumer.options.consumer,
+                      "streams": list(self.consumer.options.streams),
+                      "inFlight": self.consumer.in_flight}
+
+    # -- rules reload --------------------------------------------------------------------
+
+    async def _watch_rules(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reload.wait(), timeout=_RULES_CHECK_INTERVAL_S)
+            mtime_ns = _mtime_ns(self.rules_path)
+            if self._reload.is_set() or mtime_ns != self._rules_mtime_ns:
+                self._reload.clear()
+                self._rules_mtime_ns = mtime_ns
+                await self._reload_rules()
+
+    async def _reload_rules(self) -> None:
+        assert self._rules_handler is not None
+        try:
+            # Parsed off the loop: a big file must not stall the entries in flight.
+            rules: RuleSet = await asyncio.to_thread(load_rules, self.rules_path)
+        except ConfigError as exc:
+            self._log.error("rules_reload_rejected", path=str(self.rules_path), reason=str(exc))
+            return
+        self._rules_handler.replace_rules(rules)
+        self._log.info("rules_reloaded", path=str(self.rules_path), rules=len(rules.rules),
+                       streams=rules.streams)
+        missing = sorted(set(rules.streams) - set(self.consumer.options.streams))
+        if missing:
+            self._log.warning("rules_streams_not_consumed", streams=missing,
+                              hint="restart the consumer (or pass --stream) to read them")
+
+    # -- metrics -------------------------------------------------------------------------
+
+    async def _sample_groups(self) -> None:
+        """Group lag, pending and dead-letter counts for Prometheus, every few seconds."""
+        options = self.consumer.options
+        while True:
+            try:
+                groups = await read_consumer_groups(self._redis, streams=options.streams,
+                                                    group=options.group)
+                for group in groups:
+                    self._metrics.group_lag.labels(group.stream, group.name).set(group.lag or 0)
+                    self._metrics.group_pending.labels(group.stream, group.name).set(group.pending)
+                for stream in options.streams:
+                    count = await self._redis.xlen(options.dead_letter_stream_of(stream))
+                    self._metrics.dead_letters.labels(stream).set(count)
+            except (RedisUnavailableError, redis_errors.RedisError) as exc:
+                self._log.warning("group_sample_failed", error=str(exc))
+            await self._clock.sleep(_GROUP_SAMPLE_INTERVAL_S)
+
+
+def _import_handler(spec: str, redis: Redis) -> EventHandler:
+    module_name, _, attribute = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"--handler {spec}: cannot import {attribute or '(no name)'} from "
+                          f"{module_name}: {exc} (sys.path: {sys.path[:3]}...)") from exc
+    handler = factory(redis)
+    if not callable(getattr(handler, "handle", None)):
+        raise ConfigError(f"--handler {spec}: {attribute}(redis) returned {handler!r}, "
+                          "which has no handle(delivery) method")
+    return handler  # type: ignore[no-any-return]
+
+
+def _mtime_ns(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
