@@ -13,7 +13,12 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from framework.constants import DEFAULT_CONFIG_PATH, DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_REDIS_URL
+from framework.constants import (
+    DEFAULT_CONFIG_PATH,
+    DEFAULT_DRAIN_TIMEOUT_S,
+    DEFAULT_REDIS_URL,
+    DEFAULT_RULES_PATH,
+)
 
 
 def _default_data_dir() -> Path:
@@ -35,6 +40,8 @@ class Settings(BaseSettings):
     connectors_config_path: Path = Field(
         Path(DEFAULT_CONFIG_PATH), validation_alias="CONNECTORS_CONFIG_PATH"
     )
+    # Unset: rules.json beside the connectors file (see resolved_rules_path).
+    rules_path: Path | None = Field(None, validation_alias="RULES_PATH")
     metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="METRICS_PORT")
     metrics_host: str = Field("0.0.0.0", validation_alias="METRICS_HOST")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -47,6 +54,10 @@ class Settings(BaseSettings):
 
     restart_base_s: float = Field(1.0, gt=0, validation_alias="FLEET_RESTART_BASE_S")
     restart_max_s: float = Field(60.0, gt=0, validation_alias="FLEET_RESTART_MAX_S")
+
+    @property
+    def resolved_rules_path(self) -> Path:
+        return self.rules_path or self.connectors_config_path.parent / DEFAULT_RULES_PATH
 
     @field_validator("log_level", mode="before")
     @classmethod

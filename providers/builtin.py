@@ -1,13 +1,25 @@
-"""The one place where built-in connector types are registered."""
+"""The one place where built-in connector types and capabilities are registered."""
 
 from __future__ import annotations
 
+from framework.capabilities import CapabilityRegistry
 from framework.registry import ConnectorRegistry
+from providers.core import core_capabilities
+from providers.datadog import create_datadog_connector
+from providers.github import create_github_connector
+from providers.http import HttpActions
+from providers.http_json import create_http_json_connector
+from providers.jira import create_jira_connector
+from providers.modbus import valve_control_spec
 from providers.noaa import create_noaa_weather_connector
 
 
 def register_builtin_connectors(registry: ConnectorRegistry) -> None:
     registry.register_connector("NOAA_WEATHER", create_noaa_weather_connector)
+    registry.register_connector("DATADOG", create_datadog_connector)
+    registry.register_connector("HTTP_JSON", create_http_json_connector)
+    registry.register_connector("JIRA", create_jira_connector)
+    registry.register_connector("GITHUB", create_github_connector)
 
 
 def default_registry() -> ConnectorRegistry:
@@ -16,3 +28,25 @@ def default_registry() -> ConnectorRegistry:
     register_builtin_connectors(registry)
     registry.load_entry_points()
     return registry
+
+
+def register_builtin_capabilities(
+    registry: CapabilityRegistry, *, http: HttpActions | None = None
+) -> HttpActions:
+    """``http_call``, ``webhook_call``, ``emit_event``, ``log`` and ``valve_control``
+    (Modbus; valve address in the call's parameters); returns the
+    HTTP actions' client holder, which the caller closes (``aclose``)."""
+    http = http or HttpActions()
+    for spec in [*http.specs(), *core_capabilities(), valve_control_spec()]:
+        registry.register(spec)
+    return http
+
+
+def default_capability_registry(
+    *, http: HttpActions | None = None
+) -> tuple[CapabilityRegistry, HttpActions]:
+    """Built-in capabilities plus every one installed through entry points."""
+    registry = CapabilityRegistry()
+    actions = register_builtin_capabilities(registry, http=http)
+    registry.load_entry_points()
+    return registry, actions

@@ -16,7 +16,11 @@ from framework.config import redact_url
 from framework.connections import UNAVAILABLE, create_redis
 from framework.settings import Settings
 from worker import commands
+from worker.audit_cli import add_audit_commands, run_audit_command
+from worker.catalog_cli import add_catalog_commands, run_catalog_command
+from worker.consumer_cli import add_consumer_commands, run_consume_command, run_redis_command
 from worker.exit_codes import ExitCode
+from worker.rules_cli import add_rules_commands, run_rules_command
 
 
 def connector_run(argv: Sequence[str] | None = None) -> None:
@@ -104,6 +108,21 @@ def _build_parser() -> argparse.ArgumentParser:
                        default=["process", "in-process"])
     fleet.add_argument("--duration", type=float, default=30.0,
                        help="seconds measured once every connector polls")
+    consume = bench_kinds.add_parser(
+        "consume", help="events/s and latency of one consumer, against Celery and arq")
+    consume.add_argument("--events", type=int, default=20_000,
+                         help="events queued for the throughput run")
+    consume.add_argument("--rates", type=int, nargs="+", default=[1_000, 10_000],
+                         help="steady send rates (events/s) of the latency runs")
+    consume.add_argument("--duration", type=float, default=10.0,
+                         help="seconds of sending per latency run")
+    consume.add_argument("--max-in-flight", type=int, default=64)
+    consume.add_argument("--redis-url", default=None,
+                         help="Redis to use (default: a private redis-server on a free port)")
+    add_audit_commands(commands_)
+    add_catalog_commands(commands_)
+    add_consumer_commands(commands_)
+    add_rules_commands(commands_)
     return parser
 
 
@@ -117,6 +136,8 @@ def connector_fleet(argv: Sequence[str] | None = None) -> None:
         sys.exit(run_fleet_process(metrics_port=args.metrics_port,
                                    config_path=args.config or args.fleet_config,
                                    in_process=args.in_process))
+    if args.command == "consume":
+        sys.exit(run_consume_command(args, config_path=args.fleet_config))
     if args.command == "bench":
         sys.exit(_bench(args))
     sys.exit(_operate(args))
@@ -127,6 +148,11 @@ def _bench(args: argparse.Namespace) -> int:
         from worker.bench_publish import run_publish_bench
 
         return run_publish_bench(args.items, args.changed_ratio, args.redis_url)
+    if args.kind == "consume":
+        from worker.bench_consume import run_consume_bench
+
+        return run_consume_bench(args.events, args.rates, args.duration, args.max_in_flight,
+                                 args.redis_url)
     from worker.bench_fleet import run_fleet_bench
 
     return run_fleet_bench(args.connectors, args.modes, args.duration)
@@ -141,11 +167,17 @@ def _operate(args: argparse.Namespace) -> int:
         from providers.builtin import default_registry
 
         return commands.config_check(settings, default_registry(), console)
+    if args.command == "rules":
+        return run_rules_command(args, settings, console)
     confirm = _confirmation(args)
     actions: dict[str, Callable[[Redis], Awaitable[int]]] = {
         "status": lambda r: commands.status(r, settings, console, as_json=args.json),
         "leases": lambda r: commands.leases(r, console, as_json=args.json),
         "lease": lambda r: commands.release_lease(r, console, args.name, confirm=confirm),
+        "audit": lambda r: run_audit_command(r, args, console),
+        "catalog": lambda r: run_catalog_command(r, args, console),
+        "dlq": lambda r: run_redis_command(r, args, console, confirm),
+        "consumers": lambda r: run_redis_command(r, args, console, confirm),
         "stream": lambda r: commands.stream_tail(
             r, console, args.stream, from_start=args.from_start, count=args.count),
         "state": lambda r: (

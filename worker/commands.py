@@ -16,6 +16,7 @@ from typing import Any, TextIO, cast
 import orjson
 from redis.asyncio import Redis
 
+from framework.breaker import read_breakers
 from framework.clock import SystemClock
 from framework.config import FleetConfig, load_fleet_config
 from framework.constants import LEASE_PREFIX, lease_key, state_key, versions_key
@@ -23,6 +24,7 @@ from framework.errors import ConfigError, InvalidEntriesError
 from framework.lease import read_lease
 from framework.registry import ConnectorRegistry
 from framework.settings import Settings
+from worker.consumer_view import consumer_section
 from worker.exit_codes import ExitCode
 from worker.fleet_view import fleet_status
 
@@ -85,7 +87,19 @@ async def status(redis: Redis, settings: Settings, console: Console, *, as_json:
             ("healthy" if s.healthy else f"UNHEALTHY: {s.reason}") if s.config.enabled else "-",
         ))
     _table(console, _STATUS_COLUMNS, rows)
+    await consumer_section(redis, console)
+    await _breaker_section(redis, console)
     return ExitCode.OK
+
+
+async def _breaker_section(redis: Redis, console: Console) -> None:
+    """Circuit breakers as each consumer process last published them (framework.breaker)."""
+    breakers = await read_breakers(redis)
+    if breakers:
+        console.line()
+        _table(console, ("BREAKER", "PROCESS", "STATE", "FAILURES", "CHANGED"),
+               [(b["breaker"], b["owner"], b["state"], str(b["failures"]), b["updatedAt"])
+                for b in breakers])
 
 
 # -- leases -------------------------------------------------------------------------------
