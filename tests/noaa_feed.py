@@ -4,42 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-_EVENTS = ("Red Flag Warning", "High Wind Warning", "Flash Flood Warning", "Winter Storm Warning")
+from providers.noaa.contract_case import alert_feature
 
-
-def alert_feature(number: int, revision: int = 0) -> dict[str, Any]:
-    urn = f"urn:oid:2.49.0.1.840.0.{number:06d}.001.1"
-    return {
-        "id": f"https://api.weather.gov/alerts/{urn}",
-        "type": "Feature",
-        "geometry": None,
-        "properties": {
-            "@id": f"https://api.weather.gov/alerts/{urn}",
-            "@type": "wx:Alert",
-            "id": urn,
-            "areaDesc": f"Zone {number}, CA",
-            "affectedZones": [f"https://api.weather.gov/zones/forecast/CAZ{number % 999:03d}"],
-            "sent": f"2026-11-20T14:{revision % 60:02d}:00-08:00",
-            "effective": "2026-11-20T14:00:00-08:00",
-            "onset": "2026-11-20T18:00:00-08:00",
-            "expires": "2026-11-21T06:00:00-08:00",
-            "ends": None,
-            "status": "Actual",
-            "messageType": "Update" if revision else "Alert",
-            "category": "Met",
-            "severity": "Severe",
-            "certainty": "Likely",
-            "urgency": "Expected",
-            "event": _EVENTS[number % len(_EVENTS)],
-            "senderName": "NWS San Francisco CA",
-            "headline": f"{_EVENTS[number % len(_EVENTS)]} issued (revision {revision})",
-            "description": "Strong winds and low humidity.",
-            "instruction": None,
-            "response": "Prepare",
-            "parameters": {"revision": [str(revision)]},
-        },
-    }
-
+__all__ = ["alert_feature", "collection"]
 
 def collection(features: list[dict[str, Any]]) -> dict[str, Any]:
     return {

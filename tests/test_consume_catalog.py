@@ -14,6 +14,7 @@ import pytest
 import redis as sync_redis
 
 from framework.testing import RedisServer
+from tests.helpers import wait_until
 from tests.process import BIN, ConnectorProcess
 
 DEFINITION = {
@@ -32,14 +33,6 @@ RULES = {"version": 1, "rules": [{
 
 def reading(n: int) -> dict[str, bytes]:
     return {"event": orjson.dumps({"type": "reading", "source": "sensor", "payload": {"n": n}})}
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import redis as sync_redis
 from framework.testing import RedisServer, free_port
 from tests.conftest import REPO_ROOT
 from tests.consumer_handlers import CALLS, DONE, STARTED
+from tests.helpers import wait_until
 from tests.process import BIN, ConnectorProcess
 
 STREAM = "jobs"
@@ -47,13 +47,6 @@ def start(tmp_path: Path, redis_server: RedisServer) -> Iterator[Start]:
         process.close()
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 def acked(*processes: ConnectorProcess) -> Counter[str]:

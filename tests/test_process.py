@@ -12,6 +12,7 @@ import pytest
 import redis as sync_redis
 
 from framework.testing import RedisServer, ReplayServer, Reply, free_port
+from tests.helpers import wait_until
 from tests.noaa_feed import ChangingFeed
 from tests.process import ConnectorProcess, noaa_entry, write_config
 
@@ -40,13 +41,6 @@ def start(tmp_path: Path, redis_server: RedisServer) -> Iterator[object]:
         process.close()
 
 
-def wait_until(predicate: object, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 def test_sigterm_drains_releases_the_lease_and_exits_0(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 import redis as sync_redis
 
 from framework.testing import RedisServer, ReplayServer, Reply, free_port
+from tests.helpers import wait_until
 from tests.noaa_feed import ChangingFeed
 from tests.process import ConnectorProcess, noaa_entry, write_config
 
@@ -26,13 +26,6 @@ def entry(name: str, replay: ReplayServer, **overrides: Any) -> dict[str, Any]:
     return base
 
 
-def wait_until(predicate: Any, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 def alive(pid: int) -> bool:
