@@ -476,7 +476,7 @@ def test_chart_schema_lint_and_connector_model_agree() -> None:
     with pytest.raises(helm.HelmValuesError):
         chart.validate_schema({"mode": "everything"})
     values = _yaml().safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
-    assert values["streamConsumers"] == {"enabled": False}
+    assert values["consumers"]["enabled"] is False
 
 
 # -- a pod's command and env, run for real -----------------------------------------------

@@ -61,6 +61,13 @@ Env of every process: Redis, config path, ops port, drain, logs.
 Argument: the root context.
 */}}
 {{- define "connector-fleet.commonEnv" -}}
+{{ include "connector-fleet.redisEnv" . }}
+- name: CONNECTORS_CONFIG_PATH
+  value: /etc/connectors/connectors.json
+{{ include "connector-fleet.processEnv" . }}
+{{- end -}}
+
+{{- define "connector-fleet.redisEnv" -}}
 - name: REDIS_URL
   valueFrom:
     {{- if .Values.redis.existingSecret }}
@@ -72,8 +79,10 @@ Argument: the root context.
       name: {{ include "connector-fleet.fullname" . }}-redis
       key: url
     {{- end }}
-- name: CONNECTORS_CONFIG_PATH
-  value: /etc/connectors/connectors.json
+{{- end -}}
+
+{{/* Ops port, drain and logs: what every process reads. Argument: the root context. */}}
+{{- define "connector-fleet.processEnv" -}}
 - name: METRICS_PORT
   value: {{ .Values.metrics.port | quote }}
 - name: METRICS_HOST
@@ -137,6 +146,17 @@ readinessProbe:
 
 {{/* Pod-level settings shared by both modes. Argument: the root context. */}}
 {{- define "connector-fleet.podSpec" -}}
+{{ include "connector-fleet.podSettings" . }}
+volumes:
+  - name: config
+    configMap:
+      name: {{ include "connector-fleet.fullname" . }}-config
+  - name: tmp
+    emptyDir: {}
+{{- end -}}
+
+{{/* Pod-level settings of every pod, volumes excepted. Argument: the root context. */}}
+{{- define "connector-fleet.podSettings" -}}
 terminationGracePeriodSeconds: {{ add .Values.drainTimeoutSeconds 15 }}
 automountServiceAccountToken: false
 {{- with .Values.imagePullSecrets }}
@@ -157,12 +177,6 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-volumes:
-  - name: config
-    configMap:
-      name: {{ include "connector-fleet.fullname" . }}-config
-  - name: tmp
-    emptyDir: {}
 {{- end -}}
 
 {{- define "connector-fleet.volumeMounts" -}}
@@ -172,4 +186,42 @@ volumeMounts:
     readOnly: true
   - name: tmp
     mountPath: /tmp
+{{- end -}}
+
+{{/* The rules file of the stream consumers, as mounted: rulesJson (verbatim) wins. */}}
+{{- define "connector-fleet.rulesJson" -}}
+{{- if .Values.consumers.rulesJson -}}
+{{- .Values.consumers.rulesJson -}}
+{{- else -}}
+{{- .Values.consumers.rules | toPrettyJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The Secret keys the rules need, from the Secret `secrets.name` (key VAR): every ${VAR}
+(required without a :-default, as the rules loader wants) and every secretEnv
+(required: the capability reads it at each call). Argument: the root context.
+*/}}
+{{- define "connector-fleet.rulesSecretEnv" -}}
+{{- $text := include "connector-fleet.rulesJson" . -}}
+{{- $required := dict -}}
+{{- range $ref := regexFindAll "\\$?\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\\}" $text -1 -}}
+{{- if not (hasPrefix "$$" $ref) -}}
+{{- $variable := regexReplaceAll "^\\$\\{([A-Za-z0-9_]+).*$" $ref "${1}" -}}
+{{- $_ := set $required $variable (or (not (contains ":-" $ref)) (get $required $variable | default false)) -}}
+{{- end -}}
+{{- end -}}
+{{- range $ref := regexFindAll "\"secretEnv\"\\s*:\\s*\"[A-Za-z_][A-Za-z0-9_]*\"" $text -1 -}}
+{{- $_ := set $required (regexReplaceAll "^.*\"([A-Za-z0-9_]+)\"$" $ref "${1}") true -}}
+{{- end -}}
+{{- range $variable := keys $required | sortAlpha }}
+- name: {{ $variable }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "connector-fleet.secretName" $ }}
+      key: {{ $variable }}
+      {{- if not (get $required $variable) }}
+      optional: true
+      {{- end }}
+{{- end -}}
 {{- end -}}
