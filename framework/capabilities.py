@@ -40,6 +40,8 @@ from framework.versions import VersionRange, newest_matching, parse_version
 class CapabilityRegistry:
     def __init__(self) -> None:
         self._specs: dict[str, dict[str, CapabilitySpec]] = {}
+        # Every call resolves its range: parsing it each time would cost more than the call.
+        self._resolved: dict[tuple[str, str | None], CapabilitySpec] = {}
 
     def register(self, spec: CapabilitySpec, *, replace: bool = False) -> None:
         parse_version(spec.version)
@@ -47,6 +49,7 @@ class CapabilityRegistry:
         if spec.version in versions and not replace:
             raise ValueError(f"capability {spec.key} is already registered")
         versions[spec.version] = spec
+        self._resolved.clear()
 
     def load_entry_points(self, group: str = CAPABILITY_ENTRY_POINT_GROUP) -> list[str]:
         """Register what other installed distributions declare; returns the keys added."""
@@ -70,6 +73,13 @@ class CapabilityRegistry:
 
     def resolve(self, capability_id: str, version_range: str | None = None) -> CapabilitySpec:
         """The newest version of ``capability_id`` inside the range."""
+        found = self._resolved.get((capability_id, version_range))
+        if found is None:
+            found = self._resolved[(capability_id, version_range)] = self._newest(
+                capability_id, version_range)
+        return found
+
+    def _newest(self, capability_id: str, version_range: str | None) -> CapabilitySpec:
         versions = self._specs.get(capability_id)
         if not versions:
             known = ", ".join(sorted(self._specs)) or "none"

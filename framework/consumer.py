@@ -65,8 +65,12 @@ class _Work:
 
 class Consumer:
     def __init__(self, redis: Redis, handler: EventHandler, options: ConsumerOptions, *,
-                 clock: Clock, logger: Logger, metrics: ConsumerMetrics | None = None) -> None:
+                 clock: Clock, logger: Logger, metrics: ConsumerMetrics | None = None,
+                 on_settled: Callable[[Delivery, str], None] | None = None) -> None:
+        """``on_settled(delivery, outcome)``: called once an entry is acknowledged
+        (``acked``) or dead-lettered (``dead_lettered``), e.g. to time its completion."""
         self.options = options
+        self._on_settled = on_settled
         self._handler = handler
         self._clock = clock
         self._log = logger.bind(group=options.group, consumer=options.consumer)
@@ -362,6 +366,8 @@ class Consumer:
         if await done:
             self._log.debug("entry_acked", delivery_count=delivery.delivery_count)
             self._count(delivery.stream, "acked")
+            if self._on_settled is not None:
+                self._on_settled(delivery, "acked")
         else:
             # Another consumer took it over (we missed heartbeats): it ran twice.
             self._log.warning("entry_already_settled", delivery_count=delivery.delivery_count)
@@ -395,6 +401,8 @@ class Consumer:
                           dead_letter_id=letter_id, reason=failure.reason,
                           attempts=failure.attempts, rule=failure.rule)
         self._count(delivery.stream, "dead_lettered")
+        if self._on_settled is not None:
+            self._on_settled(delivery, "dead_lettered")
 
     async def _record_error(self, delivery: Delivery, error: Exception) -> None:
         record = {"error": _describe(error), "errorType": type(error).__name__,

@@ -83,7 +83,9 @@ class GroupMember:
         claimed = [(str(i), f or {}) for i, f in cast(list[tuple[str, Any]], reply[1])
                    if i not in skip]
         counts = await self._delivery_counts(stream, [i for i, _ in claimed])
-        return Claimed(entries=[(i, f, counts.get(i, 1)) for i, f in claimed],
+        # XAUTOCLAIM counted a delivery: never 1, even if the entry left the pending list
+        # meanwhile (a count of 1 tells the handler no earlier run can have done anything).
+        return Claimed(entries=[(i, f, counts.get(i, 2)) for i, f in claimed],
                        deleted=[str(i) for i in (reply[2] if len(reply) > 2 else [])],
                        more=cursor != "0-0")
 

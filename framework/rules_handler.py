@@ -14,8 +14,10 @@ steps in order:
 Each completed call or emit is recorded in ``fleet:steps:{stream}:{origin_id}``
 (field ``rule:step``, its result as JSON, with a TTL); a redelivered entry skips
 the recorded steps (their results are still readable as ``steps.<id>``) and
-resumes at the first that had not completed. An emit and its record are one
-Lua script, so a crash never emits twice.
+resumes at the first that had not completed (an entry's first delivery skips
+that read: nothing can be recorded yet). An emit and its record are one
+Lua script, so a crash never emits twice. The reads and writes of the records of
+the entries in flight go to Redis together (:class:`~framework.step_records.StepRecords`).
 
 One rule's failure does not stop the others: every matching rule runs, then
 the handler raises the first retryable failure (the entry comes back and only
@@ -25,7 +27,7 @@ the unfinished steps run again) or else the first dead letter.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -39,6 +41,7 @@ from framework.events import BaseEventV1, InboundEvent, describe_validation_erro
 from framework.logs import Logger, get_logger
 from framework.rules import BranchStep, CallStep, EmitStep, Rule, RuleSet, Step
 from framework.scripts import lua
+from framework.step_records import StepRecords
 
 __all__ = ["RulesHandler"]
 
@@ -78,6 +81,7 @@ class RulesHandler:
         self._step_ttl_s = step_ttl_s
         self._stream_max_len = stream_max_len
         self._emit = redis.register_script(lua("emit_step"))
+        self._records = StepRecords(redis, ttl_s=step_ttl_s)
 
     @property
     def rules(self) -> RuleSet:
@@ -93,8 +97,8 @@ class RulesHandler:
                     if self._matches(rule, run)]
         if not matching:
             return
-        # decode_responses=True (framework.connections): fields are str.
-        run.done = cast(dict[str, str], await self._redis.hgetall(run.key))
+        if _may_have_run(delivery):
+            run.done = await self._records.completed(run.key)
         failures: list[Exception] = []
         for rule in matching:
             run.names["steps"] = {}
@@ -161,10 +165,7 @@ class RulesHandler:
             raise DeadLetterError(f"rule {rule.name}, step {step.id}: {exc.reason}",
                                   rule=rule.name, step=step.id, attempts=exc.attempts) from exc
         encoded = orjson.dumps(result, default=str)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(run.key, field, encoded)
-            pipe.expire(run.key, self._step_ttl_s)
-            await pipe.execute()
+        await self._records.record(run.key, field, encoded.decode())
         self._logger.debug("step done", rule=rule.name, step=step.id,
                            entry_id=run.delivery.entry_id)
         return orjson.loads(encoded)
@@ -186,6 +187,16 @@ class RulesHandler:
                   event.model_dump_json(exclude_none=True)],
         )
         return orjson.loads(recorded)
+
+
+def _may_have_run(delivery: Delivery) -> bool:
+    """False on an entry's first delivery: no earlier run can have recorded a step, so
+    the record is not read. Every redelivery (XAUTOCLAIM, XCLAIM) counts, and a replayed
+    dead letter (``origin_id`` of an earlier entry) is a first delivery of a new entry
+    whose steps are recorded under the old one: both read it. (Rewinding the group
+    itself, XGROUP SETID or re-creating it at an old id, delivers old entries as new:
+    count 1, they run again as the operator asked.)"""
+    return delivery.delivery_count > 1 or delivery.origin_id != delivery.entry_id
 
 
 def _render(rule: Rule, step: Step, render: Callable[[Mapping[str, Any]], Any],

@@ -49,6 +49,17 @@ def test_resolution_picks_the_newest_version_inside_the_range() -> None:
         registry.resolve("pump")
 
 
+def test_a_version_registered_later_is_resolved_from_then_on() -> None:
+    registry = CapabilityRegistry()
+    registry.register(spec("1.0.0"))
+    assert registry.resolve("valve", "^1").version == "1.0.0"  # resolved once, kept
+    registry.register(spec("1.1.0"))
+    assert registry.resolve("valve", "^1").version == "1.1.0"
+    replacement = CapabilitySpec("valve", "1.1.0", noop, description="v2")
+    registry.register(replacement, replace=True)
+    assert registry.resolve("valve", "^1") is replacement
+
+
 def test_a_version_is_registered_once_and_must_parse() -> None:
     registry = CapabilityRegistry()
     registry.register(spec("1.0.0"))

@@ -166,6 +166,44 @@ async def test_dead_letter_error_dead_letters_at_once_with_reason_and_fields(
     assert await pending(redis) == 0
 
 
+async def test_on_settled_is_told_each_entry_once_it_is_acked_or_dead_lettered(
+    redis: Redis,
+) -> None:
+    async def refuse_odd(delivery: Delivery) -> None:
+        if int(delivery.fields["n"]) % 2:
+            raise DeadLetterError("odd")
+
+    settled: list[tuple[str, str, int]] = []
+
+    async def pending_now(delivery: Delivery) -> None:
+        # Told after the XACK or the dead letter, never before.
+        pending_ids = {str(p["message_id"]) for p in
+                       await redis.xpending_range(STREAM, GROUP, "-", "+", 10)}
+        settled.append((delivery.entry_id, outcome_of[delivery.entry_id],
+                        int(delivery.entry_id in pending_ids)))
+
+    outcome_of: dict[str, str] = {}
+    checks: list[asyncio.Task[None]] = []
+
+    def on_settled(delivery: Delivery, outcome: str) -> None:
+        outcome_of[delivery.entry_id] = outcome
+        checks.append(asyncio.create_task(pending_now(delivery)))
+
+    ids = await add(redis, 4)
+    consumer = Consumer(redis, Recorder(refuse_odd), ConsumerOptions(
+        streams=(STREAM,), group=GROUP, consumer="c1", start_id="0", block_ms=50),
+        clock=SystemClock(), logger=get_logger(test="consumer"), on_settled=on_settled)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: len(checks) == 4)
+        await asyncio.gather(*checks)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, timeout=10)
+    assert sorted(settled) == sorted([(ids[0], "acked", 0), (ids[1], "dead_lettered", 0),
+                                      (ids[2], "acked", 0), (ids[3], "dead_lettered", 0)])
+
+
 async def _count_is(letters: DeadLetterStream, expected: int) -> bool:
     return await letters.count() == expected
 

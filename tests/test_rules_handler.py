@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -12,7 +13,7 @@ from redis.asyncio import Redis
 
 from framework.capabilities import CapabilityRegistry, RegistryExecutor
 from framework.capability import CallPolicy
-from framework.constants import steps_key
+from framework.constants import REPLAY_OF_FIELD, steps_key
 from framework.delivery import Delivery
 from framework.errors import (
     CallFailedError,
@@ -46,6 +47,11 @@ class Rig:
         entry_id = await self.redis.xadd(stream, {"event": orjson.dumps(document).decode()})
         [(read_id, fields)] = await self.redis.xrange(stream, entry_id, entry_id)
         return Delivery(stream, read_id, fields, "rules", "consumer-1")
+
+
+def redelivered(delivery: Delivery, count: int = 2) -> Delivery:
+    """The same entry as the consumer hands it over again: Redis counted the delivery."""
+    return replace(delivery, delivery_count=count)
 
 
 @pytest.fixture
@@ -109,15 +115,71 @@ async def test_a_redelivered_entry_resumes_at_the_step_that_had_not_completed(
     with pytest.raises(CallFailedError, match="503"):
         await handler.handle(delivery)
     # The consumer redelivers the same entry (after a crash or the retryable error).
-    await handler.handle(delivery)
+    await handler.handle(redelivered(delivery))
 
     assert len(rig.target.received_at("/first")) == 1
     attach = rig.target.received_at("/second")
     assert len(attach) == 2
     # The skipped step's recorded result still feeds the next step's template.
     assert attach[1].json() == {"ticket": "T-7"}
-    await handler.handle(delivery)  # a third delivery repeats nothing
+    await handler.handle(redelivered(delivery, 3))  # a third delivery repeats nothing
     assert len(rig.target.received) == 3
+
+
+async def test_no_redelivery_repeats_a_step_that_had_completed_on_the_first(
+    rig: Rig,
+) -> None:
+    # The first delivery does not read the step records (nothing can be there yet):
+    # what it completes must still be skipped by every later delivery.
+    rig.target.reply("/a", TargetReply(200, {"n": 1}))
+    rig.target.reply("/b", TargetReply(503), TargetReply(503), TargetReply(200))
+    handler = rig.handler({
+        "name": "pair", "match": {"stream": STREAM},
+        "steps": [post("a", "/a", {}), post("b", "/b", {"n": "{{ steps.a.json.n }}"})],
+    })
+    first = await rig.deliver(reading(1.0))
+    with pytest.raises(CallFailedError):
+        await handler.handle(first)
+    with pytest.raises(CallFailedError):
+        await handler.handle(redelivered(first, 2))
+    await handler.handle(redelivered(first, 3))
+    assert len(rig.target.received_at("/a")) == 1
+    assert [r.json() for r in rig.target.received_at("/b")] == [{"n": 1}] * 3
+
+
+async def test_a_replayed_dead_letter_skips_the_steps_its_original_completed(
+    rig: Rig,
+) -> None:
+    rig.target.reply("/a", TargetReply(200, {"n": 7}))
+    rig.target.reply("/b", TargetReply(422), TargetReply(200))
+    handler = rig.handler({
+        "name": "pair", "match": {"stream": STREAM},
+        "steps": [post("a", "/a", {}), post("b", "/b", {"n": "{{ steps.a.json.n }}"})],
+    })
+    original = await rig.deliver(reading(1.0))
+    with pytest.raises(DeadLetterError):
+        await handler.handle(original)
+    # The replay is a new entry on its first delivery, naming the one it replays.
+    entry_id = await rig.redis.xadd(STREAM, {**original.fields,
+                                             REPLAY_OF_FIELD: original.entry_id})
+    [(replay_id, fields)] = await rig.redis.xrange(STREAM, entry_id, entry_id)
+    await handler.handle(Delivery(STREAM, replay_id, fields, "rules", "consumer-1"))
+    assert len(rig.target.received_at("/a")) == 1
+    assert [r.json() for r in rig.target.received_at("/b")] == [{"n": 7}, {"n": 7}]
+
+
+async def test_many_entries_in_flight_each_get_their_own_step_records(rig: Rig) -> None:
+    rig.target.reply("/each", TargetReply(200, {"ok": True}))
+    handler = rig.handler({"name": "each", "match": {"stream": STREAM},
+                           "steps": [post("s", "/each", {"v": "{{ payload.value }}"})]})
+    deliveries = [await rig.deliver(reading(float(i))) for i in range(20)]
+    await asyncio.gather(*(handler.handle(d) for d in deliveries))
+    for delivery in deliveries:
+        recorded = await rig.redis.hgetall(steps_key(STREAM, delivery.entry_id))
+        assert orjson.loads(recorded["each:s"]) == {"status": 200, "json": {"ok": True}}
+    # Redelivered together, none runs again.
+    await asyncio.gather(*(handler.handle(redelivered(d)) for d in deliveries))
+    assert len(rig.target.received_at("/each")) == 20
 
 
 async def test_branch_steps_run_then_or_else(rig: Rig) -> None:
@@ -148,7 +210,7 @@ async def test_an_emit_step_adds_a_valid_base_event_once(rig: Rig) -> None:
     delivery = await rig.deliver(reading(9.5))
     with pytest.raises(CallFailedError):
         await handler.handle(delivery)
-    await handler.handle(delivery)
+    await handler.handle(redelivered(delivery))
 
     [(entry_id, fields)] = await rig.redis.xrange("alerts")
     emitted = parse_event(Delivery("alerts", entry_id, fields, "g", "c"))

@@ -1,12 +1,17 @@
 """``connector-fleet bench consume``: one consumer process running one rule with one
 no-op capability, against the same work as a Celery task and an arq job.
 
-The work is the same for the three systems: one RPUSH of ``done_ms:sent_ms`` to
-``bench:done``. For connector-fleet it runs behind the whole path: event
-validation, rule match, parameter templating, the step's execution record and
-the XACK. Throughput: N events queued first, then the worker starts; rate =
-completions per second between the first and the last completion. Latency: a
-producer sends at a steady rate for a while; latency = completion minus send.
+The work is the same for the three systems: one RPUSH of ``done_ms:sent_ms``.
+For connector-fleet it runs behind the whole path: event validation, rule
+match, parameter templating, the step's execution record and the XACK, and an
+event counts as completed when it is acknowledged (the consumer's
+``on_settled``), not when the work ran: the record and the XACK after the work
+are part of the cost. The baselines count completion when their task body ran
+(Celery acknowledges before it by default). Throughput: N events queued first,
+then the worker starts; rate = completions per second between the first and the
+last completion. Latency: after a warm-up of 1,000 events at the same rate (new
+connections, first calls: not the steady state), a producer sends at a steady
+rate for a while; latency = completion minus send.
 
 The baselines run in their own virtualenvs (``scripts/setup --bench``) because
 Celery and arq pin incompatible redis-py versions; a missing one is reported,
@@ -28,12 +33,14 @@ from typing import Any
 
 import orjson
 import redis as sync_redis
+from redis.asyncio import Redis
 
 from framework.capabilities import CapabilityRegistry, RegistryExecutor
 from framework.capability import CallContext, CapabilitySpec
 from framework.clock import SystemClock
 from framework.connections import create_redis
 from framework.consumer import Consumer, ConsumerOptions
+from framework.delivery import Delivery
 from framework.logs import configure_logging, get_logger
 from framework.rules import parse_rules
 from framework.rules_handler import RulesHandler
@@ -41,6 +48,9 @@ from framework.testing import RedisServer
 
 STREAM = "bench-events"
 DONE_KEY = "bench:done"
+WORK_KEY = "bench:work"
+WARM_UP_EVENTS = 1_000
+_DONE_FLUSH_S = 0.01
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASELINES = {
     "celery": (REPO_ROOT / ".venv-bench-celery", REPO_ROOT / "scripts/bench/celery_baseline.py"),
@@ -56,7 +66,30 @@ Result = dict[str, Any]
 
 
 async def _record(params: Any, context: CallContext) -> None:
-    await context.redis.rpush(DONE_KEY, f"{time.time() * 1000:.3f}:{params['sent_ms']}")
+    await context.redis.rpush(WORK_KEY, f"{time.time() * 1000:.3f}:{params['sent_ms']}")
+
+
+class _Completions:
+    """``done_ms:sent_ms`` of each acknowledged entry, stamped when acknowledged and
+    written to ``bench:done`` every few milliseconds (one RPUSH for many)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._pending: list[str] = []
+
+    def settled(self, delivery: Delivery, outcome: str) -> None:
+        sent_ms = orjson.loads(delivery.fields["event"])["payload"]["sent_ms"]
+        self._pending.append(f"{time.time() * 1000:.3f}:{sent_ms}")
+
+    async def write_forever(self) -> None:
+        while True:
+            await asyncio.sleep(_DONE_FLUSH_S)
+            await self.write()
+
+    async def write(self) -> None:
+        if self._pending:
+            lines, self._pending = self._pending, []
+            await self._redis.rpush(DONE_KEY, *lines)
 
 
 def _event(sent_ms: float) -> dict[str, bytes]:
@@ -74,14 +107,18 @@ async def _serve(url: str, max_in_flight: int) -> None:
     logger = get_logger(component="bench")
     handler = RulesHandler(parse_rules(_RULES), RegistryExecutor(registry, redis=redis),
                            redis=redis, logger=logger)
+    completions = _Completions(redis)
     consumer = Consumer(redis, handler, ConsumerOptions(
         streams=(STREAM,), max_in_flight=max_in_flight, start_id="0", consumer="bench-1",
-        block_ms=100), clock=SystemClock(), logger=logger)
+        block_ms=100), clock=SystemClock(), logger=logger, on_settled=completions.settled)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, consumer.stop)
+    writer = asyncio.create_task(completions.write_forever())
     try:
         await consumer.run()
     finally:
+        writer.cancel()
+        await completions.write()
         await redis.aclose()
 
 
@@ -149,8 +186,9 @@ def _ours_latency(url: str, rate: int, duration_s: float, max_in_flight: int) ->
     client.flushall()
     worker = _start_worker(url, max_in_flight)
     try:
-        client.xadd(STREAM, _event(time.time() * 1000))  # type: ignore[arg-type]
-        _wait_for_done(client, 1)  # the worker is consuming
+        warm_up_s = WARM_UP_EVENTS / rate
+        _send_paced(client, rate, warm_up_s)
+        _wait_for_done(client, int(rate * warm_up_s))  # the worker is consuming
         client.delete(DONE_KEY)
         achieved = _send_paced(client, rate, duration_s)
         records = _wait_for_done(client, int(rate * duration_s))

@@ -18,6 +18,9 @@ from collections.abc import Callable
 import redis
 
 DONE_KEY = "bench:done"
+# Sent at the measured rate before measuring: new connections and first calls are not
+# the steady state (the same warm-up as connector-fleet's run).
+WARM_UP_EVENTS = 1_000
 
 
 def parse_args(system: str) -> argparse.Namespace:

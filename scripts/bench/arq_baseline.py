@@ -75,8 +75,9 @@ def main() -> None:
         result = _baseline.throughput_result("arq", records)
     else:
         worker = start_worker(args.redis_url)
-        asyncio.run(produce(args.redis_url, 1))
-        _baseline.wait_for_done(client, 1, timeout_s=60)
+        warm_up_s = _baseline.WARM_UP_EVENTS / args.rate
+        asyncio.run(produce_paced(args.redis_url, args.rate, warm_up_s))
+        _baseline.wait_for_done(client, int(args.rate * warm_up_s), timeout_s=600)
         client.delete(_baseline.DONE_KEY)
         achieved = asyncio.run(produce_paced(args.redis_url, args.rate, args.duration_s))
         records = _baseline.wait_for_done(client, int(args.rate * args.duration_s), 600)

@@ -55,8 +55,9 @@ def main() -> None:
         result = _baseline.throughput_result("celery", records)
     else:
         worker = start_worker(args.redis_url)
-        noop.delay(time.time() * 1000)  # warm-up: the worker is consuming
-        _baseline.wait_for_done(client, 1, timeout_s=60)
+        warm_up_s = _baseline.WARM_UP_EVENTS / args.rate
+        _baseline.paced(args.rate, warm_up_s, lambda sent_ms: noop.delay(sent_ms))
+        _baseline.wait_for_done(client, int(args.rate * warm_up_s), timeout_s=600)
         client.delete(_baseline.DONE_KEY)
         achieved = _baseline.paced(args.rate, args.duration_s,
                                    lambda sent_ms: noop.delay(sent_ms))
