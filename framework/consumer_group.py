@@ -110,15 +110,18 @@ class GroupMember:
     async def ack(self, deliveries: list[Delivery]) -> list[bool]:
         """XACK each entry (and forget its recorded error) in one round trip; per entry,
         False if it was no longer pending (another consumer settled it)."""
+        if not deliveries:
+            return []
         by_stream: dict[str, list[int]] = {}
         for index, d in enumerate(deliveries):
             by_stream.setdefault(d.stream, []).append(index)
         acked = [False] * len(deliveries)
         # One EVALSHA per stream (a pipeline would add a SCRIPT EXISTS round trip).
-        replies = await asyncio.gather(*(
-            self._ack_script(keys=[stream, consumer_errors_key(self.group, stream)],
-                             args=[self.group, *(deliveries[i].entry_id for i in indexes)])
-            for stream, indexes in by_stream.items()))
+        calls = [self._ack_script(keys=[stream, consumer_errors_key(self.group, stream)],
+                                  args=[self.group, *(deliveries[i].entry_id for i in indexes)])
+                 for stream, indexes in by_stream.items()]
+        # One stream (the common case): no task to gather.
+        replies = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
         for indexes, reply in zip(by_stream.values(), replies, strict=True):
             for index, result in zip(indexes, reply, strict=True):
                 acked[index] = bool(result)
