@@ -48,6 +48,8 @@ class Settings(BaseSettings):
         "INFO", validation_alias="LOG_LEVEL"
     )
     log_format: Literal["json", "console"] = Field("json", validation_alias="LOG_FORMAT")
+    # A PEM Ed25519 private key: consumers sign every audit record they append with it.
+    audit_signing_key: Path | None = Field(None, validation_alias="AUDIT_SIGNING_KEY")
     drain_timeout_s: float = Field(
         DEFAULT_DRAIN_TIMEOUT_S, gt=0, validation_alias="FLEET_DRAIN_TIMEOUT_S"
     )

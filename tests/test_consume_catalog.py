@@ -71,14 +71,16 @@ def consume(tmp_path: Path, redis_server: RedisServer) -> Iterator[Callable[...,
 
 def test_signed_calls_run_and_a_revocation_stops_them_in_a_running_consumer(
     sync: sync_redis.Redis, tmp_path: Path, catalog_cli: Callable[..., str],
-    consume: Callable[..., ConnectorProcess],
+    consume: Callable[..., ConnectorProcess], redis_server: RedisServer,
 ) -> None:
     catalog_cli("keygen", "--out", str(tmp_path / "keys"))
     definition = tmp_path / "emit_event_v1.0.0.json"
     definition.write_bytes(orjson.dumps(DEFINITION))
     catalog_cli("register", "--file", str(definition),
                 "--sign-with", str(tmp_path / "keys" / "catalog-signing.pem"))
-    consumer = consume(CATALOG_TRUSTED_KEYS=str(tmp_path / "keys" / "catalog-signing.pub.json"))
+    catalog_cli("keygen", "--out", str(tmp_path / "keys"), "--name", "audit")
+    consumer = consume(CATALOG_TRUSTED_KEYS=str(tmp_path / "keys" / "catalog-signing.pub.json"),
+                       AUDIT_SIGNING_KEY=str(tmp_path / "keys" / "audit.pem"))
     consumer.wait_for("catalog_enabled")
 
     sync.xadd("in", reading(1))  # type: ignore[arg-type]
@@ -96,6 +98,24 @@ def test_signed_calls_run_and_a_revocation_stops_them_in_a_running_consumer(
     _, letter = sync.xrange("in:dlq")[0]
     assert "revoked" in str(letter) and "leaks payloads" in str(letter)
     assert sync.xlen("out") == 1
+    # Every record (the execution, then the refusal) is signed with the audit key.
+    verified = subprocess.run(
+        [str(BIN / "connector-fleet"), "audit", "verify", "--require-signatures",
+         "--trusted-keys", str(tmp_path / "keys" / "audit.pub.json")],
+        env={"REDIS_URL": redis_server.url, "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert sync.xlen("audit:chain") >= 2
+
+
+def test_an_unreadable_trust_store_is_a_configuration_error(
+    consume: Callable[..., ConnectorProcess], tmp_path: Path,
+) -> None:
+    consumer = consume(CATALOG_TRUSTED_KEYS=str(tmp_path / "no-such-keys"))
+
+    assert consumer.wait(30) == 78
+    error = consumer.wait_for("config_invalid")["error"]
+    assert "cannot read trusted keys" in error and "no-such-keys" in error
 
 
 def test_without_trusted_keys_the_consumer_says_capabilities_run_unsigned(

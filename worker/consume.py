@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from framework.audit import AuditChain
 from framework.capabilities import CapabilityRegistry, RegistryExecutor
 from framework.capability import CapabilityExecutor
 from framework.catalog import Catalog
@@ -32,14 +33,14 @@ from framework.config import FleetConfig
 from framework.consumer import Consumer, ConsumerOptions
 from framework.consumer_metrics import ConsumerMetrics
 from framework.delivery import EventHandler
-from framework.errors import ConfigError, RedisUnavailableError
+from framework.errors import ConfigError, RedisUnavailableError, SigningKeyError
 from framework.invocation import CallMetrics
 from framework.logs import Logger, configure_logging, get_logger
 from framework.rules import RuleSet, load_rules
 from framework.rules_handler import RulesHandler
 from framework.safe_executor import ExecutionMetrics, SafeExecutor
 from framework.settings import Settings
-from framework.signing import trust_store_from_env
+from framework.signing import PrivateKey, trust_store_from_env
 from worker.consumer_view import read_consumer_groups
 from worker.exit_codes import ExitCode
 from worker.ops_http import OpsContext
@@ -147,7 +148,12 @@ class ConsumerProcess:
         """The signed catalog's seven-step executor when trusted keys are configured;
         otherwise the registry's capabilities, unsigned (said in the log)."""
         call_metrics = CallMetrics.create(self._prometheus)
-        trust = trust_store_from_env()
+        key_path = self._settings.audit_signing_key
+        try:
+            trust = trust_store_from_env()
+            audit_key = PrivateKey.load(key_path) if key_path else None
+        except SigningKeyError as exc:
+            raise ConfigError(str(exc)) from None
         if not trust.keys:
             self._log.warning("catalog_disabled", reason="no trusted keys (set "
                               "CATALOG_TRUSTED_KEYS): capabilities run unsigned, from the "
@@ -159,6 +165,7 @@ class ConsumerProcess:
         return SafeExecutor(
             self._catalog, capabilities, redis=self._redis, clock=self._clock,
             logger=self._log, call_metrics=call_metrics,
+            audit=AuditChain(self._redis, signing_key=audit_key, clock=self._clock),
             metrics=ExecutionMetrics.create(self._prometheus, catalog=self._catalog))
 
     async def run(self) -> int:
