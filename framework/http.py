@@ -116,26 +116,12 @@ class HttpClient:
         return response
 
     def _raise_for_status(self, response: httpx.Response) -> None:
-        status = response.status_code
-        if status < 400 or status == 304:
-            return
-        what = (
-            f"{response.request.method} {_safe_url(str(response.request.url))} answered "
-            f"{status} {response.reason_phrase}: {_excerpt(response)}"
+        raise_for_status(
+            response,
+            now_s=self._clock.time(),
+            connector=self._config.name,
+            max_wait_s=self._config.retry_config.max_delay_ms / 1000,
         )
-        name = self._config.name
-        if status in _RETRYABLE_STATUS or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.time())
-            max_wait_s = self._config.retry_config.max_delay_ms / 1000
-            if retry_after is not None and retry_after > max_wait_s:
-                raise RateLimitedError(
-                    f"{what} (Retry-After {retry_after:.0f} s exceeds maxDelayMs; "
-                    "next attempt at a later poll)",
-                    connector=name,
-                    retry_after_s=retry_after,
-                )
-            raise TransientSourceError(what, connector=name, retry_after_s=retry_after)
-        raise PermanentSourceError(what, connector=name)
 
     def _wait(self, state: RetryCallState) -> float:
         delay = backoff_delay_s(self._config.retry_config, state.attempt_number, self._rng)
@@ -150,6 +136,36 @@ class HttpClient:
         self._log.warning(
             "request_retry", attempt=state.attempt_number, wait_s=wait_s, error=str(exc)
         )
+
+
+def raise_for_status(
+    response: httpx.Response,
+    *,
+    now_s: float,
+    connector: str | None = None,
+    max_wait_s: float | None = None,
+) -> None:
+    """Return for an answer (< 400); raise :class:`TransientSourceError` for 408, 429
+    and 5xx (with their Retry-After; :class:`RateLimitedError` when it exceeds
+    ``max_wait_s``) and :class:`PermanentSourceError` for any other 4xx."""
+    status = response.status_code
+    if status < 400:
+        return
+    what = (
+        f"{response.request.method} {_safe_url(str(response.request.url))} answered "
+        f"{status} {response.reason_phrase}: {_excerpt(response)}"
+    )
+    if status not in _RETRYABLE_STATUS and status < 500:
+        raise PermanentSourceError(what, connector=connector)
+    retry_after = parse_retry_after(response.headers.get("Retry-After"), now_s)
+    if retry_after is not None and max_wait_s is not None and retry_after > max_wait_s:
+        raise RateLimitedError(
+            f"{what} (Retry-After {retry_after:.0f} s exceeds maxDelayMs; "
+            "next attempt at a later poll)",
+            connector=connector,
+            retry_after_s=retry_after,
+        )
+    raise TransientSourceError(what, connector=connector, retry_after_s=retry_after)
 
 
 def _worth_retrying_now(exc: BaseException) -> bool:

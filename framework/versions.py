@@ -23,6 +23,7 @@ range that names a pre-release, as with npm and pip.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -33,12 +34,16 @@ from framework.errors import VersionError
 
 __all__ = ["Version", "VersionRange", "newest_matching", "parse_version"]
 
+# Versions and ranges are immutable once parsed, and a fleet names few of them.
+_PARSED_CACHE_SIZE = 1024
 _NUMBERS = re.compile(r"^(\d+)(?:\.(\d+))?(?:\.(\d+))?$")
 _COMPARATOR = re.compile(r"^(==|!=|<=|>=|<|>)\s*(\S+)$")
 
 
+@functools.lru_cache(maxsize=_PARSED_CACHE_SIZE)
 def parse_version(text: str) -> Version:
-    """The version ``text`` names; :class:`VersionError` if it is not one."""
+    """The version ``text`` names; :class:`VersionError` if it is not one. Cached:
+    every call step resolves a range against the same few versions."""
     try:
         version = Version(text.strip())
     except InvalidVersion:
@@ -111,7 +116,10 @@ class VersionRange:
 
     @classmethod
     def parse(cls, text: str | None) -> VersionRange:
-        source = (text or "").strip()
+        return _parse_range((text or "").strip())
+
+    @classmethod
+    def _build(cls, source: str) -> VersionRange:
         clauses = [part.strip() for part in source.split(",")] if source else []
         translated = [_specifier(clause) for clause in clauses if clause not in ("", "*")]
         try:
@@ -135,6 +143,11 @@ class VersionRange:
 
     def __hash__(self) -> int:
         return hash(self._specifiers)
+
+
+@functools.lru_cache(maxsize=_PARSED_CACHE_SIZE)
+def _parse_range(source: str) -> VersionRange:
+    return VersionRange._build(source)
 
 
 def newest_matching(

@@ -2,7 +2,8 @@
 
 The retries, the timeout and the breaker (per capability and target host) are
 :func:`framework.invocation.invoke`'s; a request here only classifies the
-answer: 2xx/3xx is a result, 408, 429, 5xx and transport errors are retryable
+answer (:func:`framework.http.raise_for_status`, as the polling connectors do):
+2xx/3xx is a result, 408, 429, 5xx and transport errors are retryable
 (:class:`~framework.errors.TransientSourceError`, with ``Retry-After``), any
 other 4xx is not (:class:`~framework.errors.PermanentSourceError`). Every
 request carries ``Idempotency-Key``: the call's key, the same on every retry
@@ -21,15 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from framework.capability import CallContext, CallPolicy, CapabilitySpec
 from framework.config import redact_url
-from framework.errors import PermanentSourceError, TransientSourceError
+from framework.errors import TransientSourceError
 from framework.events import describe_validation_error
-from framework.http import parse_retry_after
+from framework.http import raise_for_status
 from providers.http.signature import SIGNATURE_HEADER, sign_body
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-_RETRYABLE_STATUS = frozenset({408, 429})
 _TEXT_RESULT_CHARS = 2_000
-_EXCERPT_CHARS = 200
 DEFAULT_SECRET_ENV = "WEBHOOK_SECRET"
 
 
@@ -130,7 +129,7 @@ class HttpActions:
         except httpx.TransportError as exc:
             raise TransientSourceError(f"{target} failed: {type(exc).__name__}: {exc}") \
                 from None
-        return _result(target, response, now_s=context.clock.time())
+        return _result(response, now_s=context.clock.time())
 
 
 def _validated(model: type[P], params: Mapping[str, Any], name: str) -> P:
@@ -141,15 +140,9 @@ def _validated(model: type[P], params: Mapping[str, Any], name: str) -> P:
         raise ValueError(f"{name} params: {describe_validation_error(exc)}") from None
 
 
-def _result(target: str, response: httpx.Response, *, now_s: float) -> dict[str, Any]:
-    status = response.status_code
-    if status >= 400:
-        what = f"{target} answered {status} {response.reason_phrase}: {_excerpt(response)}"
-        if status in _RETRYABLE_STATUS or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), now_s)
-            raise TransientSourceError(what, retry_after_s=retry_after)
-        raise PermanentSourceError(what)
-    result: dict[str, Any] = {"status": status}
+def _result(response: httpx.Response, *, now_s: float) -> dict[str, Any]:
+    raise_for_status(response, now_s=now_s)
+    result: dict[str, Any] = {"status": response.status_code}
     if "json" in response.headers.get("content-type", ""):
         try:
             result["json"] = response.json()
@@ -160,7 +153,3 @@ def _result(target: str, response: httpx.Response, *, now_s: float) -> dict[str,
         result["text"] = response.text[:_TEXT_RESULT_CHARS]
     return result
 
-
-def _excerpt(response: httpx.Response) -> str:
-    text = response.text.strip().replace("\n", " ")
-    return (text[:_EXCERPT_CHARS] + "...") if len(text) > _EXCERPT_CHARS else text or "(empty)"
