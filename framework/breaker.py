@@ -146,24 +146,25 @@ class BreakerBoard:
         breaker = self.breaker(key, policy)
         before = breaker.state
         refusal = breaker.refusal_s(self._clock.monotonic())
-        await self._published(breaker, before)
+        if breaker.state is not before:  # every call asks: no coroutine when nothing changed
+            await self._published(breaker, before)
         return refusal
 
     async def record_success(self, key: str, policy: BreakerPolicy) -> None:
         breaker = self.breaker(key, policy)
         before = breaker.state
         breaker.record_success()
-        await self._published(breaker, before)
+        if breaker.state is not before:
+            await self._published(breaker, before)
 
     async def record_failure(self, key: str, policy: BreakerPolicy) -> None:
         breaker = self.breaker(key, policy)
         before = breaker.state
         breaker.record_failure(self._clock.monotonic())
-        await self._published(breaker, before)
+        if breaker.state is not before:
+            await self._published(breaker, before)
 
     async def _published(self, breaker: CircuitBreaker, before: BreakerState) -> None:
-        if breaker.state is before:
-            return
         self._logger.warning(
             "breaker state changed", breaker=breaker.key, state=str(breaker.state),
             previous=str(before), failures=breaker.failures,

@@ -31,6 +31,7 @@ from framework.capability import (
     CapabilitySpec,
 )
 from framework.clock import Clock, SystemClock
+from framework.deadlines import Deadlines
 from framework.errors import DeadLetterError, UnknownCapabilityError
 from framework.invocation import CallMetrics, invoke
 from framework.logs import Logger, get_logger
@@ -138,6 +139,7 @@ class RegistryExecutor:
             redis=redis, clock=self._clock, logger=self._logger,
             gauge=metrics.breaker_state if metrics else None)
         self._metrics = metrics
+        self._deadlines = Deadlines()
 
     async def execute(self, request: CallRequest) -> Any:
         try:
@@ -155,7 +157,8 @@ class RegistryExecutor:
                                      step=request.step),
         )
         return await invoke(spec, request.params, context, breakers=self.breakers,
-                            policy=policy_for(spec.policy, request), metrics=self._metrics)
+                            policy=policy_for(spec.policy, request), metrics=self._metrics,
+                            deadlines=self._deadlines)
 
 
 def policy_for(policy: CallPolicy, request: CallRequest) -> CallPolicy:

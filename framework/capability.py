@@ -19,8 +19,10 @@ catalog's (``framework.safe_executor``); both call
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal, Protocol
 
 from redis.asyncio import Redis
@@ -112,6 +114,11 @@ class CapabilitySpec:
     @property
     def key(self) -> str:
         return f"{self.id}@{self.version}"
+
+    @cached_property
+    def is_async(self) -> bool:
+        """A coroutine function (awaited), else a sync one (run in a worker thread)."""
+        return inspect.iscoroutinefunction(self.handler)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ and a bounded drain; a second ``stop()`` cancels the work still running::
 
     XREADGROUP >          (never more than max_in_flight entries held)  ─┐
     XAUTOCLAIM idle>claim_idle_ms (entries of crashed consumers)        ─┴─> handler
-        returned               -> XACK
+        returned               -> XACK, with the records the handler returned (one script)
         DeadLetterError        -> dead letter + XACK (one Lua script)
         other error            -> stays pending; redelivered; dead-lettered after
                                   max_deliveries deliveries
@@ -25,7 +25,7 @@ import contextlib
 import os
 import socket
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
@@ -41,7 +41,7 @@ from framework.consumer_group import GroupMember
 from framework.consumer_metrics import ConsumerMetrics
 from framework.consumer_options import ConsumerOptions, default_consumer_name, order_key
 from framework.deadletter import Failure
-from framework.delivery import Delivery, EventHandler
+from framework.delivery import AckWrite, Delivery, EventHandler
 from framework.errors import DeadLetterError, RedisUnavailableError
 from framework.logs import Logger
 
@@ -51,6 +51,8 @@ T = TypeVar("T")
 _REDIS_BACKOFF_MAX_S = 30.0
 _RETRY_DELAY_MAX_S = 30.0
 _POOL_HEADROOM = 16
+# After a forced stop, how long the acknowledgements already on their way may take.
+_ACK_FINISH_S = 5.0
 _REDIS_DOWN = (*UNAVAILABLE, RedisUnavailableError)
 
 
@@ -78,7 +80,7 @@ class Consumer:
         self._work: dict[tuple[str, str], _Work] = {}
         self._waiting: dict[str, deque[_Work]] = {}  # key -> entries behind the running one
         self._abandoned: list[Delivery] = []
-        self._acks: list[tuple[Delivery, asyncio.Future[bool]]] = []
+        self._acks: list[tuple[Delivery, Sequence[AckWrite], asyncio.Future[bool]]] = []
         self._ack_flusher: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._stopping = False
@@ -128,11 +130,10 @@ class Consumer:
             await self._drain()
         finally:
             heartbeat.cancel()
-            if self._ack_flusher is not None:  # idle after a drain; stuck if forced
-                self._ack_flusher.cancel()
-            await asyncio.gather(heartbeat, *filter(None, [self._ack_flusher]),
-                                 return_exceptions=True)
+            await self._finish_acks()
+            await asyncio.gather(heartbeat, return_exceptions=True)
             await self._release_leftovers()
+            self._publish_in_flight()
             await self._forget_heartbeat()
             self._log.info("consumer_stopped")
 
@@ -152,6 +153,7 @@ class Consumer:
     async def _read_loop(self) -> None:
         while not self._stopping:
             self._changed.clear()
+            self._publish_in_flight()  # each turn, not each entry: it is sampled, not summed
             if self._capacity() == 0:
                 await self._changed.wait()
                 continue
@@ -182,8 +184,8 @@ class Consumer:
         # COUNT applies to each stream: split the capacity so the total stays within it.
         entries = await self._member.read(streams, count=capacity // len(streams),
                                           block_ms=self._block_ms())
-        for stream, entry_id, fields in entries:
-            self._dispatch(stream, entry_id, fields, delivery_count=1)
+        self._observe_received([self._dispatch(stream, entry_id, fields, delivery_count=1)
+                                for stream, entry_id, fields in entries])
         return len(entries)
 
     def _read_plan(self, capacity: int) -> list[str]:
@@ -230,7 +232,8 @@ class Consumer:
         self._log.info("entry_reclaimed", stream=stream, entry_id=entry_id, delivery_count=count)
         self._count(stream, "reclaimed")
         if count <= self.options.max_deliveries:
-            self._dispatch(stream, entry_id, fields, delivery_count=count)
+            self._observe_received([self._dispatch(stream, entry_id, fields,
+                                                   delivery_count=count)])
             return
         delivery = self._member.delivery(stream, entry_id, fields, count)
         last = await self._member.last_error(delivery)
@@ -245,20 +248,22 @@ class Consumer:
     # -- handling ------------------------------------------------------------------------
 
     def _dispatch(self, stream: str, entry_id: str, fields: Mapping[str, str], *,
-                  delivery_count: int) -> None:
+                  delivery_count: int) -> Delivery:
         delivery = self._member.delivery(stream, entry_id, fields, delivery_count)
         key = order_key(fields, self.options.order_by) if self.options.order_by else None
         work = _Work(delivery, key)
         self._work[(stream, entry_id)] = work
-        if self._metrics is not None:
-            self._metrics.observe_received(delivery, now_ms=int(self._clock.time() * 1000))
-            self._metrics.in_flight.labels(self.options.group).set(len(self._work))
         if key is not None:
             if key in self._waiting:
                 _enqueue_in_stream_order(self._waiting[key], work)
-                return
+                return delivery
             self._waiting[key] = deque()
         self._start(work)
+        return delivery
+
+    def _observe_received(self, deliveries: list[Delivery]) -> None:
+        if self._metrics is not None and deliveries:
+            self._metrics.observe_received(deliveries, now_ms=int(self._clock.time() * 1000))
 
     def _start(self, work: _Work) -> None:
         d = work.delivery
@@ -266,10 +271,11 @@ class Consumer:
 
     async def _process(self, work: _Work) -> None:
         d = work.delivery
+        # This task's own context (a copy): what is bound here ends with the task.
+        structlog.contextvars.bind_contextvars(
+            stream=d.stream, entry_id=d.entry_id, group=d.group, consumer=d.consumer)
         try:
-            with structlog.contextvars.bound_contextvars(
-                    stream=d.stream, entry_id=d.entry_id, group=d.group, consumer=d.consumer):
-                await self._run_until_settled(work)
+            await self._run_until_settled(work)
         except asyncio.CancelledError:
             self._abandoned.append(work.delivery)
             raise
@@ -281,10 +287,10 @@ class Consumer:
     async def _run_until_settled(self, work: _Work) -> None:
         while True:
             delivery = work.delivery
-            error = await self._call_handler(delivery)
+            error, writes = await self._call_handler(delivery)
             work.settling = True
             if error is None:
-                await self._ack(delivery)
+                await self._ack(delivery, writes)
                 return
             if isinstance(error, DeadLetterError):
                 await self._dead_letter(delivery, Failure(
@@ -308,16 +314,18 @@ class Consumer:
                 return
             work.delivery = redelivered
 
-    async def _call_handler(self, delivery: Delivery) -> Exception | None:
+    async def _call_handler(self, delivery: Delivery
+                            ) -> tuple[Exception | None, Sequence[AckWrite]]:
+        """The handler's error, or None and what to write with the acknowledgement."""
         try:
-            await self._handler.handle(delivery)
+            writes = await self._handler.handle(delivery)
         except DeadLetterError as exc:
-            return exc
+            return exc, ()
         except Exception as exc:  # a failing handler never stops the consumer
             self._log.error("handler_failed", error=_describe(exc),
                             delivery_count=delivery.delivery_count, exc_info=exc)
-            return exc
-        return None
+            return exc, ()
+        return None, writes or ()
 
     async def _retry_in_place(self, delivery: Delivery) -> Delivery | None:
         """Deliver the entry again to this consumer after a backoff, counted by Redis
@@ -342,8 +350,6 @@ class Consumer:
                 self._start(queue.popleft())
             elif not queue:
                 self._waiting.pop(work.key, None)
-        if self._metrics is not None:
-            self._metrics.in_flight.labels(self.options.group).set(len(self._work))
         self._changed.set()
 
     # -- settling ------------------------------------------------------------------------
@@ -358,20 +364,18 @@ class Consumer:
             except RedisUnavailableError as exc:
                 await self._clock.sleep(self._redis_backoff("settle", exc))
 
-    async def _ack(self, delivery: Delivery) -> None:
+    async def _ack(self, delivery: Delivery, writes: Sequence[AckWrite]) -> None:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._acks.append((delivery, done))
+        self._acks.append((delivery, writes, done))
         if self._ack_flusher is None or self._ack_flusher.done():
             self._ack_flusher = asyncio.create_task(self._flush_acks(), name="consumer-acks")
-        if await done:
+        if await done:  # counted by the flusher, per batch
             self._log.debug("entry_acked", delivery_count=delivery.delivery_count)
-            self._count(delivery.stream, "acked")
             if self._on_settled is not None:
                 self._on_settled(delivery, "acked")
         else:
             # Another consumer took it over (we missed heartbeats): it ran twice.
             self._log.warning("entry_already_settled", delivery_count=delivery.delivery_count)
-            self._count(delivery.stream, "lost")
 
     async def _flush_acks(self) -> None:
         """One round trip for every entry that finished meanwhile (under load, many)."""
@@ -379,16 +383,36 @@ class Consumer:
         while self._acks:
             batch, self._acks = self._acks, []
             try:
-                acked = await self._settle(partial(self._member.ack, [d for d, _ in batch]))
+                acked = await self._settle(partial(self._member.ack,
+                                                   [(d, writes) for d, writes, _ in batch]))
             except Exception as exc:  # not a Redis outage (retried): the entries stay pending
                 acked, failure = [], exc
-            for index, (_, done) in enumerate(batch):
-                if done.done():
+            outcomes: dict[tuple[str, str], int] = defaultdict(int)
+            for index, (delivery, _, done) in enumerate(batch):
+                if index < len(acked):
+                    outcomes[(delivery.stream, "acked" if acked[index] else "lost")] += 1
+                if done.done():  # its task was cancelled (a forced stop)
                     continue
                 if index < len(acked):
                     done.set_result(acked[index])
                 else:
                     done.set_exception(failure)
+            for (stream, outcome), count in outcomes.items():
+                self._count(stream, outcome, count)
+
+    async def _finish_acks(self) -> None:
+        """Let the acknowledgements on their way land, even after a forced stop: they
+        carry the records of finished work, which would otherwise run again. Bounded:
+        with Redis down they would be retried forever."""
+        flusher = self._ack_flusher
+        if flusher is None or flusher.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(flusher), timeout=_ACK_FINISH_S)
+        except TimeoutError:
+            self._log.warning("acks_abandoned", waited_s=_ACK_FINISH_S)
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
 
     async def _dead_letter(self, delivery: Delivery, failure: Failure) -> None:
         letter_id = await self._settle(
@@ -519,8 +543,12 @@ class Consumer:
             by_stream[delivery.stream].append(delivery.entry_id)
         try:
             for stream, entry_ids in by_stream.items():
-                await self._member.touch(stream, entry_ids, idle_ms=self.options.claim_idle_ms)
-                self._log.warning("entries_released", stream=stream, entry_ids=entry_ids)
+                # Those acknowledged meanwhile (their work had finished) are not ours now.
+                settled = set(await self._member.touch(stream, entry_ids,
+                                                       idle_ms=self.options.claim_idle_ms))
+                released = [entry_id for entry_id in entry_ids if entry_id not in settled]
+                if released:
+                    self._log.warning("entries_released", stream=stream, entry_ids=released)
         except _REDIS_DOWN as exc:
             self._log.warning("release_failed", error=str(exc))
 
@@ -540,9 +568,13 @@ class Consumer:
         self._log.warning("redis_unavailable", where=where, error=str(exc), backoff_s=backoff_s)
         return backoff_s
 
-    def _count(self, stream: str, outcome: str) -> None:
+    def _count(self, stream: str, outcome: str, count: int = 1) -> None:
         if self._metrics is not None:
-            self._metrics.settled.labels(stream, self.options.group, outcome).inc()
+            self._metrics.count_settled(stream, self.options.group, outcome, count)
+
+    def _publish_in_flight(self) -> None:
+        if self._metrics is not None:
+            self._metrics.set_in_flight(self.options.group, len(self._work))
 
 
 def _enqueue_in_stream_order(queue: deque[_Work], work: _Work) -> None:

@@ -10,7 +10,7 @@ heartbeat (``consumer_touch.lua``) and the heartbeat key.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from framework.constants import consumer_errors_key, consumer_heartbeat_key
 from framework.deadletter import DeadLetterStream, Failure
-from framework.delivery import Delivery
+from framework.delivery import AckWrite, Delivery
 from framework.scripts import lua
 
 Entry = tuple[str, str, dict[str, str]]  # stream, entry id, fields
@@ -107,18 +107,19 @@ class GroupMember:
                                            [delivery.entry_id])
         return bool(claimed)
 
-    async def ack(self, deliveries: list[Delivery]) -> list[bool]:
-        """XACK each entry (and forget its recorded error) in one round trip; per entry,
-        False if it was no longer pending (another consumer settled it)."""
-        if not deliveries:
+    async def ack(self, settled: list[tuple[Delivery, Sequence[AckWrite]]]) -> list[bool]:
+        """XACK each entry, with the records its handler returned (and forget its
+        recorded error), in one round trip; per entry, False if it was no longer pending
+        (another consumer settled it)."""
+        if not settled:
             return []
         by_stream: dict[str, list[int]] = {}
-        for index, d in enumerate(deliveries):
-            by_stream.setdefault(d.stream, []).append(index)
-        acked = [False] * len(deliveries)
+        for index, (delivery, _) in enumerate(settled):
+            by_stream.setdefault(delivery.stream, []).append(index)
+        acked = [False] * len(settled)
         # One EVALSHA per stream (a pipeline would add a SCRIPT EXISTS round trip).
-        calls = [self._ack_script(keys=[stream, consumer_errors_key(self.group, stream)],
-                                  args=[self.group, *(deliveries[i].entry_id for i in indexes)])
+        calls = [self._ack_script(keys=self._ack_keys(stream, settled, indexes),
+                                  args=self._ack_args(settled, indexes))
                  for stream, indexes in by_stream.items()]
         # One stream (the common case): no task to gather.
         replies = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
@@ -126,6 +127,20 @@ class GroupMember:
             for index, result in zip(indexes, reply, strict=True):
                 acked[index] = bool(result)
         return acked
+
+    def _ack_keys(self, stream: str, settled: list[tuple[Delivery, Sequence[AckWrite]]],
+                  indexes: list[int]) -> list[str]:
+        return [stream, consumer_errors_key(self.group, stream),
+                *(write.key for i in indexes for write in settled[i][1])]
+
+    def _ack_args(self, settled: list[tuple[Delivery, Sequence[AckWrite]]],
+                  indexes: list[int]) -> list[str | int]:
+        args: list[str | int] = [self.group, len(indexes)]
+        args += [settled[i][0].entry_id for i in indexes]
+        for i in indexes:
+            for write in settled[i][1]:
+                args += [write.field, write.value, write.ttl_s]
+        return args
 
     def dead_letter_stream(self, stream: str) -> str:
         return self._dead_letters[stream].name

@@ -3,7 +3,9 @@
 A consumer (:mod:`framework.consumer`) reads entries through a Redis consumer
 group and hands each one, as a :class:`Delivery`, to an :class:`EventHandler`:
 
-* the handler returns: the work is done, the entry is acknowledged (XACK);
+* the handler returns: the work is done, the entry is acknowledged (XACK),
+  together with the :class:`AckWrite` records it returned (one script: the entry is
+  never acknowledged without them);
 * it raises :class:`~framework.errors.DeadLetterError`: the entry goes to the
   dead-letter stream with the reason, then is acknowledged;
 * it raises anything else: the entry stays pending and is delivered again
@@ -12,7 +14,7 @@ group and hands each one, as a :class:`Delivery`, to an :class:`EventHandler`:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,5 +45,19 @@ class Delivery:
         return ":".join((self.stream, self.origin_id, *parts))
 
 
+@dataclass(frozen=True, slots=True)
+class AckWrite:
+    """A hash field the consumer writes in the script that acknowledges the entry:
+    what the handler's work left to record (the rules handler: its last completed
+    step), written with the XACK instead of in a round trip of its own before it."""
+
+    key: str
+    field: str
+    value: str
+    ttl_s: int
+
+
 class EventHandler(Protocol):
-    async def handle(self, delivery: Delivery) -> None: ...
+    async def handle(self, delivery: Delivery) -> Sequence[AckWrite] | None:
+        """Returns what to write with the acknowledgement, if anything."""
+        ...

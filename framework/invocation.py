@@ -3,9 +3,9 @@
 :func:`invoke` runs one call of a :class:`~framework.capability.CapabilitySpec`
 under its :class:`~framework.capability.CallPolicy`:
 
-* each attempt has ``timeout_s``; sync handlers run in a worker thread (a
-  timed-out thread cannot be stopped: it finishes in the background and its
-  result is dropped);
+* each attempt has ``timeout_s`` (:class:`~framework.deadlines.Deadlines`: up to
+  50 ms more); sync handlers run in a worker thread (a timed-out thread cannot be
+  stopped: it finishes in the background and its result is dropped);
 * a failure the policy calls retryable is retried after 1 s, 2 s, 4 s... (on
   the context's clock, so tests do not wait); a ``Retry-After`` longer than
   the delay is honoured up to ``backoff_max_s``;
@@ -22,14 +22,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from framework.breaker import BreakerBoard, breaker_state_gauge
 from framework.capability import CallContext, CallPolicy, CapabilitySpec
+from framework.deadlines import Deadlines
 from framework.errors import (
     CallFailedError,
     CircuitOpenError,
@@ -49,6 +51,11 @@ class CallMetrics:
     duration_ms: Histogram
     # connector_breaker_state{breaker}: for the BreakerBoard of the same process.
     breaker_state: Gauge
+    # Every call observes one of a few children: labels() on each would cost more.
+    _durations: Callable[..., Histogram] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_durations", cache(self.duration_ms.labels))
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> CallMetrics:
@@ -64,9 +71,7 @@ class CallMetrics:
         )
 
     def observe(self, spec: CapabilitySpec, status: str, duration_ms: float) -> None:
-        self.duration_ms.labels(
-            capability_id=spec.id, version=spec.version, status=status
-        ).observe(duration_ms)
+        self._durations(spec.id, spec.version, status).observe(duration_ms)
 
 
 async def invoke(
@@ -77,9 +82,12 @@ async def invoke(
     breakers: BreakerBoard | None = None,
     policy: CallPolicy | None = None,
     metrics: CallMetrics | None = None,
+    deadlines: Deadlines | None = None,
 ) -> Any:
-    """The handler's result, after as many attempts as the policy allows."""
+    """The handler's result, after as many attempts as the policy allows. ``deadlines``:
+    shared by the calls of an executor (one timer for many calls)."""
     policy = policy or spec.policy
+    deadlines = deadlines or Deadlines()
     breaker_key = spec.breaker_key(params)
     retry = 0
     while True:
@@ -87,7 +95,8 @@ async def invoke(
             await _check_breaker(spec, breakers, breaker_key, policy)
         started = time.perf_counter()
         try:
-            result = await _attempt(spec, params, context, policy.timeout_s)
+            with deadlines.after(policy.timeout_s):
+                result = await _attempt(spec, params, context)
         except Exception as exc:
             status = "timeout" if isinstance(exc, TimeoutError) else "error"
             _observe(metrics, spec, status, started)
@@ -129,16 +138,13 @@ async def _check_breaker(
     raise error
 
 
-async def _attempt(
-    spec: CapabilitySpec, params: Mapping[str, Any], context: CallContext, timeout_s: float
-) -> Any:
-    async with asyncio.timeout(timeout_s):
-        if inspect.iscoroutinefunction(spec.handler):
-            return await spec.handler(params, context)
-        result = await asyncio.to_thread(spec.handler, params, context)
-        if inspect.isawaitable(result):
-            return await result
-        return result
+async def _attempt(spec: CapabilitySpec, params: Mapping[str, Any], context: CallContext) -> Any:
+    if spec.is_async:
+        return await spec.handler(params, context)
+    result = await asyncio.to_thread(spec.handler, params, context)
+    if inspect.isawaitable(result):
+        return await result
+    return result
 
 
 def _delay_s(policy: CallPolicy, retry: int, exc: BaseException) -> float:

@@ -16,8 +16,13 @@ Each completed call or emit is recorded in ``fleet:steps:{stream}:{origin_id}``
 the recorded steps (their results are still readable as ``steps.<id>``) and
 resumes at the first that had not completed (an entry's first delivery skips
 that read: nothing can be recorded yet). An emit and its record are one
-Lua script, so a crash never emits twice. The reads and writes of the records of
-the entries in flight go to Redis together (:class:`~framework.step_records.StepRecords`).
+Lua script, so a crash never emits twice. A call's record is written before
+the entry's next step starts, or before the handler raises; the last one is
+returned to the consumer (:class:`~framework.delivery.AckWrite`), which writes
+it in the script that acknowledges the entry: the same guarantee (recorded
+before acknowledged) for one round trip less. The reads and writes of the
+records of the entries in flight go to Redis together
+(:class:`~framework.step_records.StepRecords`).
 
 One rule's failure does not stop the others: every matching rule runs, then
 the handler raises the first retryable failure (the entry comes back and only
@@ -26,7 +31,7 @@ the unfinished steps run again) or else the first dead letter.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -35,7 +40,7 @@ from redis.asyncio import Redis
 
 from framework.capability import CallRequest, CapabilityExecutor
 from framework.constants import DEFAULT_STEP_RECORD_TTL_S, DEFAULT_STREAM_MAXLEN, steps_key
-from framework.delivery import Delivery
+from framework.delivery import AckWrite, Delivery
 from framework.errors import DeadLetterError, ExpressionError
 from framework.events import BaseEventV1, InboundEvent, describe_validation_error, parse_event
 from framework.logs import Logger, get_logger
@@ -54,6 +59,8 @@ class _Run:
         self.event = event
         self.record = event.as_dict()
         self.done: Mapping[str, str] = {}
+        # A completed call's record not yet in Redis: written before anything else runs.
+        self.unwritten: AckWrite | None = None
         self.names: dict[str, Any] = {
             "event": self.record, "payload": event.payload, "source": event.source,
             "type": event.type, "stream": event.stream, "steps": {},
@@ -91,12 +98,12 @@ class RulesHandler:
         """Swap the rules (SIGHUP, file change); entries in flight finish on the old ones."""
         self._rules = rules
 
-    async def handle(self, delivery: Delivery) -> None:
+    async def handle(self, delivery: Delivery) -> Sequence[AckWrite] | None:
         run = _Run(delivery, parse_event(delivery))
         matching = [rule for rule in self._rules.candidates(delivery.stream)
                     if self._matches(rule, run)]
         if not matching:
-            return
+            return None
         if _may_have_run(delivery):
             run.done = await self._records.completed(run.key)
         failures: list[Exception] = []
@@ -110,8 +117,10 @@ class RulesHandler:
                                      dead_letter=isinstance(exc, DeadLetterError))
                 failures.append(exc)
         if failures:
+            await self._write_unwritten(run)
             retryable = [exc for exc in failures if not isinstance(exc, DeadLetterError)]
             raise (retryable or failures)[0]
+        return (run.unwritten,) if run.unwritten else None
 
     def _matches(self, rule: Rule, run: _Run) -> bool:
         try:
@@ -133,6 +142,7 @@ class RulesHandler:
             if recorded is not None:
                 run.names["steps"][step.id] = orjson.loads(recorded)
                 continue
+            await self._write_unwritten(run)
             if isinstance(step, CallStep):
                 result = await self._call(rule, step, run, field)
             else:
@@ -165,10 +175,15 @@ class RulesHandler:
             raise DeadLetterError(f"rule {rule.name}, step {step.id}: {exc.reason}",
                                   rule=rule.name, step=step.id, attempts=exc.attempts) from exc
         encoded = orjson.dumps(result, default=str)
-        await self._records.record(run.key, field, encoded.decode())
+        run.unwritten = AckWrite(run.key, field, encoded.decode(), self._step_ttl_s)
         self._logger.debug("step done", rule=rule.name, step=step.id,
                            entry_id=run.delivery.entry_id)
         return orjson.loads(encoded)
+
+    async def _write_unwritten(self, run: _Run) -> None:
+        if run.unwritten is not None:
+            write, run.unwritten = run.unwritten, None
+            await self._records.record(write.key, write.field, write.value)
 
     async def _emit_event(self, rule: Rule, step: EmitStep, run: _Run, field: str) -> Any:
         stream = _render(rule, step, step.stream.render, run.names)

@@ -53,6 +53,7 @@ from framework.capability import CallContext, CallRequest, CapabilitySpec, is_re
 from framework.catalog import CapabilityDefinition, Catalog, Condition, RollbackAction
 from framework.clock import Clock, SystemClock, iso_utc
 from framework.constants import ALERTS_STREAM, DEFAULT_STREAM_MAXLEN
+from framework.deadlines import Deadlines
 from framework.errors import (
     CatalogError,
     CircuitOpenError,
@@ -153,6 +154,7 @@ class SafeExecutor:
             redis, clock=self._clock, wait_histogram=metrics.permit_wait if metrics else None)
         self._audit = audit or AuditChain(redis, clock=self._clock)
         self._breakers = breakers
+        self._deadlines = Deadlines()
         self._call_metrics = call_metrics
         self._logger = logger or get_logger(component="safe_executor")
         self._alerts_stream = alerts_stream
@@ -298,7 +300,7 @@ class SafeExecutor:
             result = await invoke(run.spec, run.request.params, context,
                                   breakers=self._breakers,
                                   policy=policy_for(run.spec.policy, run.request),
-                                  metrics=self._call_metrics)
+                                  metrics=self._call_metrics, deadlines=self._deadlines)
         except Exception as exc:
             if _caused_by(exc, CircuitOpenError):
                 raise  # never attempted: nothing to undo
@@ -395,7 +397,8 @@ class SafeExecutor:
             spec = self._spec_for(verified.definition)
             await invoke(spec, params, replace(
                 context, idempotency_key=f"{run.request.idempotency_key}:rollback"),
-                breakers=self._breakers, metrics=self._call_metrics)
+                breakers=self._breakers, metrics=self._call_metrics,
+                deadlines=self._deadlines)
         except Exception as exc:
             error = str(exc)
             context.logger.error("rollback failed", action=target, error=error)

@@ -3,13 +3,15 @@
 A rule's step is recorded as completed in ``fleet:steps:{stream}:{origin_id}``
 (field ``rule:step``, its result as JSON, with a TTL) before the entry is
 acknowledged, and a redelivered entry reads the record to skip what had
-completed. Every entry does one read and one write per step: with many entries
-in flight, one round trip per entry each would cost more than the work itself.
-So the reads and the writes requested while a round trip is under way wait for
-it and go together in the next one (one Lua script each), as the consumer's
-acknowledgements do. Nothing is weakened: :meth:`StepRecords.record` returns only
-once the record is in Redis, and :meth:`StepRecords.completed` only once it has
-been read; a failed round trip fails every caller in it.
+completed. A redelivered entry reads once, and a step followed by another is
+written before the next runs (the last one goes with the XACK:
+:class:`~framework.delivery.AckWrite`): with many entries in flight, one round
+trip per entry each would cost more than the work itself. So the reads and the
+writes requested while a round trip is under way wait for it and go together
+in the next one (one Lua script each), as the consumer's acknowledgements do.
+Nothing is weakened: :meth:`StepRecords.record` returns only once the record is
+in Redis, and :meth:`StepRecords.completed` only once it has been read; a failed
+round trip fails every caller in it.
 """
 
 from __future__ import annotations

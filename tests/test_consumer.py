@@ -14,8 +14,9 @@ from redis.asyncio import Redis
 
 from framework.clock import SystemClock
 from framework.consumer import Consumer, ConsumerOptions, order_key
+from framework.consumer_group import GroupMember
 from framework.deadletter import DeadLetterStream
-from framework.delivery import Delivery
+from framework.delivery import AckWrite, Delivery
 from framework.errors import ConfigError, DeadLetterError
 from framework.logs import get_logger
 
@@ -104,6 +105,51 @@ async def test_acknowledges_only_after_the_handler_returned(redis: Redis) -> Non
 
 async def _is_zero(redis: Redis) -> bool:
     return await pending(redis) == 0
+
+
+class Recording:
+    """An EventHandler returning one record to write with the acknowledgement."""
+
+    def __init__(self, before_return: Callable[[], None] | None = None) -> None:
+        self.before_return = before_return
+        self.calls: list[Delivery] = []
+
+    async def handle(self, delivery: Delivery) -> list[AckWrite]:
+        self.calls.append(delivery)
+        if self.before_return is not None:
+            self.before_return()
+        return [AckWrite(f"done:{delivery.entry_id}", "step", f"result of {delivery.entry_id}",
+                         ttl_s=600)]
+
+
+async def test_what_the_handler_returns_is_written_by_the_acknowledgement(
+    redis: Redis,
+) -> None:
+    ids = await add(redis, 5)
+    recording = Recording()
+    async with running(redis, recording):
+        await until(lambda: len(recording.calls) == 5)
+        await until(lambda: _is_zero(redis))
+    for entry_id in ids:
+        assert await redis.hget(f"done:{entry_id}", "step") == f"result of {entry_id}"
+        assert 0 < await redis.ttl(f"done:{entry_id}") <= 600
+
+
+async def test_the_records_are_written_even_if_another_consumer_settled_the_entry(
+    redis: Redis,
+) -> None:
+    await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    [entry_id] = await add(redis, 1)
+    slow = GroupMember(redis, group=GROUP, consumer="slow", dead_letter_streams={})
+    [(_, _, fields)] = await slow.read([STREAM], count=1, block_ms=10)
+    await redis.xclaim(STREAM, GROUP, "fast", 0, [entry_id])  # taken over meanwhile
+    await redis.xack(STREAM, GROUP, entry_id)
+    write = AckWrite(f"done:{entry_id}", "step", "done by slow", ttl_s=60)
+
+    acked = await slow.ack([(slow.delivery(STREAM, entry_id, fields, 1), [write])])
+
+    assert acked == [False]  # not ours to acknowledge any more...
+    assert await redis.hget(f"done:{entry_id}", "step") == "done by slow"  # ...but it ran
 
 
 async def test_never_more_than_max_in_flight_entries_held_or_running(redis: Redis) -> None:

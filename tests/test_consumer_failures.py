@@ -15,7 +15,7 @@ from framework.consumer import Consumer, ConsumerOptions
 from framework.delivery import Delivery
 from framework.logs import get_logger
 from framework.testing import RedisServer
-from tests.test_consumer import GROUP, STREAM, Recorder, until
+from tests.test_consumer import GROUP, STREAM, Recorder, Recording, until
 
 
 @pytest.fixture
@@ -61,3 +61,30 @@ async def test_outage_while_work_is_in_flight_loses_and_repeats_nothing(
 async def _nothing_pending(redis: Redis) -> bool:
     info = await redis.xpending(STREAM, GROUP)
     return int(info["pending"]) == 0
+
+
+async def test_a_forced_stop_still_lands_the_acknowledgement_of_finished_work(
+    durable_redis: RedisServer,
+) -> None:
+    redis = create_redis(durable_redis.url)
+    entry_id = str(await redis.xadd(STREAM, {"n": "0"}))
+    loop = asyncio.get_running_loop()
+    consumer: Consumer | None = None
+
+    def stop_at_once_while_redis_is_down() -> None:  # the work is done, not acknowledged
+        assert consumer is not None
+        durable_redis.stop()
+        loop.call_later(0.3, durable_redis.start)
+        consumer.stop()
+        consumer.stop()
+
+    consumer = Consumer(redis, Recording(stop_at_once_while_redis_is_down), ConsumerOptions(
+        streams=(STREAM,), group=GROUP, consumer="c1", start_id="0", block_ms=50),
+        clock=SystemClock(), logger=get_logger())
+    try:
+        await asyncio.wait_for(consumer.run(), timeout=10)
+        assert consumer.stopped_by_force
+        assert await _nothing_pending(redis)  # acknowledged once Redis was back...
+        assert await redis.hget(f"done:{entry_id}", "step") == f"result of {entry_id}"
+    finally:
+        await redis.aclose()

@@ -12,9 +12,10 @@ import pytest
 from redis.asyncio import Redis
 
 from framework.capabilities import CapabilityRegistry, RegistryExecutor
-from framework.capability import CallPolicy
+from framework.capability import CallContext, CallPolicy, CapabilitySpec
 from framework.constants import REPLAY_OF_FIELD, steps_key
-from framework.delivery import Delivery
+from framework.consumer_group import GroupMember
+from framework.delivery import AckWrite, Delivery
 from framework.errors import (
     CallFailedError,
     CircuitOpenError,
@@ -42,6 +43,13 @@ class Rig:
         rule_set = parse_rules({"version": 1, "rules": list(rules)},
                                env={"TARGET": self.target.url})
         return RulesHandler(rule_set, self.executor, redis=self.redis)
+
+    async def settle(self, handler: RulesHandler, delivery: Delivery) -> None:
+        """handle(), then what the consumer does when it returns: acknowledge the entry
+        with the records the handler returned, in one script (consumer_ack.lua)."""
+        writes = await handler.handle(delivery)
+        await GroupMember(self.redis, group="rules", consumer="consumer-1",
+                          dead_letter_streams={}).ack([(delivery, writes or ())])
 
     async def deliver(self, document: dict[str, Any], stream: str = STREAM) -> Delivery:
         entry_id = await self.redis.xadd(stream, {"event": orjson.dumps(document).decode()})
@@ -89,8 +97,8 @@ async def test_a_rule_fires_http_call_with_the_templated_body_and_idempotency_ke
                                              "text": "{{ payload.value }} {{ payload.unit }}"})],
     })
     delivery = await rig.deliver(reading(8.9))
-    await handler.handle(delivery)
-    await handler.handle(await rig.deliver(reading(4.0)))  # does not match
+    await rig.settle(handler, delivery)
+    await rig.settle(handler, await rig.deliver(reading(4.0)))  # does not match
 
     [request] = rig.target.received
     assert request.json() == {"node": "svm-3", "value": 8.9, "text": "8.9 °C"}
@@ -113,16 +121,16 @@ async def test_a_redelivered_entry_resumes_at_the_step_that_had_not_completed(
     })
     delivery = await rig.deliver(reading(9.0))
     with pytest.raises(CallFailedError, match="503"):
-        await handler.handle(delivery)
+        await rig.settle(handler, delivery)
     # The consumer redelivers the same entry (after a crash or the retryable error).
-    await handler.handle(redelivered(delivery))
+    await rig.settle(handler, redelivered(delivery))
 
     assert len(rig.target.received_at("/first")) == 1
     attach = rig.target.received_at("/second")
     assert len(attach) == 2
     # The skipped step's recorded result still feeds the next step's template.
     assert attach[1].json() == {"ticket": "T-7"}
-    await handler.handle(redelivered(delivery, 3))  # a third delivery repeats nothing
+    await rig.settle(handler, redelivered(delivery, 3))  # a third delivery repeats nothing
     assert len(rig.target.received) == 3
 
 
@@ -139,10 +147,10 @@ async def test_no_redelivery_repeats_a_step_that_had_completed_on_the_first(
     })
     first = await rig.deliver(reading(1.0))
     with pytest.raises(CallFailedError):
-        await handler.handle(first)
+        await rig.settle(handler, first)
     with pytest.raises(CallFailedError):
-        await handler.handle(redelivered(first, 2))
-    await handler.handle(redelivered(first, 3))
+        await rig.settle(handler, redelivered(first, 2))
+    await rig.settle(handler, redelivered(first, 3))
     assert len(rig.target.received_at("/a")) == 1
     assert [r.json() for r in rig.target.received_at("/b")] == [{"n": 1}] * 3
 
@@ -158,12 +166,12 @@ async def test_a_replayed_dead_letter_skips_the_steps_its_original_completed(
     })
     original = await rig.deliver(reading(1.0))
     with pytest.raises(DeadLetterError):
-        await handler.handle(original)
+        await rig.settle(handler, original)
     # The replay is a new entry on its first delivery, naming the one it replays.
     entry_id = await rig.redis.xadd(STREAM, {**original.fields,
                                              REPLAY_OF_FIELD: original.entry_id})
     [(replay_id, fields)] = await rig.redis.xrange(STREAM, entry_id, entry_id)
-    await handler.handle(Delivery(STREAM, replay_id, fields, "rules", "consumer-1"))
+    await rig.settle(handler, Delivery(STREAM, replay_id, fields, "rules", "consumer-1"))
     assert len(rig.target.received_at("/a")) == 1
     assert [r.json() for r in rig.target.received_at("/b")] == [{"n": 7}, {"n": 7}]
 
@@ -173,12 +181,12 @@ async def test_many_entries_in_flight_each_get_their_own_step_records(rig: Rig) 
     handler = rig.handler({"name": "each", "match": {"stream": STREAM},
                            "steps": [post("s", "/each", {"v": "{{ payload.value }}"})]})
     deliveries = [await rig.deliver(reading(float(i))) for i in range(20)]
-    await asyncio.gather(*(handler.handle(d) for d in deliveries))
+    await asyncio.gather(*(rig.settle(handler, d) for d in deliveries))
     for delivery in deliveries:
         recorded = await rig.redis.hgetall(steps_key(STREAM, delivery.entry_id))
         assert orjson.loads(recorded["each:s"]) == {"status": 200, "json": {"ok": True}}
     # Redelivered together, none runs again.
-    await asyncio.gather(*(handler.handle(redelivered(d)) for d in deliveries))
+    await asyncio.gather(*(rig.settle(handler, redelivered(d)) for d in deliveries))
     assert len(rig.target.received_at("/each")) == 20
 
 
@@ -191,8 +199,8 @@ async def test_branch_steps_run_then_or_else(rig: Rig) -> None:
                    "then": [post("ticket", "/tickets", {"node": "{{ payload.nodeId }}"})],
                    "else": [post("note", "/notes", {"why": "{{ payload.diagnosis }}"})]}],
     })
-    await handler.handle(await rig.deliver(reading(9.0, diagnosis="hardware_fault")))
-    await handler.handle(await rig.deliver(reading(9.0, diagnosis="network_outage")))
+    await rig.settle(handler, await rig.deliver(reading(9.0, diagnosis="hardware_fault")))
+    await rig.settle(handler, await rig.deliver(reading(9.0, diagnosis="network_outage")))
     assert [r.json() for r in rig.target.received_at("/tickets")] == [{"node": "svm-3"}]
     assert [r.json() for r in rig.target.received_at("/notes")] == [{"why": "network_outage"}]
 
@@ -209,8 +217,8 @@ async def test_an_emit_step_adds_a_valid_base_event_once(rig: Rig) -> None:
     })
     delivery = await rig.deliver(reading(9.5))
     with pytest.raises(CallFailedError):
-        await handler.handle(delivery)
-    await handler.handle(redelivered(delivery))
+        await rig.settle(handler, delivery)
+    await rig.settle(handler, redelivered(delivery))
 
     [(entry_id, fields)] = await rig.redis.xrange("alerts")
     emitted = parse_event(Delivery("alerts", entry_id, fields, "g", "c"))
@@ -226,7 +234,7 @@ async def test_an_invalid_event_is_a_dead_letter_naming_the_field(rig: Rig) -> N
     delivery = await rig.deliver({"type": "reading", "source": "s", "payload": {},
                                   "priority": "asap"})
     with pytest.raises(InvalidEventError, match="field priority"):
-        await handler.handle(delivery)
+        await rig.settle(handler, delivery)
     assert rig.target.received == []
 
 
@@ -235,7 +243,7 @@ async def test_a_non_retryable_answer_dead_letters_naming_rule_and_step(rig: Rig
     handler = rig.handler({"name": "strict", "match": {"stream": STREAM},
                            "steps": [post("send", "/strict", {"v": "{{ payload.value }}"})]})
     with pytest.raises(DeadLetterError) as caught:
-        await handler.handle(await rig.deliver(reading(1.0)))
+        await rig.settle(handler, await rig.deliver(reading(1.0)))
     assert (caught.value.rule, caught.value.step, caught.value.attempts) == (
         "strict", "send", 1)
     assert caught.value.reason.startswith("rule strict, step send: ")
@@ -246,7 +254,7 @@ async def test_a_template_reading_a_missing_field_dead_letters(rig: Rig) -> None
     handler = rig.handler({"name": "needs-site", "match": {"stream": STREAM},
                            "steps": [post("send", "/x", {"site": "{{ payload.site }}"})]})
     with pytest.raises(DeadLetterError, match="rule needs-site, step send: .*site"):
-        await handler.handle(await rig.deliver(reading(1.0)))
+        await rig.settle(handler, await rig.deliver(reading(1.0)))
     assert rig.target.received == []
 
 
@@ -254,7 +262,7 @@ async def test_an_unknown_capability_dead_letters(rig: Rig) -> None:
     handler = rig.handler({"name": "typo", "match": {"stream": STREAM},
                            "steps": [{"call": "htp_call", "params": {}}]})
     with pytest.raises(DeadLetterError, match="htp_call: not registered"):
-        await handler.handle(await rig.deliver(reading(1.0)))
+        await rig.settle(handler, await rig.deliver(reading(1.0)))
 
 
 async def test_while_the_breaker_is_open_events_wait_or_dead_letter(rig: Rig) -> None:
@@ -263,13 +271,13 @@ async def test_while_the_breaker_is_open_events_wait_or_dead_letter(rig: Rig) ->
                            "steps": [post("s", "/down", {})]})
     for _ in range(5):
         with pytest.raises(CallFailedError):
-            await waiting.handle(await rig.deliver(reading(1.0)))
+            await rig.settle(waiting, await rig.deliver(reading(1.0)))
     with pytest.raises(CircuitOpenError):  # retryable: the entry comes back later
-        await waiting.handle(await rig.deliver(reading(1.0)))
+        await rig.settle(waiting, await rig.deliver(reading(1.0)))
     dead_lettering = rig.handler({"name": "d", "match": {"stream": STREAM},
                                   "steps": [post("s", "/down", {}, onOpen="deadletter")]})
     with pytest.raises(DeadLetterError, match="circuit breaker .* is open"):
-        await dead_lettering.handle(await rig.deliver(reading(1.0)))
+        await rig.settle(dead_lettering, await rig.deliver(reading(1.0)))
     assert len(rig.target.received) == 5
 
 
@@ -281,7 +289,7 @@ async def test_one_failing_rule_does_not_stop_the_others(rig: Rig) -> None:
         {"name": "good", "match": {"stream": STREAM}, "steps": [post("s", "/good", {})]},
     )
     with pytest.raises(DeadLetterError, match="rule bad"):
-        await handler.handle(await rig.deliver(reading(1.0)))
+        await rig.settle(handler, await rig.deliver(reading(1.0)))
     assert len(rig.target.received_at("/good")) == 1
 
 
@@ -290,10 +298,10 @@ async def test_replace_rules_swaps_what_runs(rig: Rig) -> None:
     rig.target.reply("/v2", TargetReply(200))
     handler = rig.handler({"name": "r", "match": {"stream": STREAM},
                            "steps": [post("s", "/v1", {})]})
-    await handler.handle(await rig.deliver(reading(1.0)))
+    await rig.settle(handler, await rig.deliver(reading(1.0)))
     handler.replace_rules(rig.handler({"name": "r", "match": {"stream": STREAM},
                                        "steps": [post("s", "/v2", {})]}).rules)
-    await handler.handle(await rig.deliver(reading(1.0)))
+    await rig.settle(handler, await rig.deliver(reading(1.0)))
     assert [r.path for r in rig.target.received] == ["/v1", "/v2"]
 
 
@@ -301,5 +309,34 @@ async def test_a_match_condition_that_cannot_evaluate_does_not_match(rig: Rig) -
     handler = rig.handler({"name": "r", "match": {"stream": STREAM,
                                                   "if": "payload.pressure > 2"},
                            "steps": [post("s", "/x", {})]})
-    await handler.handle(await rig.deliver(reading(1.0)))
+    await rig.settle(handler, await rig.deliver(reading(1.0)))
     assert rig.target.received == []
+
+
+async def test_a_steps_record_is_in_redis_before_the_next_step_and_the_last_goes_with_the_ack(
+    redis: Redis,
+) -> None:
+    async def mark(params: Any, context: CallContext) -> Any:
+        return {"n": params["n"]}
+
+    async def look(params: Any, context: CallContext) -> Any:
+        key = steps_key(context.event["stream"], context.event["entry_id"])
+        return {"recorded": sorted(await context.redis.hkeys(key))}
+
+    registry = CapabilityRegistry()
+    registry.register(CapabilitySpec(id="mark", version="1.0.0", handler=mark))
+    registry.register(CapabilitySpec(id="look", version="1.0.0", handler=look))
+    handler = RulesHandler(parse_rules({"version": 1, "rules": [{
+        "name": "r", "match": {"stream": STREAM},
+        "steps": [{"id": "first", "call": "mark", "params": {"n": 1}},
+                  {"id": "second", "call": "look", "params": {}}],
+    }]}), RegistryExecutor(registry, redis=redis), redis=redis, step_ttl_s=120)
+    entry_id = await redis.xadd(STREAM, {"event": orjson.dumps(reading(1.0)).decode()})
+    delivery = Delivery(STREAM, entry_id, (await redis.xrange(STREAM))[0][1], "g", "c")
+
+    writes = await handler.handle(delivery)
+
+    key = steps_key(STREAM, entry_id)
+    # The second step saw the first's record: written before it ran.
+    assert writes == (AckWrite(key, "r:second", '{"recorded":["r:first"]}', 120),)
+    assert await redis.hkeys(key) == ["r:first"]  # the last one waits for the XACK

@@ -1,17 +1,18 @@
 """``connector-fleet bench consume``: one consumer process running one rule with one
-no-op capability, against the same work as a Celery task and an arq job.
+no-op capability, against the same no-op work as a Celery task and an arq job.
 
-The work is the same for the three systems: one RPUSH of ``done_ms:sent_ms``.
-For connector-fleet it runs behind the whole path: event validation, rule
-match, parameter templating, the step's execution record and the XACK, and an
-event counts as completed when it is acknowledged (the consumer's
-``on_settled``), not when the work ran: the record and the XACK after the work
-are part of the cost. The baselines count completion when their task body ran
-(Celery acknowledges before it by default). Throughput: N events queued first,
-then the worker starts; rate = completions per second between the first and the
-last completion. Latency: after a warm-up of 1,000 events at the same rate (new
-connections, first calls: not the steady state), a producer sends at a steady
-rate for a while; latency = completion minus send.
+The work is nothing, for the three systems. For connector-fleet it runs behind
+the whole path: event validation, rule match, parameter templating, the step's
+execution record and the XACK, and an event counts as completed when it is
+acknowledged (the consumer's ``on_settled``), not when the capability ran: the
+record and the XACK after it are part of the cost. The baselines count
+completion at the end of their task body (Celery acknowledges before it by
+default). Every system stamps completions in memory and writes them to
+``bench:done`` every 10 ms (``scripts/bench/_baseline.py``). Throughput: N
+events queued first, then the worker starts; rate = completions per second
+between the first and the last completion. Latency: after a warm-up of 1,000
+events at the same rate (new connections, first calls: not the steady state),
+a producer sends at a steady rate for a while; latency = completion minus send.
 
 The baselines run in their own virtualenvs (``scripts/setup --bench``) because
 Celery and arq pin incompatible redis-py versions; a missing one is reported,
@@ -33,6 +34,7 @@ from typing import Any
 
 import orjson
 import redis as sync_redis
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from framework.capabilities import CapabilityRegistry, RegistryExecutor
@@ -40,15 +42,17 @@ from framework.capability import CallContext, CapabilitySpec
 from framework.clock import SystemClock
 from framework.connections import create_redis
 from framework.consumer import Consumer, ConsumerOptions
+from framework.consumer_metrics import ConsumerMetrics
 from framework.delivery import Delivery
+from framework.invocation import CallMetrics
 from framework.logs import configure_logging, get_logger
 from framework.rules import parse_rules
 from framework.rules_handler import RulesHandler
 from framework.testing import RedisServer
+from worker.process import freeze_startup_heap, run_event_loop
 
 STREAM = "bench-events"
 DONE_KEY = "bench:done"
-WORK_KEY = "bench:work"
 WARM_UP_EVENTS = 1_000
 _DONE_FLUSH_S = 0.01
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,14 +63,14 @@ BASELINES = {
 _RULES = {"version": 1, "rules": [{
     "name": "bench",
     "match": {"streams": [STREAM], "type": "bench.tick"},
-    "steps": [{"id": "record", "call": "bench_record", "version": "^1",
+    "steps": [{"id": "noop", "call": "bench_noop", "version": "^1",
                "params": {"sent_ms": "{{ payload.sent_ms }}"}}],
 }]}
 Result = dict[str, Any]
 
 
-async def _record(params: Any, context: CallContext) -> None:
-    await context.redis.rpush(WORK_KEY, f"{time.time() * 1000:.3f}:{params['sent_ms']}")
+async def _noop(params: Any, context: CallContext) -> None:
+    return None
 
 
 class _Completions:
@@ -100,36 +104,38 @@ def _event(sent_ms: float) -> dict[str, bytes]:
 # -- the connector-fleet worker (a child process) -------------------------------------
 
 
-async def _serve(url: str, max_in_flight: int) -> None:
+async def _serve(url: str, max_in_flight: int) -> int:
+    """As ``connector-fleet consume`` builds it without a catalog (metrics included),
+    with the no-op capability and the completion stamps."""
     redis = create_redis(url, client_name="bench-consumer")
     registry = CapabilityRegistry()
-    registry.register(CapabilitySpec(id="bench_record", version="1.0.0", handler=_record))
+    registry.register(CapabilitySpec(id="bench_noop", version="1.0.0", handler=_noop))
     logger = get_logger(component="bench")
-    handler = RulesHandler(parse_rules(_RULES), RegistryExecutor(registry, redis=redis),
-                           redis=redis, logger=logger)
+    prometheus = CollectorRegistry()
+    executor = RegistryExecutor(registry, redis=redis, logger=logger,
+                                metrics=CallMetrics.create(prometheus))
+    handler = RulesHandler(parse_rules(_RULES), executor, redis=redis, logger=logger)
     completions = _Completions(redis)
     consumer = Consumer(redis, handler, ConsumerOptions(
         streams=(STREAM,), max_in_flight=max_in_flight, start_id="0", consumer="bench-1",
-        block_ms=100), clock=SystemClock(), logger=logger, on_settled=completions.settled)
+        block_ms=100), clock=SystemClock(), logger=logger,
+        metrics=ConsumerMetrics.create(prometheus), on_settled=completions.settled)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, consumer.stop)
     writer = asyncio.create_task(completions.write_forever())
+    freeze_startup_heap()
     try:
         await consumer.run()
     finally:
         writer.cancel()
         await completions.write()
         await redis.aclose()
+    return 0
 
 
 def _worker_main(argv: list[str]) -> None:
     configure_logging("WARNING")
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(_serve(argv[0], int(argv[1])))
-    else:
-        uvloop.run(_serve(argv[0], int(argv[1])))
+    sys.exit(run_event_loop(_serve(argv[0], int(argv[1]))))
 
 
 def _start_worker(url: str, max_in_flight: int) -> subprocess.Popen[bytes]:

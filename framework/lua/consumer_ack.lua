@@ -1,14 +1,25 @@
--- Acknowledge a batch of entries of one stream, telling which ones were still pending,
--- and forget the errors recorded for them: one round trip for many finished entries.
+-- Acknowledge a batch of entries of one stream, with what their handlers left to record,
+-- telling which ones were still pending, and forget the errors recorded for them: one
+-- round trip for many finished entries. The records are written first and whatever the
+-- XACK finds: the work they record is done, even if another consumer settled the entry.
 --
 -- KEYS[1]  stream                  KEYS[2]  last-errors hash (fleet:consumer-errors:{group}:{stream})
--- ARGV[1]  consumer group          ARGV[2..] entry ids
+-- KEYS[3..] hashes to write (e.g. fleet:steps:{stream}:{origin_id}; repeats allowed)
+-- ARGV[1]  consumer group          ARGV[2]  n, the number of entry ids
+-- ARGV[3..2+n]  entry ids
+-- ARGV[3+n..]   per hash KEYS[2+i]: field, value, TTL in seconds (three arguments each)
 --
 -- Returns  per entry id, in order: 1 if acknowledged now, 0 if it was no longer pending
 --          (another consumer settled it).
-local acked = {}
-for i = 2, #ARGV do
-    acked[i - 1] = redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+local n = tonumber(ARGV[2])
+for i = 3, #KEYS do
+    local at = 3 + n + 3 * (i - 3)
+    redis.call('HSET', KEYS[i], ARGV[at], ARGV[at + 1])
+    redis.call('EXPIRE', KEYS[i], ARGV[at + 2])
 end
-redis.call('HDEL', KEYS[2], unpack(ARGV, 2))
+local acked = {}
+for i = 1, n do
+    acked[i] = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2 + i])
+end
+redis.call('HDEL', KEYS[2], unpack(ARGV, 3, 2 + n))
 return acked

@@ -23,9 +23,11 @@ from arq.connections import RedisSettings
 sys.path.insert(0, str(Path(__file__).parent))
 import _baseline
 
+_completions = _baseline.Completions(os.environ.get("BENCH_REDIS_URL", "redis://"))
+
 
 async def noop(ctx: dict[str, Any], sent_ms: float) -> None:
-    await ctx["redis"].rpush(_baseline.DONE_KEY, _baseline.record_line(sent_ms))
+    _completions.done(sent_ms)
 
 
 class WorkerSettings:

@@ -22,15 +22,12 @@ import _baseline
 app = Celery("celery_baseline", broker=os.environ.get("BENCH_REDIS_URL", "redis://"))
 app.conf.update(task_ignore_result=True, worker_hijack_root_logger=False,
                 broker_connection_retry_on_startup=True)
-_client: redis.Redis | None = None
+_completions = _baseline.Completions(os.environ.get("BENCH_REDIS_URL", "redis://"))
 
 
 @app.task(name="bench.noop")
 def noop(sent_ms: float) -> None:
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(app.conf.broker_url)
-    _client.rpush(_baseline.DONE_KEY, _baseline.record_line(sent_ms))
+    _completions.done(sent_ms)
 
 
 def start_worker(url: str) -> subprocess.Popen[bytes]:
