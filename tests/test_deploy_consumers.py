@@ -271,6 +271,44 @@ def test_chart_default_values_render_no_consumer_and_bad_values_are_refused() ->
         render_chart(connectors=connectors, consumers={"enabled": True})
 
 
+def test_chart_autoscales_the_consumers_by_cpu_or_by_the_given_metrics() -> None:
+    objects = render_chart(consumers={"enabled": True, "autoscaling": {
+        "enabled": True, "minReplicas": 2, "maxReplicas": 6}})
+    validate_manifests(objects)
+    deployment = consumer_deployment(objects)
+    assert "replicas" not in deployment["spec"]  # the autoscaler owns it
+    (autoscaler,) = of_kind(objects, "HorizontalPodAutoscaler")
+    spec = autoscaler["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                      "name": deployment["metadata"]["name"]}
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 6)
+    assert spec["metrics"] == [{"type": "Resource", "resource": {
+        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]
+    assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+    lag = [{"type": "External", "external": {
+        "metric": {"name": "consumer_group_lag", "selector": {"matchLabels": {"group": "rules"}}},
+        "target": {"type": "AverageValue", "averageValue": "1000"}}}]
+    objects = render_chart(consumers={"enabled": True,
+                                      "autoscaling": {"enabled": True, "metrics": lag}})
+    validate_manifests(objects)
+    (autoscaler,) = of_kind(objects, "HorizontalPodAutoscaler")
+    assert autoscaler["spec"]["metrics"] == lag
+
+    fixed = render_chart(consumers={"enabled": True, "replicas": 4})
+    assert of_kind(fixed, "HorizontalPodAutoscaler") == []
+    assert consumer_deployment(fixed)["spec"]["replicas"] == 4
+
+
+def test_chart_autoscaling_refuses_what_could_not_work() -> None:
+    with pytest.raises(Exception, match="minReplicas 5 is above maxReplicas 3"):
+        render_chart(consumers={"enabled": True, "autoscaling": {
+            "enabled": True, "minReplicas": 5, "maxReplicas": 3}})
+    with pytest.raises(Exception, match="scaling by CPU needs a cpu request"):
+        render_chart(consumers={"enabled": True, "resources": {"requests": {"memory": "1Gi"}},
+                                "autoscaling": {"enabled": True}})
+
+
 # -- a consumer pod's command and env, run for real -------------------------------------------
 
 class VolumeDir:
