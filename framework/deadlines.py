@@ -31,27 +31,30 @@ class Deadlines:
         if resolution_s <= 0:
             raise ValueError(f"resolution_s must be positive, got {resolution_s}")
         self._resolution_s = resolution_s
-        self._slots: dict[int, set[_Deadline]] = {}
+        # Keyed by loop too: a timer armed on a loop that closed never fires, and a call
+        # on another loop must not join its slot (tests run one loop per test).
+        self._slots: dict[tuple[asyncio.AbstractEventLoop, int], set[_Deadline]] = {}
 
     def after(self, timeout_s: float) -> _Deadline:
         """A context manager: the block raises TimeoutError after ``timeout_s``."""
         return _Deadline(self, timeout_s)
 
-    def _arm(self, deadline: _Deadline, loop: asyncio.AbstractEventLoop, at_s: float) -> int:
-        slot = math.ceil(at_s / self._resolution_s)
+    def _arm(self, deadline: _Deadline, loop: asyncio.AbstractEventLoop,
+             at_s: float) -> tuple[asyncio.AbstractEventLoop, int]:
+        slot = (loop, math.ceil(at_s / self._resolution_s))
         members = self._slots.get(slot)
         if members is None:
             members = self._slots[slot] = set()
-            loop.call_at(slot * self._resolution_s, self._expire, slot)
+            loop.call_at(slot[1] * self._resolution_s, self._expire, slot)
         members.add(deadline)
         return slot
 
-    def _disarm(self, deadline: _Deadline, slot: int) -> None:
+    def _disarm(self, deadline: _Deadline, slot: tuple[asyncio.AbstractEventLoop, int]) -> None:
         members = self._slots.get(slot)
         if members is not None:
             members.discard(deadline)
 
-    def _expire(self, slot: int) -> None:
+    def _expire(self, slot: tuple[asyncio.AbstractEventLoop, int]) -> None:
         for deadline in self._slots.pop(slot, ()):
             deadline.expire()
 
@@ -63,7 +66,7 @@ class _Deadline:
         self._owner = owner
         self._timeout_s = timeout_s
         self._task: asyncio.Task[object] | None = None
-        self._slot = 0
+        self._slot: tuple[asyncio.AbstractEventLoop, int] | None = None
         self.expired = False
 
     def __enter__(self) -> _Deadline:
@@ -77,7 +80,8 @@ class _Deadline:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        self._owner._disarm(self, self._slot)
+        if self._slot is not None:
+            self._owner._disarm(self, self._slot)
         if not self.expired or self._task is None:
             return
         # Ours (not another canceller's) when no other cancellation is pending.

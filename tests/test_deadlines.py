@@ -98,6 +98,24 @@ async def test_outside_a_task_it_says_so() -> None:
     assert await outcome == "Deadlines.after() must be used inside a task"
 
 
+def test_one_instance_serves_successive_event_loops() -> None:
+    deadlines = Deadlines(1.0)  # a wide slot: both calls below almost surely share it
+
+    async def left_pending() -> None:
+        with deadlines.after(0.01):
+            await asyncio.sleep(0)  # returns at once; the slot's timer stays armed
+
+    async def too_long() -> None:
+        with deadlines.after(0.01):
+            await asyncio.sleep(5)
+
+    asyncio.run(left_pending())  # closes its loop with the timer never fired
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        asyncio.run(too_long())
+    assert time.monotonic() - started < 2.5
+
+
 def test_a_resolution_must_be_positive() -> None:
     with pytest.raises(ValueError, match="resolution_s must be positive, got 0"):
         Deadlines(0)
