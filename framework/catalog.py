@@ -3,7 +3,8 @@
 :class:`Catalog` stores signed definitions (:mod:`framework.definition`),
 resolves ``(id, range)`` to the newest matching version that is neither
 revoked nor badly signed, and applies revocations broadcast by other processes
-(:meth:`Catalog.watch`). See docs/catalog.md.
+(:meth:`Catalog.watch`). :meth:`Catalog.replace_trust` swaps the trusted keys of a
+running process (key rotation). See docs/catalog.md.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ from framework.errors import (
     SignatureError,
     SignatureMismatchError,
     UnknownCapabilityError,
+    UntrustedKeyError,
     VersionError,
 )
 from framework.logs import Logger, get_logger
-from framework.signing import TrustStore
+from framework.signing import TrustStore, signature_key_id
 from framework.versions import VersionRange, parse_version
 
 # The definition models are part of the catalog's API (D2 and the CLI import them here).
@@ -56,6 +58,7 @@ __all__ = [
     "RollbackAction",
     "RollbackStrategy",
     "Sector",
+    "TrustChange",
     "VerifiedCapability",
     "parse_definition",
 ]
@@ -69,6 +72,17 @@ class VerifiedCapability:
     key_id: str
     # SHA-256 (hex) of the stored JSON the check was made on.
     definition_hash: str
+
+
+@dataclass(frozen=True)
+class TrustChange:
+    """What :meth:`Catalog.replace_trust` changed, as key ids (never key material)."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    # Still trusted, with another expiry or name.
+    changed: tuple[str, ...]
+    trusted: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -130,7 +144,8 @@ class Catalog:
     kept in memory and dropped the moment another process publishes a change
     (a registration or a revocation), so revocations apply within the pub/sub
     delivery time. Signature checks are cached per (id, version, hash of the
-    stored JSON): a changed stored definition is checked again.
+    stored JSON): a changed stored definition is checked again. The trusted keys
+    can be swapped while it runs (:meth:`replace_trust`).
     """
 
     def __init__(self, redis: Redis, trust: TrustStore, *, clock: Clock | None = None,
@@ -142,6 +157,8 @@ class Catalog:
         self._snapshots: dict[str, _Snapshot] = {}
         self._generation = 0
         self._verified: dict[tuple[str, str, str], VerifiedCapability] = {}
+        # Key id -> when replace_trust stopped trusting it: their refusals say so.
+        self._retired: dict[str, str] = {}
         self._watching = asyncio.Event()
         self.revocations_applied = 0
 
@@ -184,7 +201,8 @@ class Catalog:
         cached = self._verified.get(cache_key)
         if cached is not None:
             # The signature is known good for these exact bytes; the key may
-            # have expired since.
+            # have expired or been removed since.
+            self._refuse_retired(cached.key_id, cached.definition.key)
             self._trust.check_key(cached.key_id, capability=cached.definition.key, now_s=now_s)
             return cached
         source = f"{catalog_definitions_key(capability_id)}[{version}]"
@@ -194,10 +212,18 @@ class Catalog:
             raise SignatureMismatchError(
                 f"refused: stored as {capability_id}@{version} but the definition "
                 f"is {definition.key}", capability=f"{capability_id}@{version}")
+        self._refuse_retired(signature_key_id(definition.signature), definition.key)
         check = self._trust.verify(definition.signed_bytes(), definition.signature,
                                    capability=definition.key, now_s=now_s)
         verified = self._verified[cache_key] = VerifiedCapability(definition, check.key_id, digest)
         return verified
+
+    def _refuse_retired(self, key_id: str | None, capability: str) -> None:
+        removed_at = self._retired.get(key_id) if key_id else None
+        if removed_at is not None:
+            raise UntrustedKeyError(
+                f"refused: signed by key {key_id}, which is no longer trusted (removed "
+                f"from this process's trusted keys at {removed_at})", capability=capability)
 
     async def resolve(self, capability_id: str,
                       version_range: str | None = None) -> VerifiedCapability:
@@ -278,6 +304,34 @@ class Catalog:
             rows.append(CatalogEntry(capability_id, version, key_id, problem,
                                      snapshot.revocation_of(version)))
         return rows
+
+    # -- trust ---------------------------------------------------------------
+
+    def replace_trust(self, trust: TrustStore) -> TrustChange:
+        """Trust exactly ``trust``'s keys from now on (key rotation while running).
+
+        Nothing here awaits, so every resolve on this loop sees either the old
+        keys or the new ones. Verifications made with a removed key are dropped:
+        each definition signed by it is refused from the next resolve on ("signed
+        by key X, which is no longer trusted") until the key is trusted again. A
+        definition signed by an added key resolves at once (refusals are not
+        cached).
+        """
+        old = {key.key_id: key for key in self._trust.keys}
+        new = {key.key_id: key for key in trust.keys}
+        removed = sorted(old.keys() - new.keys())
+        changed = sorted(key_id for key_id in old.keys() & new.keys()
+                         if (old[key_id].expires_at, old[key_id].name)
+                         != (new[key_id].expires_at, new[key_id].name))
+        removed_at = iso_utc(self._clock.time())
+        self._retired.update(dict.fromkeys(removed, removed_at))
+        for key_id in new:
+            self._retired.pop(key_id, None)
+        self._trust = trust
+        self._verified = {cache_key: verified for cache_key, verified in self._verified.items()
+                          if verified.key_id in new}
+        return TrustChange(added=tuple(sorted(new.keys() - old.keys())), removed=tuple(removed),
+                           changed=tuple(changed), trusted=tuple(sorted(new)))
 
     # -- writing -------------------------------------------------------------
 

@@ -234,6 +234,14 @@ def _split_signature(signature: str, capability: str) -> tuple[str, bytes]:
     return key_id, raw
 
 
+def signature_key_id(signature: str | None) -> str | None:
+    """The key id a signature names, or None if it is missing or not of our scheme
+    (:meth:`TrustStore.verify` says what is wrong with it)."""
+    scheme, _, rest = (signature or "").partition(":")
+    key_id, _, _ = rest.partition(":")
+    return key_id if scheme == SIGNATURE_SCHEME and key_id else None
+
+
 def _entries(document: object) -> list[object]:
     if isinstance(document, dict) and "keys" in document:
         keys = document["keys"]

@@ -4,8 +4,10 @@ The handler is the rules of ``RULES_PATH`` (:class:`~framework.rules_handler.Rul
 over the built-in and installed capabilities), or any
 :class:`~framework.delivery.EventHandler` named ``MODULE:NAME`` (``--handler``;
 NAME is called with the Redis client). SIGTERM/SIGINT drain, SIGHUP and a change
-of the rules file reload the rules (an invalid file is logged and the running
-rules stay). Settings, logging, Redis and signals are :mod:`worker.process`'s.
+of the rules file reload the rules, SIGHUP and a change of the trusted keys
+(``CATALOG_TRUSTED_KEYS``) reload the catalog's keys (an invalid file is logged and
+the running rules or keys stay). Settings, logging, Redis and signals are
+:mod:`worker.process`'s.
 """
 
 from __future__ import annotations
@@ -40,13 +42,15 @@ from framework.rules import RuleSet, load_rules
 from framework.rules_handler import RulesHandler
 from framework.safe_executor import ExecutionMetrics, SafeExecutor
 from framework.settings import Settings
-from framework.signing import PrivateKey, trust_store_from_env
+from framework.signing import PrivateKey
 from worker.consumer_view import read_consumer_groups
 from worker.exit_codes import ExitCode
 from worker.ops_http import OpsContext
 from worker.process import _connect, _operate, load_settings, run_event_loop
+from worker.trusted_keys import TrustReloader, TrustStoreSource
 
-_RULES_CHECK_INTERVAL_S = 1.0
+# How often the rules file and the trusted keys are checked for changes.
+_FILES_CHECK_INTERVAL_S = 1.0
 _GROUP_SAMPLE_INTERVAL_S = 5.0
 
 
@@ -93,7 +97,8 @@ async def run_consume(request: ConsumeRequest, settings: Settings) -> int:
 
 
 class ConsumerProcess:
-    """The consumer plus what the process adds: rules reload, metrics sampling."""
+    """The consumer plus what the process adds: rules and trusted keys reload,
+    metrics sampling."""
 
     def __init__(self, request: ConsumeRequest, settings: Settings, *, redis: Redis,
                  prometheus: CollectorRegistry, clock: Clock, logger: Logger) -> None:
@@ -107,6 +112,7 @@ class ConsumerProcess:
         self._reload = asyncio.Event()
         self._closers: list[Any] = []
         self._catalog: Catalog | None = None
+        self._trust_reloader: TrustReloader | None = None
         self._rules_handler: RulesHandler | None = None
         self._rules_mtime_ns: int | None = None
         self.consumer: Consumer
@@ -149,8 +155,9 @@ class ConsumerProcess:
         otherwise the registry's capabilities, unsigned (said in the log)."""
         call_metrics = CallMetrics.create(self._prometheus)
         key_path = self._settings.audit_signing_key
+        trust_source = TrustStoreSource()
         try:
-            trust = trust_store_from_env()
+            trust = trust_source.load()
             audit_key = PrivateKey.load(key_path) if key_path else None
         except SigningKeyError as exc:
             raise ConfigError(str(exc)) from None
@@ -161,6 +168,7 @@ class ConsumerProcess:
             return RegistryExecutor(capabilities, redis=self._redis, clock=self._clock,
                                     logger=self._log, metrics=call_metrics)
         self._catalog = Catalog(self._redis, trust, clock=self._clock, logger=self._log)
+        self._trust_reloader = TrustReloader(self._catalog, trust_source, logger=self._log)
         self._log.info("catalog_enabled", trusted_keys=[key.key_id for key in trust.keys])
         return SafeExecutor(
             self._catalog, capabilities, redis=self._redis, clock=self._clock,
@@ -174,7 +182,7 @@ class ConsumerProcess:
             # Revocations reach this process within the pub/sub delay.
             helpers.append(asyncio.create_task(self._catalog.watch(), name="catalog-watch"))
         if self._rules_handler is not None:
-            helpers.append(asyncio.create_task(self._watch_rules(), name="rules-watcher"))
+            helpers.append(asyncio.create_task(self._watch_files(), name="files-watcher"))
         try:
             await self.consumer.run()
             return ExitCode.FORCED if self.consumer.stopped_by_force else ExitCode.OK
@@ -202,17 +210,22 @@ class ConsumerProcess:
                       "streams": list(self.consumer.options.streams),
                       "inFlight": self.consumer.in_flight}
 
-    # -- rules reload --------------------------------------------------------------------
+    # -- rules and trusted keys reload --------------------------------------------------
 
-    async def _watch_rules(self) -> None:
+    async def _watch_files(self) -> None:
+        """SIGHUP reloads both; otherwise each is reloaded when its files change."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reload.wait(), timeout=_RULES_CHECK_INTERVAL_S)
+                await asyncio.wait_for(self._reload.wait(), timeout=_FILES_CHECK_INTERVAL_S)
+            requested = self._reload.is_set()
+            self._reload.clear()
             mtime_ns = _mtime_ns(self.rules_path)
-            if self._reload.is_set() or mtime_ns != self._rules_mtime_ns:
-                self._reload.clear()
+            if requested or mtime_ns != self._rules_mtime_ns:
                 self._rules_mtime_ns = mtime_ns
                 await self._reload_rules()
+            reloader = self._trust_reloader
+            if reloader is not None and (requested or reloader.changed()):
+                await reloader.reload()
 
     async def _reload_rules(self) -> None:
         assert self._rules_handler is not None
