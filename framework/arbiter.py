@@ -33,6 +33,7 @@ from typing import Any, cast
 from prometheus_client import CollectorRegistry, Histogram
 from redis.asyncio import Redis
 
+from framework.cancellation import cancel_and_wait
 from framework.clock import Clock, SystemClock
 from framework.constants import (
     DEFAULT_PERMIT_TTL_S,
@@ -135,9 +136,7 @@ class ResourceArbiter:
         try:
             yield held
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            await cancel_and_wait(renewer)
             # Shielded: a cancelled body must still give the resource back.
             await asyncio.shield(self.release(held))
 

@@ -34,6 +34,7 @@ import structlog
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from framework.cancellation import cancel_and_wait
 from framework.clock import Clock
 from framework.connections import UNAVAILABLE, redis_failures
 from framework.constants import CONSUMER_HEARTBEAT_FRACTION
@@ -129,9 +130,8 @@ class Consumer:
             await self._read_loop()
             await self._drain()
         finally:
-            heartbeat.cancel()
+            await cancel_and_wait(heartbeat)
             await self._finish_acks()
-            await asyncio.gather(heartbeat, return_exceptions=True)
             await self._release_leftovers()
             self._publish_in_flight()
             await self._forget_heartbeat()

@@ -37,6 +37,7 @@ import redis as sync_redis
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from framework.cancellation import cancel_and_wait
 from framework.capabilities import CapabilityRegistry, RegistryExecutor
 from framework.capability import CallContext, CapabilitySpec
 from framework.clock import SystemClock
@@ -127,7 +128,7 @@ async def _serve(url: str, max_in_flight: int) -> int:
     try:
         await consumer.run()
     finally:
-        writer.cancel()
+        await cancel_and_wait(writer)
         await completions.write()
         await redis.aclose()
     return 0

@@ -27,6 +27,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from framework.audit import AuditChain
+from framework.cancellation import cancel_and_wait
 from framework.capabilities import CapabilityRegistry, RegistryExecutor
 from framework.capability import CapabilityExecutor
 from framework.catalog import Catalog
@@ -190,9 +191,7 @@ class ConsumerProcess:
             self._log.error("consumer_failed", error=f"{type(exc).__name__}: {exc}")
             return ExitCode.FAILURE
         finally:
-            for task in helpers:
-                task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await cancel_and_wait(*helpers)
 
     def stop(self) -> None:
         self.consumer.stop()

@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
+from framework.cancellation import cancel_and_wait
 from framework.clock import Clock
 from framework.config import ConnectorConfig, FleetConfig
 from framework.connections import UNAVAILABLE, is_out_of_memory
@@ -190,8 +191,7 @@ class ConnectorWorker:
         try:
             await self._poll_loop(once)
         finally:
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
+            await cancel_and_wait(keeper)
             if not self.lease.held:
                 self._prom.lease_held.labels(self.name).set(0)
 

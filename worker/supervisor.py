@@ -34,6 +34,7 @@ from prometheus_client import Counter, Gauge
 from prometheus_client.multiprocess import mark_process_dead
 from redis.asyncio import Redis
 
+from framework.cancellation import cancel_and_wait
 from framework.clock import Clock, iso_utc
 from framework.config import ConnectorConfig, FleetConfig
 from framework.connections import UNAVAILABLE
@@ -174,7 +175,7 @@ class Supervisor:
                     self._reload_requested = False
                     await self._reload()
         finally:
-            watcher.cancel()
+            await cancel_and_wait(watcher)
             await self._stop_all()
         self._log.info("supervisor_stopped", forced=self._forced)
         return ExitCode.FORCED if self._forced else ExitCode.OK
