@@ -18,16 +18,24 @@ only writers in different processes ever race. One chain (rather than one per
 executor) keeps ``verify`` a single linear walk and gives one total order of
 what happened to an actuator.
 
-:meth:`AuditChain.verify` walks the stream and reports the **first broken
-link**: the record (seq and entry id) and what differs (its content no longer
-matches its hash, its ``prev`` is not the previous record's hash, a seq gap, a
-bad signature, or a head that does not match the last record: truncation).
+Old records are exported and trimmed by :mod:`framework.audit_archive`, which
+leaves a **checkpoint** in ``audit:chain:checkpoint``: the seq and hash of the
+last record removed, when, and optionally a signature over it. The chain then
+starts after the checkpoint instead of at genesis. :mod:`framework.audit_files`
+verifies exported archives and joins them to the checkpoint.
+
+:meth:`AuditChain.verify` walks the stream from the checkpoint (or genesis)
+and reports the **first broken link**: the record (seq and entry id) and what
+differs (its content no longer matches its hash, its ``prev`` is not the
+previous record's hash, a seq gap, a bad signature, a checkpoint that is
+invalid or badly signed, or a head that does not match the last record:
+truncation). The rules are :class:`framework.audit_links.LinkWalk`, one record
+at a time, so that trims and archive files are checked exactly the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -36,61 +44,36 @@ from typing import Any, cast
 import orjson
 from redis.asyncio import Redis
 
+from framework.audit_links import (
+    GENESIS_HASH,
+    Anchor,
+    AuditRecord,
+    BrokenLink,
+    Checkpoint,
+    LinkWalk,
+    StoredEntry,
+    canonical_body,
+    entry_time_s,
+    record_hash,
+    stored_seq,
+)
 from framework.clock import Clock, SystemClock, iso_utc
-from framework.constants import AUDIT_HEAD_KEY, AUDIT_STREAM
+from framework.constants import AUDIT_CHECKPOINT_KEY, AUDIT_HEAD_KEY, AUDIT_STREAM
 from framework.errors import AuditAppendError, SignatureError
 from framework.scripts import lua
 from framework.signing import PrivateKey, TrustStore
 
-GENESIS_HASH = "0" * 64
+# The chain's public names, wherever they are defined.
+__all__ = [
+    "GENESIS_HASH", "Anchor", "AuditChain", "AuditRecord", "BrokenLink", "Checkpoint",
+    "LinkWalk", "StoredEntry", "VerifyReport", "canonical_body", "entry_time_s",
+    "record_hash", "stored_seq",
+]
+
 # Conflicts only happen between processes appending at the same moment; each
 # round one of them wins, so this bounds the wait of the unluckiest writer.
 _MAX_APPEND_ATTEMPTS = 200
 _READ_BATCH = 500
-
-
-def canonical_body(body: Mapping[str, Any]) -> bytes:
-    """The bytes a record's hash and signature cover: sorted, compact JSON."""
-    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-
-
-def record_hash(body_bytes: bytes) -> str:
-    return hashlib.sha256(body_bytes).hexdigest()
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    """One record of the chain as stored."""
-
-    entry_id: str
-    body: Mapping[str, Any]
-    hash: str
-    signature: str | None = None
-
-    @property
-    def seq(self) -> int:
-        return int(self.body["seq"])
-
-    @property
-    def kind(self) -> str:
-        return str(self.body.get("kind", ""))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.entry_id, "hash": self.hash, "signed": bool(self.signature),
-                **self.body}
-
-
-@dataclass(frozen=True)
-class BrokenLink:
-    """Where the chain breaks: the record (seq, stream entry id) and what differs."""
-
-    entry_id: str
-    seq: int | None
-    problem: str
-
-    def __str__(self) -> str:
-        where = f"record {self.seq}" if self.seq is not None else "a record"
-        return f"{where} (entry {self.entry_id}): {self.problem}"
 
 
 @dataclass(frozen=True)
@@ -99,6 +82,7 @@ class VerifyReport:
     signed: int
     head_hash: str
     broken: BrokenLink | None
+    checkpoint: Checkpoint | None = None
 
     @property
     def ok(self) -> bool:
@@ -116,9 +100,11 @@ class AuditChain:
         clock: Clock | None = None,
         stream: str = AUDIT_STREAM,
         head_key: str = AUDIT_HEAD_KEY,
+        checkpoint_key: str = AUDIT_CHECKPOINT_KEY,
     ) -> None:
         self.stream = stream
         self.head_key = head_key
+        self.checkpoint_key = checkpoint_key
         self._redis = redis
         self._signing_key = signing_key
         self._clock = clock or SystemClock()
@@ -134,7 +120,7 @@ class AuditChain:
             default=str, option=orjson.OPT_NON_STR_KEYS,
         ))
         async with self._local:
-            head_hash, head_seq = await self._head()
+            head_hash, head_seq = await self.head()
             for attempt in range(_MAX_APPEND_ATTEMPTS):
                 body = {**content, "seq": head_seq + 1, "prev": head_hash}
                 data = canonical_body(body)
@@ -167,48 +153,90 @@ class AuditChain:
                 continue
             yield record
 
+    async def checkpoint(self) -> Checkpoint | BrokenLink | None:
+        """The checkpoint of the last trim; None if the chain was never trimmed, a
+        BrokenLink if what is stored is not a valid checkpoint."""
+        text, signature = cast(list[str | None], await self._redis.hmget(
+            self.checkpoint_key, ["body", "sig"]))
+        if text is None:
+            return None
+        try:
+            return Checkpoint.parse(text, signature)
+        except ValueError as exc:
+            return BrokenLink("-", None, f"is not a valid checkpoint: {exc}",
+                              checkpoint=self.checkpoint_key)
+
+    async def checked_checkpoint(self, trust: TrustStore | None = None, *,
+                                 require_signatures: bool = False
+                                 ) -> Checkpoint | BrokenLink | None:
+        """The checkpoint, or the BrokenLink that says why it cannot be trusted."""
+        checkpoint = await self.checkpoint()
+        if isinstance(checkpoint, Checkpoint):
+            return self._check_checkpoint(checkpoint, trust, require_signatures) or checkpoint
+        return checkpoint
+
+    def _check_checkpoint(self, checkpoint: Checkpoint, trust: TrustStore | None,
+                          require_signatures: bool) -> BrokenLink | None:
+        """The checkpoint's signature, checked as a record's would be."""
+        if trust is None:
+            return None
+        if not checkpoint.signature:
+            if require_signatures:
+                return BrokenLink(checkpoint.entry_id, checkpoint.seq,
+                                  "the checkpoint is not signed",
+                                  checkpoint=self.checkpoint_key)
+            return None
+        try:
+            trust.verify(checkpoint.signed_bytes(), checkpoint.signature,
+                         capability=f"audit checkpoint at seq {checkpoint.seq}",
+                         now_s=checkpoint.at_s)
+        except SignatureError as exc:
+            return BrokenLink(checkpoint.entry_id, checkpoint.seq, f"bad signature: {exc}",
+                              checkpoint=self.checkpoint_key)
+        return None
+
     async def verify(self, trust: TrustStore | None = None, *,
                      require_signatures: bool = False) -> VerifyReport:
-        """Walk the whole chain; the report names the first broken link, if any."""
-        expected_prev, expected_seq, count, signed = GENESIS_HASH, 1, 0, 0
-        last_id = "-"
-        async for entry_id, fields in self._entries(None):
-            problem, record = _check_entry(entry_id, fields, expected_prev, expected_seq)
-            if problem is None and record is not None:
-                problem = _check_signature(record, trust, require_signatures)
-            if problem is not None:
-                return VerifyReport(count, signed, expected_prev, problem)
-            assert record is not None
-            signed += bool(record.signature)
-            count += 1
-            expected_prev, expected_seq, last_id = record.hash, expected_seq + 1, entry_id
-        broken = await self._check_head(expected_prev, count, last_id)
-        return VerifyReport(count, signed, expected_prev, broken)
+        """Walk the chain from its checkpoint (or genesis); the report names the first
+        broken link, if any."""
+        checkpoint = await self.checked_checkpoint(trust, require_signatures=require_signatures)
+        if isinstance(checkpoint, BrokenLink):
+            return VerifyReport(0, 0, GENESIS_HASH, checkpoint)
+        walk = LinkWalk(Anchor.of(checkpoint), trust, require_signatures=require_signatures)
+        async for entry_id, fields in self.entries():
+            broken = walk.check(entry_id, fields)
+            if broken is not None:
+                return VerifyReport(walk.count, walk.signed, walk.last_hash, broken, checkpoint)
+        broken = await self._check_head(walk)
+        return VerifyReport(walk.count, walk.signed, walk.last_hash, broken, checkpoint)
 
-    async def _head(self) -> tuple[str, int]:
+    async def head(self) -> tuple[str, int]:
+        """Hash and seq of the newest record (genesis and 0 for an empty chain)."""
         head = cast(list[str | None], await self._redis.hmget(self.head_key, ["hash", "seq"]))
         return (head[0] or GENESIS_HASH), int(head[1] or 0)
 
-    async def _check_head(self, last_hash: str, count: int, last_id: str) -> BrokenLink | None:
-        head_hash, head_seq = await self._head()
-        if (head_hash, head_seq) == (last_hash, count):
+    async def _check_head(self, walk: LinkWalk) -> BrokenLink | None:
+        head_hash, head_seq = await self.head()
+        if (head_hash, head_seq) == (walk.last_hash, walk.last_seq):
             return None
+        last_id = walk.last.entry_id if walk.last is not None else "-"
         return BrokenLink(
-            last_id, count or None,
-            f"the chain ends at seq {count} (hash {last_hash[:16]}...) but its head "
-            f"{self.head_key} says seq {head_seq} (hash {head_hash[:16]}...): records "
+            last_id, walk.last_seq or None,
+            f"the chain ends at seq {walk.last_seq} (hash {walk.last_hash[:16]}...) but its "
+            f"head {self.head_key} says seq {head_seq} (hash {head_hash[:16]}...): records "
             "were removed from the end, or the last one was replaced",
         )
 
     async def _walk(self, since_ms: int | None) -> AsyncIterator[AuditRecord]:
-        async for entry_id, fields in self._entries(since_ms):
+        async for entry_id, fields in self.entries(since_ms=since_ms):
             try:
-                body = orjson.loads(fields.get("body", ""))
+                body = orjson.loads(fields.get("body") or "")
             except orjson.JSONDecodeError:
                 continue  # verify reports it; a reader shows what it can
-            yield AuditRecord(entry_id, body, fields.get("hash", ""), fields.get("sig"))
+            yield AuditRecord(entry_id, body, fields.get("hash") or "", fields.get("sig"))
 
-    async def _entries(self, since_ms: int | None) -> AsyncIterator[tuple[str, dict[str, str]]]:
+    async def entries(self, *, since_ms: int | None = None) -> AsyncIterator[StoredEntry]:
+        """The stream's entries as stored, oldest first, read in batches."""
         start = f"{since_ms}-0" if since_ms is not None else "-"
         while True:
             batch = cast(list[tuple[str, dict[str, str]]],
@@ -218,54 +246,3 @@ class AuditChain:
             if len(batch) < _READ_BATCH:
                 return
             start = f"({batch[-1][0]}"
-
-
-def _check_entry(
-    entry_id: str, fields: Mapping[str, str], expected_prev: str, expected_seq: int
-) -> tuple[BrokenLink | None, AuditRecord | None]:
-    try:
-        body = orjson.loads(fields.get("body", ""))
-    except orjson.JSONDecodeError as exc:
-        return BrokenLink(entry_id, None, f"the body is not valid JSON ({exc})"), None
-    if not isinstance(body, dict):
-        return BrokenLink(entry_id, None, "the body is not a JSON object"), None
-    seq = body.get("seq")
-    record = AuditRecord(entry_id, body, fields.get("hash", ""), fields.get("sig"))
-    if seq != expected_seq:
-        return BrokenLink(entry_id, seq if isinstance(seq, int) else None,
-                          f"seq is {seq!r}, expected {expected_seq}: a record was "
-                          "removed or inserted before it"), record
-    if body.get("prev") != expected_prev:
-        return BrokenLink(entry_id, seq,
-                          f"prev is {str(body.get('prev'))[:16]}... but record {seq - 1} "
-                          f"hashes to {expected_prev[:16]}...: record {seq - 1} was changed "
-                          "(content and hash rewritten)"), record
-    computed = record_hash(canonical_body(body))
-    if computed != record.hash:
-        return BrokenLink(entry_id, seq,
-                          f"the content does not match its hash (stored "
-                          f"{record.hash[:16]}..., computed {computed[:16]}...): "
-                          "the record was edited"), record
-    return None, record
-
-
-def _check_signature(record: AuditRecord, trust: TrustStore | None,
-                     require_signatures: bool) -> BrokenLink | None:
-    if trust is None:
-        return None
-    if not record.signature:
-        if require_signatures:
-            return BrokenLink(record.entry_id, record.seq, "the record is not signed")
-        return None
-    # The key must have been valid when the record was written, not today.
-    at_s = _epoch_s(record.entry_id)
-    try:
-        trust.verify(canonical_body(record.body), record.signature,
-                     capability=f"audit record {record.seq}", now_s=at_s)
-    except SignatureError as exc:
-        return BrokenLink(record.entry_id, record.seq, f"bad signature: {exc}")
-    return None
-
-
-def _epoch_s(entry_id: str) -> float:
-    return int(entry_id.split("-", 1)[0]) / 1000

@@ -16,6 +16,8 @@ key                                type    holds
 ``fence:seen:{T}``                string  highest fencing token target T accepted
 ``audit:chain``                    stream  the audit chain (body, hash, sig, keyId)
 ``audit:chain:head``               hash    seq, hash and entry id of the newest record
+``audit:chain:checkpoint``         hash    body (JSON seq, hash, id, at of the last trimmed
+                                           record), sig
 ``capability-alerts``              stream  alert events (rollbacks, refusals)
 ``fleet:breakers``                 hash    ``{breaker}|{owner}`` -> JSON breaker state
 ``fleet:steps:{stream}:{entry_id}`` hash   ``{rule}:{step}`` -> JSON result, with TTL
@@ -70,6 +72,7 @@ DEFAULT_PERMIT_WAIT_TIMEOUT_S = 10.0
 # Audit chain (framework.audit) and the alerts stream of the safe executor.
 AUDIT_STREAM = "audit:chain"
 AUDIT_HEAD_KEY = "audit:chain:head"
+AUDIT_CHECKPOINT_KEY = "audit:chain:checkpoint"
 ALERTS_STREAM = "capability-alerts"
 
 # Circuit breaker states, field "{breaker}|{owner}" -> JSON (framework.breaker).

@@ -37,6 +37,7 @@ derives from :class:`ConnectorFleetError`::
     │   ├── PermitTimeoutError      not granted within the wait timeout (retryable)
     │   └── StaleFencingTokenError  a target saw a newer fencing token: the permit was lost
     ├── AuditAppendError            the audit chain could not be appended to
+    ├── AuditTrimError              a trim refused: the chain is broken, or it moved meanwhile
     └── DeadLetterError             an event that must not be retried: dead-letter it now
         ├── InvalidEventError       the entry does not match any event contract
         ├── PermanentCallError      a capability failed in a way retrying will not fix
@@ -290,6 +291,11 @@ class StaleFencingTokenError(PermitError):
 
 class AuditAppendError(ConnectorFleetError):
     """The audit chain could not be appended to (too much contention, or Redis refused)."""
+
+
+class AuditTrimError(ConnectorFleetError):
+    """The audit chain was not trimmed: the part to remove (or the checkpoint) is
+    broken, or another trim or a tamperer changed it meanwhile. Nothing was removed."""
 
 
 class RolledBackError(DeadLetterError):

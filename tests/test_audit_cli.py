@@ -11,8 +11,8 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.audit import AuditChain
-from framework.constants import AUDIT_STREAM
+from framework.audit import AuditChain, canonical_body
+from framework.constants import AUDIT_CHECKPOINT_KEY, AUDIT_STREAM
 from framework.signing import PrivateKey
 from framework.testing import FakeClock, RedisServer
 from tests.conftest import REPO_ROOT
@@ -23,9 +23,10 @@ CLI = str(Path(sys.executable).parent / "connector-fleet")
 
 async def audit_cli(redis_server: RedisServer, *args: str,
                     env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    environment = {**os.environ, "REDIS_URL": redis_server.url, **(env or {})}
-    environment.pop("CATALOG_TRUSTED_KEYS", None)
-    environment.pop("CATALOG_TRUSTED_KEYS_JSON", None)
+    environment = {**os.environ, "REDIS_URL": redis_server.url}
+    for name in ("CATALOG_TRUSTED_KEYS", "CATALOG_TRUSTED_KEYS_JSON", "AUDIT_SIGNING_KEY"):
+        environment.pop(name, None)
+    environment.update(env or {})
     process = await asyncio.create_subprocess_exec(
         CLI, "audit", *args, env=environment, cwd=REPO_ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -114,3 +115,116 @@ def test_since_accepts_ages_and_zoned_times() -> None:
     assert parse_since_ms(None, clock) is None
     with pytest.raises(ValueError, match="time zone"):
         parse_since_ms("2026-12-01T10:00:00", clock)
+
+
+async def _records(chain: AuditChain, count: int) -> None:
+    for n in range(count):
+        await chain.append("executed", {"capability": "valve_control", "n": n})
+
+
+async def test_export_trim_and_verify_the_archive_against_the_checkpoint(
+    redis: Redis, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    await _records(AuditChain(redis), 6)
+    stored = await redis.xrange(AUDIT_STREAM)
+    code, out, err = await audit_cli(redis_server, "export")
+    assert code == 0, err
+    assert [orjson.loads(line) for line in out.splitlines()] == [
+        {"id": i, "body": f["body"], "hash": f["hash"], "sig": None} for i, f in stored]
+    assert "exported 6 record(s), seq 1..6" in err
+
+    archive = tmp_path / "audit-2026-12.jsonl"
+    code, out, err = await audit_cli(redis_server, "export", "--to", str(archive),
+                                     "--before", "5")
+    assert code == 0, err
+    assert "exported 4 record(s), seq 1..4" in out and "audit trim --before 5" in out
+    assert len(archive.read_bytes().splitlines()) == 4
+    code, _, err = await audit_cli(redis_server, "export", "--to", str(archive))
+    assert code == 64 and "exists; not overwritten" in err
+    assert await redis.xlen(AUDIT_STREAM) == 6
+
+    code, out, err = await audit_cli(redis_server, "trim", "--before", "5", "--yes")
+    assert code == 0, err
+    assert out.startswith("trimmed 4 record(s), seq 1..4, from audit:chain; checkpoint at "
+                          "seq 4")
+    assert "unsigned (AUDIT_SIGNING_KEY is not set)" in out
+    code, out, err = await audit_cli(redis_server, "verify")
+    assert code == 0, err
+    assert out.startswith("audit chain OK: 2 record(s), after the checkpoint at seq 4 "
+                          "(unsigned, ")
+    code, out, err = await audit_cli(redis_server, "verify", "--file", str(archive))
+    assert code == 0, err
+    assert out.startswith("audit archive OK: 4 record(s), seq 1..4, last hash "
+                          f"{stored[3][1]['hash']}")
+    assert out.rstrip().endswith("joins the checkpoint at seq 4")
+
+    code, out, err = await audit_cli(redis_server, "trim", "--keep", "1", "--yes")
+    assert code == 0 and "trimmed 1 record(s), seq 5..5" in out, err
+    code, _, err = await audit_cli(redis_server, "verify", "--file", str(archive))
+    assert code == 1
+    assert ("audit archive does not join the live chain: the file(s) end at seq 4, but the "
+            "live chain was trimmed up to seq 5") in err
+
+
+async def test_trim_refuses_without_what_to_remove_or_a_confirmation(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    await _records(AuditChain(redis), 3)
+    code, _, err = await audit_cli(redis_server, "trim", "--yes")
+    assert code == 64
+    assert "audit trim: give --keep N (records to keep) or --before SEQ" in err
+    code, _, err = await audit_cli(redis_server, "trim", "--keep", "1")
+    assert code == 1 and "not trimmed (confirm, or pass --yes)" in err
+    assert await redis.xlen(AUDIT_STREAM) == 3
+    assert not await redis.exists(AUDIT_CHECKPOINT_KEY)
+    code, out, err = await audit_cli(redis_server, "trim", "--keep", "3", "--yes")
+    assert (code, out) == (0, "audit:chain: nothing to trim\n"), err
+
+
+async def test_trim_signs_the_checkpoint_and_verify_reports_a_tampered_one(
+    redis: Redis, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    key = PrivateKey.generate()
+    key_file = tmp_path / "audit.pem"
+    key_file.write_text(key.to_pem())
+    keys = tmp_path / "trusted.json"
+    keys.write_bytes(orjson.dumps([key.public(name="audit").to_json()]))
+    await _records(AuditChain(redis, signing_key=key), 5)
+    code, out, err = await audit_cli(redis_server, "trim", "--keep", "2", "--yes",
+                                     env={"AUDIT_SIGNING_KEY": str(key_file)})
+    assert code == 0, err
+    assert f"signed with key {key.key_id}" in out
+    code, out, err = await audit_cli(redis_server, "verify", "--trusted-keys", str(keys),
+                                     "--require-signatures")
+    assert code == 0, err
+    assert "2 record(s), 2 signed, after the checkpoint at seq 3 (signed, " in out
+
+    body = orjson.loads(await redis.hget(AUDIT_CHECKPOINT_KEY, "body") or "")
+    body["at"] = "2020-01-01T00:00:00.000Z"
+    await redis.hset(AUDIT_CHECKPOINT_KEY, "body", canonical_body(body).decode())
+    code, _, err = await audit_cli(redis_server, "verify", "--trusted-keys", str(keys))
+    assert code == 1
+    assert (f"audit chain BROKEN after 0 good record(s): the checkpoint {AUDIT_CHECKPOINT_KEY} "
+            "(seq 3, entry ") in err
+    assert "bad signature" in err
+
+
+async def test_verify_reports_records_removed_by_hand(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    await _records(AuditChain(redis), 4)
+    third_id = (await redis.xrange(AUDIT_STREAM))[2][0]
+    await redis.xtrim(AUDIT_STREAM, minid=third_id, approximate=False)
+    code, _, err = await audit_cli(redis_server, "verify")
+    assert code == 1
+    assert (f"record 3 (entry {third_id}): the chain starts at seq 3 but there is no "
+            "checkpoint: records 1..2 were removed without one") in err
+
+
+async def test_export_refuses_a_bad_age(redis_server: RedisServer, redis: Redis) -> None:
+    code, _, err = await audit_cli(redis_server, "export", "--older-than", "a while")
+    assert code == 64 and "--older-than 'a while': expected an age" in err
+    await _records(AuditChain(redis), 2)
+    code, out, err = await audit_cli(redis_server, "export", "--older-than", "1h")
+    assert (code, out) == (0, ""), err
+    assert "exported 0 record(s) to stdout" in err
