@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from framework.connections import create_redis
 from framework.logs import configure_logging
+from framework.signing import PrivateKey
 from framework.testing import RedisServer, ReplayServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -47,3 +48,15 @@ def sync(redis_server: RedisServer) -> Iterator[sync_redis.Redis]:
 def replay() -> Iterator[ReplayServer]:
     with ReplayServer() as server:
         yield server
+
+
+@pytest.fixture
+def old_key() -> PrivateKey:
+    """A signing key being rotated out (tests of key rotation)."""
+    return PrivateKey.generate()
+
+
+@pytest.fixture
+def new_key() -> PrivateKey:
+    """The signing key rotated in."""
+    return PrivateKey.generate()

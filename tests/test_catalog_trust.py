@@ -20,16 +20,6 @@ from tests.test_catalog import valve
 
 
 @pytest.fixture
-def old_key() -> PrivateKey:
-    return PrivateKey.generate()
-
-
-@pytest.fixture
-def new_key() -> PrivateKey:
-    return PrivateKey.generate()
-
-
-@pytest.fixture
 async def operator(redis_server: RedisServer, redis: Redis, old_key: PrivateKey,
                    new_key: PrivateKey) -> AsyncIterator[Catalog]:
     """The operator's CLI (its own connection), which may sign with either key."""

@@ -56,16 +56,6 @@ def public_file(key: PrivateKey) -> bytes:
     return orjson.dumps(key.public(name="k").to_json())
 
 
-@pytest.fixture
-def old_key() -> PrivateKey:
-    return PrivateKey.generate()
-
-
-@pytest.fixture
-def new_key() -> PrivateKey:
-    return PrivateKey.generate()
-
-
 async def test_a_secret_volume_update_is_seen_and_its_keys_swapped_in(
     redis: Redis, tmp_path: Path, old_key: PrivateKey, new_key: PrivateKey,
 ) -> None:
