@@ -153,7 +153,10 @@ class SafeExecutor:
         self._arbiter = arbiter or ResourceArbiter(
             redis, clock=self._clock, wait_histogram=metrics.permit_wait if metrics else None)
         self._audit = audit or AuditChain(redis, clock=self._clock)
-        self._breakers = breakers
+        # As RegistryExecutor: every capability (and target host) has its breaker.
+        self._breakers = breakers if breakers is not None else BreakerBoard(
+            redis=redis, clock=self._clock, logger=logger,
+            gauge=call_metrics.breaker_state if call_metrics else None)
         self._deadlines = Deadlines()
         self._call_metrics = call_metrics
         self._logger = logger or get_logger(component="safe_executor")

@@ -23,6 +23,7 @@ from framework.connections import create_redis
 from framework.constants import ALERTS_STREAM, catalog_definitions_key
 from framework.errors import (
     CallFailedError,
+    CircuitOpenError,
     DeadLetterError,
     RolledBackError,
     StaleFencingTokenError,
@@ -267,6 +268,31 @@ async def test_a_failing_handler_without_rollback_alerts_and_stays_retryable(
     [alert] = await alerts(redis)
     assert (alert["type"], alert["payload"]["stage"]) == ("capability.failure", "handler")
     assert await ResourceArbiter(redis).holders("valve:V-01") == {}
+
+
+async def test_a_failing_capability_opens_its_breaker_by_default(redis: Redis) -> None:
+    attempts: list[Mapping[str, Any]] = []
+
+    async def down(params: Mapping[str, Any], context: CallContext) -> None:
+        attempts.append(params)
+        raise ConnectionError("target down")
+
+    key = PrivateKey.generate()
+    catalog = Catalog(redis, TrustStore([key.public()]))
+    registry = CapabilityRegistry()
+    registry.register(CapabilitySpec("notify_operator", "1.0.0", down,
+                                     policy=CallPolicy(max_retries=0)))
+    await catalog.register(plain_definition("notify_operator").signed_with(key))
+    executor = build_executor(redis, catalog, registry)
+    request = CallRequest(capability_id="notify_operator", version_range="^1", params={},
+                          idempotency_key="events:1-0:r:s", event={}, rule="r", step="s")
+
+    for _ in range(5):  # seed 002: five failures within a minute open it
+        with pytest.raises(CallFailedError, match="target down"):
+            await executor.execute(request)
+    with pytest.raises(CircuitOpenError):
+        await executor.execute(request)
+    assert len(attempts) == 5  # the sixth call never reached the target
 
 
 # -- catalog refusals ---------------------------------------------------------------------
