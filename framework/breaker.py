@@ -12,10 +12,17 @@ change of state is written to the Redis hash ``fleet:breakers`` (field
 ``{breaker}|{owner}``, value JSON) so ``status`` and other processes can show
 it, and to the Prometheus gauge ``connector_breaker_state`` (0 closed, 1
 half-open, 2 open).
+
+An open breaker is shared: a breaker that its own failures opened is announced
+on ``fleet:breakers:opened``, and every board running :meth:`BreakerBoard.watch`
+opens its breaker of that key too, until the announcing one half-opens; then
+each probes the target for itself. So a failing target costs the fleet about
+``failure_threshold`` calls, not that many per process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections import deque
@@ -26,10 +33,12 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Gauge
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from framework.clock import Clock, SystemClock, iso_utc
-from framework.constants import BREAKERS_KEY
+from framework.constants import BREAKERS_KEY, BREAKERS_OPENED_CHANNEL, BREAKERS_WATCH_RETRY_S
 from framework.logs import Logger, get_logger
 
 
@@ -101,6 +110,11 @@ class CircuitBreaker:
         self.opened_at_s = now_s
         self._probe_started_at_s = None
 
+    def open_until(self, until_s: float) -> None:
+        """Open (if closed) until ``until_s``: another process's breaker opened."""
+        if self.state is BreakerState.CLOSED:
+            self._open(until_s - self.policy.cooldown_s)
+
 
 def breaker_state_gauge(registry: CollectorRegistry) -> Gauge:
     return Gauge("connector_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open",
@@ -130,6 +144,9 @@ class BreakerBoard:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._logger = logger or get_logger(component="breakers")
         self._gauge = gauge
+        # Breakers other processes opened, by key: open here too until then (monotonic).
+        self._opened_elsewhere: dict[str, float] = {}
+        self.watching = asyncio.Event()  # set while subscribed to the other boards
 
     def breaker(self, key: str, policy: BreakerPolicy) -> CircuitBreaker:
         found = self._breakers.get(key)
@@ -145,8 +162,13 @@ class BreakerBoard:
         """None if a call may go through, else seconds until the breaker half-opens."""
         breaker = self.breaker(key, policy)
         before = breaker.state
-        refusal = breaker.refusal_s(self._clock.monotonic())
-        if breaker.state is not before:  # every call asks: no coroutine when nothing changed
+        now_s = self._clock.monotonic()
+        if self._opened_elsewhere:  # every call asks: nothing to do in the common case
+            until_s = self._opened_elsewhere.pop(key, None)
+            if until_s is not None and until_s > now_s:
+                breaker.open_until(until_s)
+        refusal = breaker.refusal_s(now_s)
+        if breaker.state is not before:  # no coroutine when nothing changed
             await self._published(breaker, before)
         return refusal
 
@@ -163,6 +185,61 @@ class BreakerBoard:
         breaker.record_failure(self._clock.monotonic())
         if breaker.state is not before:
             await self._published(breaker, before)
+            if breaker.state is BreakerState.OPEN:  # by failures seen here: say so
+                await self._announce_open(breaker)
+
+    async def watch(self) -> None:
+        """Open the breakers other processes announce; runs until cancelled. A broken
+        subscription is retried (announcements meanwhile are missed: each process
+        then opens on its own failures, as without a watcher)."""
+        while True:
+            try:
+                await self._follow_announcements()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                self._logger.warning("breaker watch lost", error=str(exc),
+                                     retry_in_s=BREAKERS_WATCH_RETRY_S)
+            finally:
+                self.watching.clear()
+            await asyncio.sleep(BREAKERS_WATCH_RETRY_S)
+
+    async def _follow_announcements(self) -> None:
+        if self._redis is None:
+            raise ValueError("BreakerBoard.watch needs a Redis client")
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(BREAKERS_OPENED_CHANNEL)
+            self.watching.set()
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    self._opened_by_another(message.get("data"))
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+
+    def _opened_by_another(self, data: object) -> None:
+        try:
+            announced = orjson.loads(data)  # type: ignore[arg-type]  # checked below
+            key, owner = str(announced["breaker"]), str(announced["owner"])
+            retry_in_s = float(announced["retryInS"])
+        except (orjson.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
+            self._logger.warning("breaker announcement ignored", error=str(exc))
+            return
+        if owner == self.owner:
+            return
+        self._opened_elsewhere[key] = self._clock.monotonic() + retry_in_s
+        self._logger.info("breaker opened elsewhere", breaker=key, owner=owner,
+                          retry_in_s=retry_in_s)
+
+    async def _announce_open(self, breaker: CircuitBreaker) -> None:
+        if self._redis is None:
+            return
+        announcement = {"breaker": breaker.key, "owner": self.owner,
+                        "retryInS": breaker.policy.cooldown_s}
+        try:
+            await self._redis.publish(BREAKERS_OPENED_CHANNEL, orjson.dumps(announcement))
+        except RedisError as exc:  # the others will open on their own failures
+            self._logger.warning("breaker opening not announced", breaker=breaker.key,
+                                 error=str(exc))
 
     async def _published(self, breaker: CircuitBreaker, before: BreakerState) -> None:
         self._logger.warning(

@@ -20,6 +20,7 @@ key                                type    holds
                                            record), sig
 ``capability-alerts``              stream  alert events (rollbacks, refusals)
 ``fleet:breakers``                 hash    ``{breaker}|{owner}`` -> JSON breaker state
+``fleet:breakers:opened``          pubsub  JSON {breaker, owner, retryInS} when one opens
 ``fleet:steps:{stream}:{entry_id}`` hash   ``{rule}:{step}`` -> JSON result, with TTL
 ``{stream}:dlq``                   stream  dead letters of ``{stream}`` (framework.deadletter)
 ``fleet:consumers:{group}:{name}`` string  JSON heartbeat of a live stream consumer, with TTL
@@ -77,6 +78,9 @@ ALERTS_STREAM = "capability-alerts"
 
 # Circuit breaker states, field "{breaker}|{owner}" -> JSON (framework.breaker).
 BREAKERS_KEY = "fleet:breakers"
+BREAKERS_OPENED_CHANNEL = "fleet:breakers:opened"
+# A breaker watcher whose subscription broke retries this often.
+BREAKERS_WATCH_RETRY_S = 1.0
 # Completed rule steps of one stream entry: hash "{rule}:{step}" -> JSON result.
 STEPS_PREFIX = "fleet:steps:"
 # A redelivery after this long may repeat a completed step (the record expired).

@@ -3,9 +3,11 @@ requests), half-open after the cool-down, recover; state in Redis and Prometheus
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -17,7 +19,9 @@ from framework.breaker import (
     CircuitBreaker,
     read_breakers,
 )
+from framework.cancellation import cancel_and_wait
 from framework.capability import CallContext, CallPolicy
+from framework.constants import BREAKERS_OPENED_CHANNEL
 from framework.errors import (
     CallFailedError,
     CircuitOpenError,
@@ -30,6 +34,7 @@ from framework.settings import Settings
 from framework.testing import FakeClock
 from providers.http import HttpActions
 from tests.rules_target import HttpTarget, TargetReply
+from tests.test_consumer import until
 from worker.commands import Console, status
 
 NO_RETRY = CallPolicy(max_retries=0)
@@ -191,3 +196,57 @@ async def test_status_shows_the_published_breakers(redis: Redis, tmp_path: Path)
     assert code == 0
     [row] = [line for line in out.getvalue().splitlines() if "hub.example" in line]
     assert row.split()[:4] == ["http_call@hub.example:443", "host-a:41", "open", "1"]
+
+
+async def test_a_breaker_opened_in_one_process_opens_in_the_others(redis: Redis) -> None:
+    policy = BreakerPolicy(failure_threshold=5, window_s=60, cooldown_s=30)
+    here = BreakerBoard(redis=redis, owner="host-a:1")
+    there = BreakerBoard(redis=redis, owner="host-b:2")
+    key = "http_call@down.example.org"
+    announcements = redis.pubsub(ignore_subscribe_messages=True)
+    await announcements.subscribe(BREAKERS_OPENED_CHANNEL)
+    watchers = [asyncio.create_task(board.watch()) for board in (here, there)]
+    try:
+        await asyncio.wait_for(asyncio.gather(here.watching.wait(), there.watching.wait()), 5)
+        assert await there.refusal_s(key, policy) is None  # closed: its calls go through
+
+        for _ in range(5):
+            await here.record_failure(key, policy)
+        assert here.state(key) is BreakerState.OPEN
+
+        async def refused_there() -> bool:
+            return await there.refusal_s(key, policy) is not None
+
+        await until(refused_there)
+        assert there.state(key) is BreakerState.OPEN
+        refusal_s = await there.refusal_s(key, policy)
+        assert refusal_s is not None and 25 < refusal_s <= 30  # until the first half-opens
+        # Only the breaker its own failures opened announced it: one message, no echo.
+        messages = []
+        deadline = asyncio.get_running_loop().time() + 0.5
+        while asyncio.get_running_loop().time() < deadline:  # None: subscribe replies too
+            message = await announcements.get_message(timeout=0.1)
+            if message is not None:
+                messages.append(orjson.loads(message["data"]))
+        assert messages == [{"breaker": key, "owner": "host-a:1", "retryInS": 30.0}]
+    finally:
+        await cancel_and_wait(*watchers)
+        await announcements.aclose()  # type: ignore[no-untyped-call]
+
+
+async def test_a_malformed_announcement_is_ignored_and_the_watch_goes_on(redis: Redis) -> None:
+    policy = BreakerPolicy(cooldown_s=30)
+    board = BreakerBoard(redis=redis, owner="host-b:2")
+    watcher = asyncio.create_task(board.watch())
+    try:
+        await asyncio.wait_for(board.watching.wait(), 5)
+        await redis.publish(BREAKERS_OPENED_CHANNEL, "not json")
+        await redis.publish(BREAKERS_OPENED_CHANNEL, orjson.dumps(
+            {"breaker": "x", "owner": "host-a:1", "retryInS": 30}))
+
+        async def refused() -> bool:
+            return await board.refusal_s("x", policy) is not None
+
+        await until(refused)
+    finally:
+        await cancel_and_wait(watcher)

@@ -27,6 +27,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from framework.audit import AuditChain
+from framework.breaker import BreakerBoard
 from framework.cancellation import cancel_and_wait
 from framework.capabilities import CapabilityRegistry, RegistryExecutor
 from framework.capability import CapabilityExecutor
@@ -114,6 +115,7 @@ class ConsumerProcess:
         self._closers: list[Any] = []
         self._catalog: Catalog | None = None
         self._trust_reloader: TrustReloader | None = None
+        self._breakers: BreakerBoard | None = None
         self._rules_handler: RulesHandler | None = None
         self._rules_mtime_ns: int | None = None
         self.consumer: Consumer
@@ -155,6 +157,9 @@ class ConsumerProcess:
         """The signed catalog's seven-step executor when trusted keys are configured;
         otherwise the registry's capabilities, unsigned (said in the log)."""
         call_metrics = CallMetrics.create(self._prometheus)
+        self._breakers = breakers = BreakerBoard(redis=self._redis, clock=self._clock,
+                                                 logger=self._log,
+                                                 gauge=call_metrics.breaker_state)
         key_path = self._settings.audit_signing_key
         trust_source = TrustStoreSource()
         try:
@@ -167,13 +172,13 @@ class ConsumerProcess:
                               "CATALOG_TRUSTED_KEYS): capabilities run unsigned, from the "
                               "registry, without preconditions, permits or audit")
             return RegistryExecutor(capabilities, redis=self._redis, clock=self._clock,
-                                    logger=self._log, metrics=call_metrics)
+                                    logger=self._log, breakers=breakers, metrics=call_metrics)
         self._catalog = Catalog(self._redis, trust, clock=self._clock, logger=self._log)
         self._trust_reloader = TrustReloader(self._catalog, trust_source, logger=self._log)
         self._log.info("catalog_enabled", trusted_keys=[key.key_id for key in trust.keys])
         return SafeExecutor(
             self._catalog, capabilities, redis=self._redis, clock=self._clock,
-            logger=self._log, call_metrics=call_metrics,
+            logger=self._log, breakers=breakers, call_metrics=call_metrics,
             audit=AuditChain(self._redis, signing_key=audit_key, clock=self._clock),
             metrics=ExecutionMetrics.create(self._prometheus, catalog=self._catalog))
 
@@ -184,6 +189,9 @@ class ConsumerProcess:
             helpers.append(asyncio.create_task(self._catalog.watch(), name="catalog-watch"))
         if self._rules_handler is not None:
             helpers.append(asyncio.create_task(self._watch_files(), name="files-watcher"))
+        if self._breakers is not None:
+            # A breaker another consumer opened opens here too.
+            helpers.append(asyncio.create_task(self._breakers.watch(), name="breakers-watch"))
         try:
             await self.consumer.run()
             return ExitCode.FORCED if self.consumer.stopped_by_force else ExitCode.OK
