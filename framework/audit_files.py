@@ -34,6 +34,7 @@ from framework.audit import (
     LinkWalk,
     stored_seq,
 )
+from framework.audit_links import stored_body
 from framework.signing import TrustStore
 
 _ENTRY_ID = re.compile(r"^\d+-\d+$")
@@ -285,9 +286,5 @@ def _first_anchor(fields: Mapping[str, str | None]) -> Anchor:
 
 
 def _prev_of(fields: Mapping[str, str | None]) -> str | None:
-    try:
-        body = orjson.loads(fields.get("body") or "")
-    except orjson.JSONDecodeError:
-        return None
-    prev = body.get("prev") if isinstance(body, dict) else None
+    prev = stored_body(fields).get("prev")
     return prev if isinstance(prev, str) else None

@@ -228,13 +228,18 @@ class LinkWalk:
                 "(content and hash rewritten)")
 
 
-def stored_seq(fields: Mapping[str, str | None]) -> int | None:
-    """The seq in a stored entry's body; None if the body is not a record."""
+def stored_body(fields: Mapping[str, str | None]) -> dict[str, Any]:
+    """A stored entry's body; empty if it is not a JSON object."""
     try:
         body = orjson.loads(fields.get("body") or "")
     except orjson.JSONDecodeError:
-        return None
-    seq = body.get("seq") if isinstance(body, dict) else None
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def stored_seq(fields: Mapping[str, str | None]) -> int | None:
+    """The seq in a stored entry's body; None if the body is not a record."""
+    seq = stored_body(fields).get("seq")
     return seq if isinstance(seq, int) else None
 
 

@@ -33,10 +33,9 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Gauge
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from framework.channel_watch import ChannelWatch
 from framework.clock import Clock, SystemClock, iso_utc
 from framework.constants import BREAKERS_KEY, BREAKERS_OPENED_CHANNEL, BREAKERS_WATCH_RETRY_S
 from framework.logs import Logger, get_logger
@@ -146,7 +145,7 @@ class BreakerBoard:
         self._gauge = gauge
         # Breakers other processes opened, by key: open here too until then (monotonic).
         self._opened_elsewhere: dict[str, float] = {}
-        self.watching = asyncio.Event()  # set while subscribed to the other boards
+        self._announcements: ChannelWatch | None = None
 
     def breaker(self, key: str, policy: BreakerPolicy) -> CircuitBreaker:
         found = self._breakers.get(key)
@@ -192,29 +191,21 @@ class BreakerBoard:
         """Open the breakers other processes announce; runs until cancelled. A broken
         subscription is retried (announcements meanwhile are missed: each process
         then opens on its own failures, as without a watcher)."""
-        while True:
-            try:
-                await self._follow_announcements()
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                self._logger.warning("breaker watch lost", error=str(exc),
-                                     retry_in_s=BREAKERS_WATCH_RETRY_S)
-            finally:
-                self.watching.clear()
-            await asyncio.sleep(BREAKERS_WATCH_RETRY_S)
+        await self._announcements_watch().run()
 
-    async def _follow_announcements(self) -> None:
+    @property
+    def watching(self) -> asyncio.Event:
+        """Set while :meth:`watch` is subscribed (tests wait on it)."""
+        return self._announcements_watch().subscribed
+
+    def _announcements_watch(self) -> ChannelWatch:
         if self._redis is None:
             raise ValueError("BreakerBoard.watch needs a Redis client")
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(BREAKERS_OPENED_CHANNEL)
-            self.watching.set()
-            while True:
-                message = await pubsub.get_message(timeout=1.0)
-                if message is not None:
-                    self._opened_by_another(message.get("data"))
-        finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        if self._announcements is None:
+            self._announcements = ChannelWatch(
+                self._redis, BREAKERS_OPENED_CHANNEL, self._opened_by_another,
+                logger=self._logger, name="breaker_watch", retry_s=BREAKERS_WATCH_RETRY_S)
+        return self._announcements
 
     def _opened_by_another(self, data: object) -> None:
         try:

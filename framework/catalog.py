@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from framework.channel_watch import ChannelWatch
 from framework.clock import Clock, SystemClock, iso_utc
 from framework.constants import (
     CATALOG_CHANGES_CHANNEL,
@@ -159,18 +158,22 @@ class Catalog:
         self._verified: dict[tuple[str, str, str], VerifiedCapability] = {}
         # Key id -> when replace_trust stopped trusting it: their refusals say so.
         self._retired: dict[str, str] = {}
-        self._watching = asyncio.Event()
+        # Subscribed, no change goes unseen and caching is safe; after any gap in it,
+        # whatever was read may be stale: forget it.
+        self._changes = ChannelWatch(redis, CATALOG_CHANGES_CHANNEL, self._apply,
+                                     logger=self._log, name="catalog_watch",
+                                     retry_s=CATALOG_WATCH_RETRY_S, on_gap=self._forget_all)
         self.revocations_applied = 0
 
     @property
     def watching(self) -> asyncio.Event:
         """Set while :meth:`watch` is subscribed (tests and health checks wait on it)."""
-        return self._watching
+        return self._changes.subscribed
 
     # -- reading -------------------------------------------------------------
 
     async def _load(self, capability_id: str) -> _Snapshot:
-        cached = self._snapshots.get(capability_id) if self._watching.is_set() else None
+        cached = self._snapshots.get(capability_id) if self._changes.subscribed.is_set() else None
         if cached is not None:
             return cached
         generation = self._generation
@@ -190,7 +193,7 @@ class Catalog:
                 continue
             snapshot.definitions[version] = stored
         # Keep it only if no change was announced while we were reading.
-        if self._watching.is_set() and generation == self._generation:
+        if self._changes.subscribed.is_set() and generation == self._generation:
             self._snapshots[capability_id] = snapshot
         return snapshot
 
@@ -396,41 +399,7 @@ class Catalog:
         """Apply every other process's changes as they are published; runs until
         cancelled. A broken subscription is retried; meanwhile (and after each
         resubscription) everything is read from Redis again, so no change is missed."""
-        while True:
-            try:
-                await self._follow_changes()
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                self._log.warning("catalog_watch_lost", error=str(exc),
-                                  retry_in_s=CATALOG_WATCH_RETRY_S)
-            finally:
-                self._watching.clear()
-                self._forget_all()
-            # Not the injected clock: this waits for the network, and a fake clock
-            # that nobody advances would stop the watcher for good.
-            await asyncio.sleep(CATALOG_WATCH_RETRY_S)
-
-    async def _follow_changes(self) -> None:
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(CATALOG_CHANGES_CHANNEL)
-            # redis-py reconnects and resubscribes by itself; what was published
-            # while the connection was down is lost, so forget what was read then.
-            if pubsub.connection is not None:
-                pubsub.connection.register_connect_callback(self._on_reconnect)
-            # Subscribed: from now on no change goes unseen, so caching is safe;
-            # whatever was read before may be stale.
-            self._forget_all()
-            self._watching.set()
-            while True:
-                message = await pubsub.get_message(timeout=1.0)
-                if message is not None:
-                    self._apply(message.get("data"))
-        finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-
-    def _on_reconnect(self, connection: object) -> None:
-        self._log.warning("catalog_watch_reconnected")
-        self._forget_all()
+        await self._changes.run()
 
     def _forget_all(self) -> None:
         self._generation += 1

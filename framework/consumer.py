@@ -411,8 +411,7 @@ class Consumer:
             await asyncio.wait_for(asyncio.shield(flusher), timeout=_ACK_FINISH_S)
         except TimeoutError:
             self._log.warning("acks_abandoned", waited_s=_ACK_FINISH_S)
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
+            await cancel_and_wait(flusher)
 
     async def _dead_letter(self, delivery: Delivery, failure: Failure) -> None:
         letter_id = await self._settle(
