@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from framework.capabilities import CapabilityRegistry
-from framework.registry import ConnectorRegistry
+from framework.consuming import CapabilityRegistry
+from framework.polling import ConnectorRegistry
 from providers.core import core_capabilities
 from providers.datadog import create_datadog_connector
 from providers.github import create_github_connector

@@ -10,10 +10,10 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from framework.connections import create_redis
-from framework.logs import configure_logging
-from framework.signing import PrivateKey
+from framework.core.connections import create_redis
+from framework.core.logs import configure_logging
 from framework.testing import RedisServer, ReplayServer
+from framework.trust.catalog.signing import PrivateKey
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO_ROOT = Path(__file__).parent.parent

@@ -10,12 +10,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from framework.capabilities import CapabilityRegistry, RegistryExecutor
-from framework.capability import CallContext, CallPolicy, CapabilitySpec
-from framework.delivery import Delivery
-from framework.errors import DeadLetterError
-from framework.rules import load_rules
-from framework.rules_handler import RulesHandler
+from framework.consuming.capabilities.registry import CapabilityRegistry, RegistryExecutor
+from framework.consuming.capabilities.spec import CallContext, CallPolicy, CapabilitySpec
+from framework.consuming.delivery import Delivery
+from framework.consuming.rules.handler import RulesHandler
+from framework.consuming.rules.model import load_rules
+from framework.core.errors import DeadLetterError
 
 STARTED = "test:started"
 DONE = "test:done"

@@ -9,12 +9,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from framework.clock import SystemClock
-from framework.config import ConnectorConfig
-from framework.lease import Lease
-from framework.logs import get_logger
-from framework.polling import FetchResult, UniversalPollingConnector
-from framework.state import ConnectorState, StateStore
+from framework.core.clock import SystemClock
+from framework.core.logs import get_logger
+from framework.polling.config import ConnectorConfig
+from framework.polling.lease import Lease
+from framework.polling.poller import FetchResult, UniversalPollingConnector
+from framework.polling.state import ConnectorState, StateStore
 
 Item = dict[str, Any]
 

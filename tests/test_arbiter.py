@@ -8,9 +8,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from framework.arbiter import FencingGuard, ResourceArbiter, permit_wait_histogram
-from framework.constants import permit_keys
-from framework.errors import PermitTimeoutError, StaleFencingTokenError
+from framework.core.errors import PermitTimeoutError, StaleFencingTokenError
+from framework.core.keys import permit_keys
+from framework.trust.arbiter import FencingGuard, ResourceArbiter, permit_wait_histogram
 
 
 async def test_racing_holders_are_serialized_with_increasing_tokens(redis: Redis) -> None:

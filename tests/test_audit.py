@@ -11,11 +11,11 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.audit import GENESIS_HASH, AuditChain, canonical_body, record_hash
-from framework.connections import create_redis
-from framework.constants import AUDIT_STREAM
-from framework.signing import PrivateKey, TrustStore
+from framework.core.connections import create_redis
+from framework.core.keys import AUDIT_STREAM
 from framework.testing import RedisServer
+from framework.trust.audit.chain import GENESIS_HASH, AuditChain, canonical_body, record_hash
+from framework.trust.catalog.signing import PrivateKey, TrustStore
 from tests.conftest import REPO_ROOT
 
 Entry = tuple[str, dict[str, str]]
@@ -152,8 +152,8 @@ async def test_concurrent_appenders_keep_one_valid_chain(
 
 _APPENDER = """
 import asyncio, sys
-from framework.audit import AuditChain
-from framework.connections import create_redis
+from framework.trust.audit.chain import AuditChain
+from framework.core.connections import create_redis
 
 async def main() -> None:
     redis = create_redis(sys.argv[1])

@@ -10,14 +10,14 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.audit import AuditChain, Checkpoint, canonical_body, record_hash
-from framework.audit_archive import AuditArchive, ExportSummary
-from framework.audit_files import verify_archive
-from framework.connections import create_redis
-from framework.constants import AUDIT_CHECKPOINT_KEY, AUDIT_HEAD_KEY, AUDIT_STREAM
-from framework.errors import AuditTrimError
-from framework.signing import PrivateKey, TrustStore
+from framework.core.connections import create_redis
+from framework.core.errors import AuditTrimError
+from framework.core.keys import AUDIT_CHECKPOINT_KEY, AUDIT_HEAD_KEY, AUDIT_STREAM
 from framework.testing import RedisServer
+from framework.trust.audit.archive import AuditArchive, ExportSummary
+from framework.trust.audit.chain import AuditChain, Checkpoint, canonical_body, record_hash
+from framework.trust.audit.files import verify_archive
+from framework.trust.catalog.signing import PrivateKey, TrustStore
 
 Entry = tuple[str, dict[str, str]]
 

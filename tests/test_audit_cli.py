@@ -11,10 +11,10 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.audit import AuditChain, canonical_body
-from framework.constants import AUDIT_CHECKPOINT_KEY, AUDIT_STREAM
-from framework.signing import PrivateKey
+from framework.core.keys import AUDIT_CHECKPOINT_KEY, AUDIT_STREAM
 from framework.testing import FakeClock, RedisServer
+from framework.trust.audit.chain import AuditChain, canonical_body
+from framework.trust.catalog.signing import PrivateKey
 from tests.conftest import REPO_ROOT
 from worker.audit_cli import parse_since_ms
 

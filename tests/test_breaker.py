@@ -12,25 +12,25 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from framework.breaker import (
+from framework.consuming.capabilities.breaker import (
     BreakerBoard,
     BreakerPolicy,
     BreakerState,
     CircuitBreaker,
     read_breakers,
 )
-from framework.cancellation import cancel_and_wait
-from framework.capability import CallContext, CallPolicy
-from framework.constants import BREAKERS_OPENED_CHANNEL
-from framework.errors import (
+from framework.consuming.capabilities.invocation import CallMetrics, invoke
+from framework.consuming.capabilities.spec import CallContext, CallPolicy
+from framework.core.cancellation import cancel_and_wait
+from framework.core.errors import (
     CallFailedError,
     CircuitOpenError,
     DeadLetterError,
     PermanentCallError,
 )
-from framework.invocation import CallMetrics, invoke
-from framework.logs import get_logger
-from framework.settings import Settings
+from framework.core.keys import BREAKERS_OPENED_CHANNEL
+from framework.core.logs import get_logger
+from framework.core.settings import Settings
 from framework.testing import FakeClock
 from providers.http import HttpActions
 from tests.rules_target import HttpTarget, TargetReply

@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from framework.cancellation import cancel_and_wait
+from framework.core.cancellation import cancel_and_wait
 
 
 async def test_a_task_that_swallows_the_first_cancellation_still_ends() -> None:

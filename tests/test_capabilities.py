@@ -11,13 +11,13 @@ import pytest
 import structlog
 from redis.asyncio import Redis
 
-from framework.capabilities import CapabilityRegistry
-from framework.capability import CallContext, CapabilitySpec
-from framework.delivery import Delivery
-from framework.errors import PermanentCallError, UnknownCapabilityError, VersionError
-from framework.events import parse_event
-from framework.invocation import invoke
-from framework.logs import get_logger
+from framework.consuming.capabilities.invocation import invoke
+from framework.consuming.capabilities.registry import CapabilityRegistry
+from framework.consuming.capabilities.spec import CallContext, CapabilitySpec
+from framework.consuming.delivery import Delivery
+from framework.consuming.events import parse_event
+from framework.core.errors import PermanentCallError, UnknownCapabilityError, VersionError
+from framework.core.logs import get_logger
 from framework.testing import FakeClock
 from providers.builtin import default_capability_registry, register_builtin_capabilities
 from providers.http import HttpActions, verify_signature
@@ -79,7 +79,7 @@ def test_builtins_are_registered_in_one_place() -> None:
 def test_entry_points_add_capabilities(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A real installed distribution (a dist-info on sys.path) declaring the entry point.
     (tmp_path / "valves_plugin.py").write_text(
-        "from framework.capability import CapabilitySpec\n"
+        "from framework.consuming.capabilities.spec import CapabilitySpec\n"
         "def _open(params, context):\n    return 'opened'\n"
         "OPEN_VALVE = CapabilitySpec('open_valve', '1.4.0', _open)\n"
         "def more():\n    return [CapabilitySpec('close_valve', '2.0.0', _open)]\n")

@@ -12,14 +12,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.catalog import (
-    CapabilityDefinition,
-    Catalog,
-    RollbackAction,
-    parse_definition,
-)
-from framework.constants import catalog_definitions_key
-from framework.errors import (
+from framework.core.errors import (
     CatalogError,
     ExpiredKeyError,
     InvalidDefinitionError,
@@ -28,8 +21,15 @@ from framework.errors import (
     UnsignedCapabilityError,
     UntrustedKeyError,
 )
-from framework.signing import PrivateKey, SignatureCheck, TrustStore
+from framework.core.keys import catalog_definitions_key
 from framework.testing import FakeClock
+from framework.trust.catalog.signing import PrivateKey, SignatureCheck, TrustStore
+from framework.trust.catalog.store import (
+    CapabilityDefinition,
+    Catalog,
+    RollbackAction,
+    parse_definition,
+)
 from tests.conftest import FIXTURES
 
 CATALOG_FIXTURES = FIXTURES / "catalog"
@@ -340,7 +340,7 @@ async def test_show_returns_the_newest_or_the_named_version(
 
 
 def test_catalog_errors_are_connector_fleet_errors() -> None:
-    from framework.errors import ConnectorFleetError
+    from framework.core.errors import ConnectorFleetError
 
     assert issubclass(CatalogError, ConnectorFleetError)
 

@@ -15,11 +15,11 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from framework.catalog import Catalog, parse_definition
-from framework.constants import catalog_definitions_key
-from framework.errors import RevokedCapabilityError
-from framework.signing import PrivateKey, load_trust_store
+from framework.core.errors import RevokedCapabilityError
+from framework.core.keys import catalog_definitions_key
 from framework.testing import RedisServer
+from framework.trust.catalog.signing import PrivateKey, load_trust_store
+from framework.trust.catalog.store import Catalog, parse_definition
 from tests.conftest import FIXTURES, REPO_ROOT
 from worker.catalog_cli import run_catalog_command
 from worker.cli import _build_parser

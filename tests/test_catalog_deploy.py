@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from framework.signing import load_trust_store
+from framework.trust.catalog.signing import load_trust_store
 from tests.conftest import REPO_ROOT
 from tests.test_deploy import KUBERNETES_VERSIONS, _import, _yaml
 

@@ -9,17 +9,17 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from framework.catalog import Catalog, VerifiedCapability
-from framework.connections import create_redis
-from framework.constants import CATALOG_CHANGES_CHANNEL, catalog_revocations_key
-from framework.errors import (
+from framework.core.connections import create_redis
+from framework.core.errors import (
     CatalogError,
     InvalidDefinitionError,
     RevokedCapabilityError,
     UnknownCapabilityError,
 )
-from framework.signing import PrivateKey, TrustStore
+from framework.core.keys import CATALOG_CHANGES_CHANNEL, catalog_revocations_key
 from framework.testing import RedisServer
+from framework.trust.catalog.signing import PrivateKey, TrustStore
+from framework.trust.catalog.store import Catalog, VerifiedCapability
 from tests.test_catalog import valve
 
 REASON = "Correctif sécurité CVE-2024-XXXX"

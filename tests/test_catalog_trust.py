@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 
-from framework.catalog import Catalog
-from framework.connections import create_redis
-from framework.errors import ExpiredKeyError, UntrustedKeyError
-from framework.signing import PrivateKey, TrustStore
+from framework.core.connections import create_redis
+from framework.core.errors import ExpiredKeyError, UntrustedKeyError
 from framework.testing import RedisServer
+from framework.trust.catalog.signing import PrivateKey, TrustStore
+from framework.trust.catalog.store import Catalog
 from tests.test_catalog import valve
 
 

@@ -9,9 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from framework.config import ConnectorConfig, load_fleet_config, redact
-from framework.errors import ConfigFileError, InvalidEntriesError
-from framework.settings import Settings
+from framework.core.errors import ConfigFileError, InvalidEntriesError
+from framework.core.redaction import redact
+from framework.core.settings import Settings
+from framework.polling.config import ConnectorConfig, load_fleet_config
 
 SEED_NOAA = {
     "name": "weather-noaa", "type": "NOAA_WEATHER", "enabled": True, "pollIntervalMs": 60000,

@@ -12,13 +12,13 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.clock import SystemClock
-from framework.consumer import Consumer, ConsumerOptions, order_key
-from framework.consumer_group import GroupMember
-from framework.deadletter import DeadLetterStream
-from framework.delivery import AckWrite, Delivery
-from framework.errors import ConfigError, DeadLetterError
-from framework.logs import get_logger
+from framework.consuming.consumer import Consumer, ConsumerOptions, order_key
+from framework.consuming.dead_letters import DeadLetterStream
+from framework.consuming.delivery import AckWrite, Delivery
+from framework.consuming.group import GroupMember
+from framework.core.clock import SystemClock
+from framework.core.errors import ConfigError, DeadLetterError
+from framework.core.logs import get_logger
 
 STREAM = "events"
 GROUP = "workers"

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import pytest
 from redis.asyncio import Redis
 
-from framework.clock import SystemClock
-from framework.connections import create_redis
-from framework.consumer import Consumer, ConsumerOptions
-from framework.delivery import Delivery
-from framework.logs import get_logger
+from framework.consuming.consumer import Consumer, ConsumerOptions
+from framework.consuming.delivery import Delivery
+from framework.core.clock import SystemClock
+from framework.core.connections import create_redis
+from framework.core.logs import get_logger
 from framework.testing import RedisServer
 from tests.test_consumer import GROUP, STREAM, Recorder, Recording, until
 

@@ -7,12 +7,12 @@ import asyncio
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from framework.clock import SystemClock
-from framework.consumer import Consumer, ConsumerOptions
-from framework.consumer_metrics import ConsumerMetrics, entry_time_ms, source_of
-from framework.delivery import Delivery
-from framework.errors import DeadLetterError
-from framework.logs import get_logger
+from framework.consuming.consumer import Consumer, ConsumerOptions
+from framework.consuming.delivery import Delivery
+from framework.consuming.metrics import ConsumerMetrics, entry_time_ms, source_of
+from framework.core.clock import SystemClock
+from framework.core.errors import DeadLetterError
+from framework.core.logs import get_logger
 from tests.test_consumer import GROUP, STREAM, Recorder, until
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis as sync_redis
 
-from framework.polling import content_version
+from framework.polling.poller import content_version
 from framework.testing import RedisServer, ReplayServer, Reply
 from providers.noaa.schema import feature_id
 from tests.noaa_feed import ChangingFeed

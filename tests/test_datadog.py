@@ -12,20 +12,20 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.clock import iso_utc
-from framework.config import ConnectorConfig, RetryConfig
-from framework.errors import (
+from framework.core.clock import iso_utc
+from framework.core.errors import (
     ConfigError,
     MalformedResponseError,
     PermanentSourceError,
     RateLimitedError,
     TransientSourceError,
 )
-from framework.lease import Lease
-from framework.logs import get_logger
-from framework.polling import PollingConnector
-from framework.registry import ConnectorContext
-from framework.state import StateStore
+from framework.core.logs import get_logger
+from framework.polling.config import ConnectorConfig, RetryConfig
+from framework.polling.lease import Lease
+from framework.polling.poller import PollingConnector
+from framework.polling.registry import ConnectorContext
+from framework.polling.state import StateStore
 from framework.testing import ReplayServer, Reply
 from framework.testing.contract import ContractClock
 from providers.datadog import DatadogConfig, DatadogEvent, create_datadog_connector

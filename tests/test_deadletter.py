@@ -7,9 +7,9 @@ import io
 
 from redis.asyncio import Redis
 
-from framework.constants import consumer_errors_key
-from framework.deadletter import DeadLetterStream, Failure
-from framework.delivery import Delivery
+from framework.consuming.dead_letters import DeadLetterStream, Failure
+from framework.consuming.delivery import Delivery
+from framework.core.keys import consumer_errors_key
 from worker.commands import Console
 from worker.consumer_view import DeadLetterCommands
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from framework.deadlines import Deadlines
+from framework.core.deadlines import Deadlines
 
 RESOLUTION_S = 0.02
 

@@ -29,9 +29,9 @@ from typing import Any
 
 import pytest
 
-from framework.config import ConnectorConfig, load_fleet_config
-from framework.constants import DEFAULT_DRAIN_TIMEOUT_S
-from framework.settings import Settings
+from framework.core.keys import DEFAULT_DRAIN_TIMEOUT_S
+from framework.core.settings import Settings
+from framework.polling.config import ConnectorConfig, load_fleet_config
 from framework.testing import RedisServer
 from tests.conftest import REPO_ROOT
 

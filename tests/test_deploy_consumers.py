@@ -48,7 +48,7 @@ RULES = REPO_ROOT / "rules.json"
 RULES_SECRETS = {"WEATHER_WEBHOOK_URL": False, "WEATHER_WEBHOOK_SECRET": True,
                  "DIAGNOSIS_URL": False, "TICKETS_URL": False, "LES_COMMUNS_URL": False}
 KEYS_SECRET = OVERLAY / "secret-catalog-trusted-keys.yaml"
-# Read by framework.signing.trust_store_from_env, not a Settings field.
+# Read by framework.trust.catalog.signing.trust_store_from_env, not a Settings field.
 CATALOG_VARIABLES = {"CATALOG_TRUSTED_KEYS"}
 
 

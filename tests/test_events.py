@@ -9,9 +9,9 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.delivery import Delivery
-from framework.errors import DeadLetterError, InvalidEventError
-from framework.events import CONTRACTS, BaseEventV1, parse_event
+from framework.consuming.delivery import Delivery
+from framework.consuming.events import CONTRACTS, BaseEventV1, parse_event
+from framework.core.errors import DeadLetterError, InvalidEventError
 
 
 def delivery(fields: dict[str, str], entry_id: str = "1700000000000-0") -> Delivery:

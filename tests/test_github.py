@@ -13,8 +13,7 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from framework.config import ConnectorConfig, RetryConfig, parse_provider_config
-from framework.errors import (
+from framework.core.errors import (
     ConfigError,
     LeaseLostError,
     MalformedResponseError,
@@ -22,11 +21,12 @@ from framework.errors import (
     RateLimitedError,
     TransientSourceError,
 )
-from framework.lease import Lease
-from framework.logs import get_logger
-from framework.polling import PollingConnector, PollSummary
-from framework.registry import ConnectorContext
-from framework.state import StateStore
+from framework.core.logs import get_logger
+from framework.polling.config import ConnectorConfig, RetryConfig, parse_provider_config
+from framework.polling.lease import Lease
+from framework.polling.poller import PollingConnector, PollSummary
+from framework.polling.registry import ConnectorContext
+from framework.polling.state import StateStore
 from framework.testing import RedisServer, ReplayServer, Reply
 from providers.github import GitHubConfig, GitHubIssue, create_github_connector
 from providers.github.rate_limit import rate_limit_wait_s

@@ -13,19 +13,19 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from framework.config import ConnectorConfig, RetryConfig, load_fleet_config
-from framework.errors import (
+from framework.core.errors import (
     ConfigError,
     MalformedResponseError,
     PermanentSourceError,
     RateLimitedError,
     TransientSourceError,
 )
-from framework.lease import Lease
-from framework.logs import get_logger
-from framework.polling import PollingConnector
-from framework.registry import ConnectorContext
-from framework.state import StateStore
+from framework.core.logs import get_logger
+from framework.polling.config import ConnectorConfig, RetryConfig, load_fleet_config
+from framework.polling.lease import Lease
+from framework.polling.poller import PollingConnector
+from framework.polling.registry import ConnectorContext
+from framework.polling.state import StateStore
 from framework.testing import RedisServer, ReplayServer, Reply
 from framework.testing.contract import ContractClock
 from framework.testing.replay_http import RecordedRequest

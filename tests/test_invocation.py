@@ -12,16 +12,16 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from framework.capability import CallContext, CallPolicy, CapabilitySpec
-from framework.errors import (
+from framework.consuming.capabilities.invocation import CallMetrics, invoke
+from framework.consuming.capabilities.spec import CallContext, CallPolicy, CapabilitySpec
+from framework.core.errors import (
     CallFailedError,
     DeadLetterError,
     PermanentCallError,
     PermanentSourceError,
     TransientSourceError,
 )
-from framework.invocation import CallMetrics, invoke
-from framework.logs import get_logger
+from framework.core.logs import get_logger
 from framework.testing import FakeClock
 from providers.http import HttpActions
 from tests.rules_target import HttpTarget, TargetReply

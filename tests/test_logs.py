@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from framework.config import ConnectorConfig
-from framework.logs import configure_logging, get_logger
-from framework.settings import Settings
+from framework.core.logs import configure_logging, get_logger
+from framework.core.settings import Settings
+from framework.polling.config import ConnectorConfig
 
 
 @pytest.fixture

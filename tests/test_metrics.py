@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from framework.metrics import MetricsRecorder, get_metrics, is_healthy
-from framework.polling import PollSummary
+from framework.polling.metrics import MetricsRecorder, get_metrics, is_healthy
+from framework.polling.poller import PollSummary
 
 T0 = 1_800_000_000.0
 

@@ -9,20 +9,20 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.clock import SystemClock
-from framework.config import ConnectorConfig, RetryConfig
-from framework.errors import (
+from framework.core.clock import SystemClock
+from framework.core.errors import (
     ConfigError,
     MalformedResponseError,
     PermanentSourceError,
     RateLimitedError,
     TransientSourceError,
 )
-from framework.lease import Lease
-from framework.logs import get_logger
-from framework.polling import PollingConnector, PollSummary
-from framework.registry import ConnectorContext
-from framework.state import StateStore
+from framework.core.logs import get_logger
+from framework.polling.config import ConnectorConfig, RetryConfig
+from framework.polling.lease import Lease
+from framework.polling.poller import PollingConnector, PollSummary
+from framework.polling.registry import ConnectorContext
+from framework.polling.state import StateStore
 from framework.testing import ReplayServer, Reply
 from providers.noaa import NoaaAlert, create_noaa_weather_connector
 from tests.conftest import FIXTURES as ALL_FIXTURES

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import pytest
 from redis.asyncio import Redis
 
-from framework.errors import TransientSourceError
-from framework.logs import get_logger
-from framework.polling import FetchResult, PollSummary, UniversalPollingConnector
-from framework.state import ConnectorState, StateStore
+from framework.core.errors import TransientSourceError
+from framework.core.logs import get_logger
+from framework.polling.poller import FetchResult, PollSummary, UniversalPollingConnector
+from framework.polling.state import ConnectorState, StateStore
 from tests.helpers import ListSource, make_connector, stream_items
 
 Item = dict[str, object]

@@ -6,9 +6,9 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.errors import LeaseLostError, StateConflictError
-from framework.lease import Lease
-from framework.polling import PollSummary, content_version
+from framework.core.errors import LeaseLostError, StateConflictError
+from framework.polling.lease import Lease
+from framework.polling.poller import PollSummary, content_version
 from tests.helpers import ListSource, make_connector, stream_items
 
 
@@ -200,8 +200,8 @@ async def test_lease_is_exclusive_and_released_only_by_its_owner(redis: Redis) -
 
 
 async def test_cursors_and_validators_are_saved_and_given_back(redis: Redis) -> None:
-    from framework.polling import FetchResult, UniversalPollingConnector
-    from framework.state import ConnectorState
+    from framework.polling.poller import FetchResult, UniversalPollingConnector
+    from framework.polling.state import ConnectorState
 
     seen: list[ConnectorState] = []
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from framework.config import load_fleet_config
-from framework.errors import InvalidEntriesError
+from framework.core.errors import InvalidEntriesError
+from framework.polling.config import load_fleet_config
 from providers.builtin import default_registry
 from tests.conftest import REPO_ROOT
 

@@ -10,11 +10,11 @@ import pytest
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from framework.config import ConnectorConfig
-from framework.http import HttpClient
-from framework.polling import FetchResult, PollingConnector, UniversalPollingConnector
-from framework.registry import ConnectorContext, ConnectorRegistry
-from framework.state import ConnectorState
+from framework.polling.config import ConnectorConfig
+from framework.polling.http import HttpClient
+from framework.polling.poller import FetchResult, PollingConnector, UniversalPollingConnector
+from framework.polling.registry import ConnectorContext, ConnectorRegistry
+from framework.polling.state import ConnectorState
 from framework.testing import ReplayServer, Reply
 from framework.testing.contract import (
     CHECKS,

@@ -8,11 +8,18 @@ from typing import Any
 import orjson
 import pytest
 
-from framework.delivery import Delivery
-from framework.errors import ExpressionError, RulesFileError
-from framework.events import InboundEvent, parse_event
-from framework.rules import BranchStep, CallStep, EmitStep, Rule, load_rules, parse_rules
-from framework.templating import Template
+from framework.consuming.delivery import Delivery
+from framework.consuming.events import InboundEvent, parse_event
+from framework.consuming.rules.model import (
+    BranchStep,
+    CallStep,
+    EmitStep,
+    Rule,
+    load_rules,
+    parse_rules,
+)
+from framework.consuming.rules.templating import Template
+from framework.core.errors import ExpressionError, RulesFileError
 from tests.conftest import REPO_ROOT
 
 

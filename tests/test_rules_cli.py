@@ -7,7 +7,7 @@ import io
 import json
 from pathlib import Path
 
-from framework.settings import Settings
+from framework.core.settings import Settings
 from tests.conftest import REPO_ROOT
 from worker.commands import Console
 from worker.exit_codes import ExitCode

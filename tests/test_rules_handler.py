@@ -11,20 +11,20 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.capabilities import CapabilityRegistry, RegistryExecutor
-from framework.capability import CallContext, CallPolicy, CapabilitySpec
-from framework.constants import REPLAY_OF_FIELD, steps_key
-from framework.consumer_group import GroupMember
-from framework.delivery import AckWrite, Delivery
-from framework.errors import (
+from framework.consuming.capabilities.registry import CapabilityRegistry, RegistryExecutor
+from framework.consuming.capabilities.spec import CallContext, CallPolicy, CapabilitySpec
+from framework.consuming.delivery import AckWrite, Delivery
+from framework.consuming.events import parse_event
+from framework.consuming.group import GroupMember
+from framework.consuming.rules.handler import RulesHandler
+from framework.consuming.rules.model import parse_rules
+from framework.core.errors import (
     CallFailedError,
     CircuitOpenError,
     DeadLetterError,
     InvalidEventError,
 )
-from framework.events import parse_event
-from framework.rules import parse_rules
-from framework.rules_handler import RulesHandler
+from framework.core.keys import REPLAY_OF_FIELD, steps_key
 from framework.testing import FakeClock
 from providers.builtin import register_builtin_capabilities
 from providers.http import HttpActions

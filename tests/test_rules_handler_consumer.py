@@ -10,14 +10,14 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from framework.capabilities import CapabilityRegistry, RegistryExecutor
-from framework.capability import CallPolicy
-from framework.clock import SystemClock
-from framework.consumer import Consumer, ConsumerOptions
-from framework.deadletter import DeadLetterStream
-from framework.logs import get_logger
-from framework.rules import parse_rules
-from framework.rules_handler import RulesHandler
+from framework.consuming.capabilities.registry import CapabilityRegistry, RegistryExecutor
+from framework.consuming.capabilities.spec import CallPolicy
+from framework.consuming.consumer import Consumer, ConsumerOptions
+from framework.consuming.dead_letters import DeadLetterStream
+from framework.consuming.rules.handler import RulesHandler
+from framework.consuming.rules.model import parse_rules
+from framework.core.clock import SystemClock
+from framework.core.logs import get_logger
 from providers.builtin import register_builtin_capabilities
 from providers.http import HttpActions
 from tests.rules_target import HttpTarget, TargetReply

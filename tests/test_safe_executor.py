@@ -13,26 +13,31 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from framework.arbiter import ResourceArbiter
-from framework.audit import AuditChain, AuditRecord
-from framework.capabilities import CapabilityRegistry
-from framework.capability import CallContext, CallPolicy, CallRequest, CapabilitySpec
-from framework.catalog import CapabilityDefinition, Catalog, parse_definition
-from framework.clock import SystemClock
-from framework.connections import create_redis
-from framework.constants import ALERTS_STREAM, catalog_definitions_key
-from framework.errors import (
+from framework.consuming.capabilities.invocation import CallMetrics
+from framework.consuming.capabilities.registry import CapabilityRegistry
+from framework.consuming.capabilities.spec import (
+    CallContext,
+    CallPolicy,
+    CallRequest,
+    CapabilitySpec,
+)
+from framework.core.clock import SystemClock
+from framework.core.connections import create_redis
+from framework.core.errors import (
     CallFailedError,
     CircuitOpenError,
     DeadLetterError,
     RolledBackError,
     StaleFencingTokenError,
 )
-from framework.invocation import CallMetrics
-from framework.logs import get_logger
-from framework.safe_executor import ExecutionMetrics, SafeExecutor
-from framework.signing import PrivateKey, TrustStore
+from framework.core.keys import ALERTS_STREAM, catalog_definitions_key
+from framework.core.logs import get_logger
 from framework.testing import RedisServer, free_port
+from framework.trust.arbiter import ResourceArbiter
+from framework.trust.audit.chain import AuditChain, AuditRecord
+from framework.trust.catalog.signing import PrivateKey, TrustStore
+from framework.trust.catalog.store import CapabilityDefinition, Catalog, parse_definition
+from framework.trust.safe_executor import ExecutionMetrics, SafeExecutor
 from providers.modbus import VALVE_RESOURCE, ValveAddress, valve_control_spec
 from providers.modbus.simulator import ValveSimulator
 from tests.conftest import FIXTURES

@@ -1,4 +1,4 @@
-"""Ed25519 signatures, key files and the trusted-key store (framework.signing)."""
+"""Ed25519 signatures, key files and the trusted-key store (framework.trust.catalog.signing)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from framework.errors import (
+from framework.core.errors import (
     ExpiredKeyError,
     SignatureError,
     SignatureMismatchError,
@@ -17,7 +17,7 @@ from framework.errors import (
     UnsignedCapabilityError,
     UntrustedKeyError,
 )
-from framework.signing import (
+from framework.trust.catalog.signing import (
     PrivateKey,
     TrustedKey,
     TrustStore,

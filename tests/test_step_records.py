@@ -10,7 +10,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from framework.step_records import StepRecords
+from framework.consuming.rules.step_records import StepRecords
 from framework.testing import free_port
 
 

@@ -1,4 +1,4 @@
-"""Reloading the trusted keys of a running consumer (worker.trusted_keys): changes of
+"""Reloading the trusted keys of a running consumer (trust.catalog.trusted_keys): changes of
 a key file, of a plain directory and of a Kubernetes Secret volume are seen; the new
 keys are swapped into a real catalog; invalid ones leave the running keys in place."""
 
@@ -13,12 +13,12 @@ import pytest
 import structlog
 from redis.asyncio import Redis
 
-from framework.catalog import Catalog
-from framework.errors import UntrustedKeyError
-from framework.logs import get_logger
-from framework.signing import PrivateKey, TrustStore
+from framework.core.errors import UntrustedKeyError
+from framework.core.logs import get_logger
+from framework.trust.catalog.signing import PrivateKey, TrustStore
+from framework.trust.catalog.store import Catalog
+from framework.trust.catalog.trusted_keys import TrustReloader, TrustStoreSource
 from tests.test_catalog import valve
-from worker.trusted_keys import TrustReloader, TrustStoreSource
 
 
 class SecretVolume:

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from framework.capability import CallContext
-from framework.clock import SystemClock
-from framework.errors import PermanentSourceError, StaleFencingTokenError, TransientSourceError
-from framework.logs import get_logger
+from framework.consuming.capabilities.spec import CallContext
+from framework.core.clock import SystemClock
+from framework.core.errors import PermanentSourceError, StaleFencingTokenError, TransientSourceError
+from framework.core.logs import get_logger
 from framework.testing import free_port
 from providers.modbus import ValveAddress, valve_control_spec
 from providers.modbus.simulator import ValveSimulator

@@ -15,17 +15,17 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from framework.audit import AuditChain
-from framework.capabilities import CapabilityRegistry
-from framework.catalog import Catalog, parse_definition
-from framework.clock import SystemClock
-from framework.consumer import Consumer, ConsumerOptions
-from framework.deadletter import DeadLetterStream
-from framework.logs import get_logger
-from framework.rules import parse_rules
-from framework.rules_handler import RulesHandler
-from framework.safe_executor import SafeExecutor
-from framework.signing import PrivateKey, TrustStore
+from framework.consuming.capabilities.registry import CapabilityRegistry
+from framework.consuming.consumer import Consumer, ConsumerOptions
+from framework.consuming.dead_letters import DeadLetterStream
+from framework.consuming.rules.handler import RulesHandler
+from framework.consuming.rules.model import parse_rules
+from framework.core.clock import SystemClock
+from framework.core.logs import get_logger
+from framework.trust.audit.chain import AuditChain
+from framework.trust.catalog.signing import PrivateKey, TrustStore
+from framework.trust.catalog.store import Catalog, parse_definition
+from framework.trust.safe_executor import SafeExecutor
 from providers.modbus import valve_control_spec
 from providers.modbus.simulator import ValveSimulator
 from tests.conftest import FIXTURES

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from framework.errors import ConfigError, VersionError
-from framework.versions import VersionRange, newest_matching, parse_version
+from framework.core.errors import ConfigError, VersionError
+from framework.core.versions import VersionRange, newest_matching, parse_version
 
 VERSIONS = ["0.0.3", "0.0.4", "0.2.3", "0.2.9", "0.3.0", "1.0.0", "1.0.5", "1.1.0",
             "1.1.7", "1.2.0", "1.2.0rc1", "2.0.0", "2.1.3"]

@@ -8,12 +8,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from framework.config import ConnectorConfig, FleetConfig
-from framework.logs import get_logger
-from framework.metrics import PrometheusMetrics
-from framework.polling import FetchResult, PollingConnector, UniversalPollingConnector
-from framework.registry import ConnectorContext, ConnectorRegistry
-from framework.state import ConnectorState
+from framework.core.logs import get_logger
+from framework.polling.config import ConnectorConfig, FleetConfig
+from framework.polling.metrics import PrometheusMetrics
+from framework.polling.poller import FetchResult, PollingConnector, UniversalPollingConnector
+from framework.polling.registry import ConnectorContext, ConnectorRegistry
+from framework.polling.state import ConnectorState
 from framework.testing import FakeClock
 from worker.exit_codes import ExitCode
 from worker.runner import ConnectorWorker

@@ -1,6 +1,6 @@
 """``connector-fleet audit verify|show|export|trim``: argument parsing and output only;
-the work is :class:`framework.audit.AuditChain` and
-:class:`framework.audit_archive.AuditArchive`."""
+the work is :class:`framework.trust.audit.chain.AuditChain` and
+:class:`framework.trust.audit.archive.AuditArchive`."""
 
 from __future__ import annotations
 
@@ -16,12 +16,22 @@ from typing import BinaryIO
 import orjson
 from redis.asyncio import Redis
 
-from framework.audit import AuditChain, AuditRecord, VerifyReport
-from framework.audit_archive import AuditArchive, ExportSink, ExportSummary, TrimPlan
-from framework.audit_files import ArchiveReport, verify_archive
-from framework.clock import Clock, SystemClock
-from framework.errors import AuditTrimError, SigningKeyError
-from framework.signing import PrivateKey, TrustStore, load_trust_store, trust_store_from_env
+from framework.core import AuditTrimError, Clock, SigningKeyError, SystemClock
+from framework.trust import (
+    ArchiveReport,
+    AuditArchive,
+    AuditChain,
+    AuditRecord,
+    ExportSink,
+    ExportSummary,
+    PrivateKey,
+    TrimPlan,
+    TrustStore,
+    VerifyReport,
+    load_trust_store,
+    trust_store_from_env,
+    verify_archive,
+)
 from worker.commands import Confirm, Console, ask_on_terminal
 from worker.exit_codes import ExitCode
 

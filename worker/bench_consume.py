@@ -37,18 +37,20 @@ import redis as sync_redis
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from framework.cancellation import cancel_and_wait
-from framework.capabilities import CapabilityRegistry, RegistryExecutor
-from framework.capability import CallContext, CapabilitySpec
-from framework.clock import SystemClock
-from framework.connections import create_redis
-from framework.consumer import Consumer, ConsumerOptions
-from framework.consumer_metrics import ConsumerMetrics
-from framework.delivery import Delivery
-from framework.invocation import CallMetrics
-from framework.logs import configure_logging, get_logger
-from framework.rules import parse_rules
-from framework.rules_handler import RulesHandler
+from framework.consuming import (
+    CallContext,
+    CallMetrics,
+    CapabilityRegistry,
+    CapabilitySpec,
+    Consumer,
+    ConsumerMetrics,
+    ConsumerOptions,
+    Delivery,
+    RegistryExecutor,
+    RulesHandler,
+    parse_rules,
+)
+from framework.core import SystemClock, cancel_and_wait, configure_logging, create_redis, get_logger
 from framework.testing import RedisServer
 from worker.process import freeze_startup_heap, run_event_loop
 

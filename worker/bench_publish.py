@@ -16,14 +16,17 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from framework.clock import SystemClock
-from framework.config import ConnectorConfig
-from framework.connections import create_redis
-from framework.lease import Lease
-from framework.logs import configure_logging, get_logger
-from framework.polling import FetchResult, UniversalPollingConnector, encode_signal
-from framework.state import ConnectorState, StateStore
-from framework.testing.redis_server import RedisServer
+from framework.core import SystemClock, configure_logging, create_redis, get_logger
+from framework.polling import (
+    ConnectorConfig,
+    ConnectorState,
+    FetchResult,
+    Lease,
+    StateStore,
+    UniversalPollingConnector,
+    encode_signal,
+)
+from framework.testing import RedisServer
 
 _PIPELINE_CHUNK = 5_000
 

@@ -1,6 +1,6 @@
 """``connector-fleet catalog keygen|register|list|show|verify|revoke``: argument parsing
-and output only; the work is :class:`framework.catalog.Catalog` and
-:mod:`framework.signing`."""
+and output only; the work is :class:`framework.trust.catalog.store.Catalog` and
+:mod:`framework.trust.catalog.signing`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,16 @@ from pathlib import Path
 import orjson
 from redis.asyncio import Redis
 
-from framework.catalog import Catalog, CatalogEntry, parse_definition
-from framework.clock import Clock, SystemClock
-from framework.errors import CatalogError, ConfigError, SigningKeyError
-from framework.signing import PrivateKey, TrustStore, load_trust_store, trust_store_from_env
+from framework.core import CatalogError, Clock, ConfigError, SigningKeyError, SystemClock
+from framework.trust import (
+    Catalog,
+    CatalogEntry,
+    PrivateKey,
+    TrustStore,
+    load_trust_store,
+    parse_definition,
+    trust_store_from_env,
+)
 from worker.commands import Console
 from worker.exit_codes import ExitCode
 

@@ -12,9 +12,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from framework.config import redact_url
-from framework.connections import UNAVAILABLE, create_redis
-from framework.settings import Settings
+from framework.core import UNAVAILABLE, Settings, create_redis, redact_url
 from worker import commands
 from worker.audit_cli import add_audit_commands, run_audit_command
 from worker.catalog_cli import add_catalog_commands, run_catalog_command

@@ -16,14 +16,18 @@ from typing import Any, TextIO, cast
 import orjson
 from redis.asyncio import Redis
 
-from framework.breaker import read_breakers
-from framework.clock import SystemClock
-from framework.config import FleetConfig, load_fleet_config
-from framework.constants import LEASE_PREFIX, lease_key, state_key, versions_key
-from framework.errors import ConfigError, InvalidEntriesError
-from framework.lease import read_lease
-from framework.registry import ConnectorRegistry
-from framework.settings import Settings
+from framework.consuming import read_breakers
+from framework.core import (
+    LEASE_PREFIX,
+    ConfigError,
+    InvalidEntriesError,
+    Settings,
+    SystemClock,
+    lease_key,
+    state_key,
+    versions_key,
+)
+from framework.polling import ConnectorRegistry, FleetConfig, load_fleet_config, read_lease
 from worker.consumer_view import consumer_section
 from worker.exit_codes import ExitCode
 from worker.fleet_view import fleet_status
@@ -93,7 +97,7 @@ async def status(redis: Redis, settings: Settings, console: Console, *, as_json:
 
 
 async def _breaker_section(redis: Redis, console: Console) -> None:
-    """Circuit breakers as each consumer process last published them (framework.breaker)."""
+    """Circuit breakers as each consumer process last published them (capabilities.breaker)."""
     breakers = await read_breakers(redis)
     if breakers:
         console.line()

@@ -1,8 +1,8 @@
 """``connector-fleet consume``: one stream consumer process (run several to scale).
 
-The handler is the rules of ``RULES_PATH`` (:class:`~framework.rules_handler.RulesHandler`
+The handler is the rules of ``RULES_PATH`` (:class:`~framework.consuming.rules.handler.RulesHandler`
 over the built-in and installed capabilities), or any
-:class:`~framework.delivery.EventHandler` named ``MODULE:NAME`` (``--handler``;
+:class:`~framework.consuming.delivery.EventHandler` named ``MODULE:NAME`` (``--handler``;
 NAME is called with the Redis client). SIGTERM/SIGINT drain, SIGHUP and a change
 of the rules file reload the rules, SIGHUP and a change of the trusted keys
 (``CATALOG_TRUSTED_KEYS``) reload the catalog's keys (an invalid file is logged and
@@ -26,30 +26,46 @@ from prometheus_client import CollectorRegistry
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from framework.audit import AuditChain
-from framework.breaker import BreakerBoard
-from framework.cancellation import cancel_and_wait
-from framework.capabilities import CapabilityRegistry, RegistryExecutor
-from framework.capability import CapabilityExecutor
-from framework.catalog import Catalog
-from framework.clock import Clock, SystemClock
-from framework.config import FleetConfig
-from framework.consumer import Consumer, ConsumerOptions
-from framework.consumer_metrics import ConsumerMetrics
-from framework.delivery import EventHandler
-from framework.errors import ConfigError, RedisUnavailableError, SigningKeyError
-from framework.invocation import CallMetrics
-from framework.logs import Logger, configure_logging, get_logger
-from framework.rules import RuleSet, load_rules
-from framework.rules_handler import RulesHandler
-from framework.safe_executor import ExecutionMetrics, SafeExecutor
-from framework.settings import Settings
-from framework.signing import PrivateKey
+from framework.consuming import (
+    BreakerBoard,
+    CallMetrics,
+    CapabilityExecutor,
+    CapabilityRegistry,
+    Consumer,
+    ConsumerMetrics,
+    ConsumerOptions,
+    EventHandler,
+    RegistryExecutor,
+    RuleSet,
+    RulesHandler,
+    load_rules,
+)
+from framework.core import (
+    Clock,
+    ConfigError,
+    Logger,
+    RedisUnavailableError,
+    Settings,
+    SigningKeyError,
+    SystemClock,
+    cancel_and_wait,
+    configure_logging,
+    get_logger,
+)
+from framework.polling import FleetConfig
+from framework.trust import (
+    AuditChain,
+    Catalog,
+    ExecutionMetrics,
+    PrivateKey,
+    SafeExecutor,
+    TrustReloader,
+    TrustStoreSource,
+)
 from worker.consumer_view import read_consumer_groups
 from worker.exit_codes import ExitCode
 from worker.ops_http import OpsContext
 from worker.process import _connect, _operate, load_settings, run_event_loop
-from worker.trusted_keys import TrustReloader, TrustStoreSource
 
 # How often the rules file and the trusted keys are checked for changes.
 _FILES_CHECK_INTERVAL_S = 1.0

@@ -9,13 +9,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from framework.constants import (
+from framework.consuming import default_consumer_name
+from framework.core import (
     DEFAULT_CLAIM_IDLE_MS,
     DEFAULT_CONSUMER_GROUP,
     DEFAULT_MAX_DELIVERIES,
     DEFAULT_MAX_IN_FLIGHT,
 )
-from framework.consumer import default_consumer_name
 from worker.commands import Confirm, Console
 from worker.exit_codes import ExitCode
 

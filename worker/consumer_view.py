@@ -12,9 +12,8 @@ import orjson
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from framework.constants import CONSUMER_HEARTBEAT_PREFIX, consumer_heartbeat_key
-from framework.deadletter import DeadLetterStream
-from framework.scripts import lua
+from framework.consuming import DeadLetterStream
+from framework.core import CONSUMER_HEARTBEAT_PREFIX, consumer_heartbeat_key, lua
 from worker.exit_codes import ExitCode
 
 if TYPE_CHECKING:
@@ -151,7 +150,7 @@ async def prune_consumers(redis: Redis, console: Console, *, idle_ms: int,
                    f"{names}?"):
         console.problem("not pruned (confirm, or pass --yes)")
         return ExitCode.FAILURE
-    prune = redis.register_script(lua("consumer_prune"))
+    prune = redis.register_script(lua("framework.consuming", "consumer_prune"))
     for stream, group, name in candidates:
         removed = await prune(keys=[stream, consumer_heartbeat_key(group, name)],
                               args=[group, name, idle_ms])

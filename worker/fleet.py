@@ -20,12 +20,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from framework.clock import Clock
-from framework.config import FleetConfig
-from framework.errors import ConfigError
-from framework.logs import Logger
-from framework.metrics import PrometheusMetrics
-from framework.registry import ConnectorRegistry
+from framework.core import Clock, ConfigError, Logger
+from framework.polling import ConnectorRegistry, FleetConfig, PrometheusMetrics
 from worker.exit_codes import ExitCode
 from worker.runner import ConnectorWorker
 

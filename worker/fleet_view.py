@@ -12,10 +12,8 @@ from typing import Any, cast
 import orjson
 from redis.asyncio import Redis
 
-from framework.config import ConnectorConfig, FleetConfig
-from framework.constants import SUPERVISOR_CHILDREN_KEY
-from framework.lease import read_lease
-from framework.metrics import get_metrics
+from framework.core import SUPERVISOR_CHILDREN_KEY
+from framework.polling import ConnectorConfig, FleetConfig, get_metrics, read_lease
 
 # Unhealthy when the last successful poll is older than this many intervals.
 HEALTHY_INTERVALS = 3

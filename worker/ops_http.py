@@ -21,9 +21,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 
-from framework.clock import Clock
-from framework.config import FleetConfig
-from framework.connections import UNAVAILABLE
+from framework.core import UNAVAILABLE, Clock
+from framework.polling import FleetConfig
 from worker.fleet_view import connector_status, fleet_status
 
 HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]

@@ -20,14 +20,20 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from framework.clock import SystemClock
-from framework.config import load_fleet_config, redact_url
-from framework.connections import create_redis
-from framework.embedded_redis import EmbeddedRedis, redis_answers
-from framework.errors import ConfigError, RedisUnavailableError
-from framework.logs import Logger, configure_logging, get_logger
-from framework.metrics import PrometheusMetrics
-from framework.settings import Settings
+from framework.core import (
+    ConfigError,
+    EmbeddedRedis,
+    Logger,
+    RedisUnavailableError,
+    Settings,
+    SystemClock,
+    configure_logging,
+    create_redis,
+    get_logger,
+    redact_url,
+    redis_answers,
+)
+from framework.polling import PrometheusMetrics, load_fleet_config
 from providers.builtin import default_registry
 from worker.exit_codes import ExitCode
 from worker.fleet import InProcessFleet

@@ -1,7 +1,7 @@
 """``connector-fleet rules check``: validate the rules file before a consumer loads it.
 
-Parsing and output only; the work is :func:`framework.rules.load_rules` and
-:class:`framework.capabilities.CapabilityRegistry`.
+Parsing and output only; the work is :func:`framework.consuming.rules.model.load_rules` and
+:class:`framework.consuming.capabilities.registry.CapabilityRegistry`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from framework.capabilities import CapabilityRegistry
-from framework.errors import ConfigError, UnknownCapabilityError
-from framework.rules import BranchStep, CallStep, Step, load_rules
-from framework.settings import Settings
+from framework.consuming import BranchStep, CallStep, CapabilityRegistry, Step, load_rules
+from framework.core import ConfigError, Settings, UnknownCapabilityError
 from worker.commands import Console
 from worker.exit_codes import ExitCode
 

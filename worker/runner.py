@@ -24,30 +24,35 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
-from framework.cancellation import cancel_and_wait
-from framework.clock import Clock
-from framework.config import ConnectorConfig, FleetConfig
-from framework.connections import UNAVAILABLE, is_out_of_memory
-from framework.constants import (
+from framework.core import (
     LEASE_RENEW_FRACTION,
     LOST_LEASE_BACKOFF_S,
     STANDBY_CHECK_INTERVAL_S,
-)
-from framework.errors import (
+    UNAVAILABLE,
+    Clock,
     ConfigError,
     LeaseLostError,
+    Logger,
     RateLimitedError,
     RedisUnavailableError,
     SourceError,
     StateConflictError,
     UnknownConnectorError,
+    cancel_and_wait,
+    is_out_of_memory,
 )
-from framework.lease import Lease
-from framework.logs import Logger
-from framework.metrics import MetricsRecorder, PrometheusMetrics
-from framework.polling import PollingConnector, PollSummary
-from framework.registry import ConnectorContext, ConnectorRegistry
-from framework.state import StateStore
+from framework.polling import (
+    ConnectorConfig,
+    ConnectorContext,
+    ConnectorRegistry,
+    FleetConfig,
+    Lease,
+    MetricsRecorder,
+    PollingConnector,
+    PollSummary,
+    PrometheusMetrics,
+    StateStore,
+)
 from worker.exit_codes import ExitCode
 
 _REDIS_BACKOFF_MAX_S = 30.0

@@ -34,14 +34,16 @@ from prometheus_client import Counter, Gauge
 from prometheus_client.multiprocess import mark_process_dead
 from redis.asyncio import Redis
 
-from framework.cancellation import cancel_and_wait
-from framework.clock import Clock, iso_utc
-from framework.config import ConnectorConfig, FleetConfig
-from framework.connections import UNAVAILABLE
-from framework.constants import SUPERVISOR_CHILDREN_KEY
-from framework.errors import ConfigError
-from framework.logs import Logger
-from framework.registry import ConnectorRegistry
+from framework.core import (
+    SUPERVISOR_CHILDREN_KEY,
+    UNAVAILABLE,
+    Clock,
+    ConfigError,
+    Logger,
+    cancel_and_wait,
+    iso_utc,
+)
+from framework.polling import ConnectorConfig, ConnectorRegistry, FleetConfig
 from worker.exit_codes import ExitCode
 
 STABLE_AFTER_S = 30.0

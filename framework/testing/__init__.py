@@ -1,11 +1,31 @@
-"""Helpers for testing connectors against real peers: a private redis-server,
-an HTTP server that replays recorded responses, a controllable clock, and the
-provider contract every connector type passes (framework.testing.contract)."""
+"""Helpers for testing connectors against real peers: a private redis-server, an
+HTTP server that replays recorded responses, a controllable clock, and the
+provider contract every connector type passes."""
 
-from framework.testing.clock import FakeClock
-from framework.testing.contract import ProviderCase, Recording
-from framework.testing.redis_server import RedisServer, free_port
-from framework.testing.replay_http import ReplayServer, Reply
+from framework.testing.clock import (
+    FakeClock,
+)
+from framework.testing.contract import (
+    ProviderCase,
+    Recording,
+    Routes,
+)
+from framework.testing.redis_server import (
+    RedisServer,
+    free_port,
+)
+from framework.testing.replay_http import (
+    ReplayServer,
+    Reply,
+)
 
-__all__ = ["FakeClock", "ProviderCase", "Recording", "RedisServer", "ReplayServer", "Reply",
-           "free_port"]
+__all__ = [
+    "FakeClock",
+    "ProviderCase",
+    "Recording",
+    "RedisServer",
+    "ReplayServer",
+    "Reply",
+    "Routes",
+    "free_port",
+]

@@ -43,7 +43,7 @@ tests. Another distribution runs the same checks in its suite with
         await run_check(check, MY_CASE, my_registry, redis, replay)
 
 Checks (:data:`CHECKS`): ``config_errors`` (removing each required field, or
-adding an unknown one, is a :class:`~framework.errors.ConfigError` naming the
+adding an unknown one, is a :class:`~framework.core.errors.ConfigError` naming the
 connector and the field, without a secret value in it), ``initial_poll``
 (signals valid against ``signal_model``), ``repeat_poll`` (nothing published,
 by the same connector nor by a new one after a restart),
@@ -64,14 +64,15 @@ import orjson
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from framework.config import ConnectorConfig, RetryConfig, is_secret_key
-from framework.constants import state_key
-from framework.errors import ConfigError, PermanentSourceError
-from framework.lease import Lease
-from framework.logs import get_logger
-from framework.polling import PollingConnector, PollSummary
-from framework.registry import ConnectorContext, ConnectorRegistry
-from framework.state import StateStore
+from framework.core.errors import ConfigError, PermanentSourceError
+from framework.core.keys import state_key
+from framework.core.logs import get_logger
+from framework.core.redaction import is_secret_key
+from framework.polling.config import ConnectorConfig, RetryConfig
+from framework.polling.lease import Lease
+from framework.polling.poller import PollingConnector, PollSummary
+from framework.polling.registry import ConnectorContext, ConnectorRegistry
+from framework.polling.state import StateStore
 from framework.testing.replay_http import ReplayServer, Reply, Responder
 
 Routes = Mapping[str, Sequence[Responder]]
@@ -236,7 +237,7 @@ class ContractRun:
             self._connector = None
 
     async def published(self) -> list[dict[str, str]]:
-        # decode_responses=True (framework.connections): fields are str.
+        # decode_responses=True (framework.core.connections): fields are str.
         entries = cast(list[tuple[str, dict[str, str]]],
                        await self.redis.xrange(self.config().output_stream))
         return [fields for _, fields in entries if fields.get("connector") == self.name]

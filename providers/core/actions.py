@@ -13,9 +13,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from framework.capability import CallContext, CallPolicy, CapabilitySpec
-from framework.constants import DEFAULT_STREAM_MAXLEN
-from framework.events import BaseEventV1, describe_validation_error
+from framework.consuming import (
+    BaseEventV1,
+    CallContext,
+    CallPolicy,
+    CapabilitySpec,
+    describe_validation_error,
+)
+from framework.core import DEFAULT_STREAM_MAXLEN
 
 
 class EmitEventParams(BaseModel):

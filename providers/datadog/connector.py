@@ -31,14 +31,18 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
 from pydantic.alias_generators import to_camel
 
-from framework.clock import Clock
-from framework.config import ConnectorConfig, parse_provider_config
-from framework.errors import MalformedResponseError
-from framework.http import HttpClient, parse_json
-from framework.logs import Logger
-from framework.polling import FetchResult, PollingConnector, UniversalPollingConnector
-from framework.registry import ConnectorContext
-from framework.state import ConnectorState
+from framework.core import Clock, Logger, MalformedResponseError
+from framework.polling import (
+    ConnectorConfig,
+    ConnectorContext,
+    ConnectorState,
+    FetchResult,
+    HttpClient,
+    PollingConnector,
+    UniversalPollingConnector,
+    parse_json,
+    parse_provider_config,
+)
 from providers.datadog.schema import DatadogEvent, event_id, event_timestamp, to_event
 
 EVENTS_PATH = "/api/v2/events"

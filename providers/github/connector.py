@@ -25,13 +25,18 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator
 from pydantic.alias_generators import to_camel
 
-from framework.config import ConnectorConfig, parse_provider_config
-from framework.errors import MalformedResponseError, RateLimitedError, SourceError
-from framework.http import HttpClient, parse_json
-from framework.logs import Logger
-from framework.polling import FetchResult, PollingConnector, UniversalPollingConnector
-from framework.registry import ConnectorContext
-from framework.state import ConnectorState
+from framework.core import Logger, MalformedResponseError, RateLimitedError, SourceError
+from framework.polling import (
+    ConnectorConfig,
+    ConnectorContext,
+    ConnectorState,
+    FetchResult,
+    HttpClient,
+    PollingConnector,
+    UniversalPollingConnector,
+    parse_json,
+    parse_provider_config,
+)
 from providers.github.rate_limit import RateLimitTransport
 from providers.github.schema import (
     GitHubIssue,

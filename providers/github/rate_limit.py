@@ -1,4 +1,4 @@
-"""GitHub's rate-limit answers, made readable by :class:`framework.http.HttpClient`.
+"""GitHub's rate-limit answers, made readable by :class:`framework.polling.http.HttpClient`.
 
 GitHub answers an exhausted limit with 403 *or* 429 (REST docs, "Troubleshooting
 the REST API"): the primary limit says ``x-ratelimit-remaining: 0`` and the epoch
@@ -15,7 +15,7 @@ import math
 
 import httpx
 
-from framework.clock import Clock
+from framework.core import Clock
 
 SECONDARY_LIMIT_WAIT_S = 60
 _SECONDARY_MARKERS = (b"secondary rate limit", b"abuse detection")

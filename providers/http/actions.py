@@ -1,11 +1,11 @@
 """``http_call`` and ``webhook_call``: one HTTP request per attempt.
 
 The retries, the timeout and the breaker (per capability and target host) are
-:func:`framework.invocation.invoke`'s; a request here only classifies the
-answer (:func:`framework.http.raise_for_status`, as the polling connectors do):
+:func:`framework.consuming.capabilities.invocation.invoke`'s; a request here only classifies the
+answer (:func:`framework.polling.http.raise_for_status`, as the polling connectors do):
 2xx/3xx is a result, 408, 429, 5xx and transport errors are retryable
-(:class:`~framework.errors.TransientSourceError`, with ``Retry-After``), any
-other 4xx is not (:class:`~framework.errors.PermanentSourceError`). Every
+(:class:`~framework.core.errors.TransientSourceError`, with ``Retry-After``), any
+other 4xx is not (:class:`~framework.core.errors.PermanentSourceError`). Every
 request carries ``Idempotency-Key``: the call's key, the same on every retry
 and redelivery, so the target can deduplicate.
 """
@@ -20,11 +20,9 @@ import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from framework.capability import CallContext, CallPolicy, CapabilitySpec
-from framework.config import redact_url
-from framework.errors import TransientSourceError
-from framework.events import describe_validation_error
-from framework.http import raise_for_status
+from framework.consuming import CallContext, CallPolicy, CapabilitySpec, describe_validation_error
+from framework.core import TransientSourceError, redact_url
+from framework.polling import raise_for_status
 from providers.http.signature import SIGNATURE_HEADER, sign_body
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"

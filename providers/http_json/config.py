@@ -102,7 +102,7 @@ Pagination = Annotated[
 class HttpJsonConfig(_Model):
     url: HttpUrl
     method: Literal["GET", "POST"] = "GET"
-    # ${VAR} references are substituted by framework.config when the file is read.
+    # ${VAR} references are substituted by framework.polling.config when the file is read.
     headers: dict[str, str] = Field(default_factory=dict)
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
     body: Any = None

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from framework.config import ConnectorConfig, parse_provider_config
-from framework.http import HttpClient
-from framework.polling import PollingConnector, UniversalPollingConnector
-from framework.registry import ConnectorContext
+from framework.polling import (
+    ConnectorConfig,
+    ConnectorContext,
+    HttpClient,
+    PollingConnector,
+    UniversalPollingConnector,
+    parse_provider_config,
+)
 from providers.http_json.config import HttpJsonConfig
 from providers.http_json.schema import HttpJsonItem
 from providers.http_json.source import HttpJsonSource

@@ -17,11 +17,8 @@ import httpx
 import orjson
 from jmespath.parser import ParsedResult
 
-from framework.errors import MalformedResponseError
-from framework.http import HttpClient, parse_json
-from framework.logs import Logger
-from framework.polling import FetchResult, content_version
-from framework.state import ConnectorState
+from framework.core import Logger, MalformedResponseError
+from framework.polling import ConnectorState, FetchResult, HttpClient, content_version, parse_json
 from providers.http_json.config import (
     CursorPagination,
     HttpJsonConfig,

@@ -39,13 +39,18 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from framework.clock import Clock
-from framework.config import ConnectorConfig, parse_provider_config
-from framework.errors import MalformedResponseError, PermanentSourceError
-from framework.http import HttpClient, parse_json
-from framework.polling import FetchResult, PollingConnector, UniversalPollingConnector
-from framework.registry import ConnectorContext
-from framework.state import ConnectorState
+from framework.core import Clock, MalformedResponseError, PermanentSourceError
+from framework.polling import (
+    ConnectorConfig,
+    ConnectorContext,
+    ConnectorState,
+    FetchResult,
+    HttpClient,
+    PollingConnector,
+    UniversalPollingConnector,
+    parse_json,
+    parse_provider_config,
+)
 from providers.jira.jql import incremental_jql, window_minutes
 from providers.jira.schema import JiraIssue, issue_id, issue_version, to_issue
 

@@ -17,7 +17,7 @@ with ``{"action": "previous"}`` puts the valve back where it was; an
 unreachable device reads as ``{"reachable": false, "closed": null, ...}`` so a
 precondition ``state.reachable == true`` can refuse the step. When the call
 holds a resource permit, the fencing token is checked against the highest one
-this coil accepted (:class:`framework.arbiter.FencingGuard`) before writing:
+this coil accepted (:class:`framework.trust.arbiter.FencingGuard`) before writing:
 a holder whose permit expired cannot move the valve behind the new holder.
 """
 
@@ -31,9 +31,15 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from framework.arbiter import FencingGuard, ResourcePolicy
-from framework.capability import CallContext, CallPolicy, CapabilitySpec, is_retryable
-from framework.errors import PermanentSourceError, StaleFencingTokenError, TransientSourceError
+from framework.consuming import (
+    CallContext,
+    CallPolicy,
+    CapabilitySpec,
+    ResourcePolicy,
+    is_retryable,
+)
+from framework.core import PermanentSourceError, StaleFencingTokenError, TransientSourceError
+from framework.trust import FencingGuard
 
 VALVE_CONTROL_ID = "valve_control"
 VALVE_CONTROL_VERSION = "1.1.0"

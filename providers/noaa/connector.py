@@ -13,12 +13,18 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from pydantic.alias_generators import to_camel
 
-from framework.config import ConnectorConfig, parse_provider_config
-from framework.errors import MalformedResponseError
-from framework.http import HttpClient, parse_json
-from framework.polling import FetchResult, PollingConnector, UniversalPollingConnector
-from framework.registry import ConnectorContext
-from framework.state import ConnectorState
+from framework.core import MalformedResponseError
+from framework.polling import (
+    ConnectorConfig,
+    ConnectorContext,
+    ConnectorState,
+    FetchResult,
+    HttpClient,
+    PollingConnector,
+    UniversalPollingConnector,
+    parse_json,
+    parse_provider_config,
+)
 from providers.noaa.schema import NoaaAlert, feature_id, to_alert
 
 DEFAULT_USER_AGENT = "connector-fleet/0.1 (+https://github.com/connector-fleet; ops@example.com)"

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from framework.testing.contract import ProviderCase, Recording, Routes
-from framework.testing.replay_http import Reply
+from framework.testing import ProviderCase, Recording, Reply, Routes
 from providers.noaa.schema import NoaaAlert
 
 PATH = "/alerts/active"

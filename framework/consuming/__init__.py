@@ -1,0 +1,86 @@
+"""The consuming side: Redis Streams into rules and capability calls.
+
+The stream consumer (consumer groups, in-flight bound, reclaim, heartbeat, drain),
+the consumer <-> handler contract, dead letters, event contracts, rules
+(``rules/``) and capabilities (``capabilities/``: spec, registry, invoker,
+breakers). It imports the core only."""
+
+from framework.consuming.capabilities.breaker import (
+    BreakerBoard,
+    read_breakers,
+)
+from framework.consuming.capabilities.invocation import (
+    CallMetrics,
+)
+from framework.consuming.capabilities.registry import (
+    CapabilityRegistry,
+    RegistryExecutor,
+)
+from framework.consuming.capabilities.spec import (
+    CallContext,
+    CallPolicy,
+    CapabilityExecutor,
+    CapabilitySpec,
+    ResourcePolicy,
+    is_retryable,
+)
+from framework.consuming.consumer import (
+    Consumer,
+    ConsumerOptions,
+    default_consumer_name,
+)
+from framework.consuming.dead_letters import (
+    DeadLetterStream,
+)
+from framework.consuming.delivery import (
+    Delivery,
+    EventHandler,
+)
+from framework.consuming.events import (
+    BaseEventV1,
+    describe_validation_error,
+)
+from framework.consuming.metrics import (
+    ConsumerMetrics,
+)
+from framework.consuming.rules.handler import (
+    RulesHandler,
+)
+from framework.consuming.rules.model import (
+    BranchStep,
+    CallStep,
+    RuleSet,
+    Step,
+    load_rules,
+    parse_rules,
+)
+
+__all__ = [
+    "BaseEventV1",
+    "BranchStep",
+    "BreakerBoard",
+    "CallContext",
+    "CallMetrics",
+    "CallPolicy",
+    "CallStep",
+    "CapabilityExecutor",
+    "CapabilityRegistry",
+    "CapabilitySpec",
+    "Consumer",
+    "ConsumerMetrics",
+    "ConsumerOptions",
+    "DeadLetterStream",
+    "Delivery",
+    "EventHandler",
+    "RegistryExecutor",
+    "ResourcePolicy",
+    "RuleSet",
+    "RulesHandler",
+    "Step",
+    "default_consumer_name",
+    "describe_validation_error",
+    "is_retryable",
+    "load_rules",
+    "parse_rules",
+    "read_breakers",
+]

@@ -1,0 +1,2 @@
+"""Capabilities: their spec, the registry, the innermost invoker (timeout, retries)
+and circuit breakers."""

@@ -1,0 +1,191 @@
+"""``GroupMember``: one consumer's commands on a Redis consumer group, without policy.
+
+The :class:`~framework.consuming.consumer.Consumer` decides what to read, when to reclaim and
+what to do with a failure; this module says how, in Redis terms: XGROUP CREATE
+MKSTREAM (only BUSYGROUP tolerated), XREADGROUP, XAUTOCLAIM with the delivery
+counts, XACK, the dead letter (``dead_letter.lua``), the compare-and-touch
+heartbeat (``consumer_touch.lua``) and the heartbeat key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from framework.consuming.dead_letters import DeadLetterStream, Failure
+from framework.consuming.delivery import AckWrite, Delivery
+from framework.core.keys import consumer_errors_key, consumer_heartbeat_key
+from framework.core.scripts import lua
+
+Entry = tuple[str, str, dict[str, str]]  # stream, entry id, fields
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What one XAUTOCLAIM call took over."""
+
+    entries: list[tuple[str, dict[str, str], int]]  # entry id, fields, delivery count
+    deleted: list[str]  # pending ids whose entries no longer exist (trimmed)
+    more: bool  # the scan has not reached the end of the pending list
+
+
+class GroupMember:
+    def __init__(self, redis: Redis, *, group: str, consumer: str,
+                 dead_letter_streams: Mapping[str, str]) -> None:
+        self.group = group
+        self.consumer = consumer
+        self._redis = redis
+        self._touch = redis.register_script(lua("framework.consuming", "consumer_touch"))
+        self._ack_script = redis.register_script(lua("framework.consuming", "consumer_ack"))
+        self._dead_letters = {stream: DeadLetterStream(redis, stream, name=name)
+                              for stream, name in dead_letter_streams.items()}
+        self._cursors: dict[str, str] = {}
+
+    def delivery(self, stream: str, entry_id: str, fields: Mapping[str, str],
+                 count: int) -> Delivery:
+        return Delivery(stream=stream, entry_id=entry_id, fields=fields, group=self.group,
+                        consumer=self.consumer, delivery_count=count)
+
+    async def create_group(self, stream: str, *, start_id: str) -> bool:
+        """True if created; False if it existed already."""
+        try:
+            await self._redis.xgroup_create(stream, self.group, id=start_id, mkstream=True)
+        except redis_errors.ResponseError as exc:
+            if not str(exc).startswith("BUSYGROUP"):
+                raise
+            return False
+        return True
+
+    async def read(self, streams: list[str], *, count: int, block_ms: int) -> list[Entry]:
+        """New entries (``>``), at most ``count`` per stream."""
+        reply = await self._redis.xreadgroup(self.group, self.consumer,
+                                             dict.fromkeys(streams, ">"), count=count,
+                                             block=block_ms)
+        return [(stream, entry_id, fields or {})
+                for stream, entries in cast(list[tuple[str, list[tuple[str, Any]]]], reply or [])
+                for entry_id, fields in entries]
+
+    async def reclaim(self, stream: str, *, min_idle_ms: int, count: int,
+                      skip: set[str]) -> Claimed:
+        """Take over entries idle past ``min_idle_ms`` (the cursor is kept per stream);
+        entries in ``skip`` (still running here) are not returned."""
+        reply = await self._redis.xautoclaim(
+            stream, self.group, self.consumer, min_idle_time=min_idle_ms,
+            start_id=self._cursors.get(stream, "0-0"), count=count)
+        cursor = str(reply[0])
+        self._cursors[stream] = cursor
+        claimed = [(str(i), f or {}) for i, f in cast(list[tuple[str, Any]], reply[1])
+                   if i not in skip]
+        counts = await self._delivery_counts(stream, [i for i, _ in claimed])
+        # XAUTOCLAIM counted a delivery: never 1, even if the entry left the pending list
+        # meanwhile (a count of 1 tells the handler no earlier run can have done anything).
+        return Claimed(entries=[(i, f, counts.get(i, 2)) for i, f in claimed],
+                       deleted=[str(i) for i in (reply[2] if len(reply) > 2 else [])],
+                       more=cursor != "0-0")
+
+    async def _delivery_counts(self, stream: str, entry_ids: list[str]) -> dict[str, int]:
+        if not entry_ids:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry_id in entry_ids:
+                pipe.xpending_range(stream, self.group, entry_id, entry_id, 1)
+            replies = cast(list[list[dict[str, Any]]], await pipe.execute())
+        return {str(p["message_id"]): int(p["times_delivered"]) for r in replies for p in r}
+
+    async def redeliver(self, delivery: Delivery) -> bool:
+        """Deliver an entry this consumer holds to itself again: Redis counts it
+        (XCLAIM without JUSTID). False if the entry is no longer ours."""
+        if await self.touch(delivery.stream, [delivery.entry_id], idle_ms=0):
+            return False
+        claimed = await self._redis.xclaim(delivery.stream, self.group, self.consumer, 0,
+                                           [delivery.entry_id])
+        return bool(claimed)
+
+    async def ack(self, settled: list[tuple[Delivery, Sequence[AckWrite]]]) -> list[bool]:
+        """XACK each entry, with the records its handler returned (and forget its
+        recorded error), in one round trip; per entry, False if it was no longer pending
+        (another consumer settled it)."""
+        if not settled:
+            return []
+        by_stream: dict[str, list[int]] = {}
+        for index, (delivery, _) in enumerate(settled):
+            by_stream.setdefault(delivery.stream, []).append(index)
+        acked = [False] * len(settled)
+        # One EVALSHA per stream (a pipeline would add a SCRIPT EXISTS round trip).
+        calls = [self._ack_script(keys=self._ack_keys(stream, settled, indexes),
+                                  args=self._ack_args(settled, indexes))
+                 for stream, indexes in by_stream.items()]
+        # One stream (the common case): no task to gather.
+        replies = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
+        for indexes, reply in zip(by_stream.values(), replies, strict=True):
+            for index, result in zip(indexes, reply, strict=True):
+                acked[index] = bool(result)
+        return acked
+
+    def _ack_keys(self, stream: str, settled: list[tuple[Delivery, Sequence[AckWrite]]],
+                  indexes: list[int]) -> list[str]:
+        return [stream, consumer_errors_key(self.group, stream),
+                *(write.key for i in indexes for write in settled[i][1])]
+
+    def _ack_args(self, settled: list[tuple[Delivery, Sequence[AckWrite]]],
+                  indexes: list[int]) -> list[str | int]:
+        args: list[str | int] = [self.group, len(indexes)]
+        args += [settled[i][0].entry_id for i in indexes]
+        for i in indexes:
+            for write in settled[i][1]:
+                args += [write.field, write.value, write.ttl_s]
+        return args
+
+    def dead_letter_stream(self, stream: str) -> str:
+        return self._dead_letters[stream].name
+
+    async def dead_letter(self, delivery: Delivery, failure: Failure, *,
+                          at_s: float) -> str | None:
+        """Dead letter + XACK, atomically; None if it was no longer pending."""
+        return await self._dead_letters[delivery.stream].write(delivery, failure, at_s=at_s)
+
+    async def record_error(self, delivery: Delivery, record: Mapping[str, Any]) -> None:
+        """Keep the last error, for the dead letter another consumer may write."""
+        await self._redis.hset(consumer_errors_key(self.group, delivery.stream),
+                               delivery.entry_id, orjson.dumps(record).decode())
+
+    async def last_error(self, delivery: Delivery) -> dict[str, Any] | None:
+        raw = await self._redis.hget(consumer_errors_key(self.group, delivery.stream),
+                                     delivery.entry_id)
+        return cast(dict[str, Any], orjson.loads(raw)) if raw else None
+
+    async def touch(self, stream: str, entry_ids: list[str], *, idle_ms: int) -> list[str]:
+        """Set the idle time of the entries still ours (0: heartbeat; the visibility
+        timeout: hand them over); returns the ids that are no longer ours."""
+        if not entry_ids:
+            return []
+        lost = await self._touch(keys=[stream], args=[self.group, self.consumer, idle_ms,
+                                                      *entry_ids])
+        return [str(entry_id) for entry_id in lost]
+
+    async def claim_name(self, beat: Mapping[str, Any], *, ttl_ms: int) -> dict[str, Any] | None:
+        """Write the first heartbeat unless another live process (another host or pid)
+        holds this consumer name; that process's heartbeat if it does."""
+        key = consumer_heartbeat_key(self.group, self.consumer)
+        if await self._redis.set(key, orjson.dumps(beat), px=ttl_ms, nx=True):
+            return None
+        raw = await self._redis.get(key)
+        holder = cast(dict[str, Any], orjson.loads(raw)) if raw else {}
+        if holder and (holder.get("host"), holder.get("pid")) != (beat["host"], beat["pid"]):
+            return holder
+        # Expired meanwhile, or this very process restarted (a container's pid 1).
+        await self.publish_heartbeat(beat, ttl_ms=ttl_ms)
+        return None
+
+    async def publish_heartbeat(self, beat: Mapping[str, Any], *, ttl_ms: int) -> None:
+        await self._redis.set(consumer_heartbeat_key(self.group, self.consumer),
+                              orjson.dumps(beat), px=ttl_ms)
+
+    async def forget_heartbeat(self) -> None:
+        await self._redis.delete(consumer_heartbeat_key(self.group, self.consumer))

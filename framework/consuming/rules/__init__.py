@@ -1,0 +1,2 @@
+"""Rules: the rules file (model), match conditions, ``{{ }}`` templates, the handler
+that runs a rule's steps for an event, and the step records that make them idempotent."""

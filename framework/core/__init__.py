@@ -1,0 +1,136 @@
+"""What every side shares: the clock, Redis keys and connections (and the embedded
+redis-server), Lua loading, structured logs, secret redaction, ``${VAR}``
+substitution, process settings, the exception tree, cancellation, deadline
+timers, the pub/sub watch, safe expressions and versions.
+
+The core imports no side."""
+
+from framework.core.cancellation import (
+    cancel_and_wait,
+)
+from framework.core.clock import (
+    Clock,
+    SystemClock,
+    iso_utc,
+)
+from framework.core.connections import (
+    UNAVAILABLE,
+    create_redis,
+    is_out_of_memory,
+)
+from framework.core.embedded_redis import (
+    EmbeddedRedis,
+    redis_answers,
+)
+from framework.core.errors import (
+    AuditTrimError,
+    CatalogError,
+    ConfigError,
+    ConnectorFleetError,
+    DeadLetterError,
+    InvalidEntriesError,
+    LeaseLostError,
+    MalformedResponseError,
+    PermanentSourceError,
+    RateLimitedError,
+    RedisUnavailableError,
+    SigningKeyError,
+    SourceError,
+    StaleFencingTokenError,
+    StateConflictError,
+    TransientSourceError,
+    UnknownCapabilityError,
+    UnknownConnectorError,
+)
+from framework.core.keys import (
+    CONSUMER_HEARTBEAT_PREFIX,
+    DEFAULT_CLAIM_IDLE_MS,
+    DEFAULT_CONSUMER_GROUP,
+    DEFAULT_MAX_DELIVERIES,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_STREAM_MAXLEN,
+    LEASE_PREFIX,
+    LEASE_RENEW_FRACTION,
+    LOST_LEASE_BACKOFF_S,
+    STANDBY_CHECK_INTERVAL_S,
+    SUPERVISOR_CHILDREN_KEY,
+    consumer_heartbeat_key,
+    lease_key,
+    state_key,
+    versions_key,
+)
+from framework.core.logs import (
+    Logger,
+    configure_logging,
+    get_logger,
+)
+from framework.core.redaction import (
+    REDACTED,
+    is_secret_key,
+    redact,
+    redact_url,
+)
+from framework.core.scripts import (
+    lua,
+)
+from framework.core.settings import (
+    Settings,
+)
+from framework.core.substitution import (
+    substitute,
+)
+
+__all__ = [
+    "AuditTrimError",
+    "CONSUMER_HEARTBEAT_PREFIX",
+    "CatalogError",
+    "Clock",
+    "ConfigError",
+    "ConnectorFleetError",
+    "DEFAULT_CLAIM_IDLE_MS",
+    "DEFAULT_CONSUMER_GROUP",
+    "DEFAULT_MAX_DELIVERIES",
+    "DEFAULT_MAX_IN_FLIGHT",
+    "DEFAULT_STREAM_MAXLEN",
+    "DeadLetterError",
+    "EmbeddedRedis",
+    "InvalidEntriesError",
+    "LEASE_PREFIX",
+    "LEASE_RENEW_FRACTION",
+    "LOST_LEASE_BACKOFF_S",
+    "LeaseLostError",
+    "Logger",
+    "MalformedResponseError",
+    "PermanentSourceError",
+    "REDACTED",
+    "RateLimitedError",
+    "RedisUnavailableError",
+    "STANDBY_CHECK_INTERVAL_S",
+    "SUPERVISOR_CHILDREN_KEY",
+    "Settings",
+    "SigningKeyError",
+    "SourceError",
+    "StaleFencingTokenError",
+    "StateConflictError",
+    "SystemClock",
+    "TransientSourceError",
+    "UNAVAILABLE",
+    "UnknownCapabilityError",
+    "UnknownConnectorError",
+    "cancel_and_wait",
+    "configure_logging",
+    "consumer_heartbeat_key",
+    "create_redis",
+    "get_logger",
+    "is_out_of_memory",
+    "is_secret_key",
+    "iso_utc",
+    "lease_key",
+    "lua",
+    "redact",
+    "redact_url",
+    "redis_answers",
+    "state_key",
+    "substitute",
+    "versions_key",
+]

@@ -1,0 +1,165 @@
+"""Redis key names and defaults shared by every part of connector-fleet.
+
+Key schema (``{name}`` is the connector name, written literally):
+
+=================================  ======  ==============================================
+key                                type    holds
+=================================  ======  ==============================================
+``lease:{name}``                   string  owner token of the running instance, with TTL
+``connector:state:{name}``         string  JSON: etag, lastModified, cursors, generation
+``connector:state:{name}:versions`` hash   item id -> version of the last published copy
+``metrics:connector:{name}``       hash    poll counters and timings (seed metrics)
+``raw-input-signals``              stream  default output stream of every connector
+``permit:{R}:holders``            zset    holder id -> expiry (ms) of resource R's permits
+``permit:{R}:tokens``             hash    holder id -> fencing token of its permit
+``permit:{R}:fence``              string  last fencing token handed out for R (INCR)
+``fence:seen:{T}``                string  highest fencing token target T accepted
+``audit:chain``                    stream  the audit chain (body, hash, sig, keyId)
+``audit:chain:head``               hash    seq, hash and entry id of the newest record
+``audit:chain:checkpoint``         hash    body (JSON seq, hash, id, at of the last trimmed
+                                           record), sig
+``capability-alerts``              stream  alert events (rollbacks, refusals)
+``fleet:breakers``                 hash    ``{breaker}|{owner}`` -> JSON breaker state
+``fleet:breakers:opened``          pubsub  JSON {breaker, owner, retryInS} when one opens
+``fleet:steps:{stream}:{entry_id}`` hash   ``{rule}:{step}`` -> JSON result, with TTL
+``{stream}:dlq``                   stream  dead letters of ``{stream}`` (consuming.dead_letters)
+``fleet:consumers:{group}:{name}`` string  JSON heartbeat of a live stream consumer, with TTL
+``fleet:consumer-errors:{group}:{stream}`` hash  entry id -> JSON last handler error
+``catalog:capabilities``           set     ids of every capability in the catalog
+``catalog:capability:{id}``        hash    version -> signed definition JSON
+``catalog:revocations:{id}``       hash    version range -> JSON revocation (reason, time)
+``catalog:changes``                pubsub  JSON {id, kind} on every register / revoke
+=================================  ======  ==============================================
+"""
+
+from __future__ import annotations
+
+LEASE_PREFIX = "lease:"
+STATE_PREFIX = "connector:state:"
+VERSIONS_SUFFIX = ":versions"
+METRICS_PREFIX = "metrics:connector:"
+
+DEFAULT_OUTPUT_STREAM = "raw-input-signals"
+DEFAULT_LEASE_TTL_S = 30
+DEFAULT_STREAM_MAXLEN = 1_000_000
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_CONFIG_PATH = "connectors.json"
+DEFAULT_DRAIN_TIMEOUT_S = 30.0
+
+# A standby checks this often whether the lease is free, so that it takes over
+# well within a second of the holder's lease disappearing.
+STANDBY_CHECK_INTERVAL_S = 0.25
+# An instance that lost its lease waits this long before competing again, so
+# the standbys (checking every STANDBY_CHECK_INTERVAL_S) take over first.
+LOST_LEASE_BACKOFF_S = 1.0
+# The holder renews at this fraction of the TTL: two renewals may fail before
+# the lease can expire.
+LEASE_RENEW_FRACTION = 1 / 3
+# Commits are split into chunks of this many items so one huge poll never
+# blocks Redis for long; each chunk is atomic on its own.
+COMMIT_CHUNK_ITEMS = 5_000
+
+# The supervisor's view of its children (name -> JSON), for `connector-fleet status`.
+SUPERVISOR_CHILDREN_KEY = "fleet:supervisor:children"
+
+ENTRY_POINT_GROUP = "connector_fleet.connectors"
+
+# Resource permits (framework.trust.arbiter). The resource name sits in braces so that a
+# resource's keys share one Redis Cluster hash slot (its Lua scripts touch all three).
+PERMIT_PREFIX = "permit:"
+FENCE_SEEN_PREFIX = "fence:seen:"
+DEFAULT_PERMIT_TTL_S = 30.0
+DEFAULT_PERMIT_WAIT_TIMEOUT_S = 10.0
+# Audit chain (framework.trust.audit.chain) and the alerts stream of the safe executor.
+AUDIT_STREAM = "audit:chain"
+AUDIT_HEAD_KEY = "audit:chain:head"
+AUDIT_CHECKPOINT_KEY = "audit:chain:checkpoint"
+ALERTS_STREAM = "capability-alerts"
+
+# Circuit breaker states, field "{breaker}|{owner}" -> JSON (capabilities.breaker).
+BREAKERS_KEY = "fleet:breakers"
+BREAKERS_OPENED_CHANNEL = "fleet:breakers:opened"
+# A breaker watcher whose subscription broke retries this often.
+BREAKERS_WATCH_RETRY_S = 1.0
+# Completed rule steps of one stream entry: hash "{rule}:{step}" -> JSON result.
+STEPS_PREFIX = "fleet:steps:"
+# A redelivery after this long may repeat a completed step (the record expired).
+DEFAULT_STEP_RECORD_TTL_S = 7 * 24 * 3600
+DEFAULT_RULES_PATH = "rules.json"
+
+# Stream consumers (framework.consuming.consumer).
+DEAD_LETTER_SUFFIX = ":dlq"
+CONSUMER_HEARTBEAT_PREFIX = "fleet:consumers:"
+CONSUMER_ERRORS_PREFIX = "fleet:consumer-errors:"
+DEFAULT_CONSUMER_GROUP = "connector-fleet"
+DEFAULT_MAX_IN_FLIGHT = 64
+DEFAULT_CLAIM_IDLE_MS = 30_000
+DEFAULT_MAX_DELIVERIES = 5
+# A consumer re-claims its in-flight entries at this fraction of the visibility
+# timeout: two heartbeats may fail before another consumer may take them.
+CONSUMER_HEARTBEAT_FRACTION = 1 / 3
+
+
+def dead_letter_stream(stream: str) -> str:
+    return f"{stream}{DEAD_LETTER_SUFFIX}"
+
+
+def consumer_heartbeat_key(group: str, consumer: str) -> str:
+    return f"{CONSUMER_HEARTBEAT_PREFIX}{group}:{consumer}"
+
+
+def consumer_errors_key(group: str, stream: str) -> str:
+    return f"{CONSUMER_ERRORS_PREFIX}{group}:{stream}"
+
+
+def steps_key(stream: str, entry_id: str) -> str:
+    return f"{STEPS_PREFIX}{stream}:{entry_id}"
+
+
+def lease_key(name: str) -> str:
+    return f"{LEASE_PREFIX}{name}"
+
+
+def state_key(name: str) -> str:
+    return f"{STATE_PREFIX}{name}"
+
+
+def versions_key(name: str) -> str:
+    return f"{STATE_PREFIX}{name}{VERSIONS_SUFFIX}"
+
+
+def metrics_key(name: str) -> str:
+    return f"{METRICS_PREFIX}{name}"
+
+
+def permit_keys(resource: str) -> tuple[str, str, str]:
+    """``(holders, tokens, fence)`` keys of one resource's permits."""
+    base = f"{PERMIT_PREFIX}{{{resource}}}"
+    return f"{base}:holders", f"{base}:tokens", f"{base}:fence"
+
+
+def fence_seen_key(target: str) -> str:
+    return f"{FENCE_SEEN_PREFIX}{target}"
+
+
+# Capability catalog (framework.trust.catalog.store).
+CATALOG_IDS_KEY = "catalog:capabilities"
+CATALOG_DEFINITIONS_PREFIX = "catalog:capability:"
+CATALOG_REVOCATIONS_PREFIX = "catalog:revocations:"
+CATALOG_CHANGES_CHANNEL = "catalog:changes"
+# A catalog watcher whose subscription broke retries this often (and reads
+# every definition afresh meanwhile, so nothing is missed).
+CATALOG_WATCH_RETRY_S = 0.5
+
+
+def catalog_definitions_key(capability_id: str) -> str:
+    return f"{CATALOG_DEFINITIONS_PREFIX}{capability_id}"
+
+
+def catalog_revocations_key(capability_id: str) -> str:
+    return f"{CATALOG_REVOCATIONS_PREFIX}{capability_id}"
+
+
+# The field a dead letter's replay carries: the id of the entry it replays, so the
+# replay keeps that entry's idempotency keys.
+REPLAY_OF_FIELD = "replay_of"

@@ -1,0 +1,67 @@
+"""Process settings, read from the environment (pydantic-settings).
+
+These are about the process, not about a connector: where Redis is, where the
+connector configuration lives, how to log. Connector entries live in
+connectors.json (see :mod:`framework.polling.config`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from framework.core.keys import (
+    DEFAULT_CONFIG_PATH,
+    DEFAULT_DRAIN_TIMEOUT_S,
+    DEFAULT_REDIS_URL,
+    DEFAULT_RULES_PATH,
+)
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "connector-fleet"
+
+
+class Settings(BaseSettings):
+    """``REDIS_URL``, ``CONNECTORS_CONFIG_PATH``, ``METRICS_PORT``, ``LOG_LEVEL``,
+    ``LOG_FORMAT`` and the ``FLEET_*`` knobs."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    # Tried when REDIS_URL is unset; if nothing answers there, an embedded
+    # redis-server is started on that host and port.
+    redis_default_url: str = Field(DEFAULT_REDIS_URL, validation_alias="FLEET_REDIS_DEFAULT_URL")
+    redis_server_bin: str = Field("redis-server", validation_alias="FLEET_REDIS_SERVER_BIN")
+    data_dir: Path = Field(default_factory=_default_data_dir, validation_alias="FLEET_DATA_DIR")
+    connectors_config_path: Path = Field(
+        Path(DEFAULT_CONFIG_PATH), validation_alias="CONNECTORS_CONFIG_PATH"
+    )
+    # Unset: rules.json beside the connectors file (see resolved_rules_path).
+    rules_path: Path | None = Field(None, validation_alias="RULES_PATH")
+    metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="METRICS_PORT")
+    metrics_host: str = Field("0.0.0.0", validation_alias="METRICS_HOST")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias="LOG_LEVEL"
+    )
+    log_format: Literal["json", "console"] = Field("json", validation_alias="LOG_FORMAT")
+    # A PEM Ed25519 private key: consumers sign every audit record they append with it.
+    audit_signing_key: Path | None = Field(None, validation_alias="AUDIT_SIGNING_KEY")
+    drain_timeout_s: float = Field(
+        DEFAULT_DRAIN_TIMEOUT_S, gt=0, validation_alias="FLEET_DRAIN_TIMEOUT_S"
+    )
+
+    restart_base_s: float = Field(1.0, gt=0, validation_alias="FLEET_RESTART_BASE_S")
+    restart_max_s: float = Field(60.0, gt=0, validation_alias="FLEET_RESTART_MAX_S")
+
+    @property
+    def resolved_rules_path(self) -> Path:
+        return self.rules_path or self.connectors_config_path.parent / DEFAULT_RULES_PATH
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value

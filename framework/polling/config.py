@@ -1,0 +1,269 @@
+"""Connector configuration: the model and its two sources (file and environment),
+with ``${VAR}`` substituted in ``providerConfig`` and secrets redacted on output.
+
+``load_fleet_config`` is the one entry point; it collects every problem it
+finds before raising, so ``config check`` can list them all at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from framework.core.errors import (
+    ConfigError,
+    ConfigFileError,
+    InvalidEntriesError,
+    MissingVariableError,
+)
+from framework.core.keys import DEFAULT_LEASE_TTL_S, DEFAULT_OUTPUT_STREAM, DEFAULT_STREAM_MAXLEN
+from framework.core.redaction import redact
+from framework.core.substitution import substitute
+
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class RetryConfig(_Model):
+    """Exponential backoff between attempts of one request."""
+
+    base_delay_ms: int = Field(150, gt=0)
+    max_delay_ms: int = Field(10_000, gt=0)
+    jitter_ratio: float = Field(0.1, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _max_not_below_base(self) -> RetryConfig:
+        if self.max_delay_ms < self.base_delay_ms:
+            raise ValueError("maxDelayMs must be greater than or equal to baseDelayMs")
+        return self
+
+
+class ConnectorConfig(_Model):
+    """One entry of connectors.json (camelCase there, snake_case here)."""
+
+    name: str = Field(pattern=_NAME_PATTERN)
+    type: str = Field(min_length=1)
+    enabled: bool = True
+    poll_interval_ms: int = Field(60_000, gt=0)
+    request_timeout_ms: int = Field(10_000, gt=0)
+    max_retries: int = Field(2, ge=0, le=100)
+    output_stream: str = Field(DEFAULT_OUTPUT_STREAM, min_length=1)
+    lease_ttl_seconds: int = Field(DEFAULT_LEASE_TTL_S, ge=2)
+    stream_max_len: int = Field(DEFAULT_STREAM_MAXLEN, gt=0)
+    retry_config: RetryConfig = Field(default_factory=lambda: RetryConfig())
+    provider_config: dict[str, Any] = Field(default_factory=dict)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for key, value in super().__repr_args__():
+            yield key, redact(value) if key == "provider_config" else value
+
+    def redacted(self) -> dict[str, Any]:
+        """The entry as connectors.json spells it, secrets replaced by ``***``."""
+        data = self.model_dump(by_alias=True)
+        data["providerConfig"] = redact(data["providerConfig"])
+        return data
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """Every connector of the fleet, by name, and where they were read from."""
+
+    connectors: Mapping[str, ConnectorConfig]
+    source: str
+
+    def get(self, name: str) -> ConnectorConfig | None:
+        return self.connectors.get(name)
+
+    def enabled(self) -> list[ConnectorConfig]:
+        return [c for c in self.connectors.values() if c.enabled]
+
+
+def load_fleet_config(
+    path: Path | str, environ: Mapping[str, str] | None = None
+) -> FleetConfig:
+    """Read the fleet from the environment when ``ENABLED_CONNECTORS`` is set,
+    otherwise from the JSON file at ``path``; substitute ``${VAR}``; validate."""
+    env = os.environ if environ is None else environ
+    if env.get("ENABLED_CONNECTORS", "").strip():
+        raw = _entries_from_environment(env)
+        source = "environment (ENABLED_CONNECTORS)"
+    else:
+        raw = _entries_from_file(Path(path))
+        source = str(path)
+    return _validate_entries(raw, env, source)
+
+
+def _entries_from_file(path: Path) -> list[Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigFileError(
+            f"{path}: no such file (set CONNECTORS_CONFIG_PATH, or ENABLED_CONNECTORS "
+            "for environment mode)"
+        ) from None
+    except OSError as exc:
+        raise ConfigFileError(f"{path}: cannot be read: {exc.strerror}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigFileError(
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(document, dict) or not isinstance(document.get("connectors"), list):
+        raise ConfigFileError(f'{path}: expected an object {{"connectors": [...]}}')
+    return list(document["connectors"])
+
+
+_UNIVERSAL_ENV_FIELDS = {
+    "TYPE": "type",
+    "ENABLED": "enabled",
+    "POLL_INTERVAL_MS": "pollIntervalMs",
+    "REQUEST_TIMEOUT_MS": "requestTimeoutMs",
+    "MAX_RETRIES": "maxRetries",
+    "OUTPUT_STREAM": "outputStream",
+    "LEASE_TTL_SECONDS": "leaseTtlSeconds",
+    "STREAM_MAX_LEN": "streamMaxLen",
+}
+_RETRY_ENV_FIELDS = {
+    "RETRY_BASE_DELAY_MS": "baseDelayMs",
+    "RETRY_MAX_DELAY_MS": "maxDelayMs",
+    "RETRY_JITTER_RATIO": "jitterRatio",
+}
+
+
+def env_prefix(name: str) -> str:
+    """``weather-noaa`` -> ``CONNECTOR_WEATHER_NOAA_``."""
+    return "CONNECTOR_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + "_"
+
+
+def _entries_from_environment(env: Mapping[str, str]) -> list[Any]:
+    names = [n.strip() for n in env["ENABLED_CONNECTORS"].split(",") if n.strip()]
+    prefixes = {name: env_prefix(name) for name in names}
+    entries: list[Any] = []
+    for name, prefix in prefixes.items():
+        # A longer prefix belongs to another connector (weather vs weather-noaa).
+        longer = [p for p in prefixes.values() if p != prefix and p.startswith(prefix)]
+        entry: dict[str, Any] = {"name": name}
+        retry: dict[str, str] = {}
+        provider: dict[str, str] = {}
+        for key, value in env.items():
+            if not key.startswith(prefix) or any(key.startswith(p) for p in longer):
+                continue
+            field = key[len(prefix) :]
+            if field in _UNIVERSAL_ENV_FIELDS:
+                entry[_UNIVERSAL_ENV_FIELDS[field]] = value
+            elif field in _RETRY_ENV_FIELDS:
+                retry[_RETRY_ENV_FIELDS[field]] = value
+            elif field:
+                provider[to_camel(field.lower())] = value
+        if retry:
+            entry["retryConfig"] = retry
+        entry["providerConfig"] = provider
+        entries.append(entry)
+    return entries
+
+
+def _validate_entries(raw: list[Any], env: Mapping[str, str], source: str) -> FleetConfig:
+    problems: list[str] = []
+    connectors: dict[str, ConnectorConfig] = {}
+    for index, entry in enumerate(raw):
+        label = _entry_label(entry, index)
+        if not isinstance(entry, dict):
+            problems.append(f"{label}: expected an object, got {type(entry).__name__}")
+            continue
+        try:
+            # A disabled entry may wait for its secrets: its ${VAR}s stay as written.
+            if _is_enabled(entry):
+                entry = _substitute_entry(entry, env, label)
+            config = ConnectorConfig.model_validate(entry, strict=False)
+        except MissingVariableError as exc:
+            problems.append(str(exc))
+            continue
+        except ValidationError as exc:
+            problems.extend(f"{label}: {_describe(error)}" for error in exc.errors())
+            continue
+        if config.name in connectors:
+            problems.append(f"{label}: duplicate connector name {config.name!r}")
+            continue
+        connectors[config.name] = config
+    if problems:
+        raise InvalidEntriesError(source, problems, connectors)
+    return FleetConfig(connectors=connectors, source=source)
+
+
+def _is_enabled(entry: dict[str, Any]) -> bool:
+    value = entry.get("enabled", True)
+    if isinstance(value, str):  # environment mode: CONNECTOR_<NAME>_ENABLED=false
+        return value.strip().lower() not in {"false", "0", "no", "off"}
+    return bool(value)
+
+
+def _entry_label(entry: Any, index: int) -> str:
+    if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+        return f"connector {entry['name']}"
+    return f"connectors[{index}]"
+
+
+def _describe(error: Any) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "(entry)"
+    if error["type"] == "extra_forbidden":
+        return f"{location}: unknown field"
+    return f"{location}: {error['msg']}"
+
+
+def _substitute_entry(entry: dict[str, Any], env: Mapping[str, str], label: str) -> dict[str, Any]:
+    provider = entry.get("providerConfig")
+    if not isinstance(provider, dict):
+        return entry
+    name = label.removeprefix("connector ")
+
+    def missing(variable: str, path: str) -> str:
+        raise MissingVariableError(variable, connector=name, field=path)
+
+    return {**entry, "providerConfig": substitute(provider, env, missing)}
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_provider_config(model: type[M], config: ConnectorConfig) -> M:
+    """Validate ``providerConfig`` against a provider's model, or raise a
+    :class:`ConfigError` naming the type, the connector and every bad field
+    (``JIRA connector jira-prod: baseUrl is required``; empty counts as missing)."""
+    missing = _missing_required(model, config.provider_config)
+    problems = [f"{key} is required" for key in missing]
+    try:
+        settings = model.model_validate(config.provider_config)
+    except ValidationError as exc:
+        problems += [
+            f"providerConfig.{_describe(error)}".replace("providerConfig.(entry)", "providerConfig")
+            for error in exc.errors()
+            if not error["loc"] or error["loc"][0] not in missing
+        ]
+    if problems:
+        raise ConfigError(f"{config.type} connector {config.name}: {'; '.join(problems)}")
+    return settings
+
+
+def _missing_required(model: type[BaseModel], given: Mapping[str, Any]) -> list[str]:
+    """The required fields of ``model`` that ``given`` lacks or leaves empty, by
+    the name connectors.json spells them."""
+    return [
+        field.alias or name
+        for name, field in model.model_fields.items()
+        if field.is_required() and all(given.get(key) in (None, "")
+                                       for key in (field.alias or name, name))
+    ]

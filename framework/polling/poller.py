@@ -1,0 +1,250 @@
+"""The polling connector: fetch -> detect changes -> transform -> publish + save state.
+
+:class:`UniversalPollingConnector` composes the parts a provider supplies (a
+fetcher, an item-id function, a change detector, a transformer) with the
+framework's :class:`~framework.polling.state.StateStore`. One bad item is counted in
+``failed`` and logged with its id; it never stops the others.
+
+A source that pages gives a *page fetcher* instead: an async generator that
+yields one :class:`FetchResult` per page. Each page is published and its
+cursors saved in one atomic commit before the next page is pulled, so a
+failure at page k keeps pages < k (and the cursor after them) and nothing of
+page k: the next poll resumes from there, without duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+import orjson
+from pydantic import BaseModel
+
+from framework.core.logs import Logger
+from framework.polling.config import ConnectorConfig
+from framework.polling.state import Change, ConnectorState, StateStore
+
+TProvider = TypeVar("TProvider")
+TRaw = TypeVar("TRaw")
+TSignal = TypeVar("TSignal")
+
+
+@dataclass(frozen=True, slots=True)
+class PollSummary:
+    """What one poll did. ``removed``: ids pruned because the source dropped them."""
+
+    fetched: int = 0
+    published: int = 0
+    skipped_unchanged: int = 0
+    failed: int = 0
+    removed: int = 0
+    not_modified: bool = False
+    pages: int = 1
+
+    def __add__(self, other: PollSummary) -> PollSummary:
+        return PollSummary(
+            fetched=self.fetched + other.fetched,
+            published=self.published + other.published,
+            skipped_unchanged=self.skipped_unchanged + other.skipped_unchanged,
+            failed=self.failed + other.failed,
+            removed=self.removed + other.removed,
+            not_modified=self.not_modified and other.not_modified,
+            pages=self.pages + other.pages,
+        )
+
+
+class PollingConnector(Protocol):
+    """What the worker runs: one poll at a time, then ``aclose`` once."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def poll(self) -> PollSummary: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class FetchResult(Generic[TRaw]):
+    """What a fetcher returns.
+
+    ``complete``: the items are the source's whole current set, so ids missing
+    from it are pruned from the state. Incremental fetchers (cursors) say False.
+    A page fetcher says it on its last page only: the pages together were the
+    whole set.
+    ``etag`` / ``last_modified`` / ``cursors``: the values to save with this
+    poll (for a page: the cursor that is safe to resume from after it).
+    """
+
+    items: Sequence[TRaw] = ()
+    complete: bool = True
+    not_modified: bool = False
+    etag: str | None = None
+    last_modified: str | None = None
+    cursors: Mapping[str, str] = field(default_factory=dict)
+
+
+Fetcher = Callable[[TProvider, ConnectorState], Awaitable[FetchResult[TRaw]]]
+PageFetcher = Callable[[TProvider, ConnectorState], AsyncIterator[FetchResult[TRaw]]]
+
+
+def content_version(raw: Any) -> str:
+    """The default change detector: a hash of the item's canonical JSON."""
+    canonical = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(canonical, digest_size=12).hexdigest()
+
+
+def encode_signal(signal: Any) -> bytes:
+    if isinstance(signal, BaseModel):
+        return orjson.dumps(signal.model_dump(mode="json"))
+    return orjson.dumps(signal)
+
+
+class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
+    def __init__(
+        self,
+        *,
+        config: ConnectorConfig,
+        provider: TProvider,
+        item_id: Callable[[TRaw], str],
+        transformer: Callable[[TRaw], TSignal],
+        store: StateStore,
+        logger: Logger,
+        fetcher: Fetcher[TProvider, TRaw] | None = None,
+        page_fetcher: PageFetcher[TProvider, TRaw] | None = None,
+        change_detector: Callable[[TRaw], str] = content_version,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        if (fetcher is None) == (page_fetcher is None):
+            raise TypeError("give exactly one of fetcher= and page_fetcher=")
+        self.config = config
+        self.provider = provider
+        self._fetcher = fetcher
+        self._page_fetcher = page_fetcher
+        self._item_id = item_id
+        self._transformer = transformer
+        self._change_detector = change_detector
+        self._store = store
+        self._log = logger
+        self._on_close = on_close
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    async def poll(self) -> PollSummary:
+        state = await self._store.load()
+        if self._fetcher is None:
+            return await self._poll_pages(state)
+        result = await self._fetcher(self.provider, state)
+        if result.not_modified:
+            self._log.debug("source_not_modified")
+            return PollSummary(not_modified=True)
+        summary, _ = await self._publish(state, result, prune=result.complete)
+        return summary
+
+    async def _poll_pages(self, state: ConnectorState) -> PollSummary:
+        assert self._page_fetcher is not None
+        total: PollSummary | None = None
+        seen: set[str] = set()
+        complete = False
+        pages = self._page_fetcher(self.provider, state)
+        try:
+            async for page in pages:
+                if page.not_modified and total is None:
+                    self._log.debug("source_not_modified")
+                    return PollSummary(not_modified=True)
+                # Cheap (the versions are cached), and gives the generation that
+                # the previous page's commit moved to.
+                current = await self._store.load()
+                summary, page_seen = await self._publish(current, page, prune=False)
+                seen |= page_seen
+                total = summary if total is None else total + summary
+                complete = page.complete
+        finally:
+            # An async generator left suspended (early return, error) would keep
+            # its response open until garbage collection.
+            if isinstance(pages, AsyncGenerator):
+                await pages.aclose()
+        if total is None:
+            return PollSummary(pages=0)
+        return total + await self._prune(seen) if complete else total
+
+    async def _prune(self, seen: set[str]) -> PollSummary:
+        """After a complete paged fetch: forget the ids that no page held."""
+        state = await self._store.load()
+        removed = [i for i in state.item_versions if i not in seen]
+        if removed:
+            await self._store.commit(state, [], removed=removed)
+        return PollSummary(removed=len(removed), pages=0)
+
+    async def _publish(
+        self, state: ConnectorState, result: FetchResult[TRaw], *, prune: bool
+    ) -> tuple[PollSummary, set[str]]:
+        """Commit one fetch or page: its changes, its meta and, when ``prune``,
+        the removal of every known id it does not hold."""
+        changes, seen, skipped, failed = self._detect_changes(result.items, state.item_versions)
+        removed = [i for i in state.item_versions if i not in seen] if prune else []
+        if changes or removed or _meta_changed(state, result):
+            await self._store.commit(
+                state,
+                changes,
+                removed=removed,
+                etag=result.etag,
+                last_modified=result.last_modified,
+                cursors=result.cursors,
+            )
+        summary = PollSummary(
+            fetched=len(result.items),
+            published=len(changes),
+            skipped_unchanged=skipped,
+            failed=failed,
+            removed=len(removed),
+        )
+        return summary, seen
+
+    def _detect_changes(
+        self, items: Sequence[TRaw], known: Mapping[str, str]
+    ) -> tuple[list[Change], set[str], int, int]:
+        changes: list[Change] = []
+        seen: set[str] = set()
+        skipped = failed = 0
+        for position, raw in enumerate(items):
+            item_id: str | None = None
+            try:
+                item_id = self._item_id(raw)
+                if not item_id:
+                    raise ValueError("item has no id")
+                if item_id in seen:
+                    raise ValueError("duplicate item id in one fetch; the first copy is kept")
+                seen.add(item_id)
+                version = self._change_detector(raw)
+                if known.get(item_id) == version:
+                    skipped += 1
+                    continue
+                payload = encode_signal(self._transformer(raw))
+            except Exception as exc:
+                failed += 1
+                self._log.warning(
+                    "item_failed",
+                    item_id=item_id,
+                    position=position,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                continue
+            changes.append(Change(item_id, version, payload))
+        return changes, seen, skipped, failed
+
+    async def aclose(self) -> None:
+        if self._on_close is not None:
+            await self._on_close()
+
+
+def _meta_changed(state: ConnectorState, result: FetchResult[Any]) -> bool:
+    return (
+        (result.etag is not None and result.etag != state.etag)
+        or (result.last_modified is not None and result.last_modified != state.last_modified)
+        or any(state.cursors.get(k) != v for k, v in result.cursors.items())
+    )
