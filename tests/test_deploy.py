@@ -263,7 +263,11 @@ def test_dockerfile_builds_the_wheel_from_what_the_package_is_made_of() -> None:
                if line.startswith("!")}
     assert copied == allowed
     assert all((REPO_ROOT / path).exists() for path in copied)
-    assert list((REPO_ROOT / "framework" / "lua").glob("*.lua"))  # package-data the wheel ships
+    # Each side's Lua scripts are package data the wheel must ship.
+    package_data = pyproject["tool"]["setuptools"]["package-data"]
+    for lua_dir in {path.parent for path in (REPO_ROOT / "framework").glob("*/lua/*.lua")}:
+        package = ".".join(lua_dir.parent.relative_to(REPO_ROOT).parts)
+        assert "lua/*.lua" in package_data.get(package, []), package
 
 
 # -- scripts/render-k8s and deploy/k8s ---------------------------------------------------
