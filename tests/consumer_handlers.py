@@ -14,7 +14,7 @@ from framework.consuming.capabilities.registry import CapabilityRegistry, Regist
 from framework.consuming.capabilities.spec import CallContext, CallPolicy, CapabilitySpec
 from framework.consuming.delivery import Delivery
 from framework.consuming.rules.handler import RulesHandler
-from framework.consuming.rules.model import load_rules
+from framework.consuming.rules.loader import load_rules
 from framework.core.errors import DeadLetterError
 
 STARTED = "test:started"

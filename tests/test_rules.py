@@ -10,14 +10,8 @@ import pytest
 
 from framework.consuming.delivery import Delivery
 from framework.consuming.events import InboundEvent, parse_event
-from framework.consuming.rules.model import (
-    BranchStep,
-    CallStep,
-    EmitStep,
-    Rule,
-    load_rules,
-    parse_rules,
-)
+from framework.consuming.rules.loader import load_rules, parse_rules
+from framework.consuming.rules.model import BranchStep, CallStep, EmitStep, Rule
 from framework.consuming.rules.templating import Template
 from framework.core.errors import ExpressionError, RulesFileError
 from tests.conftest import REPO_ROOT

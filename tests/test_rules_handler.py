@@ -17,7 +17,7 @@ from framework.consuming.delivery import AckWrite, Delivery
 from framework.consuming.events import parse_event
 from framework.consuming.group import GroupMember
 from framework.consuming.rules.handler import RulesHandler
-from framework.consuming.rules.model import parse_rules
+from framework.consuming.rules.loader import parse_rules
 from framework.core.errors import (
     CallFailedError,
     CircuitOpenError,

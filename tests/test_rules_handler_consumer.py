@@ -15,7 +15,7 @@ from framework.consuming.capabilities.spec import CallPolicy
 from framework.consuming.consumer import Consumer, ConsumerOptions
 from framework.consuming.dead_letters import DeadLetterStream
 from framework.consuming.rules.handler import RulesHandler
-from framework.consuming.rules.model import parse_rules
+from framework.consuming.rules.loader import parse_rules
 from framework.core.clock import SystemClock
 from framework.core.logs import get_logger
 from providers.builtin import register_builtin_capabilities

@@ -19,7 +19,7 @@ from framework.consuming.capabilities.registry import CapabilityRegistry
 from framework.consuming.consumer import Consumer, ConsumerOptions
 from framework.consuming.dead_letters import DeadLetterStream
 from framework.consuming.rules.handler import RulesHandler
-from framework.consuming.rules.model import parse_rules
+from framework.consuming.rules.loader import parse_rules
 from framework.core.clock import SystemClock
 from framework.core.logs import get_logger
 from framework.trust.audit.chain import AuditChain

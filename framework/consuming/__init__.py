@@ -46,13 +46,15 @@ from framework.consuming.metrics import (
 from framework.consuming.rules.handler import (
     RulesHandler,
 )
+from framework.consuming.rules.loader import (
+    load_rules,
+    parse_rules,
+)
 from framework.consuming.rules.model import (
     BranchStep,
     CallStep,
     RuleSet,
     Step,
-    load_rules,
-    parse_rules,
 )
 
 __all__ = [
