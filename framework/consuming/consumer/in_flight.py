@@ -1,0 +1,117 @@
+"""``InFlight``: the entries one consumer holds, their order per key, and the signals
+of its run (something settled, stop requested, stop forced)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+from framework.consuming.delivery import Delivery
+
+
+@dataclass
+class Work:
+    delivery: Delivery
+    key: str | None
+    task: asyncio.Task[None] | None = None
+    # Its XACK or dead letter is on its way: no heartbeat may call it lost.
+    settling: bool = False
+
+
+class InFlight:
+    def __init__(self, max_in_flight: int) -> None:
+        self.max_in_flight = max_in_flight
+        self.work: dict[tuple[str, str], Work] = {}
+        self.waiting: dict[str, deque[Work]] = {}  # key -> entries behind the running one
+        self.abandoned: list[Delivery] = []  # cancelled before they settled
+        self.changed = asyncio.Event()  # an entry finished, or the run must end
+        self.stopping = False
+        self.forced = False
+
+    def __len__(self) -> int:
+        return len(self.work)
+
+    def capacity(self) -> int:
+        return self.max_in_flight - len(self.work)
+
+    def hold(self, work: Work) -> bool:
+        """Hold ``work``; True if it may start now, False if it waits behind an entry
+        of its key (entries of one key run one at a time, in stream order)."""
+        d = work.delivery
+        self.work[(d.stream, d.entry_id)] = work
+        if work.key is None:
+            return True
+        if work.key in self.waiting:
+            _enqueue_in_stream_order(self.waiting[work.key], work)
+            return False
+        self.waiting[work.key] = deque()
+        return True
+
+    def release(self, work: Work) -> Work | None:
+        """Let ``work`` go; the next entry of its key, to start now (none once forced)."""
+        d = work.delivery
+        self.work.pop((d.stream, d.entry_id), None)
+        following = None
+        if work.key is not None:
+            queue = self.waiting.get(work.key)
+            if queue and not self.forced:
+                following = queue.popleft()
+            elif not queue:
+                self.waiting.pop(work.key, None)
+        self.changed.set()
+        return following
+
+    def held_ids(self, stream: str) -> set[str]:
+        return {entry_id for s, entry_id in self.work if s == stream}
+
+    def unsettled_by_stream(self) -> dict[str, list[str]]:
+        """The entries held and not being settled, by stream (what a heartbeat keeps)."""
+        by_stream: dict[str, list[str]] = defaultdict(list)
+        for (stream, entry_id), work in list(self.work.items()):
+            if not work.settling:
+                by_stream[stream].append(entry_id)
+        return by_stream
+
+    def is_unsettled(self, stream: str, entry_id: str) -> bool:
+        current = self.work.get((stream, entry_id))
+        return current is not None and not current.settling
+
+    def leftovers_by_stream(self) -> dict[str, list[str]]:
+        """The entries taken and not settled (cancelled or still held), by stream."""
+        by_stream: dict[str, list[str]] = defaultdict(list)
+        for delivery in self.abandoned + [w.delivery for w in self.work.values()]:
+            by_stream[delivery.stream].append(delivery.entry_id)
+        return by_stream
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [w.task for w in self.work.values() if w.task is not None]
+
+    def abandon(self) -> None:
+        """Cancel the work in flight; nothing waiting behind it starts."""
+        self.forced = True
+        self.changed.set()
+        for task in self.tasks():
+            task.cancel()
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep, but wake early on stop."""
+        self.changed.clear()
+        if self.stopping:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.changed.wait(), timeout=seconds)
+
+
+def _enqueue_in_stream_order(queue: deque[Work], work: Work) -> None:
+    """Append; a reclaimed entry goes before the newer entries of its key already here."""
+    position = len(queue)
+    while position and _id_order(queue[position - 1]) > _id_order(work):
+        position -= 1
+    queue.insert(position, work)
+
+
+def _id_order(work: Work) -> tuple[int, int]:
+    milliseconds, _, sequence = work.delivery.entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)

@@ -1,0 +1,106 @@
+"""``Settler``: writes what became of an entry. Acknowledgements (XACK with the records
+the handler returned) are batched: the entries that finish while a round trip is on
+its way share the next one. Dead letters and the error record of a failed attempt
+are written one by one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from functools import partial
+
+from framework.consuming.consumer.context import REDIS_DOWN, ConsumerContext, describe_error
+from framework.consuming.dead_letters import Failure
+from framework.consuming.delivery import AckWrite, Delivery
+from framework.core.cancellation import cancel_and_wait
+
+# After a forced stop, how long the acknowledgements already on their way may take.
+_ACK_FINISH_S = 5.0
+
+# (delivery, outcome): outcome is "acked" or "dead_lettered".
+OnSettled = Callable[[Delivery, str], None]
+_PendingAck = tuple[Delivery, Sequence[AckWrite], "asyncio.Future[bool]"]
+
+
+class Settler:
+    def __init__(self, ctx: ConsumerContext, on_settled: OnSettled | None) -> None:
+        self._ctx = ctx
+        self._log = ctx.log
+        self._on_settled = on_settled
+        self._acks: list[_PendingAck] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def ack(self, delivery: Delivery, writes: Sequence[AckWrite]) -> None:
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._acks.append((delivery, writes, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="consumer-acks")
+        if await done:  # counted by the flusher, per batch
+            self._log.debug("entry_acked", delivery_count=delivery.delivery_count)
+            if self._on_settled is not None:
+                self._on_settled(delivery, "acked")
+        else:
+            # Another consumer took it over (we missed heartbeats): it ran twice.
+            self._log.warning("entry_already_settled", delivery_count=delivery.delivery_count)
+
+    async def _flush(self) -> None:
+        """One round trip for every entry that finished meanwhile (under load, many)."""
+        await asyncio.sleep(0)  # let the handlers finishing in this iteration join
+        while self._acks:
+            batch, self._acks = self._acks, []
+            try:
+                acked = await self._ctx.settle(partial(self._ctx.member.ack,
+                                                       [(d, writes) for d, writes, _ in batch]))
+            except Exception as exc:  # not a Redis outage (retried): the entries stay pending
+                acked, failure = [], exc
+            outcomes: dict[tuple[str, str], int] = defaultdict(int)
+            for index, (delivery, _, done) in enumerate(batch):
+                if index < len(acked):
+                    outcomes[(delivery.stream, "acked" if acked[index] else "lost")] += 1
+                if done.done():  # its task was cancelled (a forced stop)
+                    continue
+                if index < len(acked):
+                    done.set_result(acked[index])
+                else:
+                    done.set_exception(failure)
+            for (stream, outcome), count in outcomes.items():
+                self._ctx.count(stream, outcome, count)
+
+    async def finish_acks(self) -> None:
+        """Let the acknowledgements on their way land, even after a forced stop: they
+        carry the records of finished work, which would otherwise run again. Bounded:
+        with Redis down they would be retried forever."""
+        flusher = self._flusher
+        if flusher is None or flusher.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(flusher), timeout=_ACK_FINISH_S)
+        except TimeoutError:
+            self._log.warning("acks_abandoned", waited_s=_ACK_FINISH_S)
+            await cancel_and_wait(flusher)
+
+    async def dead_letter(self, delivery: Delivery, failure: Failure) -> None:
+        member = self._ctx.member
+        letter_id = await self._ctx.settle(
+            lambda: member.dead_letter(delivery, failure, at_s=self._ctx.clock.time()))
+        if letter_id is None:
+            self._log.warning("entry_already_settled", delivery_count=delivery.delivery_count)
+            return
+        self._log.warning("entry_dead_lettered", stream=delivery.stream, entry_id=delivery.entry_id,
+                          dead_letter_stream=member.dead_letter_stream(delivery.stream),
+                          dead_letter_id=letter_id, reason=failure.reason,
+                          attempts=failure.attempts, rule=failure.rule)
+        self._ctx.count(delivery.stream, "dead_lettered")
+        if self._on_settled is not None:
+            self._on_settled(delivery, "dead_lettered")
+
+    async def record_error(self, delivery: Delivery, error: Exception) -> None:
+        """Keep the attempt's error, for the dead letter written if the entry never succeeds."""
+        record = {"error": describe_error(error), "errorType": type(error).__name__,
+                  "attempts": delivery.delivery_count, "rule": getattr(error, "rule", None),
+                  "step": getattr(error, "step", None)}
+        try:
+            await self._ctx.member.record_error(delivery, record)
+        except REDIS_DOWN as exc:
+            self._log.warning("error_record_failed", error=str(exc))
