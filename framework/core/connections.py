@@ -11,7 +11,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from framework.core.errors import RedisUnavailableError
-from framework.core.redaction import redact_url
 
 # Connection-level failures: Redis is down, restarting, failing over or loading.
 UNAVAILABLE = (
@@ -62,7 +61,3 @@ async def redis_failures(connector: str | None = None) -> AsyncIterator[None]:
                 "Redis is out of memory (maxmemory reached); writes refused", connector=connector
             ) from exc
         raise
-
-
-def describe_url(url: str) -> str:
-    return redact_url(url)

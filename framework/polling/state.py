@@ -80,11 +80,6 @@ class StateStore:
         self._cached_versions: dict[str, str] | None = None
         self._cached_generation = ""
 
-    def reconfigure(self, config: ConnectorConfig) -> None:
-        """Use a reloaded config (stream, cap) from the next commit on."""
-        self._config = config
-        self._keys[3] = config.output_stream
-
     def invalidate(self) -> None:
         self._cached_versions = None
 
