@@ -34,7 +34,8 @@ class ChannelWatch:
         self._on_message = on_message
         self._on_gap = on_gap
         self._log = logger
-        self._name = name
+        self._lost_event = f"{name}_lost"
+        self._reconnected_event = f"{name}_reconnected"
         self._retry_s = retry_s
         self.subscribed = asyncio.Event()
 
@@ -43,8 +44,7 @@ class ChannelWatch:
             try:
                 await self._follow()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                self._log.warning(f"{self._name}_lost", error=str(exc),
-                                  retry_in_s=self._retry_s)
+                self._log.warning(self._lost_event, error=str(exc), retry_in_s=self._retry_s)
             finally:
                 self.subscribed.clear()
                 self._gap()
@@ -68,7 +68,7 @@ class ChannelWatch:
             await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
 
     def _reconnected(self, connection: object) -> None:
-        self._log.warning(f"{self._name}_reconnected")
+        self._log.warning(self._reconnected_event)
         self._gap()
 
     def _gap(self) -> None:

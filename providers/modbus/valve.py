@@ -99,7 +99,7 @@ class _Valves:
             response = await client.write_coil(address.coil, _COMMANDS[action],
                                                device_id=address.unit_id)
         _check(response, address, "write coil")
-        context.logger.info("valve commanded", valve=params["valveId"], action=action,
+        context.logger.info("valve_commanded", valve=params["valveId"], action=action,
                             target=address.target, fencing_token=context.fencing_token)
         return {"valveId": params["valveId"], "action": action,
                 "fencingToken": context.fencing_token}
@@ -112,7 +112,7 @@ class _Valves:
                 response = await client.read_coils(address.coil, count=1,
                                                    device_id=address.unit_id)
         except TransientSourceError as exc:
-            context.logger.warning("valve unreachable", target=address.target, error=str(exc))
+            context.logger.warning("valve_unreachable", target=address.target, error=str(exc))
             return {"valveId": params["valveId"], "reachable": False, "closed": None,
                     "position": None, "action": None}
         _check(response, address, "read coil")

@@ -213,12 +213,12 @@ class BreakerBoard:
             key, owner = str(announced["breaker"]), str(announced["owner"])
             retry_in_s = float(announced["retryInS"])
         except (orjson.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
-            self._logger.warning("breaker announcement ignored", error=str(exc))
+            self._logger.warning("breaker_announcement_ignored", error=str(exc))
             return
         if owner == self.owner:
             return
         self._opened_elsewhere[key] = self._clock.monotonic() + retry_in_s
-        self._logger.info("breaker opened elsewhere", breaker=key, owner=owner,
+        self._logger.info("breaker_opened_elsewhere", breaker=key, owner=owner,
                           retry_in_s=retry_in_s)
 
     async def _announce_open(self, breaker: CircuitBreaker) -> None:
@@ -229,12 +229,12 @@ class BreakerBoard:
         try:
             await self._redis.publish(BREAKERS_OPENED_CHANNEL, orjson.dumps(announcement))
         except RedisError as exc:  # the others will open on their own failures
-            self._logger.warning("breaker opening not announced", breaker=breaker.key,
+            self._logger.warning("breaker_opening_not_announced", breaker=breaker.key,
                                  error=str(exc))
 
     async def _published(self, breaker: CircuitBreaker, before: BreakerState) -> None:
         self._logger.warning(
-            "breaker state changed", breaker=breaker.key, state=str(breaker.state),
+            "breaker_state_changed", breaker=breaker.key, state=str(breaker.state),
             previous=str(before), failures=breaker.failures,
         )
         if self._gauge is not None:
@@ -254,7 +254,7 @@ class BreakerBoard:
             )
         except RedisError as exc:
             # Visibility only: a breaker keeps protecting the target without Redis.
-            self._logger.warning("breaker state not published", breaker=breaker.key,
+            self._logger.warning("breaker_state_not_published", breaker=breaker.key,
                                  error=str(exc))
 
 

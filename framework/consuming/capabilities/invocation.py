@@ -115,7 +115,7 @@ async def invoke(
             retry += 1
             delay_s = _delay_s(policy, retry, exc)
             context.logger.warning(
-                "capability call failed, retrying", capability=spec.key, attempt=retry,
+                "capability_call_retrying", capability=spec.key, attempt=retry,
                 retry_in_s=delay_s, error=_describe(exc),
             )
             await context.clock.sleep(delay_s)

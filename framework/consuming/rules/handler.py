@@ -117,7 +117,7 @@ class RulesHandler:
             try:
                 await self._run_steps(rule, rule.steps, run)
             except Exception as exc:
-                self._logger.warning("rule failed", rule=rule.name, stream=delivery.stream,
+                self._logger.warning("rule_failed", rule=rule.name, stream=delivery.stream,
                                      entry_id=delivery.entry_id, error=str(exc),
                                      dead_letter=isinstance(exc, DeadLetterError))
                 failures.append(exc)
@@ -132,7 +132,7 @@ class RulesHandler:
             return rule.match.matches(run.event, run.names)
         except ExpressionError as exc:
             # The event lacks what the condition reads: the rule is not for it.
-            self._logger.info("rule condition failed, not matching", rule=rule.name,
+            self._logger.info("rule_condition_failed", rule=rule.name,
                               entry_id=run.event.entry_id, error=str(exc))
             return False
 
@@ -181,7 +181,7 @@ class RulesHandler:
                                   rule=rule.name, step=step.id, attempts=exc.attempts) from exc
         encoded = orjson.dumps(result, default=str)
         run.unwritten = AckWrite(run.key, field, encoded.decode(), self._step_ttl_s)
-        self._logger.debug("step done", rule=rule.name, step=step.id,
+        self._logger.debug("step_done", rule=rule.name, step=step.id,
                            entry_id=run.delivery.entry_id)
         return orjson.loads(encoded)
 
