@@ -1,4 +1,4 @@
-"""connectors.json and environment mode: the seed's examples, ${VAR} substitution,
+"""connectors.json and environment mode: the README's examples, ${VAR} substitution,
 validation, and errors that name the file, the connector, the field and the reason."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from framework.core.redaction import redact
 from framework.core.settings import Settings
 from framework.polling.config import ConnectorConfig, load_fleet_config
 
-SEED_NOAA = {
+NOAA_EXAMPLE = {
     "name": "weather-noaa", "type": "NOAA_WEATHER", "enabled": True, "pollIntervalMs": 60000,
     "requestTimeoutMs": 10000, "maxRetries": 2, "outputStream": "raw-input-signals",
     "leaseTtlSeconds": 30,
@@ -22,13 +22,13 @@ SEED_NOAA = {
     "providerConfig": {"baseUrl": "https://api.weather.gov", "alertsPath": "/alerts/active",
                        "area": "CA,OR", "severity": "Severe,Extreme"},
 }
-SEED_JIRA = {
+JIRA_EXAMPLE = {
     "name": "jira-prod", "type": "JIRA", "enabled": True, "pollIntervalMs": 300000,
     "requestTimeoutMs": 15000, "maxRetries": 3,
     "providerConfig": {"baseUrl": "${JIRA_BASE_URL}", "apiToken": "${JIRA_API_TOKEN}",
                        "jql": "project = SEC AND status = Open"},
 }
-SEED_ENVIRONMENT = {
+ENVIRONMENT_EXAMPLE = {
     "ENABLED_CONNECTORS": "weather-noaa,jira-prod",
     "CONNECTOR_WEATHER_NOAA_TYPE": "NOAA_WEATHER",
     "CONNECTOR_WEATHER_NOAA_POLL_INTERVAL_MS": "60000",
@@ -52,8 +52,8 @@ def write(tmp_path: Path, *entries: Any, text: str | None = None) -> Path:
     return path
 
 
-def test_the_seed_file_example_loads_with_its_variables(tmp_path: Path) -> None:
-    path = write(tmp_path, SEED_NOAA, SEED_JIRA)
+def test_the_file_example_loads_with_its_variables(tmp_path: Path) -> None:
+    path = write(tmp_path, NOAA_EXAMPLE, JIRA_EXAMPLE)
 
     fleet = load_fleet_config(path, environ={"JIRA_BASE_URL": "https://acme.atlassian.net",
                                              "JIRA_API_TOKEN": "tok-123"})
@@ -70,7 +70,7 @@ def test_the_seed_file_example_loads_with_its_variables(tmp_path: Path) -> None:
 
 def test_a_missing_variable_names_the_variable_the_connector_and_the_field(
         tmp_path: Path) -> None:
-    path = write(tmp_path, SEED_NOAA, SEED_JIRA)
+    path = write(tmp_path, NOAA_EXAMPLE, JIRA_EXAMPLE)
 
     with pytest.raises(InvalidEntriesError) as caught:
         load_fleet_config(path, environ={"JIRA_BASE_URL": "https://acme.atlassian.net"})
@@ -94,14 +94,14 @@ def test_defaults_nested_values_and_escaped_dollars_are_substituted(tmp_path: Pa
 
 
 def test_a_disabled_entry_keeps_its_variables_as_written(tmp_path: Path) -> None:
-    fleet = load_fleet_config(write(tmp_path, {**SEED_JIRA, "enabled": False}), environ={})
+    fleet = load_fleet_config(write(tmp_path, {**JIRA_EXAMPLE, "enabled": False}), environ={})
 
     assert fleet.connectors["jira-prod"].provider_config["apiToken"] == "${JIRA_API_TOKEN}"
     assert fleet.enabled() == []
 
 
-def test_the_seed_environment_example_loads_with_camel_case_provider_fields() -> None:
-    fleet = load_fleet_config("/nonexistent/connectors.json", environ=SEED_ENVIRONMENT)
+def test_the_environment_example_loads_with_camel_case_provider_fields() -> None:
+    fleet = load_fleet_config("/nonexistent/connectors.json", environ=ENVIRONMENT_EXAMPLE)
 
     assert fleet.source == "environment (ENABLED_CONNECTORS)"
     noaa = fleet.connectors["weather-noaa"]
@@ -195,7 +195,7 @@ def test_every_invalid_entry_is_listed_with_connector_field_and_reason(tmp_path:
     assert list(caught.value.valid) == ["ok"]
 
 
-def test_the_defaults_are_the_seeds() -> None:
+def test_the_documented_defaults() -> None:
     config = ConnectorConfig(name="n", type="T")
 
     assert (config.output_stream, config.lease_ttl_seconds, config.enabled) == (

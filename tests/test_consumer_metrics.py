@@ -1,4 +1,4 @@
-"""Consumer metrics: seed 000's event_source_* series and the outcome counters."""
+"""Consumer metrics: the event_source_* series (by source) and the outcome counters."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ def event_entry(document: dict[str, Any], **extra: str) -> dict[str, str]:
     return {"event": orjson.dumps(document).decode(), **extra}
 
 
-def test_base_event_parses_with_the_seed_fields() -> None:
+def test_base_event_parses_with_every_field() -> None:
     event = parse_event(delivery(event_entry({
         "event_id": "e-1", "type": "notification.received", "source": "parrot",
         "timestamp": "2026-11-22T10:30:00Z", "priority": "high", "correlation_id": "c-9",
@@ -42,7 +42,7 @@ def test_base_event_without_event_id_takes_the_entry_id() -> None:
     assert event.priority == "normal"
 
 
-def test_event_payload_of_seed_000_parses() -> None:
+def test_event_payload_of_a_sensor_parses() -> None:
     event = parse_event(delivery(event_entry({
         "source": "sensor:temperature_cuve", "value": 8.9, "unit": "°C",
         "timestamp": "2026-11-22T10:30:00.000Z", "nodeId": "svm-3",

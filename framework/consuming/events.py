@@ -2,13 +2,13 @@
 
 Three shapes of entry are accepted:
 
-* a **base event** (seed 002): field ``event`` = JSON of :class:`BaseEventV1`
+* a **base event** (``base-event/1``): field ``event`` = JSON of :class:`BaseEventV1`
   (``event_id``, ``type``, ``source``, ``timestamp``, ``priority``,
   ``correlation_id``, ``payload``);
-* an **event payload** (seed 000): field ``event`` = JSON of
+* an **event payload** (``event-payload/1``, a sensor reading): field ``event`` = JSON of
   :class:`EventPayloadV1` (``source``, ``value``, ``unit``, ``timestamp``,
   ``nodeId``, ``metadata``);
-* a **polling connector entry** (:mod:`framework.lua` ``commit.lua``): fields
+* a **polling connector entry** (written by ``framework/polling/lua/commit.lua``): fields
   ``connector``, ``type``, ``item_id``, ``version``, ``payload`` (JSON).
 
 An ``event`` entry may name its contract in the field ``schema``
@@ -51,8 +51,8 @@ class _Contract(BaseModel):
 
 
 class BaseEventV1(_Contract):
-    """Seed 002's ``BaseEvent``. ``event_id`` defaults to the stream entry id (not
-    a random one), so a redelivered entry keeps its identity."""
+    """An event of any producer: its type, source and payload. ``event_id`` defaults
+    to the stream entry id (not a random one), so a redelivered entry keeps its identity."""
 
     event_id: str | None = None
     type: str = Field(min_length=1)
@@ -64,13 +64,13 @@ class BaseEventV1(_Contract):
 
 
 class EventPayloadV1(_Contract):
-    """Seed 000's ``EventPayload``: one reading of a source (a sensor, a node)."""
+    """One reading of a source (a sensor, a node), as the sensor gateways send it."""
 
     source: str = Field(min_length=1)
     value: Any
     unit: str | None = None
     timestamp: datetime
-    nodeId: str = Field(min_length=1)  # the seed's wire name (camelCase)
+    nodeId: str = Field(min_length=1)  # camelCase: its name on the wire
     metadata: dict[str, Any] | None = None
 
 

@@ -1,4 +1,5 @@
-"""Prometheus series of the stream consumers (seed 000 names where the seed has one)."""
+"""Prometheus series of the stream consumers. Dashboards and alerts query these names
+(``event_source_*`` by source, ``consumer_*`` by group): they never change."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ key                                type    holds
 ``lease:{name}``                   string  owner token of the running instance, with TTL
 ``connector:state:{name}``         string  JSON: etag, lastModified, cursors, generation
 ``connector:state:{name}:versions`` hash   item id -> version of the last published copy
-``metrics:connector:{name}``       hash    poll counters and timings (seed metrics)
+``metrics:connector:{name}``       hash    poll counters and timings (polling.metrics)
 ``raw-input-signals``              stream  default output stream of every connector
 ``permit:{R}:holders``            zset    holder id -> expiry (ms) of resource R's permits
 ``permit:{R}:tokens``             hash    holder id -> fencing token of its permit
