@@ -26,8 +26,6 @@ from framework.consuming.capabilities.spec import (
 )
 from framework.consuming.consumer import (
     Consumer,
-    ConsumerOptions,
-    default_consumer_name,
 )
 from framework.consuming.dead_letters import (
     DeadLetterStream,
@@ -42,6 +40,10 @@ from framework.consuming.events import (
 )
 from framework.consuming.metrics import (
     ConsumerMetrics,
+)
+from framework.consuming.options import (
+    ConsumerOptions,
+    default_consumer_name,
 )
 from framework.consuming.rules.handler import (
     RulesHandler,
