@@ -70,8 +70,7 @@ class Consumer:
             self.stopped_by_force = True
             self._in_flight.abandon()
             return
-        self._in_flight.stopping = True
-        self._in_flight.changed.set()
+        self._in_flight.request_stop()
         self._log.info("stop_requested", in_flight=self.in_flight,
                        drain_timeout_s=self.options.drain_timeout_s)
 
@@ -119,7 +118,7 @@ class Consumer:
         try:
             await self._run_until_settled(work)
         except asyncio.CancelledError:
-            self._in_flight.abandoned.append(work.delivery)
+            self._in_flight.mark_abandoned(work.delivery)
             raise
         except Exception as exc:  # settling failed beyond an outage: it stays pending
             self._log.error("entry_settle_failed", error=describe_error(exc), exc_info=exc)

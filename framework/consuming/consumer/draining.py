@@ -11,7 +11,7 @@ from framework.consuming.consumer.in_flight import InFlight
 
 async def drain(ctx: ConsumerContext, in_flight: InFlight) -> None:
     """Wait (bounded) for the work in flight, then cancel what is left and wait for it."""
-    if not in_flight.work:
+    if not len(in_flight):
         return
     ctx.log.info("draining", in_flight=len(in_flight))
     try:
@@ -23,7 +23,7 @@ async def drain(ctx: ConsumerContext, in_flight: InFlight) -> None:
 
 
 async def _all_settled(in_flight: InFlight) -> None:
-    while in_flight.work and not in_flight.forced:
+    while len(in_flight) and not in_flight.forced:
         in_flight.changed.clear()
         await in_flight.changed.wait()
 

@@ -23,70 +23,78 @@ class Work:
 class InFlight:
     def __init__(self, max_in_flight: int) -> None:
         self.max_in_flight = max_in_flight
-        self.work: dict[tuple[str, str], Work] = {}
-        self.waiting: dict[str, deque[Work]] = {}  # key -> entries behind the running one
-        self.abandoned: list[Delivery] = []  # cancelled before they settled
+        self._work: dict[tuple[str, str], Work] = {}
+        self._waiting: dict[str, deque[Work]] = {}  # key -> entries behind the running one
+        self._abandoned: list[Delivery] = []  # cancelled before they settled
         self.changed = asyncio.Event()  # an entry finished, or the run must end
         self.stopping = False
         self.forced = False
 
     def __len__(self) -> int:
-        return len(self.work)
+        return len(self._work)
 
     def capacity(self) -> int:
-        return self.max_in_flight - len(self.work)
+        return self.max_in_flight - len(self._work)
 
     def hold(self, work: Work) -> bool:
         """Hold ``work``; True if it may start now, False if it waits behind an entry
         of its key (entries of one key run one at a time, in stream order)."""
         d = work.delivery
-        self.work[(d.stream, d.entry_id)] = work
+        self._work[(d.stream, d.entry_id)] = work
         if work.key is None:
             return True
-        if work.key in self.waiting:
-            _enqueue_in_stream_order(self.waiting[work.key], work)
+        if work.key in self._waiting:
+            _enqueue_in_stream_order(self._waiting[work.key], work)
             return False
-        self.waiting[work.key] = deque()
+        self._waiting[work.key] = deque()
         return True
 
     def release(self, work: Work) -> Work | None:
         """Let ``work`` go; the next entry of its key, to start now (none once forced)."""
         d = work.delivery
-        self.work.pop((d.stream, d.entry_id), None)
+        self._work.pop((d.stream, d.entry_id), None)
         following = None
         if work.key is not None:
-            queue = self.waiting.get(work.key)
+            queue = self._waiting.get(work.key)
             if queue and not self.forced:
                 following = queue.popleft()
             elif not queue:
-                self.waiting.pop(work.key, None)
+                self._waiting.pop(work.key, None)
         self.changed.set()
         return following
 
     def held_ids(self, stream: str) -> set[str]:
-        return {entry_id for s, entry_id in self.work if s == stream}
+        return {entry_id for s, entry_id in self._work if s == stream}
 
     def unsettled_by_stream(self) -> dict[str, list[str]]:
         """The entries held and not being settled, by stream (what a heartbeat keeps)."""
         by_stream: dict[str, list[str]] = defaultdict(list)
-        for (stream, entry_id), work in list(self.work.items()):
+        for (stream, entry_id), work in list(self._work.items()):
             if not work.settling:
                 by_stream[stream].append(entry_id)
         return by_stream
 
     def is_unsettled(self, stream: str, entry_id: str) -> bool:
-        current = self.work.get((stream, entry_id))
+        current = self._work.get((stream, entry_id))
         return current is not None and not current.settling
 
     def leftovers_by_stream(self) -> dict[str, list[str]]:
         """The entries taken and not settled (cancelled or still held), by stream."""
         by_stream: dict[str, list[str]] = defaultdict(list)
-        for delivery in self.abandoned + [w.delivery for w in self.work.values()]:
+        for delivery in self._abandoned + [w.delivery for w in self._work.values()]:
             by_stream[delivery.stream].append(delivery.entry_id)
         return by_stream
 
     def tasks(self) -> list[asyncio.Task[None]]:
-        return [w.task for w in self.work.values() if w.task is not None]
+        return [w.task for w in self._work.values() if w.task is not None]
+
+    def mark_abandoned(self, delivery: Delivery) -> None:
+        """Its task was cancelled before it settled: hand it back when the run ends."""
+        self._abandoned.append(delivery)
+
+    def request_stop(self) -> None:
+        self.stopping = True
+        self.changed.set()
 
     def abandon(self) -> None:
         """Cancel the work in flight; nothing waiting behind it starts."""
