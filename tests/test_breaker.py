@@ -22,6 +22,7 @@ from framework.consuming.capabilities.breaker import (
 from framework.consuming.capabilities.invocation import CallMetrics, invoke
 from framework.consuming.capabilities.spec import CallContext, CallPolicy
 from framework.core.cancellation import cancel_and_wait
+from framework.core.deadlines import Deadlines
 from framework.core.errors import (
     CallFailedError,
     CircuitOpenError,
@@ -73,6 +74,10 @@ def test_half_open_lets_one_probe_through_and_a_failed_probe_reopens() -> None:
     assert breaker.refusal_s(21.5) is None
 
 
+# One deadline timer set for the calls of this module, as a process has.
+DEADLINES = Deadlines()
+
+
 def _context(redis: Redis, clock: FakeClock) -> CallContext:
     return CallContext(idempotency_key="s:1-0:r:notify", event={}, redis=redis, clock=clock,
                        logger=get_logger(test="breaker"))
@@ -95,12 +100,14 @@ async def test_failing_target_opens_the_breaker_then_it_half_opens_and_recovers(
             assert breaker == f"http_call@127.0.0.1:{target.url.rsplit(':', 1)[1]}"
             for _ in range(5):
                 with pytest.raises(CallFailedError, match="500"):
-                    await invoke(spec, params, _context(redis, clock), breakers=board)
+                    await invoke(spec, params, _context(redis, clock),
+                                 deadlines=DEADLINES, breakers=board)
                 await clock.advance(1.0)
             assert board.state(breaker) is BreakerState.OPEN
 
             with pytest.raises(CircuitOpenError) as caught:
-                await invoke(spec, params, _context(redis, clock), breakers=board)
+                await invoke(spec, params, _context(redis, clock),
+                             deadlines=DEADLINES, breakers=board)
             assert caught.value.breaker == breaker
             assert len(target.received) == 5  # failing fast: no sixth request
             states = await read_breakers(redis)
@@ -111,7 +118,8 @@ async def test_failing_target_opens_the_breaker_then_it_half_opens_and_recovers(
 
             target.reply("/hook", TargetReply(200, {"ok": True}))
             await clock.advance(30.0)
-            result = await invoke(spec, params, _context(redis, clock), breakers=board)
+            result = await invoke(spec, params, _context(redis, clock),
+                                  deadlines=DEADLINES, breakers=board)
     finally:
         await actions.aclose()
     assert result == {"status": 200, "json": {"ok": True}}
@@ -133,11 +141,14 @@ async def test_breakers_are_per_target_host(redis: Redis) -> None:
             for _ in range(5):
                 with pytest.raises(CallFailedError, match="503"):
                     await invoke(spec, {"url": f"{down.url}/x"}, _context(redis, clock),
+                                 deadlines=DEADLINES,
                                  breakers=board)
             with pytest.raises(CircuitOpenError):
                 await invoke(spec, {"url": f"{down.url}/x"}, _context(redis, clock),
+                             deadlines=DEADLINES,
                              breakers=board)
             result = await invoke(spec, {"url": f"{up.url}/x"}, _context(redis, clock),
+                                  deadlines=DEADLINES,
                                   breakers=board)
     finally:
         await actions.aclose()
@@ -156,9 +167,11 @@ async def test_open_breaker_with_on_open_deadletter_dead_letters(redis: Redis) -
             target.reply("/x", TargetReply(500))
             with pytest.raises(CallFailedError, match="500"):
                 await invoke(spec, {"url": f"{target.url}/x"}, _context(redis, clock),
+                             deadlines=DEADLINES,
                              breakers=board)
             with pytest.raises(DeadLetterError, match="circuit breaker .* is open"):
                 await invoke(spec, {"url": f"{target.url}/x"}, _context(redis, clock),
+                             deadlines=DEADLINES,
                              breakers=board)
     finally:
         await actions.aclose()
@@ -176,6 +189,7 @@ async def test_non_retryable_answers_do_not_count_against_the_breaker(redis: Red
             for _ in range(6):
                 with pytest.raises(PermanentCallError):
                     await invoke(spec, {"url": f"{target.url}/x"}, _context(redis, clock),
+                                 deadlines=DEADLINES,
                                  breakers=board)
     finally:
         await actions.aclose()

@@ -13,12 +13,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from framework.consuming.capabilities.invocation import CallMetrics
 from framework.consuming.capabilities.registry import CapabilityRegistry
 from framework.consuming.capabilities.spec import (
     CallContext,
     CallPolicy,
     CallRequest,
+    CapabilityExecutor,
     CapabilitySpec,
 )
 from framework.core.clock import SystemClock
@@ -37,10 +37,12 @@ from framework.trust.arbiter import ResourceArbiter
 from framework.trust.audit.chain import AuditChain, AuditRecord
 from framework.trust.catalog.signing import PrivateKey, TrustStore
 from framework.trust.catalog.store import CapabilityDefinition, Catalog, parse_definition
-from framework.trust.safe_executor import ExecutionMetrics, SafeExecutor
+from framework.trust.execution.metrics import ExecutionMetrics
+from framework.trust.execution.pipeline import TrustDeps, build_safe_executor
 from providers.modbus import VALVE_RESOURCE, ValveAddress, valve_control_spec
 from providers.modbus.simulator import ValveSimulator
 from tests.conftest import FIXTURES
+from tests.execution_deps import execution_deps
 
 VALVE_FILE = FIXTURES / "valve" / "valve_control_v1.1.0.json"
 COIL = 3
@@ -76,7 +78,7 @@ class Plant:
     registry: CapabilityRegistry
     device: ValveSimulator
     prometheus: CollectorRegistry
-    executor: SafeExecutor
+    executor: CapabilityExecutor
 
     async def register(self, definition: CapabilityDefinition) -> None:
         await self.catalog.register(definition.signed_with(self.key))
@@ -89,12 +91,15 @@ class Plant:
 
 
 def build_executor(redis: Redis, catalog: Catalog, registry: CapabilityRegistry,
-                   prometheus: CollectorRegistry | None = None) -> SafeExecutor:
+                   prometheus: CollectorRegistry | None = None) -> CapabilityExecutor:
     metrics = (ExecutionMetrics.create(prometheus, catalog=catalog)
                if prometheus is not None else None)
-    return SafeExecutor(catalog, registry, redis=redis, resources={"valve_control":
-                        VALVE_RESOURCE}, metrics=metrics,
-                        call_metrics=CallMetrics.create(prometheus) if prometheus else None)
+    deps = execution_deps(redis, SystemClock(), prometheus)
+    return build_safe_executor(registry, deps, TrustDeps(
+        catalog=catalog, audit=AuditChain(redis, clock=deps.clock), metrics=metrics,
+        arbiter=ResourceArbiter(redis, clock=deps.clock, logger=deps.logger,
+                                wait_histogram=metrics.permit_wait if metrics else None),
+        resources={"valve_control": VALVE_RESOURCE}))
 
 
 async def plant_on(redis: Redis, device: ValveSimulator) -> Plant:
