@@ -102,6 +102,10 @@ def build_executor(redis: Redis, catalog: Catalog, registry: CapabilityRegistry,
         resources={"valve_control": VALVE_RESOURCE}))
 
 
+def arbiter_on(redis: Redis) -> ResourceArbiter:
+    return ResourceArbiter(redis, clock=SystemClock(), logger=get_logger(test="permits"))
+
+
 async def plant_on(redis: Redis, device: ValveSimulator) -> Plant:
     key = PrivateKey.generate()
     catalog = Catalog(redis, TrustStore([key.public()]))
@@ -145,7 +149,7 @@ async def test_a_step_runs_through_the_seven_steps_and_is_audited(plant: Plant) 
                         version="1.1.0", status="ok") == 1
     assert plant.metric("connector_permit_wait_seconds_count", resource_kind="valve",
                         outcome="granted") == 1
-    assert await ResourceArbiter(plant.redis).holders("valve:V-01") == {}
+    assert await arbiter_on(plant.redis).holders("valve:V-01") == {}
     assert (await AuditChain(plant.redis).verify()).ok
 
 
@@ -229,7 +233,7 @@ async def test_a_postcondition_that_never_holds_rolls_back_alerts_and_releases(
     assert alert["type"] == "capability.rollback"
     assert alert["payload"]["auditSeq"] == failed.seq
     assert alert["payload"]["strategy"] == "revert"
-    assert await ResourceArbiter(redis).holders("valve:V-01") == {}
+    assert await arbiter_on(redis).holders("valve:V-01") == {}
     assert plant.metric("connector_rollback_count_total", capability_id="valve_control",
                         strategy="revert") == 1
 
@@ -277,7 +281,7 @@ async def test_a_failing_handler_without_rollback_alerts_and_stays_retryable(
         "failed", "handler", "none")
     [alert] = await alerts(redis)
     assert (alert["type"], alert["payload"]["stage"]) == ("capability.failure", "handler")
-    assert await ResourceArbiter(redis).holders("valve:V-01") == {}
+    assert await arbiter_on(redis).holders("valve:V-01") == {}
 
 
 async def test_a_failing_capability_opens_its_breaker_by_default(redis: Redis) -> None:
@@ -407,7 +411,7 @@ async def test_the_permit_serializes_calls_on_one_resource(plant: Plant) -> None
 
 
 async def test_a_stalled_holders_late_write_is_fenced_off(plant: Plant) -> None:
-    arbiter = ResourceArbiter(plant.redis)
+    arbiter = arbiter_on(plant.redis)
     stalled = await arbiter.acquire("valve:V-01", ttl_s=0.2)  # then it stops renewing
 
     result = await plant.executor.execute(close_v01())  # waits out the stalled permit
