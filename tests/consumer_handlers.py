@@ -10,12 +10,15 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from framework.consuming.capabilities.registry import CapabilityRegistry, RegistryExecutor
+from framework.consuming import RegistryExecutor
+from framework.consuming.capabilities.registry import CapabilityRegistry
 from framework.consuming.capabilities.spec import CallContext, CallPolicy, CapabilitySpec
 from framework.consuming.delivery import Delivery
 from framework.consuming.rules.handler import RulesHandler
 from framework.consuming.rules.loader import load_rules
+from framework.core.clock import SystemClock
 from framework.core.errors import DeadLetterError
+from tests.execution_deps import execution_deps
 
 STARTED = "test:started"
 DONE = "test:done"
@@ -60,5 +63,5 @@ def rules(redis: Redis) -> RulesHandler:
     registry = CapabilityRegistry()
     registry.register(CapabilitySpec("record", "1.0.0", _record_call,
                                      policy=CallPolicy(timeout_s=300, max_retries=0)))
-    executor = RegistryExecutor(registry, redis=redis)
+    executor = RegistryExecutor(registry, execution_deps(redis, SystemClock()))
     return RulesHandler(load_rules(os.environ["TEST_RULES_PATH"]), executor, redis=redis)

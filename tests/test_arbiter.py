@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from framework.core.clock import SystemClock
 from framework.core.errors import PermitTimeoutError, StaleFencingTokenError
 from framework.core.keys import permit_keys
+from framework.core.logs import get_logger
 from framework.trust.arbiter import FencingGuard, ResourceArbiter, permit_wait_histogram
 
 
+def arbiter_on(redis: Redis, **options: Any) -> ResourceArbiter:
+    return ResourceArbiter(redis, clock=SystemClock(), logger=get_logger(test="arbiter"),
+                           **options)
+
+
 async def test_racing_holders_are_serialized_with_increasing_tokens(redis: Redis) -> None:
-    arbiter = ResourceArbiter(redis, ttl_s=5, poll_interval_s=0.01)
+    arbiter = arbiter_on(redis, ttl_s=5, poll_interval_s=0.01)
     inside = 0
     most_inside = 0
     tokens: list[int] = []
@@ -35,7 +43,7 @@ async def test_racing_holders_are_serialized_with_increasing_tokens(redis: Redis
 
 
 async def test_shared_resource_admits_max_holders(redis: Redis) -> None:
-    arbiter = ResourceArbiter(redis, ttl_s=5)
+    arbiter = arbiter_on(redis, ttl_s=5)
     async with (
         arbiter.permit("pump:P-1", max_holders=2, wait_timeout_s=1) as first,
         arbiter.permit("pump:P-1", max_holders=2, wait_timeout_s=1) as second,
@@ -49,7 +57,7 @@ async def test_shared_resource_admits_max_holders(redis: Redis) -> None:
 
 async def test_wait_timeout_names_the_resource_and_is_measured(redis: Redis) -> None:
     registry = CollectorRegistry()
-    arbiter = ResourceArbiter(redis, wait_histogram=permit_wait_histogram(registry))
+    arbiter = arbiter_on(redis, wait_histogram=permit_wait_histogram(registry))
     async with arbiter.permit("valve:V-01"):
         with pytest.raises(PermitTimeoutError, match=r"resource valve:V-01: no permit free"):
             await arbiter.acquire("valve:V-01", wait_timeout_s=0.1)
@@ -62,7 +70,7 @@ async def test_wait_timeout_names_the_resource_and_is_measured(redis: Redis) -> 
 
 
 async def test_a_waiter_gets_the_permit_once_it_is_released(redis: Redis) -> None:
-    arbiter = ResourceArbiter(redis, poll_interval_s=0.01)
+    arbiter = arbiter_on(redis, poll_interval_s=0.01)
     first = await arbiter.acquire("valve:V-01")
     waiter = asyncio.create_task(arbiter.acquire("valve:V-01", wait_timeout_s=5))
     await asyncio.sleep(0.05)
@@ -73,7 +81,7 @@ async def test_a_waiter_gets_the_permit_once_it_is_released(redis: Redis) -> Non
 
 
 async def test_a_dead_holder_loses_the_resource_after_its_ttl(redis: Redis) -> None:
-    arbiter = ResourceArbiter(redis, poll_interval_s=0.01)
+    arbiter = arbiter_on(redis, poll_interval_s=0.01)
     dead = await arbiter.acquire("valve:V-01", ttl_s=0.2)  # never renewed nor released
     taker = await arbiter.acquire("valve:V-01", wait_timeout_s=5)
     assert taker.fencing_token > dead.fencing_token
@@ -84,7 +92,7 @@ async def test_a_dead_holder_loses_the_resource_after_its_ttl(redis: Redis) -> N
 
 
 async def test_the_permit_is_renewed_while_the_body_runs(redis: Redis) -> None:
-    arbiter = ResourceArbiter(redis, ttl_s=0.6)
+    arbiter = arbiter_on(redis, ttl_s=0.6)
     async with arbiter.permit("valve:V-01") as held:
         await asyncio.sleep(1.8)  # three TTLs
         with pytest.raises(PermitTimeoutError):
@@ -95,7 +103,7 @@ async def test_the_permit_is_renewed_while_the_body_runs(redis: Redis) -> None:
 
 
 async def test_the_permit_is_released_when_the_body_fails_or_is_cancelled(redis: Redis) -> None:
-    arbiter = ResourceArbiter(redis)
+    arbiter = arbiter_on(redis)
     with pytest.raises(RuntimeError, match="handler broke"):
         async with arbiter.permit("valve:V-01"):
             raise RuntimeError("handler broke")
@@ -117,7 +125,7 @@ async def test_the_permit_is_released_when_the_body_fails_or_is_cancelled(redis:
 
 
 async def test_released_permits_leave_only_the_fence_counter(redis: Redis) -> None:
-    arbiter = ResourceArbiter(redis)
+    arbiter = arbiter_on(redis)
     async with arbiter.permit("valve:V-01"):
         pass
     holders, tokens, fence = permit_keys("valve:V-01")
@@ -126,7 +134,7 @@ async def test_released_permits_leave_only_the_fence_counter(redis: Redis) -> No
 
 
 async def test_fencing_guard_rejects_a_stale_token(redis: Redis) -> None:
-    arbiter = ResourceArbiter(redis, poll_interval_s=0.01)
+    arbiter = arbiter_on(redis, poll_interval_s=0.01)
     guard = FencingGuard(redis)
     stalled = await arbiter.acquire("valve:V-01", ttl_s=0.2)
     await guard.accept("modbus:127.0.0.1:5020/1", stalled.fencing_token)
@@ -142,4 +150,4 @@ async def test_fencing_guard_rejects_a_stale_token(redis: Redis) -> None:
 
 async def test_max_holders_must_be_positive(redis: Redis) -> None:
     with pytest.raises(ValueError, match="max_holders"):
-        await ResourceArbiter(redis).acquire("valve:V-01", max_holders=0)
+        await arbiter_on(redis).acquire("valve:V-01", max_holders=0)

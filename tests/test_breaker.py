@@ -22,6 +22,8 @@ from framework.consuming.capabilities.breaker import (
 from framework.consuming.capabilities.invocation import CallMetrics, invoke
 from framework.consuming.capabilities.spec import CallContext, CallPolicy
 from framework.core.cancellation import cancel_and_wait
+from framework.core.clock import SystemClock
+from framework.core.deadlines import Deadlines
 from framework.core.errors import (
     CallFailedError,
     CircuitOpenError,
@@ -73,6 +75,11 @@ def test_half_open_lets_one_probe_through_and_a_failed_probe_reopens() -> None:
     assert breaker.refusal_s(21.5) is None
 
 
+# One deadline timer set for the calls of this module, as a process has.
+DEADLINES = Deadlines()
+LOG = get_logger(test="breaker")
+
+
 def _context(redis: Redis, clock: FakeClock) -> CallContext:
     return CallContext(idempotency_key="s:1-0:r:notify", event={}, redis=redis, clock=clock,
                        logger=get_logger(test="breaker"))
@@ -83,7 +90,7 @@ async def test_failing_target_opens_the_breaker_then_it_half_opens_and_recovers(
 ) -> None:
     clock = FakeClock()
     registry = CollectorRegistry()
-    board = BreakerBoard(redis=redis, clock=clock, owner="consumer-1",
+    board = BreakerBoard(redis=redis, clock=clock, logger=LOG, owner="consumer-1",
                          gauge=CallMetrics.create(registry).breaker_state)
     actions = HttpActions(policy=NO_RETRY)
     spec = actions.specs()[0]
@@ -95,12 +102,14 @@ async def test_failing_target_opens_the_breaker_then_it_half_opens_and_recovers(
             assert breaker == f"http_call@127.0.0.1:{target.url.rsplit(':', 1)[1]}"
             for _ in range(5):
                 with pytest.raises(CallFailedError, match="500"):
-                    await invoke(spec, params, _context(redis, clock), breakers=board)
+                    await invoke(spec, params, _context(redis, clock),
+                                 deadlines=DEADLINES, breakers=board)
                 await clock.advance(1.0)
             assert board.state(breaker) is BreakerState.OPEN
 
             with pytest.raises(CircuitOpenError) as caught:
-                await invoke(spec, params, _context(redis, clock), breakers=board)
+                await invoke(spec, params, _context(redis, clock),
+                             deadlines=DEADLINES, breakers=board)
             assert caught.value.breaker == breaker
             assert len(target.received) == 5  # failing fast: no sixth request
             states = await read_breakers(redis)
@@ -111,7 +120,8 @@ async def test_failing_target_opens_the_breaker_then_it_half_opens_and_recovers(
 
             target.reply("/hook", TargetReply(200, {"ok": True}))
             await clock.advance(30.0)
-            result = await invoke(spec, params, _context(redis, clock), breakers=board)
+            result = await invoke(spec, params, _context(redis, clock),
+                                  deadlines=DEADLINES, breakers=board)
     finally:
         await actions.aclose()
     assert result == {"status": 200, "json": {"ok": True}}
@@ -123,7 +133,7 @@ async def test_failing_target_opens_the_breaker_then_it_half_opens_and_recovers(
 
 async def test_breakers_are_per_target_host(redis: Redis) -> None:
     clock = FakeClock()
-    board = BreakerBoard(redis=redis, clock=clock)
+    board = BreakerBoard(redis=redis, clock=clock, logger=LOG)
     actions = HttpActions(policy=NO_RETRY)
     spec = actions.specs()[0]
     try:
@@ -133,11 +143,14 @@ async def test_breakers_are_per_target_host(redis: Redis) -> None:
             for _ in range(5):
                 with pytest.raises(CallFailedError, match="503"):
                     await invoke(spec, {"url": f"{down.url}/x"}, _context(redis, clock),
+                                 deadlines=DEADLINES,
                                  breakers=board)
             with pytest.raises(CircuitOpenError):
                 await invoke(spec, {"url": f"{down.url}/x"}, _context(redis, clock),
+                             deadlines=DEADLINES,
                              breakers=board)
             result = await invoke(spec, {"url": f"{up.url}/x"}, _context(redis, clock),
+                                  deadlines=DEADLINES,
                                   breakers=board)
     finally:
         await actions.aclose()
@@ -146,7 +159,7 @@ async def test_breakers_are_per_target_host(redis: Redis) -> None:
 
 async def test_open_breaker_with_on_open_deadletter_dead_letters(redis: Redis) -> None:
     clock = FakeClock()
-    board = BreakerBoard(clock=clock)
+    board = BreakerBoard(clock=clock, logger=LOG)
     policy = CallPolicy(max_retries=0, on_open="deadletter",
                         breaker=BreakerPolicy(failure_threshold=1))
     actions = HttpActions(policy=policy)
@@ -156,9 +169,11 @@ async def test_open_breaker_with_on_open_deadletter_dead_letters(redis: Redis) -
             target.reply("/x", TargetReply(500))
             with pytest.raises(CallFailedError, match="500"):
                 await invoke(spec, {"url": f"{target.url}/x"}, _context(redis, clock),
+                             deadlines=DEADLINES,
                              breakers=board)
             with pytest.raises(DeadLetterError, match="circuit breaker .* is open"):
                 await invoke(spec, {"url": f"{target.url}/x"}, _context(redis, clock),
+                             deadlines=DEADLINES,
                              breakers=board)
     finally:
         await actions.aclose()
@@ -167,7 +182,7 @@ async def test_open_breaker_with_on_open_deadletter_dead_letters(redis: Redis) -
 
 async def test_non_retryable_answers_do_not_count_against_the_breaker(redis: Redis) -> None:
     clock = FakeClock()
-    board = BreakerBoard(clock=clock)
+    board = BreakerBoard(clock=clock, logger=LOG)
     actions = HttpActions(policy=NO_RETRY)
     spec = actions.specs()[0]
     try:
@@ -176,6 +191,7 @@ async def test_non_retryable_answers_do_not_count_against_the_breaker(redis: Red
             for _ in range(6):
                 with pytest.raises(PermanentCallError):
                     await invoke(spec, {"url": f"{target.url}/x"}, _context(redis, clock),
+                                 deadlines=DEADLINES,
                                  breakers=board)
     finally:
         await actions.aclose()
@@ -185,7 +201,7 @@ async def test_non_retryable_answers_do_not_count_against_the_breaker(redis: Red
 
 async def test_status_shows_the_published_breakers(redis: Redis, tmp_path: Path) -> None:
     clock = FakeClock()
-    board = BreakerBoard(redis=redis, clock=clock, owner="host-a:41")
+    board = BreakerBoard(redis=redis, clock=clock, logger=LOG, owner="host-a:41")
     policy = BreakerPolicy(failure_threshold=1)
     await board.record_failure("http_call@hub.example:443", policy)
     config = tmp_path / "connectors.json"
@@ -200,8 +216,8 @@ async def test_status_shows_the_published_breakers(redis: Redis, tmp_path: Path)
 
 async def test_a_breaker_opened_in_one_process_opens_in_the_others(redis: Redis) -> None:
     policy = BreakerPolicy(failure_threshold=5, window_s=60, cooldown_s=30)
-    here = BreakerBoard(redis=redis, owner="host-a:1")
-    there = BreakerBoard(redis=redis, owner="host-b:2")
+    here = BreakerBoard(redis=redis, clock=SystemClock(), logger=LOG, owner="host-a:1")
+    there = BreakerBoard(redis=redis, clock=SystemClock(), logger=LOG, owner="host-b:2")
     key = "http_call@down.example.org"
     announcements = redis.pubsub(ignore_subscribe_messages=True)
     await announcements.subscribe(BREAKERS_OPENED_CHANNEL)
@@ -236,7 +252,7 @@ async def test_a_breaker_opened_in_one_process_opens_in_the_others(redis: Redis)
 
 async def test_a_malformed_announcement_is_ignored_and_the_watch_goes_on(redis: Redis) -> None:
     policy = BreakerPolicy(cooldown_s=30)
-    board = BreakerBoard(redis=redis, owner="host-b:2")
+    board = BreakerBoard(redis=redis, clock=SystemClock(), logger=LOG, owner="host-b:2")
     watcher = asyncio.create_task(board.watch())
     try:
         await asyncio.wait_for(board.watching.wait(), 5)

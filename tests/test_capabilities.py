@@ -16,6 +16,7 @@ from framework.consuming.capabilities.registry import CapabilityRegistry
 from framework.consuming.capabilities.spec import CallContext, CapabilitySpec
 from framework.consuming.delivery import Delivery
 from framework.consuming.events import parse_event
+from framework.core.deadlines import Deadlines
 from framework.core.errors import PermanentCallError, UnknownCapabilityError, VersionError
 from framework.core.logs import get_logger
 from framework.testing import FakeClock
@@ -106,6 +107,10 @@ async def actions() -> AsyncIterator[HttpActions]:
     await http.aclose()
 
 
+# One deadline timer set for the calls of this module, as a process has.
+DEADLINES = Deadlines()
+
+
 def context(redis: Redis, key: str = "events:1-0:rule:step") -> CallContext:
     return CallContext(idempotency_key=key, event={}, redis=redis, clock=FakeClock(),
                        logger=get_logger(test="capabilities"))
@@ -120,7 +125,7 @@ async def test_webhook_signature_is_verifiable_by_the_receiver(
         target.reply("/hook", TargetReply(202, {"accepted": True}))
         result = await invoke(webhook, {"url": f"{target.url}/hook", "secretEnv": "HOOK_SECRET",
                                         "json": {"alert": "a-1", "value": 8.9}},
-                              context(redis))
+                              context(redis), deadlines=DEADLINES)
     [request] = target.received
     assert result == {"status": 202, "json": {"accepted": True}}
     assert request.json() == {"alert": "a-1", "value": 8.9}
@@ -138,7 +143,8 @@ async def test_webhook_without_a_secret_fails_at_once_without_naming_a_value(
     monkeypatch.delenv("WEBHOOK_SECRET", raising=False)
     webhook = CapabilitySpec("webhook_call", "1.0.0", actions.webhook_call)
     with pytest.raises(PermanentCallError, match="no secret .*WEBHOOK_SECRET"):
-        await invoke(webhook, {"url": "http://127.0.0.1:9/hook", "json": {}}, context(redis))
+        await invoke(webhook, {"url": "http://127.0.0.1:9/hook", "json": {}}, context(redis),
+                     deadlines=DEADLINES)
 
 
 async def test_the_secret_never_reaches_logs_or_errors(
@@ -149,7 +155,7 @@ async def test_the_secret_never_reaches_logs_or_errors(
         target.reply("/hook", TargetReply(401, {"error": "bad signature"}))
         with structlog.testing.capture_logs() as logs, pytest.raises(PermanentCallError) as caught:
             await invoke(webhook, {"url": f"{target.url}/hook", "secret": "hunter2-secret",
-                                   "json": {}}, context(redis))
+                                   "json": {}}, context(redis), deadlines=DEADLINES)
     assert "hunter2-secret" not in str(caught.value)
     assert "hunter2-secret" not in repr(logs)
 
@@ -159,7 +165,8 @@ async def test_http_call_parameters_are_validated_and_not_retried(
 ) -> None:
     http_call = actions.specs()[0]
     with pytest.raises(PermanentCallError) as caught:
-        await invoke(http_call, {"url": "ftp://x", "method": "FETCH"}, context(redis))
+        await invoke(http_call, {"url": "ftp://x", "method": "FETCH"}, context(redis),
+                     deadlines=DEADLINES)
     assert "http_call params: field method" in caught.value.reason
     assert "field url" in caught.value.reason
     assert caught.value.attempts == 1
@@ -172,7 +179,7 @@ async def test_http_call_sends_query_headers_and_text_bodies(
         target.reply("/text", TargetReply(200, "plain"))
         result = await invoke(actions.specs()[0], {
             "method": "PUT", "url": f"{target.url}/text", "query": {"page": 2},
-            "headers": {"X-Trace": "t-1"}, "body": "raw body"}, context(redis))
+            "headers": {"X-Trace": "t-1"}, "body": "raw body"}, context(redis), deadlines=DEADLINES)
     [request] = target.received
     assert (request.method, request.body, request.headers["X-Trace"]) == (
         "PUT", b"raw body", "t-1")
@@ -188,7 +195,7 @@ async def test_emit_event_adds_a_base_event_stamped_with_the_idempotency_key(
         result = await invoke(registry.resolve("emit_event", "^1"), {
             "stream": "out", "event": {"type": "valve.closed", "source": "rules",
                                        "payload": {"valve": "v-3"}}},
-            context(redis, key="events:9-0:close:emit"))
+            context(redis, key="events:9-0:close:emit"), deadlines=DEADLINES)
     finally:
         await actions.aclose()
     [(entry_id, fields)] = await redis.xrange("out")
@@ -205,7 +212,7 @@ async def test_emit_event_rejects_an_invalid_event(redis: Redis) -> None:
                            match="emit_event params: field type: Field required"):
             await invoke(registry.resolve("emit_event"),
                          {"stream": "out", "event": {"source": "s", "payload": {}}},
-                         context(redis))
+                         context(redis), deadlines=DEADLINES)
     finally:
         await actions.aclose()
     assert await redis.exists("out") == 0
@@ -216,7 +223,8 @@ async def test_log_writes_a_structured_line(redis: Redis) -> None:
     try:
         with structlog.testing.capture_logs() as logs:
             await invoke(registry.resolve("log"), {"message": "tank hot", "level": "warning",
-                                                   "fields": {"node": "svm-3"}}, context(redis))
+                                                   "fields": {"node": "svm-3"}}, context(redis),
+                         deadlines=DEADLINES)
     finally:
         await actions.aclose()
     assert {"event": "tank hot", "log_level": "warning", "node": "svm-3"}.items() <= \

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from framework.consuming.capabilities.invocation import CallMetrics, invoke
 from framework.consuming.capabilities.spec import CallContext, CallPolicy, CapabilitySpec
+from framework.core.deadlines import Deadlines
 from framework.core.errors import (
     CallFailedError,
     DeadLetterError,
@@ -25,6 +26,9 @@ from framework.core.logs import get_logger
 from framework.testing import FakeClock
 from providers.http import HttpActions
 from tests.rules_target import HttpTarget, TargetReply
+
+# One deadline timer set for the calls of this module, as a process has.
+DEADLINES = Deadlines()
 
 
 def context(redis: Redis, clock: FakeClock, key: str = "s:1-0:rule:step") -> CallContext:
@@ -55,7 +59,7 @@ async def test_http_call_retries_after_1_2_4_s_then_succeeds(redis: Redis) -> No
             spec = actions.specs()[0]
             result = await run_with_clock(clock, invoke(
                 spec, {"method": "POST", "url": f"{target.url}/flaky", "json": {"a": 1}},
-                context(redis, clock)))
+                context(redis, clock), deadlines=DEADLINES))
         finally:
             await actions.aclose()
     assert result == {"status": 200, "json": {"ok": True}}
@@ -74,7 +78,7 @@ async def test_non_retryable_400_fails_at_once(redis: Redis) -> None:
         try:
             with pytest.raises(PermanentCallError) as caught:
                 await invoke(actions.specs()[0], {"url": f"{target.url}/bad"},
-                             context(redis, clock))
+                             context(redis, clock), deadlines=DEADLINES)
         finally:
             await actions.aclose()
     assert len(target.received) == 1
@@ -95,7 +99,7 @@ async def test_every_attempt_failing_raises_call_failed_with_the_last_error(
 
     spec = CapabilitySpec("down", "1.0.0", always_down)
     with pytest.raises(CallFailedError) as caught:
-        await run_with_clock(clock, invoke(spec, {}, context(redis, clock)))
+        await run_with_clock(clock, invoke(spec, {}, context(redis, clock), deadlines=DEADLINES))
     assert calls == [0.0, 1.0, 3.0, 7.0]
     assert caught.value.attempts == 4
     assert "down #4" in str(caught.value) and "down@1.0.0" in str(caught.value)
@@ -117,7 +121,7 @@ async def test_declared_non_retryable_exception_is_not_retried(redis: Redis) -> 
     policy = CallPolicy(retryable=lambda exc: not isinstance(exc, QuotaExceeded))
     spec = CapabilitySpec("quota", "1.0.0", over_quota, policy=policy)
     with pytest.raises(PermanentCallError, match="monthly quota used up"):
-        await invoke(spec, {}, context(redis, clock))
+        await invoke(spec, {}, context(redis, clock), deadlines=DEADLINES)
     assert calls == 1
 
 
@@ -130,7 +134,8 @@ async def test_a_permanent_source_error_from_a_handler_is_not_retried(redis: Red
         raise PermanentSourceError("401 Unauthorized")
 
     with pytest.raises(PermanentCallError, match="401"):
-        await invoke(CapabilitySpec("x", "1.0.0", refuses), {}, context(redis, FakeClock()))
+        await invoke(CapabilitySpec("x", "1.0.0", refuses), {}, context(redis, FakeClock()),
+                     deadlines=DEADLINES)
     assert calls == 1
 
 
@@ -145,7 +150,7 @@ async def test_timeout_counts_as_a_retryable_failure(redis: Redis) -> None:
     spec = CapabilitySpec("slow", "1.0.0", hangs,
                           policy=CallPolicy(timeout_s=0.05, max_retries=1, backoff_base_s=0))
     with pytest.raises(CallFailedError, match="timed out") as caught:
-        await invoke(spec, {}, context(redis, FakeClock()))
+        await invoke(spec, {}, context(redis, FakeClock()), deadlines=DEADLINES)
     assert started == 2
     assert caught.value.attempts == 2
 
@@ -157,7 +162,7 @@ async def test_sync_handlers_run_in_a_worker_thread(redis: Redis) -> None:
         return {"thread": threading.get_ident(), "doubled": params["n"] * 2}
 
     result = await invoke(CapabilitySpec("sync", "1.0.0", blocking), {"n": 21},
-                          context(redis, FakeClock()))
+                          context(redis, FakeClock()), deadlines=DEADLINES)
     assert result["doubled"] == 42
     assert result["thread"] != loop_thread
 
@@ -171,7 +176,7 @@ async def test_retry_after_longer_than_the_backoff_is_honoured(redis: Redis) -> 
         try:
             await run_with_clock(clock, invoke(actions.specs()[0],
                                                {"url": f"{target.url}/limited"},
-                                               context(redis, clock)))
+                                               context(redis, clock), deadlines=DEADLINES))
         finally:
             await actions.aclose()
     assert [request.at_s for request in target.received] == [0.0, 5.0]
@@ -192,7 +197,7 @@ async def test_call_durations_are_observed_by_capability_version_and_status(
 
     clock = FakeClock()
     spec = CapabilitySpec("flaky", "2.1.0", flaky)
-    assert await run_with_clock(clock, invoke(spec, {}, context(redis, clock),
+    assert await run_with_clock(clock, invoke(spec, {}, context(redis, clock), deadlines=DEADLINES,
                                               metrics=metrics)) == "done"
     for status in ("ok", "error"):
         count = registry.get_sample_value(

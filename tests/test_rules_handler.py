@@ -11,13 +11,15 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.consuming.capabilities.registry import CapabilityRegistry, RegistryExecutor
+from framework.consuming import RegistryExecutor
+from framework.consuming.capabilities.registry import CapabilityRegistry
 from framework.consuming.capabilities.spec import CallContext, CallPolicy, CapabilitySpec
 from framework.consuming.delivery import AckWrite, Delivery
 from framework.consuming.events import parse_event
 from framework.consuming.group import GroupMember
 from framework.consuming.rules.handler import RulesHandler
 from framework.consuming.rules.loader import parse_rules
+from framework.core.clock import SystemClock
 from framework.core.errors import (
     CallFailedError,
     CircuitOpenError,
@@ -28,6 +30,7 @@ from framework.core.keys import REPLAY_OF_FIELD, steps_key
 from framework.testing import FakeClock
 from providers.builtin import register_builtin_capabilities
 from providers.http import HttpActions
+from tests.execution_deps import execution_deps
 from tests.rules_target import HttpTarget, TargetReply
 
 STREAM = "events"
@@ -68,7 +71,7 @@ async def rig(redis: Redis) -> AsyncIterator[Rig]:
     # No retries inside a call: each test decides what a redelivery sees.
     actions = register_builtin_capabilities(registry,
                                             http=HttpActions(policy=CallPolicy(max_retries=0)))
-    executor = RegistryExecutor(registry, redis=redis, clock=FakeClock())
+    executor = RegistryExecutor(registry, execution_deps(redis, FakeClock()))
     try:
         async with HttpTarget() as target:
             yield Rig(redis, target, executor)
@@ -330,7 +333,8 @@ async def test_a_steps_record_is_in_redis_before_the_next_step_and_the_last_goes
         "name": "r", "match": {"stream": STREAM},
         "steps": [{"id": "first", "call": "mark", "params": {"n": 1}},
                   {"id": "second", "call": "look", "params": {}}],
-    }]}), RegistryExecutor(registry, redis=redis), redis=redis, step_ttl_s=120)
+    }]}), RegistryExecutor(
+        registry, execution_deps(redis, SystemClock())), redis=redis, step_ttl_s=120)
     entry_id = await redis.xadd(STREAM, {"event": orjson.dumps(reading(1.0)).decode()})
     delivery = Delivery(STREAM, entry_id, (await redis.xrange(STREAM))[0][1], "g", "c")
 

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from framework.consuming.capabilities.registry import CapabilityRegistry, RegistryExecutor
+from framework.consuming import RegistryExecutor
+from framework.consuming.capabilities.registry import CapabilityRegistry
 from framework.consuming.capabilities.spec import CallPolicy
 from framework.consuming.consumer import Consumer, ConsumerOptions
 from framework.consuming.dead_letters import DeadLetterStream
@@ -20,6 +21,7 @@ from framework.core.clock import SystemClock
 from framework.core.logs import get_logger
 from providers.builtin import register_builtin_capabilities
 from providers.http import HttpActions
+from tests.execution_deps import execution_deps
 from tests.rules_target import HttpTarget, TargetReply
 
 STREAM = "readings"
@@ -73,7 +75,7 @@ async def test_consumer_runs_rules_dead_letters_bad_entries_and_resumes_retried_
     registry = CapabilityRegistry()
     actions = register_builtin_capabilities(
         registry, http=HttpActions(policy=CallPolicy(max_retries=0)))
-    executor = RegistryExecutor(registry, redis=redis)
+    executor = RegistryExecutor(registry, execution_deps(redis, SystemClock()))
     dead_letters = DeadLetterStream(redis, STREAM)
     try:
         async with HttpTarget() as target:
@@ -122,8 +124,8 @@ async def test_a_replayed_dead_letter_does_not_repeat_the_steps_that_had_complet
             # Refused (not retryable) until the operator fixes the target.
             target.reply("/attach", TargetReply(400, {"error": "no such ticket"}),
                          TargetReply(200))
-            handler = RulesHandler(parse_rules(rules(target.url)),
-                                   RegistryExecutor(registry, redis=redis), redis=redis)
+            executor = RegistryExecutor(registry, execution_deps(redis, SystemClock()))
+            handler = RulesHandler(parse_rules(rules(target.url)), executor, redis=redis)
             original = await redis.xadd(STREAM, event(9.1, "svm-1"))
 
             async def dead_lettered() -> bool:

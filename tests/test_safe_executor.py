@@ -13,12 +13,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from framework.consuming.capabilities.invocation import CallMetrics
 from framework.consuming.capabilities.registry import CapabilityRegistry
 from framework.consuming.capabilities.spec import (
     CallContext,
     CallPolicy,
     CallRequest,
+    CapabilityExecutor,
     CapabilitySpec,
 )
 from framework.core.clock import SystemClock
@@ -37,10 +37,12 @@ from framework.trust.arbiter import ResourceArbiter
 from framework.trust.audit.chain import AuditChain, AuditRecord
 from framework.trust.catalog.signing import PrivateKey, TrustStore
 from framework.trust.catalog.store import CapabilityDefinition, Catalog, parse_definition
-from framework.trust.safe_executor import ExecutionMetrics, SafeExecutor
+from framework.trust.execution.metrics import ExecutionMetrics
+from framework.trust.execution.pipeline import TrustDeps, build_safe_executor
 from providers.modbus import VALVE_RESOURCE, ValveAddress, valve_control_spec
 from providers.modbus.simulator import ValveSimulator
 from tests.conftest import FIXTURES
+from tests.execution_deps import execution_deps
 
 VALVE_FILE = FIXTURES / "valve" / "valve_control_v1.1.0.json"
 COIL = 3
@@ -76,7 +78,7 @@ class Plant:
     registry: CapabilityRegistry
     device: ValveSimulator
     prometheus: CollectorRegistry
-    executor: SafeExecutor
+    executor: CapabilityExecutor
 
     async def register(self, definition: CapabilityDefinition) -> None:
         await self.catalog.register(definition.signed_with(self.key))
@@ -89,12 +91,19 @@ class Plant:
 
 
 def build_executor(redis: Redis, catalog: Catalog, registry: CapabilityRegistry,
-                   prometheus: CollectorRegistry | None = None) -> SafeExecutor:
+                   prometheus: CollectorRegistry | None = None) -> CapabilityExecutor:
     metrics = (ExecutionMetrics.create(prometheus, catalog=catalog)
                if prometheus is not None else None)
-    return SafeExecutor(catalog, registry, redis=redis, resources={"valve_control":
-                        VALVE_RESOURCE}, metrics=metrics,
-                        call_metrics=CallMetrics.create(prometheus) if prometheus else None)
+    deps = execution_deps(redis, SystemClock(), prometheus)
+    return build_safe_executor(registry, deps, TrustDeps(
+        catalog=catalog, audit=AuditChain(redis, clock=deps.clock), metrics=metrics,
+        arbiter=ResourceArbiter(redis, clock=deps.clock, logger=deps.logger,
+                                wait_histogram=metrics.permit_wait if metrics else None),
+        resources={"valve_control": VALVE_RESOURCE}))
+
+
+def arbiter_on(redis: Redis) -> ResourceArbiter:
+    return ResourceArbiter(redis, clock=SystemClock(), logger=get_logger(test="permits"))
 
 
 async def plant_on(redis: Redis, device: ValveSimulator) -> Plant:
@@ -140,7 +149,7 @@ async def test_a_step_runs_through_the_seven_steps_and_is_audited(plant: Plant) 
                         version="1.1.0", status="ok") == 1
     assert plant.metric("connector_permit_wait_seconds_count", resource_kind="valve",
                         outcome="granted") == 1
-    assert await ResourceArbiter(plant.redis).holders("valve:V-01") == {}
+    assert await arbiter_on(plant.redis).holders("valve:V-01") == {}
     assert (await AuditChain(plant.redis).verify()).ok
 
 
@@ -224,7 +233,7 @@ async def test_a_postcondition_that_never_holds_rolls_back_alerts_and_releases(
     assert alert["type"] == "capability.rollback"
     assert alert["payload"]["auditSeq"] == failed.seq
     assert alert["payload"]["strategy"] == "revert"
-    assert await ResourceArbiter(redis).holders("valve:V-01") == {}
+    assert await arbiter_on(redis).holders("valve:V-01") == {}
     assert plant.metric("connector_rollback_count_total", capability_id="valve_control",
                         strategy="revert") == 1
 
@@ -272,7 +281,7 @@ async def test_a_failing_handler_without_rollback_alerts_and_stays_retryable(
         "failed", "handler", "none")
     [alert] = await alerts(redis)
     assert (alert["type"], alert["payload"]["stage"]) == ("capability.failure", "handler")
-    assert await ResourceArbiter(redis).holders("valve:V-01") == {}
+    assert await arbiter_on(redis).holders("valve:V-01") == {}
 
 
 async def test_a_failing_capability_opens_its_breaker_by_default(redis: Redis) -> None:
@@ -402,7 +411,7 @@ async def test_the_permit_serializes_calls_on_one_resource(plant: Plant) -> None
 
 
 async def test_a_stalled_holders_late_write_is_fenced_off(plant: Plant) -> None:
-    arbiter = ResourceArbiter(plant.redis)
+    arbiter = arbiter_on(plant.redis)
     stalled = await arbiter.acquire("valve:V-01", ttl_s=0.2)  # then it stops renewing
 
     result = await plant.executor.execute(close_v01())  # waits out the stalled permit

@@ -22,13 +22,15 @@ from framework.consuming.rules.handler import RulesHandler
 from framework.consuming.rules.loader import parse_rules
 from framework.core.clock import SystemClock
 from framework.core.logs import get_logger
+from framework.trust.arbiter import ResourceArbiter
 from framework.trust.audit.chain import AuditChain
 from framework.trust.catalog.signing import PrivateKey, TrustStore
 from framework.trust.catalog.store import Catalog, parse_definition
-from framework.trust.safe_executor import SafeExecutor
+from framework.trust.execution.pipeline import TrustDeps, build_safe_executor
 from providers.modbus import valve_control_spec
 from providers.modbus.simulator import ValveSimulator
 from tests.conftest import FIXTURES
+from tests.execution_deps import execution_deps
 
 STREAM = "pressure-readings"
 COIL = 3
@@ -64,7 +66,10 @@ async def consuming(redis: Redis, catalog: Catalog,
     registry = CapabilityRegistry()
     registry.register(valve_control_spec({"V-01": device.address(COIL)}))
     # No resources= here: valve_control declares the valve it drives itself.
-    executor = SafeExecutor(catalog, registry, redis=redis)
+    deps = execution_deps(redis, SystemClock())
+    executor = build_safe_executor(registry, deps, TrustDeps(
+        catalog=catalog, audit=AuditChain(redis, clock=deps.clock), metrics=None,
+        arbiter=ResourceArbiter(redis, clock=deps.clock, logger=deps.logger)))
     handler = RulesHandler(parse_rules(RULES, source="rules.json"), executor, redis=redis)
     consumer = Consumer(redis, handler, ConsumerOptions(
         streams=(STREAM,), consumer="executor-1", start_id="0", block_ms=50,

@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from framework.consuming import (
+    BreakerBoard,
     CallContext,
     CallMetrics,
     CapabilityRegistry,
@@ -46,11 +47,19 @@ from framework.consuming import (
     ConsumerMetrics,
     ConsumerOptions,
     Delivery,
-    RegistryExecutor,
+    ExecutionDeps,
     RulesHandler,
+    build_executor,
     parse_rules,
 )
-from framework.core import SystemClock, cancel_and_wait, configure_logging, create_redis, get_logger
+from framework.core import (
+    Deadlines,
+    SystemClock,
+    cancel_and_wait,
+    configure_logging,
+    create_redis,
+    get_logger,
+)
 from framework.testing import RedisServer
 from worker.process import freeze_startup_heap, run_event_loop
 
@@ -115,8 +124,12 @@ async def _serve(url: str, max_in_flight: int) -> int:
     registry.register(CapabilitySpec(id="bench_noop", version="1.0.0", handler=_noop))
     logger = get_logger(component="bench")
     prometheus = CollectorRegistry()
-    executor = RegistryExecutor(registry, redis=redis, logger=logger,
-                                metrics=CallMetrics.create(prometheus))
+    clock, call_metrics = SystemClock(), CallMetrics.create(prometheus)
+    executor = build_executor(registry, ExecutionDeps(
+        redis=redis, clock=clock, logger=logger, deadlines=Deadlines(),
+        breakers=BreakerBoard(redis=redis, clock=clock, logger=logger,
+                              gauge=call_metrics.breaker_state),
+        call_metrics=call_metrics))
     handler = RulesHandler(parse_rules(_RULES), executor, redis=redis, logger=logger)
     completions = _Completions(redis)
     consumer = Consumer(redis, handler, ConsumerOptions(

@@ -35,14 +35,16 @@ from framework.consuming import (
     ConsumerMetrics,
     ConsumerOptions,
     EventHandler,
-    RegistryExecutor,
+    ExecutionDeps,
     RuleSet,
     RulesHandler,
+    build_executor,
     load_rules,
 )
 from framework.core import (
     Clock,
     ConfigError,
+    Deadlines,
     Logger,
     RedisUnavailableError,
     Settings,
@@ -58,9 +60,11 @@ from framework.trust import (
     Catalog,
     ExecutionMetrics,
     PrivateKey,
-    SafeExecutor,
+    ResourceArbiter,
+    TrustDeps,
     TrustReloader,
     TrustStoreSource,
+    build_safe_executor,
 )
 from worker.consumer_view import read_consumer_groups
 from worker.exit_codes import ExitCode
@@ -170,12 +174,15 @@ class ConsumerProcess:
         return self._rules_handler, rules.streams
 
     def _build_executor(self, capabilities: CapabilityRegistry) -> CapabilityExecutor:
-        """The signed catalog's seven-step executor when trusted keys are configured;
-        otherwise the registry's capabilities, unsigned (said in the log)."""
+        """The signed catalog's pipeline when trusted keys are configured; otherwise
+        the registry's capabilities, unsigned (said in the log). Either way on this
+        process's one breaker board and deadline timer set."""
         call_metrics = CallMetrics.create(self._prometheus)
-        self._breakers = breakers = BreakerBoard(redis=self._redis, clock=self._clock,
-                                                 logger=self._log,
-                                                 gauge=call_metrics.breaker_state)
+        self._breakers = BreakerBoard(redis=self._redis, clock=self._clock,
+                                      logger=self._log, gauge=call_metrics.breaker_state)
+        deps = ExecutionDeps(redis=self._redis, clock=self._clock, logger=self._log,
+                             breakers=self._breakers, deadlines=Deadlines(),
+                             call_metrics=call_metrics)
         key_path = self._settings.audit_signing_key
         trust_source = TrustStoreSource()
         try:
@@ -187,16 +194,16 @@ class ConsumerProcess:
             self._log.warning("catalog_disabled", reason="no trusted keys (set "
                               "CATALOG_TRUSTED_KEYS): capabilities run unsigned, from the "
                               "registry, without preconditions, permits or audit")
-            return RegistryExecutor(capabilities, redis=self._redis, clock=self._clock,
-                                    logger=self._log, breakers=breakers, metrics=call_metrics)
+            return build_executor(capabilities, deps)
         self._catalog = Catalog(self._redis, trust, clock=self._clock, logger=self._log)
         self._trust_reloader = TrustReloader(self._catalog, trust_source, logger=self._log)
         self._log.info("catalog_enabled", trusted_keys=[key.key_id for key in trust.keys])
-        return SafeExecutor(
-            self._catalog, capabilities, redis=self._redis, clock=self._clock,
-            logger=self._log, breakers=breakers, call_metrics=call_metrics,
+        metrics = ExecutionMetrics.create(self._prometheus, catalog=self._catalog)
+        return build_safe_executor(capabilities, deps, TrustDeps(
+            catalog=self._catalog, metrics=metrics,
             audit=AuditChain(self._redis, signing_key=audit_key, clock=self._clock),
-            metrics=ExecutionMetrics.create(self._prometheus, catalog=self._catalog))
+            arbiter=ResourceArbiter(self._redis, clock=self._clock, logger=self._log,
+                                    wait_histogram=metrics.permit_wait)))
 
     async def run(self) -> int:
         helpers = [asyncio.create_task(self._sample_groups(), name="group-sampler")]

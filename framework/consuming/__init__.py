@@ -3,18 +3,22 @@
 The stream consumer (consumer groups, in-flight bound, reclaim, heartbeat, drain),
 the consumer <-> handler contract, dead letters, event contracts, rules
 (``rules/``) and capabilities (``capabilities/``: spec, registry, invoker,
-breakers). It imports the core only."""
+breakers, the registry's executor). It imports the core only."""
 
 from framework.consuming.capabilities.breaker import (
     BreakerBoard,
     read_breakers,
+)
+from framework.consuming.capabilities.executor import (
+    ExecutionDeps,
+    RegistryExecutor,
+    build_executor,
 )
 from framework.consuming.capabilities.invocation import (
     CallMetrics,
 )
 from framework.consuming.capabilities.registry import (
     CapabilityRegistry,
-    RegistryExecutor,
 )
 from framework.consuming.capabilities.spec import (
     CallContext,
@@ -76,11 +80,13 @@ __all__ = [
     "DeadLetterStream",
     "Delivery",
     "EventHandler",
+    "ExecutionDeps",
     "RegistryExecutor",
     "ResourcePolicy",
     "RuleSet",
     "RulesHandler",
     "Step",
+    "build_executor",
     "default_consumer_name",
     "describe_validation_error",
     "is_retryable",

@@ -18,6 +18,9 @@ from framework.core.connections import (
     create_redis,
     is_out_of_memory,
 )
+from framework.core.deadlines import (
+    Deadlines,
+)
 from framework.core.embedded_redis import (
     EmbeddedRedis,
     redis_answers,
@@ -93,6 +96,7 @@ __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_STREAM_MAXLEN",
     "DeadLetterError",
+    "Deadlines",
     "EmbeddedRedis",
     "InvalidEntriesError",
     "LEASE_PREFIX",

@@ -2,11 +2,14 @@
 
 The signed catalog (``catalog/``: definitions, Ed25519, revocation, trusted keys),
 resource permits with fencing (arbiter), the tamper-evident audit chain
-(``audit/``) and the safe executor. It builds on the consuming side's
+(``audit/``) and the safe execution pipeline (``execution/``: catalog,
+preconditions, permit, outcome and postcondition steps around the registry's
+executor). It builds on the consuming side's
 capabilities."""
 
 from framework.trust.arbiter import (
     FencingGuard,
+    ResourceArbiter,
 )
 from framework.trust.audit.archive import (
     AuditArchive,
@@ -38,9 +41,12 @@ from framework.trust.catalog.trusted_keys import (
     TrustReloader,
     TrustStoreSource,
 )
-from framework.trust.safe_executor import (
+from framework.trust.execution.metrics import (
     ExecutionMetrics,
-    SafeExecutor,
+)
+from framework.trust.execution.pipeline import (
+    TrustDeps,
+    build_safe_executor,
 )
 
 __all__ = [
@@ -55,12 +61,14 @@ __all__ = [
     "ExportSummary",
     "FencingGuard",
     "PrivateKey",
-    "SafeExecutor",
+    "ResourceArbiter",
     "TrimPlan",
     "TrustReloader",
     "TrustStore",
+    "TrustDeps",
     "TrustStoreSource",
     "VerifyReport",
+    "build_safe_executor",
     "load_trust_store",
     "parse_definition",
     "trust_store_from_env",

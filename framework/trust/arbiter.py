@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from redis.asyncio import Redis
 
 from framework.core.cancellation import cancel_and_wait
-from framework.core.clock import Clock, SystemClock
+from framework.core.clock import Clock
 from framework.core.errors import PermitTimeoutError, StaleFencingTokenError
 from framework.core.keys import (
     DEFAULT_PERMIT_TTL_S,
@@ -42,7 +42,7 @@ from framework.core.keys import (
     fence_seen_key,
     permit_keys,
 )
-from framework.core.logs import Logger, get_logger
+from framework.core.logs import Logger
 from framework.core.scripts import lua
 from framework.core.tokens import new_owner_token
 
@@ -80,17 +80,18 @@ class ResourceArbiter:
         self,
         redis: Redis,
         *,
+        clock: Clock,
+        logger: Logger,
         ttl_s: float = DEFAULT_PERMIT_TTL_S,
         poll_interval_s: float = 0.05,
-        clock: Clock | None = None,
-        logger: Logger | None = None,
         wait_histogram: Histogram | None = None,
     ) -> None:
+        """``wait_histogram``: :func:`permit_wait_histogram` (None: waits not measured)."""
         self.ttl_s = ttl_s
         self._redis = redis
         self._poll_interval_s = poll_interval_s
-        self._clock = clock or SystemClock()
-        self._logger = logger or get_logger(component="arbiter")
+        self._clock = clock
+        self._logger = logger
         self._wait_histogram = wait_histogram
         self._acquire = redis.register_script(lua("framework.trust", "permit_acquire"))
         self._renew = redis.register_script(lua("framework.trust", "permit_renew"))

@@ -36,9 +36,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from framework.core.channel_watch import ChannelWatch
-from framework.core.clock import Clock, SystemClock, iso_utc
+from framework.core.clock import Clock, iso_utc
 from framework.core.keys import BREAKERS_KEY, BREAKERS_OPENED_CHANNEL, BREAKERS_WATCH_RETRY_S
-from framework.core.logs import Logger, get_logger
+from framework.core.logs import Logger
 
 
 class BreakerState(StrEnum):
@@ -130,18 +130,20 @@ class BreakerBoard:
     def __init__(
         self,
         *,
+        clock: Clock,
+        logger: Logger,
         redis: Redis | None = None,
-        clock: Clock | None = None,
         owner: str | None = None,
         gauge: Gauge | None = None,
-        logger: Logger | None = None,
     ) -> None:
-        """``gauge``: ``connector_breaker_state{breaker}`` (:func:`breaker_state_gauge`)."""
+        """One per process, shared by all its executors. ``redis`` None: states are not
+        published; ``owner``: this process in the published states (host:pid);
+        ``gauge``: ``connector_breaker_state{breaker}`` (:func:`breaker_state_gauge`)."""
         self._redis = redis
-        self._clock = clock or SystemClock()
+        self._clock = clock
         self.owner = owner or default_owner()
         self._breakers: dict[str, CircuitBreaker] = {}
-        self._logger = logger or get_logger(component="breakers")
+        self._logger = logger
         self._gauge = gauge
         # Breakers other processes opened, by key: open here too until then (monotonic).
         self._opened_elsewhere: dict[str, float] = {}

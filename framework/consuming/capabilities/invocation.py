@@ -79,15 +79,15 @@ async def invoke(
     params: Mapping[str, Any],
     context: CallContext,
     *,
+    deadlines: Deadlines,
     breakers: BreakerBoard | None = None,
     policy: CallPolicy | None = None,
     metrics: CallMetrics | None = None,
-    deadlines: Deadlines | None = None,
 ) -> Any:
     """The handler's result, after as many attempts as the policy allows. ``deadlines``:
-    shared by the calls of an executor (one timer for many calls)."""
+    the process's timer set (one timer for many calls); ``breakers`` None: no breaker;
+    ``policy`` None: the capability's own."""
     policy = policy or spec.policy
-    deadlines = deadlines or Deadlines()
     breaker_key = spec.breaker_key(params)
     retry = 0
     while True:

@@ -16,25 +16,10 @@ A call names an id and a version range (``^1``, ``>=1.0,<2``, ``1.2.3``;
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from importlib.metadata import entry_points
-from typing import Any
 
-from redis.asyncio import Redis
-
-from framework.consuming.capabilities.breaker import BreakerBoard
-from framework.consuming.capabilities.invocation import CallMetrics, invoke
-from framework.consuming.capabilities.spec import (
-    CAPABILITY_ENTRY_POINT_GROUP,
-    CallContext,
-    CallPolicy,
-    CallRequest,
-    CapabilitySpec,
-)
-from framework.core.clock import Clock, SystemClock
-from framework.core.deadlines import Deadlines
-from framework.core.errors import DeadLetterError, UnknownCapabilityError
-from framework.core.logs import Logger, get_logger
+from framework.consuming.capabilities.spec import CAPABILITY_ENTRY_POINT_GROUP, CapabilitySpec
+from framework.core.errors import UnknownCapabilityError
 from framework.core.versions import VersionRange, newest_matching, parse_version
 
 
@@ -97,6 +82,11 @@ class CapabilityRegistry:
             )
         return versions[version]
 
+    def lookup(self, handler: str) -> CapabilitySpec:
+        """The spec a catalog definition's ``handler`` names: ``id@version`` exactly,
+        or an id (its newest version)."""
+        return self.get(handler) if "@" in handler else self.resolve(handler)
+
     def get(self, key: str) -> CapabilitySpec:
         """The spec registered under ``id@version`` exactly."""
         capability_id, _, version = key.partition("@")
@@ -115,57 +105,3 @@ def _as_specs(value: object, name: str) -> Iterable[CapabilitySpec]:
                 f"{type(item).__name__}, expected CapabilitySpec"
             )
         yield item
-
-
-class RegistryExecutor:
-    """The default :class:`CapabilityExecutor`: resolves from a :class:`CapabilityRegistry`
-    and calls through :func:`invoke`."""
-
-    def __init__(
-        self,
-        registry: CapabilityRegistry,
-        *,
-        redis: Redis,
-        clock: Clock | None = None,
-        logger: Logger | None = None,
-        breakers: BreakerBoard | None = None,
-        metrics: CallMetrics | None = None,
-    ) -> None:
-        self._registry = registry
-        self._redis = redis
-        self._clock = clock or SystemClock()
-        self._logger = logger or get_logger(component="executor")
-        self.breakers = breakers if breakers is not None else BreakerBoard(
-            redis=redis, clock=self._clock, logger=self._logger,
-            gauge=metrics.breaker_state if metrics else None)
-        self._metrics = metrics
-        self._deadlines = Deadlines()
-
-    async def execute(self, request: CallRequest) -> Any:
-        try:
-            spec = self._registry.resolve(request.capability_id, request.version_range)
-        except UnknownCapabilityError as exc:
-            # A rule naming a capability this process lacks: retrying will not help;
-            # after a deploy the dead letter can be replayed.
-            raise DeadLetterError(str(exc), rule=request.rule, step=request.step) from exc
-        context = CallContext(
-            idempotency_key=request.idempotency_key,
-            event=request.event,
-            redis=self._redis,
-            clock=self._clock,
-            logger=self._logger.bind(capability=spec.key, rule=request.rule,
-                                     step=request.step),
-        )
-        return await invoke(spec, request.params, context, breakers=self.breakers,
-                            policy=policy_for(spec.policy, request), metrics=self._metrics,
-                            deadlines=self._deadlines)
-
-
-def policy_for(policy: CallPolicy, request: CallRequest) -> CallPolicy:
-    """The capability's policy with the step's overrides applied."""
-    changes: dict[str, Any] = {}
-    if request.timeout_ms is not None:
-        changes["timeout_s"] = request.timeout_ms / 1000
-    if request.on_open is not None:
-        changes["on_open"] = request.on_open
-    return replace(policy, **changes) if changes else policy

@@ -12,8 +12,9 @@ pre- and postconditions read as ``state``.
 connector types, or through the ``connector_fleet.capabilities`` entry points.
 
 A rule step reaches a capability as a :class:`CallRequest` handed to a
-:class:`CapabilityExecutor`: the registry's (``RegistryExecutor``) or the signed
-catalog's (``framework.trust.safe_executor``); both call
+:class:`CapabilityExecutor`: the registry's ``RegistryExecutor``
+(``framework.consuming.capabilities.executor``), alone or wrapped in the signed
+catalog's steps (``framework.trust.execution``); it alone calls
 :func:`framework.consuming.capabilities.invocation.invoke`.
 """
 
@@ -160,6 +161,13 @@ class CallRequest:
     # ``timeoutMs``, ``onOpen``); None keeps the capability's.
     timeout_ms: int | None = None
     on_open: OnOpen | None = None
+    # The registry entry to run as a signed definition names it (``id@version``
+    # exactly, or an id: its newest version); None = ``capability_id`` in
+    # ``version_range``.
+    handler: str | None = None
+    # The fencing token of the resource permit held for this call, handed to the
+    # handler in its CallContext.
+    fencing_token: int | None = None
 
 
 class CapabilityExecutor(Protocol):

@@ -2,36 +2,31 @@
 
 :class:`Catalog` stores signed definitions (:mod:`framework.trust.catalog.definition`),
 resolves ``(id, range)`` to the newest matching version that is neither
-revoked nor badly signed, and applies revocations broadcast by other processes
-(:meth:`Catalog.watch`). :meth:`Catalog.replace_trust` swaps the trusted keys of a
-running process (key rotation). See docs/catalog.md.
+revoked (:mod:`~framework.trust.catalog.revocation`) nor badly signed
+(:mod:`~framework.trust.catalog.verification`), and applies revocations broadcast
+by other processes (:meth:`Catalog.watch`, :mod:`~framework.trust.catalog.snapshots`).
+:meth:`Catalog.replace_trust` swaps the trusted keys of a running process (key
+rotation). See docs/catalog.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import orjson
 from redis.asyncio import Redis
 
-from framework.core.channel_watch import ChannelWatch
 from framework.core.clock import Clock, SystemClock, iso_utc
 from framework.core.errors import (
     CatalogError,
     InvalidDefinitionError,
     RevokedCapabilityError,
     SignatureError,
-    SignatureMismatchError,
     UnknownCapabilityError,
-    UntrustedKeyError,
-    VersionError,
 )
 from framework.core.keys import (
     CATALOG_CHANGES_CHANNEL,
     CATALOG_IDS_KEY,
-    CATALOG_WATCH_RETRY_S,
     catalog_definitions_key,
     catalog_revocations_key,
 )
@@ -45,9 +40,17 @@ from framework.trust.catalog.definition import (
     Sector,
     parse_definition,
 )
-from framework.trust.catalog.signing import TrustStore, signature_key_id
+from framework.trust.catalog.revocation import Revocation
+from framework.trust.catalog.signing import TrustStore
+from framework.trust.catalog.snapshots import Snapshot, SnapshotCache, announce_change
+from framework.trust.catalog.verification import (
+    TrustChange,
+    VerifiedCapability,
+    Verifier,
+    definition_hash,
+)
 
-# The definition models are part of the catalog's API (D2 and the CLI import them here).
+# The definition models are part of the catalog's API (the CLI imports them here).
 __all__ = [
     "CapabilityDefinition",
     "Catalog",
@@ -61,78 +64,6 @@ __all__ = [
     "VerifiedCapability",
     "parse_definition",
 ]
-
-
-@dataclass(frozen=True)
-class VerifiedCapability:
-    """A definition whose signature was checked against a trusted key."""
-
-    definition: CapabilityDefinition
-    key_id: str
-    # SHA-256 (hex) of the stored JSON the check was made on.
-    definition_hash: str
-
-
-@dataclass(frozen=True)
-class TrustChange:
-    """What :meth:`Catalog.replace_trust` changed, as key ids (never key material)."""
-
-    added: tuple[str, ...]
-    removed: tuple[str, ...]
-    # Still trusted, with another expiry or name.
-    changed: tuple[str, ...]
-    trusted: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Revocation:
-    capability_id: str
-    version_range: str
-    reason: str
-    revoked_at: str
-    # The registered versions the range matched when it was recorded.
-    versions: tuple[str, ...] = ()
-
-    def covers(self, version: str) -> bool:
-        return VersionRange.parse(self.version_range).matches(version)
-
-    def to_json(self) -> str:
-        return orjson.dumps({
-            "id": self.capability_id, "range": self.version_range, "reason": self.reason,
-            "revokedAt": self.revoked_at, "versions": list(self.versions),
-        }).decode()
-
-    @classmethod
-    def from_json(cls, text: str, *, source: str) -> Revocation:
-        """Parse a stored revocation; one that cannot be read is an error (never
-        ignored: that would run what an operator revoked)."""
-        try:
-            raw = orjson.loads(text)
-            revocation = cls(str(raw["id"]), str(raw["range"]), str(raw["reason"]),
-                             str(raw["revokedAt"]), tuple(raw.get("versions", ())))
-            VersionRange.parse(revocation.version_range)
-        except (orjson.JSONDecodeError, KeyError, TypeError, VersionError) as exc:
-            raise InvalidDefinitionError(
-                f"{source}: unreadable revocation ({type(exc).__name__}: {exc}); "
-                "nothing of this capability runs until it is fixed") from None
-        return revocation
-
-
-@dataclass
-class _Snapshot:
-    """One capability as read from Redis: version -> stored JSON, and its revocations."""
-
-    definitions: dict[str, str]
-    revocations: list[Revocation] = field(default_factory=list)
-    # Hash fields that are not versions (written by hand): reported, never run.
-    bad_fields: dict[str, str] = field(default_factory=dict)
-
-    def revocation_of(self, version: str) -> Revocation | None:
-        return next((r for r in self.revocations if r.covers(version)), None)
-
-
-def _hash(stored: str) -> str:
-    return hashlib.sha256(stored.encode()).hexdigest()
 
 
 class Catalog:
@@ -150,83 +81,22 @@ class Catalog:
     def __init__(self, redis: Redis, trust: TrustStore, *, clock: Clock | None = None,
                  logger: Logger | None = None) -> None:
         self._redis = redis
-        self._trust = trust
         self._clock = clock or SystemClock()
         self._log = logger or get_logger(component="catalog")
-        self._snapshots: dict[str, _Snapshot] = {}
-        self._generation = 0
-        self._verified: dict[tuple[str, str, str], VerifiedCapability] = {}
-        # Key id -> when replace_trust stopped trusting it: their refusals say so.
-        self._retired: dict[str, str] = {}
-        # Subscribed, no change goes unseen and caching is safe; after any gap in it,
-        # whatever was read may be stale: forget it.
-        self._changes = ChannelWatch(redis, CATALOG_CHANGES_CHANNEL, self._apply,
-                                     logger=self._log, name="catalog_watch",
-                                     retry_s=CATALOG_WATCH_RETRY_S, on_gap=self._forget_all)
-        self.revocations_applied = 0
+        self._verifier = Verifier(trust, self._clock)
+        self._snapshots = SnapshotCache(redis, self._log)
 
     @property
     def watching(self) -> asyncio.Event:
         """Set while :meth:`watch` is subscribed (tests and health checks wait on it)."""
-        return self._changes.subscribed
+        return self._snapshots.watching
+
+    @property
+    def revocations_applied(self) -> int:
+        """Revocations other processes published that this one applied."""
+        return self._snapshots.revocations_applied
 
     # -- reading -------------------------------------------------------------
-
-    async def _load(self, capability_id: str) -> _Snapshot:
-        cached = self._snapshots.get(capability_id) if self._changes.subscribed.is_set() else None
-        if cached is not None:
-            return cached
-        generation = self._generation
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(catalog_definitions_key(capability_id))
-            pipe.hgetall(catalog_revocations_key(capability_id))
-            definitions, revocations = await pipe.execute()
-        where = catalog_revocations_key(capability_id)
-        snapshot = _Snapshot({}, [
-            Revocation.from_json(text, source=f"{where}[{version_range}]")
-            for version_range, text in revocations.items()])
-        for version, stored in definitions.items():
-            try:
-                parse_version(version)
-            except VersionError as exc:
-                snapshot.bad_fields[version] = str(exc)
-                continue
-            snapshot.definitions[version] = stored
-        # Keep it only if no change was announced while we were reading.
-        if self._changes.subscribed.is_set() and generation == self._generation:
-            self._snapshots[capability_id] = snapshot
-        return snapshot
-
-    def _verify(self, capability_id: str, version: str, stored: str) -> VerifiedCapability:
-        digest = _hash(stored)
-        cache_key = (capability_id, version, digest)
-        now_s = self._clock.time()
-        cached = self._verified.get(cache_key)
-        if cached is not None:
-            # The signature is known good for these exact bytes; the key may
-            # have expired or been removed since.
-            self._refuse_retired(cached.key_id, cached.definition.key)
-            self._trust.check_key(cached.key_id, capability=cached.definition.key, now_s=now_s)
-            return cached
-        source = f"{catalog_definitions_key(capability_id)}[{version}]"
-        definition = parse_definition(stored, source=source)
-        if (definition.id, definition.version) != (capability_id, version):
-            # A validly signed definition copied under another id or version.
-            raise SignatureMismatchError(
-                f"refused: stored as {capability_id}@{version} but the definition "
-                f"is {definition.key}", capability=f"{capability_id}@{version}")
-        self._refuse_retired(signature_key_id(definition.signature), definition.key)
-        check = self._trust.verify(definition.signed_bytes(), definition.signature,
-                                   capability=definition.key, now_s=now_s)
-        verified = self._verified[cache_key] = VerifiedCapability(definition, check.key_id, digest)
-        return verified
-
-    def _refuse_retired(self, key_id: str | None, capability: str) -> None:
-        removed_at = self._retired.get(key_id) if key_id else None
-        if removed_at is not None:
-            raise UntrustedKeyError(
-                f"refused: signed by key {key_id}, which is no longer trusted (removed "
-                f"from this process's trusted keys at {removed_at})", capability=capability)
 
     async def resolve(self, capability_id: str,
                       version_range: str | None = None) -> VerifiedCapability:
@@ -237,7 +107,7 @@ class Catalog:
         or the :class:`SignatureError` of the newest match that is not revoked.
         """
         wanted = VersionRange.parse(version_range)
-        snapshot = await self._load(capability_id)
+        snapshot = await self._snapshots.load(capability_id)
         if not snapshot.definitions:
             raise UnknownCapabilityError("not in the catalog", capability=capability_id)
         matching = sorted((v for v in snapshot.definitions if wanted.matches(v)),
@@ -252,10 +122,10 @@ class Catalog:
         for version in matching:
             revocation = snapshot.revocation_of(version)
             if revocation is not None:
-                first_refusal = first_refusal or _revoked(capability_id, version, revocation)
+                first_refusal = first_refusal or revocation.refusal(version)
                 continue
             try:
-                return self._verify(capability_id, version, snapshot.definitions[version])
+                return self._verifier.verify(capability_id, version, snapshot.definitions[version])
             except (SignatureError, InvalidDefinitionError) as exc:
                 self._log.warning("catalog_version_refused", capability=capability_id,
                                   version=version, error=str(exc))
@@ -266,7 +136,7 @@ class Catalog:
 
     async def show(self, capability_id: str, version: str | None = None) -> CapabilityDefinition:
         """The stored definition (the newest if ``version`` is None), unverified."""
-        snapshot = await self._load(capability_id)
+        snapshot = await self._snapshots.load(capability_id)
         if not snapshot.definitions:
             raise UnknownCapabilityError("not in the catalog", capability=capability_id)
         chosen = version or max(snapshot.definitions, key=parse_version)
@@ -285,14 +155,14 @@ class Catalog:
         rows: list[CatalogEntry] = []
         for capability_id in await self.ids():
             try:
-                snapshot = await self._load(capability_id)
+                snapshot = await self._snapshots.load(capability_id)
             except CatalogError as exc:
                 rows.append(CatalogEntry(capability_id, "*", None, str(exc), None))
                 continue
             rows.extend(self._entries_of(capability_id, snapshot))
         return rows
 
-    def _entries_of(self, capability_id: str, snapshot: _Snapshot) -> list[CatalogEntry]:
+    def _entries_of(self, capability_id: str, snapshot: Snapshot) -> list[CatalogEntry]:
         where = catalog_definitions_key(capability_id)
         rows = [CatalogEntry(capability_id, field_name, None, f"{where}[{field_name}]: {problem}",
                              None) for field_name, problem in snapshot.bad_fields.items()]
@@ -300,8 +170,8 @@ class Catalog:
             problem: str | None = None
             key_id: str | None = None
             try:
-                key_id = self._verify(capability_id, version,
-                                      snapshot.definitions[version]).key_id
+                key_id = self._verifier.verify(capability_id, version,
+                                               snapshot.definitions[version]).key_id
             except CatalogError as exc:
                 problem = str(exc)
             rows.append(CatalogEntry(capability_id, version, key_id, problem,
@@ -320,21 +190,7 @@ class Catalog:
         definition signed by an added key resolves at once (refusals are not
         cached).
         """
-        old = {key.key_id: key for key in self._trust.keys}
-        new = {key.key_id: key for key in trust.keys}
-        removed = sorted(old.keys() - new.keys())
-        changed = sorted(key_id for key_id in old.keys() & new.keys()
-                         if (old[key_id].expires_at, old[key_id].name)
-                         != (new[key_id].expires_at, new[key_id].name))
-        removed_at = iso_utc(self._clock.time())
-        self._retired.update(dict.fromkeys(removed, removed_at))
-        for key_id in new:
-            self._retired.pop(key_id, None)
-        self._trust = trust
-        self._verified = {cache_key: verified for cache_key, verified in self._verified.items()
-                          if verified.key_id in new}
-        return TrustChange(added=tuple(sorted(new.keys() - old.keys())), removed=tuple(removed),
-                           changed=tuple(changed), trusted=tuple(sorted(new)))
+        return self._verifier.replace_trust(trust)
 
     # -- writing -------------------------------------------------------------
 
@@ -342,12 +198,11 @@ class Catalog:
                        replace: bool = False) -> VerifiedCapability:
         """Store a signed definition; refuses a bad signature, a version inside a
         revoked range and (unless ``replace``) a changed copy of a stored version."""
-        check = self._trust.verify(definition.signed_bytes(), definition.signature,
-                                   capability=definition.key, now_s=self._clock.time())
-        snapshot = await self._fresh(definition.id)
+        check = self._verifier.check_signature(definition)
+        snapshot = await self._snapshots.fresh(definition.id)
         revocation = snapshot.revocation_of(definition.version)
         if revocation is not None:
-            raise _revoked(definition.id, definition.version, revocation)
+            raise revocation.refusal(definition.version)
         stored = definition.to_json().decode()
         existing = snapshot.definitions.get(definition.version)
         if existing is not None and existing != stored and not replace:
@@ -357,11 +212,11 @@ class Catalog:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(catalog_definitions_key(definition.id), definition.version, stored)
             pipe.sadd(CATALOG_IDS_KEY, definition.id)
-            pipe.publish(CATALOG_CHANGES_CHANNEL, _change(definition.id, "register"))
+            pipe.publish(CATALOG_CHANGES_CHANNEL, announce_change(definition.id, "register"))
             await pipe.execute()
-        self._forget(definition.id)
+        self._snapshots.forget(definition.id)
         self._log.info("catalog_registered", capability=definition.key, key_id=check.key_id)
-        return VerifiedCapability(definition, check.key_id, _hash(stored))
+        return VerifiedCapability(definition, check.key_id, definition_hash(stored))
 
     async def revoke(self, capability_id: str, version_range: str, reason: str) -> Revocation:
         """Record and broadcast that every version in the range (registered now or
@@ -369,7 +224,7 @@ class Catalog:
         wanted = VersionRange.parse(version_range)
         if not reason.strip():
             raise CatalogError("a revocation needs a reason", capability=capability_id)
-        snapshot = await self._fresh(capability_id)
+        snapshot = await self._snapshots.fresh(capability_id)
         if not snapshot.definitions:
             raise UnknownCapabilityError("not in the catalog", capability=capability_id)
         hit = tuple(sorted((v for v in snapshot.definitions if wanted.matches(v)),
@@ -378,20 +233,12 @@ class Catalog:
                                 iso_utc(self._clock.time()), hit)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(catalog_revocations_key(capability_id), wanted.text, revocation.to_json())
-            pipe.publish(CATALOG_CHANGES_CHANNEL, _change(capability_id, "revoke"))
+            pipe.publish(CATALOG_CHANGES_CHANNEL, announce_change(capability_id, "revoke"))
             await pipe.execute()
-        self._forget(capability_id)
+        self._snapshots.forget(capability_id)
         self._log.warning("catalog_revoked", capability=capability_id, range=wanted.text,
                           versions=list(hit), reason=revocation.reason)
         return revocation
-
-    async def _fresh(self, capability_id: str) -> _Snapshot:
-        self._forget(capability_id)
-        return await self._load(capability_id)
-
-    def _forget(self, capability_id: str) -> None:
-        self._generation += 1
-        self._snapshots.pop(capability_id, None)
 
     # -- watching ------------------------------------------------------------
 
@@ -399,27 +246,7 @@ class Catalog:
         """Apply every other process's changes as they are published; runs until
         cancelled. A broken subscription is retried; meanwhile (and after each
         resubscription) everything is read from Redis again, so no change is missed."""
-        await self._changes.run()
-
-    def _forget_all(self) -> None:
-        self._generation += 1
-        self._snapshots.clear()
-
-    def _apply(self, data: object) -> None:
-        try:
-            change = orjson.loads(data) if isinstance(data, str | bytes) else None
-        except orjson.JSONDecodeError:
-            change = None
-        capability_id = change.get("id") if isinstance(change, dict) else None
-        if not isinstance(change, dict) or not isinstance(capability_id, str):
-            # Not ours to understand: forget everything rather than miss a change.
-            self._log.warning("catalog_change_unreadable", data=repr(data)[:200])
-            self._forget_all()
-            return
-        self._forget(capability_id)
-        if change.get("kind") == "revoke":
-            self.revocations_applied += 1
-            self._log.info("catalog_revocation_applied", capability=capability_id)
+        await self._snapshots.watch()
 
 
 @dataclass(frozen=True)
@@ -431,15 +258,3 @@ class CatalogEntry:
     key_id: str | None
     problem: str | None
     revocation: Revocation | None
-
-
-def _revoked(capability_id: str, version: str, revocation: Revocation) -> RevokedCapabilityError:
-    return RevokedCapabilityError(
-        f"revoked (range {revocation.version_range}, {revocation.revoked_at}): "
-        f"{revocation.reason}",
-        capability=f"{capability_id}@{version}", reason=revocation.reason,
-    )
-
-
-def _change(capability_id: str, kind: str) -> str:
-    return orjson.dumps({"id": capability_id, "kind": kind}).decode()

@@ -1,0 +1,1 @@
+"""Capability execution under the signed catalog: steps around the registry's invoker."""
