@@ -21,7 +21,6 @@ from framework.polling.http import (
 )
 from framework.polling.http_source import (
     HttpSourceType,
-    SourceParts,
     SourceWiring,
     http_connector_factory,
     network_transport,
@@ -54,6 +53,7 @@ from framework.polling.poller import (
     PageFetcher,
     PollingConnector,
     PollSummary,
+    SourceParts,
     UniversalPollingConnector,
     content_version,
     encode_signal,

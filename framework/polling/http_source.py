@@ -19,20 +19,11 @@ from pydantic import BaseModel
 
 from framework.polling.config import ConnectorConfig, parse_provider_config
 from framework.polling.http import HttpClient
-from framework.polling.poller import (
-    Fetcher,
-    PageFetcher,
-    PollingConnector,
-    UniversalPollingConnector,
-    content_version,
-)
+from framework.polling.poller import PollingConnector, SourceParts, UniversalPollingConnector
 from framework.polling.rate_limits import RateLimitRules, RateLimitTransport
 from framework.polling.registry import ConnectorContext, ConnectorFactory
 
 M = TypeVar("M", bound=BaseModel)
-TProvider = TypeVar("TProvider")
-TRaw = TypeVar("TRaw")
-TSignal = TypeVar("TSignal")
 
 
 @dataclass(frozen=True)
@@ -43,20 +34,6 @@ class SourceWiring:
     config: ConnectorConfig
     context: ConnectorContext
     http: HttpClient
-
-
-@dataclass(frozen=True)
-class SourceParts(Generic[TProvider, TRaw, TSignal]):
-    """A source's parts for the polling loop: the client it calls, how it fetches
-    (``fetcher`` for one answer, ``page_fetcher`` for pages), and how an item is
-    identified, versioned and made a signal."""
-
-    provider: TProvider
-    item_id: Callable[[TRaw], str]
-    transformer: Callable[[TRaw], TSignal]
-    fetcher: Fetcher[TProvider, TRaw] | None = None
-    page_fetcher: PageFetcher[TProvider, TRaw] | None = None
-    change_detector: Callable[[TRaw], str] = content_version
 
 
 @dataclass(frozen=True)
@@ -80,18 +57,8 @@ def http_connector_factory(source: HttpSourceType[M]) -> ConnectorFactory:
                           headers=source.headers(settings),
                           transport=_transport(source, settings, context))
         parts = source.build(settings, SourceWiring(config, context, http))
-        return UniversalPollingConnector[Any, Any, Any](
-            config=config,
-            provider=parts.provider,
-            fetcher=parts.fetcher,
-            page_fetcher=parts.page_fetcher,
-            item_id=parts.item_id,
-            transformer=parts.transformer,
-            change_detector=parts.change_detector,
-            store=context.store,
-            logger=context.logger,
-            on_close=http.aclose,
-        )
+        return UniversalPollingConnector(config=config, parts=parts, store=context.store,
+                                         logger=context.logger, on_close=http.aclose)
 
     # The factory belongs to the source type's package, where the provider contract
     # harness looks for the type's contract case.
