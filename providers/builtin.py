@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from framework.consuming import CapabilityRegistry
 from framework.polling import ConnectorRegistry
-from providers.core import core_capabilities
 from providers.datadog import create_datadog_connector
+from providers.fleet import fleet_capabilities
 from providers.github import create_github_connector
-from providers.http import HttpActions
-from providers.http_json import create_http_json_connector
+from providers.http import HttpActions, create_http_json_connector
 from providers.jira import create_jira_connector
 from providers.modbus import valve_control_spec
 from providers.noaa import create_noaa_weather_connector
@@ -37,7 +36,7 @@ def register_builtin_capabilities(
     (Modbus; valve address in the call's parameters); returns the
     HTTP actions' client holder, which the caller closes (``aclose``)."""
     http = http or HttpActions()
-    for spec in [*http.specs(), *core_capabilities(), valve_control_spec()]:
+    for spec in [*http.specs(), *fleet_capabilities(), valve_control_spec()]:
         registry.register(spec)
     return http
 

@@ -13,7 +13,7 @@ from framework.core.clock import SystemClock
 from framework.core.logs import get_logger
 from framework.polling.config import ConnectorConfig
 from framework.polling.lease import Lease
-from framework.polling.poller import FetchResult, UniversalPollingConnector
+from framework.polling.poller import FetchResult, SourceParts, UniversalPollingConnector
 from framework.polling.state import ConnectorState, StateStore
 
 Item = dict[str, Any]
@@ -59,10 +59,8 @@ async def make_connector(
     store = StateStore(redis, config, lease, clock=SystemClock(), chunk_items=chunk_items)
     connector = UniversalPollingConnector[ListSource, Item, Item](
         config=config,
-        provider=source,
-        fetcher=fetch_list,
-        item_id=item_id,
-        transformer=transform,
+        parts=SourceParts(provider=source, fetcher=fetch_list, item_id=item_id,
+                          transformer=transform),
         store=store,
         logger=get_logger(connector=name),
     )

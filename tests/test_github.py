@@ -28,8 +28,7 @@ from framework.polling.poller import PollingConnector, PollSummary
 from framework.polling.registry import ConnectorContext
 from framework.polling.state import StateStore
 from framework.testing import RedisServer, ReplayServer, Reply
-from providers.github import GitHubConfig, GitHubIssue, create_github_connector
-from providers.github.rate_limit import rate_limit_wait_s
+from providers.github import RATE_LIMITS, GitHubConfig, GitHubIssue, create_github_connector
 from tests.conftest import FIXTURES as ALL_FIXTURES
 from tests.helpers import ManualClock, stream_items
 from tests.process import ConnectorProcess, write_config
@@ -433,10 +432,10 @@ async def test_requests_go_through_the_environment_proxy(
 
 def test_rate_limit_wait_from_headers_and_message() -> None:
     headers = httpx.Headers(limit_headers(0, 1000))
-    assert rate_limit_wait_s(headers, b"", now_s=400.2) == 600
-    assert rate_limit_wait_s(headers, b"", now_s=2000) == 1  # reset already passed
-    assert rate_limit_wait_s(httpx.Headers({"Retry-After": "7"}), b"", 0) == 7
-    assert rate_limit_wait_s(httpx.Headers(), b'{"message": "Bad credentials"}', 0) is None
+    assert RATE_LIMITS.wait_s(headers, b"", now_s=400.2) == 600
+    assert RATE_LIMITS.wait_s(headers, b"", now_s=2000) == 1  # reset already passed
+    assert RATE_LIMITS.wait_s(httpx.Headers({"Retry-After": "7"}), b"", 0) == 7
+    assert RATE_LIMITS.wait_s(httpx.Headers(), b'{"message": "Bad credentials"}', 0) is None
 
 
 # -- configuration -----------------------------------------------------------------------

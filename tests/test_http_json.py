@@ -30,8 +30,8 @@ from framework.testing import RedisServer, ReplayServer, Reply
 from framework.testing.contract import ContractClock
 from framework.testing.replay_http import RecordedRequest
 from providers.builtin import default_registry
-from providers.http_json import HttpJsonItem, create_http_json_connector
-from providers.http_json.contract_case import PATH, order, orders_page
+from providers.http import HttpJsonItem, create_http_json_connector
+from providers.http.contract_case import PATH, order, orders_page
 from tests.conftest import FIXTURES, REPO_ROOT
 from tests.helpers import stream_items
 from tests.process import ConnectorProcess

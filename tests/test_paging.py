@@ -11,7 +11,12 @@ from redis.asyncio import Redis
 
 from framework.core.errors import TransientSourceError
 from framework.core.logs import get_logger
-from framework.polling.poller import FetchResult, PollSummary, UniversalPollingConnector
+from framework.polling.poller import (
+    FetchResult,
+    PollSummary,
+    SourceParts,
+    UniversalPollingConnector,
+)
 from framework.polling.state import ConnectorState, StateStore
 from tests.helpers import ListSource, make_connector, stream_items
 
@@ -55,9 +60,10 @@ async def make_paged(redis: Redis, source: PagedSource) -> UniversalPollingConne
     base, _ = await make_connector(redis, ListSource(), name="paged")
     store: StateStore = base._store
     return UniversalPollingConnector[PagedSource, Item, Item](
-        config=base.config, provider=source, page_fetcher=fetch_pages,
-        item_id=lambda raw: str(raw["id"]), transformer=dict, store=store,
-        logger=get_logger(connector="paged"),
+        config=base.config,
+        parts=SourceParts(provider=source, page_fetcher=fetch_pages,
+                          item_id=lambda raw: str(raw["id"]), transformer=dict),
+        store=store, logger=get_logger(connector="paged"),
     )
 
 
@@ -152,9 +158,10 @@ async def test_a_first_page_not_modified_ends_the_poll_and_closes_the_generator(
 
     base, _ = await make_connector(redis, ListSource(), name="paged")
     connector = UniversalPollingConnector[None, Item, Item](
-        config=base.config, provider=None, page_fetcher=not_modified,
-        item_id=lambda raw: str(raw["id"]), transformer=dict, store=base._store,
-        logger=base._log)
+        config=base.config,
+        parts=SourceParts(provider=None, page_fetcher=not_modified,
+                          item_id=lambda raw: str(raw["id"]), transformer=dict),
+        store=base._store, logger=base._log)
 
     assert await connector.poll() == PollSummary(not_modified=True)
     assert closed == [True]
@@ -163,6 +170,4 @@ async def test_a_first_page_not_modified_ends_the_poll_and_closes_the_generator(
 
 def test_exactly_one_kind_of_fetcher_is_required() -> None:
     with pytest.raises(TypeError, match="exactly one of fetcher= and page_fetcher="):
-        UniversalPollingConnector[None, Item, Item](
-            config=None, provider=None, item_id=str, transformer=dict,  # type: ignore[arg-type]
-            store=None, logger=None)  # type: ignore[arg-type]
+        SourceParts[None, Item, Item](provider=None, item_id=str, transformer=dict)

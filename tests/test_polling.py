@@ -200,7 +200,7 @@ async def test_lease_is_exclusive_and_released_only_by_its_owner(redis: Redis) -
 
 
 async def test_cursors_and_validators_are_saved_and_given_back(redis: Redis) -> None:
-    from framework.polling.poller import FetchResult, UniversalPollingConnector
+    from framework.polling.poller import FetchResult, SourceParts, UniversalPollingConnector
     from framework.polling.state import ConnectorState
 
     seen: list[ConnectorState] = []
@@ -215,8 +215,10 @@ async def test_cursors_and_validators_are_saved_and_given_back(redis: Redis) -> 
     _, lease = await make_connector(redis, ListSource())
     base, _ = await make_connector(redis, ListSource(), lease=lease)
     connector = UniversalPollingConnector[None, dict[str, object], dict[str, object]](
-        config=base.config, provider=None, fetcher=fetch, item_id=lambda raw: str(raw["id"]),
-        transformer=dict, store=base._store, logger=base._log,
+        config=base.config,
+        parts=SourceParts(provider=None, fetcher=fetch, item_id=lambda raw: str(raw["id"]),
+                          transformer=dict),
+        store=base._store, logger=base._log,
     )
 
     await connector.poll()

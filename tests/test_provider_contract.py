@@ -12,7 +12,12 @@ from redis.asyncio import Redis
 
 from framework.polling.config import ConnectorConfig
 from framework.polling.http import HttpClient
-from framework.polling.poller import FetchResult, PollingConnector, UniversalPollingConnector
+from framework.polling.poller import (
+    FetchResult,
+    PollingConnector,
+    SourceParts,
+    UniversalPollingConnector,
+)
 from framework.polling.registry import ConnectorContext, ConnectorRegistry
 from framework.polling.state import ConnectorState
 from framework.testing import ReplayServer, Reply
@@ -93,9 +98,10 @@ def sloppy_factory(config: ConnectorConfig, context: ConnectorContext) -> Pollin
         return FetchResult(items=(await client.get(f"{base_url}/things")).json())
 
     return UniversalPollingConnector[HttpClient, dict[str, Any], Thing](
-        config=config, provider=http, fetcher=fetch, item_id=lambda raw: str(raw["id"]),
-        transformer=Thing.model_validate,
-        change_detector=lambda raw: f"{raw['id']}@{polls}",
+        config=config,
+        parts=SourceParts(provider=http, fetcher=fetch, item_id=lambda raw: str(raw["id"]),
+                          transformer=Thing.model_validate,
+                          change_detector=lambda raw: f"{raw['id']}@{polls}"),
         store=context.store, logger=context.logger, on_close=http.aclose)
 
 

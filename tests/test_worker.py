@@ -11,7 +11,12 @@ from redis.asyncio import Redis
 from framework.core.logs import get_logger
 from framework.polling.config import ConnectorConfig, FleetConfig
 from framework.polling.metrics import PrometheusMetrics
-from framework.polling.poller import FetchResult, PollingConnector, UniversalPollingConnector
+from framework.polling.poller import (
+    FetchResult,
+    PollingConnector,
+    SourceParts,
+    UniversalPollingConnector,
+)
 from framework.polling.registry import ConnectorContext, ConnectorRegistry
 from framework.polling.state import ConnectorState
 from framework.testing import FakeClock
@@ -38,8 +43,10 @@ class TimedSource:
 def make_worker(redis: Redis, clock: FakeClock, source: TimedSource) -> ConnectorWorker:
     def factory(config: ConnectorConfig, context: ConnectorContext) -> PollingConnector:
         return UniversalPollingConnector[None, dict[str, Any], dict[str, Any]](
-            config=config, provider=None, fetcher=source.fetch, item_id=lambda raw: raw["id"],
-            transformer=dict, store=context.store, logger=context.logger,
+            config=config,
+            parts=SourceParts(provider=None, fetcher=source.fetch,
+                              item_id=lambda raw: raw["id"], transformer=dict),
+            store=context.store, logger=context.logger,
         )
 
     registry = ConnectorRegistry()
@@ -126,8 +133,10 @@ async def test_in_process_fleet_spreads_first_polls_over_the_interval(redis: Red
             return FetchResult(items=[])
 
         return UniversalPollingConnector[None, dict[str, Any], dict[str, Any]](
-            config=config, provider=None, fetcher=fetch, item_id=lambda raw: raw["id"],
-            transformer=dict, store=context.store, logger=context.logger,
+            config=config,
+            parts=SourceParts(provider=None, fetcher=fetch, item_id=lambda raw: raw["id"],
+                              transformer=dict),
+            store=context.store, logger=context.logger,
         )
 
     registry = ConnectorRegistry()

@@ -22,6 +22,7 @@ from framework.polling import (
     ConnectorState,
     FetchResult,
     Lease,
+    SourceParts,
     StateStore,
     UniversalPollingConnector,
     encode_signal,
@@ -78,8 +79,10 @@ async def _bench_size(redis: Redis, count: int, changed_ratio: float) -> dict[st
     clock = SystemClock()
     source = _Source(_synthetic_items(count, 0, changed_ratio))
     connector = UniversalPollingConnector[_Source, dict[str, Any], dict[str, Any]](
-        config=config, provider=source, fetcher=_fetch, item_id=lambda raw: raw["id"],
-        transformer=_transform, store=StateStore(redis, config, lease, clock=clock),
+        config=config,
+        parts=SourceParts(provider=source, fetcher=_fetch, item_id=lambda raw: raw["id"],
+                          transformer=_transform),
+        store=StateStore(redis, config, lease, clock=clock),
         logger=get_logger(connector=config.name),
     )
     started = time.perf_counter()

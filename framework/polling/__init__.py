@@ -2,8 +2,9 @@
 
 Connector configuration and its registry of types, the fenced lease, the state and
 the atomic publish + save (``lua/commit.lua``), the poller (fetch, diff,
-transform, commit, paged), the HTTP client, and metrics. It imports the core
-only."""
+transform, commit, paged), the HTTP client with its rate-limit transport, the
+pagination of HTTP lists, the factory wiring of an HTTP source type, and metrics.
+It imports the core only."""
 
 from framework.polling.config import (
     ConnectorConfig,
@@ -14,8 +15,15 @@ from framework.polling.config import (
 )
 from framework.polling.http import (
     HttpClient,
+    describe_shape,
     parse_json,
     raise_for_status,
+)
+from framework.polling.http_source import (
+    HttpSourceType,
+    SourceWiring,
+    http_connector_factory,
+    network_transport,
 )
 from framework.polling.lease import (
     Lease,
@@ -27,14 +35,32 @@ from framework.polling.metrics import (
     get_metrics,
     is_healthy,
 )
+from framework.polling.pagination import (
+    BodyPath,
+    CursorParam,
+    LinkHeader,
+    NextLink,
+    Offset,
+    Page,
+    PageNumber,
+    PageRequest,
+    Paginator,
+    SinglePage,
+    walk_pages,
+)
 from framework.polling.poller import (
     FetchResult,
     PageFetcher,
     PollingConnector,
     PollSummary,
+    SourceParts,
     UniversalPollingConnector,
     content_version,
     encode_signal,
+)
+from framework.polling.rate_limits import (
+    RateLimitRules,
+    RateLimitTransport,
 )
 from framework.polling.registry import (
     ConnectorContext,
@@ -47,30 +73,49 @@ from framework.polling.state import (
 )
 
 __all__ = [
+    "BodyPath",
     "ConnectorConfig",
     "ConnectorContext",
     "ConnectorFactory",
     "ConnectorRegistry",
     "ConnectorState",
+    "CursorParam",
     "FetchResult",
     "FleetConfig",
     "HttpClient",
+    "HttpSourceType",
     "Lease",
+    "LinkHeader",
     "MetricsRecorder",
+    "NextLink",
+    "Offset",
+    "Page",
     "PageFetcher",
+    "PageNumber",
+    "PageRequest",
+    "Paginator",
     "PollSummary",
     "PollingConnector",
     "PrometheusMetrics",
+    "RateLimitRules",
+    "RateLimitTransport",
     "RetryConfig",
+    "SinglePage",
+    "SourceParts",
+    "SourceWiring",
     "StateStore",
     "UniversalPollingConnector",
     "content_version",
+    "describe_shape",
     "encode_signal",
     "get_metrics",
+    "http_connector_factory",
     "is_healthy",
     "load_fleet_config",
+    "network_transport",
     "parse_json",
     "parse_provider_config",
     "raise_for_status",
     "read_lease",
+    "walk_pages",
 ]

@@ -186,6 +186,20 @@ def parse_json(response: httpx.Response, *, connector: str) -> Any:
         ) from None
 
 
+def describe_shape(body: Any) -> str:
+    """A JSON value's shape for an error message: an object's first keys (and its
+    ``message``, which APIs use to say what went wrong), else its type."""
+    if isinstance(body, dict):
+        if not body:
+            return "{}"
+        shape = "an object with keys " + ", ".join(sorted(body)[:8])
+        message = body.get("message")
+        return shape + (f" (message: {message})" if message else "")
+    if body is None:
+        return "null"
+    return f"a JSON {type(body).__name__}"
+
+
 def _excerpt(response: httpx.Response) -> str:
     text = response.text.strip().replace("\n", " ")
     if len(text) > _BODY_EXCERPT_CHARS:

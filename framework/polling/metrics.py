@@ -1,4 +1,4 @@
-"""Connector metrics: the seed's Redis hash ``metrics:connector:{name}`` (read
+"""Connector metrics: the Redis hash ``metrics:connector:{name}`` (read
 by ``redis-cli HGETALL`` and by the fleet's ops API) and Prometheus series."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class MetricsRecorder:
 
 
 async def get_metrics(redis: Redis, name: str) -> dict[str, Any] | None:
-    """The seed's metrics structure, or None if the connector never polled."""
+    """The connector's metrics hash as typed values, or None if it never polled."""
     fields = await redis.hgetall(metrics_key(name))
     if not fields:
         return None

@@ -1,7 +1,8 @@
 """The polling connector: fetch -> detect changes -> transform -> publish + save state.
 
-:class:`UniversalPollingConnector` composes the parts a provider supplies (a
-fetcher, an item-id function, a change detector, a transformer) with the
+:class:`UniversalPollingConnector` composes the parts a provider supplies
+(:class:`SourceParts`: a fetcher, an item-id function, a change detector, a
+transformer) with the
 framework's :class:`~framework.polling.state.StateStore`. One bad item is counted in
 ``failed`` and logged with its id; it never stops the others.
 
@@ -102,30 +103,41 @@ def encode_signal(signal: Any) -> bytes:
     return orjson.dumps(signal)
 
 
+@dataclass(frozen=True)
+class SourceParts(Generic[TProvider, TRaw, TSignal]):
+    """What a source supplies to the polling loop: the client it calls (handed to the
+    fetcher), how it fetches (``fetcher`` for one answer, ``page_fetcher`` for pages:
+    exactly one), and how an item is identified, versioned and made a signal."""
+
+    provider: TProvider
+    item_id: Callable[[TRaw], str]
+    transformer: Callable[[TRaw], TSignal]
+    fetcher: Fetcher[TProvider, TRaw] | None = None
+    page_fetcher: PageFetcher[TProvider, TRaw] | None = None
+    change_detector: Callable[[TRaw], str] = content_version
+
+    def __post_init__(self) -> None:
+        if (self.fetcher is None) == (self.page_fetcher is None):
+            raise TypeError("give exactly one of fetcher= and page_fetcher=")
+
+
 class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
     def __init__(
         self,
         *,
         config: ConnectorConfig,
-        provider: TProvider,
-        item_id: Callable[[TRaw], str],
-        transformer: Callable[[TRaw], TSignal],
+        parts: SourceParts[TProvider, TRaw, TSignal],
         store: StateStore,
         logger: Logger,
-        fetcher: Fetcher[TProvider, TRaw] | None = None,
-        page_fetcher: PageFetcher[TProvider, TRaw] | None = None,
-        change_detector: Callable[[TRaw], str] = content_version,
         on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        if (fetcher is None) == (page_fetcher is None):
-            raise TypeError("give exactly one of fetcher= and page_fetcher=")
         self.config = config
-        self.provider = provider
-        self._fetcher = fetcher
-        self._page_fetcher = page_fetcher
-        self._item_id = item_id
-        self._transformer = transformer
-        self._change_detector = change_detector
+        self.provider = parts.provider
+        self._fetcher = parts.fetcher
+        self._page_fetcher = parts.page_fetcher
+        self._item_id = parts.item_id
+        self._transformer = parts.transformer
+        self._change_detector = parts.change_detector
         self._store = store
         self._log = logger
         self._on_close = on_close

@@ -18,7 +18,7 @@ resumes there. After the last page the cursor is the window's end, and ids
 older than the window are pruned: the version state holds one window.
 
 A 429 from Datadog carries ``X-RateLimit-Reset`` (seconds until the limit
-resets) instead of Retry-After; it is read as one.
+resets) instead of Retry-After; it is read as one (:data:`RATE_LIMITS`).
 """
 
 from __future__ import annotations
@@ -27,26 +27,27 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
 from pydantic.alias_generators import to_camel
 
 from framework.core import Clock, Logger, MalformedResponseError
 from framework.polling import (
-    ConnectorConfig,
-    ConnectorContext,
     ConnectorState,
     FetchResult,
     HttpClient,
-    PollingConnector,
-    UniversalPollingConnector,
+    HttpSourceType,
+    RateLimitRules,
+    SourceParts,
+    SourceWiring,
+    describe_shape,
+    http_connector_factory,
     parse_json,
-    parse_provider_config,
 )
 from providers.datadog.schema import DatadogEvent, event_id, event_timestamp, to_event
 
 EVENTS_PATH = "/api/v2/events"
 CURSOR = "from"
+RATE_LIMITS = RateLimitRules(name="Datadog", reset_header="X-RateLimit-Reset")
 
 
 class DatadogConfig(BaseModel):
@@ -69,6 +70,13 @@ class DatadogConfig(BaseModel):
         if self.base_url is not None:
             return str(self.base_url).rstrip("/")
         return f"https://api.{self.site}"
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "DD-API-KEY": self.api_key.get_secret_value(),
+            "DD-APPLICATION-KEY": self.app_key.get_secret_value(),
+            "Accept": "application/json",
+        }
 
 
 class DatadogEventsClient:
@@ -124,7 +132,7 @@ class DatadogEventsClient:
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
             raise MalformedResponseError(
-                f"{EVENTS_PATH}: expected an object with a 'data' list, got {_shape(body)}",
+                f"{EVENTS_PATH}: expected an object with a 'data' list, got {describe_shape(body)}",
                 connector=self._connector,
             )
         meta = body.get("meta")
@@ -144,61 +152,25 @@ def _timestamps(events: list[dict[str, Any]]) -> list[datetime]:
     return found
 
 
-class RateLimitResetTransport(httpx.AsyncBaseTransport):
-    """Gives a 429 that has only ``X-RateLimit-Reset`` the equivalent Retry-After,
-    so the framework's retry policy honours Datadog's reset time."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self._inner = inner
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self._inner.handle_async_request(request)
-        reset = response.headers.get("X-RateLimit-Reset", "").strip()
-        if response.status_code == 429 and "Retry-After" not in response.headers and (
-            reset.isdigit()
-        ):
-            response.headers["Retry-After"] = reset
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-def create_datadog_connector(
-    config: ConnectorConfig, context: ConnectorContext
-) -> PollingConnector:
-    settings = parse_provider_config(DatadogConfig, config)
-    http = HttpClient(
-        config,
-        clock=context.clock,
-        logger=context.logger,
-        headers={
-            "DD-API-KEY": settings.api_key.get_secret_value(),
-            "DD-APPLICATION-KEY": settings.app_key.get_secret_value(),
-            "Accept": "application/json",
-        },
-        transport=RateLimitResetTransport(context.http_transport or httpx.AsyncHTTPTransport()),
-    )
-    client = DatadogEventsClient(
-        settings, http, clock=context.clock, logger=context.logger, connector=config.name
-    )
-    return UniversalPollingConnector[DatadogEventsClient, dict[str, Any], DatadogEvent](
-        config=config,
+def _parts(
+    settings: DatadogConfig, wiring: SourceWiring
+) -> SourceParts[DatadogEventsClient, dict[str, Any], DatadogEvent]:
+    client = DatadogEventsClient(settings, wiring.http, clock=wiring.context.clock,
+                                 logger=wiring.context.logger, connector=wiring.config.name)
+    return SourceParts[DatadogEventsClient, dict[str, Any], DatadogEvent](
         provider=client,
         page_fetcher=DatadogEventsClient.pages,
         item_id=event_id,
         transformer=to_event,
-        store=context.store,
-        logger=context.logger,
-        on_close=http.aclose,
     )
+
+
+create_datadog_connector = http_connector_factory(HttpSourceType(
+    settings=DatadogConfig, headers=DatadogConfig.headers, build=_parts,
+    rate_limits=RATE_LIMITS, base_url=lambda settings: settings.api_url,
+))
 
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-
-def _shape(body: Any) -> str:
-    if isinstance(body, dict):
-        return "an object with keys " + ", ".join(sorted(body)[:8])
-    return f"a JSON {type(body).__name__}"

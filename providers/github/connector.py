@@ -11,33 +11,39 @@ Each repository keeps its cursors (``since:{repo}``, ``etag:{repo}``). The first
 page is asked with ``If-None-Match``; a 304 costs no rate limit. A repository
 that fails (not found, no access, down) is logged and skipped with its cursors
 unchanged, so the others go on; a rate limit ends the whole poll, since it is
-the token's and every repository shares it (see :mod:`providers.github.rate_limit`).
+the token's and every repository shares it.
+
+GitHub answers an exhausted limit with 403 *or* 429 (REST docs, "Troubleshooting
+the REST API"): the primary limit says ``x-ratelimit-remaining: 0`` and the epoch
+second ``x-ratelimit-reset``; a secondary limit sends ``retry-after`` or only a
+message, after which one should wait at least a minute (:data:`RATE_LIMITS`).
+Any other 403 (a token without access) stays a permanent error.
 """
 
 from __future__ import annotations
 
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator
 from pydantic.alias_generators import to_camel
 
 from framework.core import Logger, MalformedResponseError, RateLimitedError, SourceError
 from framework.polling import (
-    ConnectorConfig,
-    ConnectorContext,
     ConnectorState,
     FetchResult,
     HttpClient,
-    PollingConnector,
-    UniversalPollingConnector,
-    parse_json,
-    parse_provider_config,
+    HttpSourceType,
+    LinkHeader,
+    PageRequest,
+    RateLimitRules,
+    SourceParts,
+    SourceWiring,
+    describe_shape,
+    http_connector_factory,
+    walk_pages,
 )
-from providers.github.rate_limit import RateLimitTransport
 from providers.github.schema import (
     GitHubIssue,
     RepoIssue,
@@ -51,6 +57,16 @@ from providers.github.schema import (
 DEFAULT_USER_AGENT = "connector-fleet/0.1 (+https://github.com/connector-fleet)"
 API_VERSION = "2022-11-28"
 _REPOSITORY = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
+SECONDARY_LIMIT_WAIT_S = 60
+RATE_LIMITS = RateLimitRules(
+    name="GitHub",
+    statuses=frozenset({403, 429}),
+    reset_header="x-ratelimit-reset",
+    reset_is_epoch=True,
+    remaining_header="x-ratelimit-remaining",
+    body_markers=(b"secondary rate limit", b"abuse detection"),
+    fallback_wait_s=SECONDARY_LIMIT_WAIT_S,
+)
 
 
 class GitHubConfig(BaseModel):
@@ -125,24 +141,32 @@ class GitHubClient:
 
     async def list_repository(self, repository: str, state: ConnectorState) -> _Listing:
         """Every item of ``repository`` updated since its cursor, each once."""
-        url = self.settings.issues_url(repository)
         etag = state.cursors.get(f"etag:{repository}")
         since = _parse_time(state.cursors.get(f"since:{repository}"))
-        response = await self.http.get(
-            url, params=self._params(since), headers={"If-None-Match": etag} if etag else None,
-        )
-        if response.status_code == 304:
-            return _Listing(items=[], cursors={}, not_modified=True)
+        first = PageRequest(self.settings.issues_url(repository), params=self._params(since),
+                            headers={"If-None-Match": etag} if etag else {})
+        raw: list[Any] = []
         cursors: dict[str, str] = {}
-        if etag := response.headers.get("ETag"):
-            cursors[f"etag:{repository}"] = etag
-        raw = await self._all_pages(response, url)
+        async for page in walk_pages(self.http, LinkHeader(), first, read_items=self._issues_of,
+                                     connector=self._connector):
+            if page.not_modified:
+                return _Listing(items=[], cursors={}, not_modified=True)
+            if page.number == 1 and (tag := page.response.headers.get("ETag")):
+                cursors[f"etag:{repository}"] = tag
+            raw.extend(page.items)
         # Over every item read, pull requests included, so that filtering them out
         # does not hold the cursor back; never earlier than before (a deleted item).
         newest = max(filter(None, [since, *map(updated_at, raw)]), default=None)
         if newest is not None:
             cursors[f"since:{repository}"] = _github_time(newest)
         return _Listing(items=self._unique(repository, raw), cursors=cursors)
+
+    def _issues_of(self, body: Any, request: PageRequest) -> list[Any]:
+        if not isinstance(body, list):
+            raise MalformedResponseError(
+                f"{request.url}: expected a JSON list of issues, got {describe_shape(body)}",
+                connector=self._connector)
+        return body
 
     def _unique(self, repository: str, raw: list[Any]) -> list[RepoIssue]:
         """One copy per number, the first (newest); an item without a number is kept
@@ -168,61 +192,29 @@ class GitHubClient:
             params["since"] = _github_time(start - timedelta(seconds=settings.overlap_seconds))
         return params
 
-    async def _all_pages(self, response: httpx.Response, url: str) -> list[Any]:
-        items: list[Any] = []
-        followed: set[str] = set()
-        while True:
-            body = parse_json(response, connector=self._connector)
-            if not isinstance(body, list):
-                raise MalformedResponseError(
-                    f"{url}: expected a JSON list of issues, got {_shape(body)}",
-                    connector=self._connector)
-            items.extend(body)
-            next_url = response.links.get("next", {}).get("url")
-            if not next_url:
-                return items
-            if next_url in followed:
-                raise MalformedResponseError(
-                    f"{url}: Link rel=next points back to a page already read",
-                    connector=self._connector)
-            followed.add(next_url)
-            response = await self.http.get(next_url)
-
 
 async def _fetch(client: GitHubClient, state: ConnectorState) -> FetchResult[RepoIssue]:
     return await client.issues(state)
 
 
-def create_github_connector(
-    config: ConnectorConfig, context: ConnectorContext
-) -> PollingConnector:
-    settings = parse_provider_config(GitHubConfig, config)
-    inner = context.http_transport or _network_transport(str(settings.base_url))
-    transport = RateLimitTransport(inner, clock=context.clock)
-    http = HttpClient(config, clock=context.clock, logger=context.logger,
-                      headers=settings.headers(), transport=transport)
-    return UniversalPollingConnector[GitHubClient, RepoIssue, GitHubIssue](
-        config=config,
-        provider=GitHubClient(settings, http, logger=context.logger, connector=config.name),
+def _parts(
+    settings: GitHubConfig, wiring: SourceWiring
+) -> SourceParts[GitHubClient, RepoIssue, GitHubIssue]:
+    client = GitHubClient(settings, wiring.http, logger=wiring.context.logger,
+                          connector=wiring.config.name)
+    return SourceParts[GitHubClient, RepoIssue, GitHubIssue](
+        provider=client,
         fetcher=_fetch,
         item_id=item_id,
         transformer=to_issue,
         change_detector=item_version,
-        store=context.store,
-        logger=context.logger,
-        on_close=http.aclose,
     )
 
 
-def _network_transport(base_url: str) -> httpx.AsyncBaseTransport:
-    """httpx's transport, through the environment's proxy for ``base_url`` if any:
-    httpx reads HTTPS_PROXY / NO_PROXY only when it builds the transport itself, and
-    every request of this connector goes to that one host."""
-    url = httpx.URL(base_url)
-    if urllib.request.proxy_bypass(url.host):
-        return httpx.AsyncHTTPTransport()
-    proxy = urllib.request.getproxies().get(url.scheme)
-    return httpx.AsyncHTTPTransport(proxy=proxy) if proxy else httpx.AsyncHTTPTransport()
+create_github_connector = http_connector_factory(HttpSourceType(
+    settings=GitHubConfig, headers=GitHubConfig.headers, build=_parts,
+    rate_limits=RATE_LIMITS, base_url=lambda settings: str(settings.base_url),
+))
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -236,11 +228,3 @@ def _parse_time(value: str | None) -> datetime | None:
 def _github_time(moment: datetime) -> str:
     """ISO 8601 in UTC to the second, as GitHub writes ``updated_at``."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _shape(body: Any) -> str:
-    if isinstance(body, dict):
-        keys = ", ".join(sorted(body)[:8])
-        message = body.get("message")
-        return f"an object with keys {keys}" + (f" (message: {message})" if message else "")
-    return f"a JSON {type(body).__name__}"

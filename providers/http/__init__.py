@@ -1,13 +1,20 @@
-"""HTTP action capabilities: ``http_call`` and ``webhook_call`` (HMAC-signed)."""
+"""Any HTTP service: the ``HTTP_JSON`` source (any JSON API by configuration alone)
+and the ``http_call`` / ``webhook_call`` actions (the webhook HMAC-signed)."""
 
 from providers.http.actions import HttpActions, HttpCallParams, WebhookCallParams
+from providers.http.schema import HttpJsonItem
 from providers.http.signature import SIGNATURE_HEADER, sign_body, verify_signature
+from providers.http.source import create_http_json_connector
+from providers.http.source_config import HttpJsonConfig
 
 __all__ = [
     "SIGNATURE_HEADER",
     "HttpActions",
     "HttpCallParams",
+    "HttpJsonConfig",
+    "HttpJsonItem",
     "WebhookCallParams",
+    "create_http_json_connector",
     "sign_body",
     "verify_signature",
 ]

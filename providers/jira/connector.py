@@ -41,15 +41,15 @@ from pydantic.alias_generators import to_camel
 
 from framework.core import Clock, MalformedResponseError, PermanentSourceError
 from framework.polling import (
-    ConnectorConfig,
-    ConnectorContext,
     ConnectorState,
     FetchResult,
     HttpClient,
-    PollingConnector,
-    UniversalPollingConnector,
+    HttpSourceType,
+    SourceParts,
+    SourceWiring,
+    describe_shape,
+    http_connector_factory,
     parse_json,
-    parse_provider_config,
 )
 from providers.jira.jql import incremental_jql, window_minutes
 from providers.jira.schema import JiraIssue, issue_id, issue_version, to_issue
@@ -99,6 +99,9 @@ class JiraConfig(BaseModel):
     def requested_fields(self) -> str:
         # ``updated`` is the change detector: always ask for it.
         return ",".join(dict.fromkeys([*self.fields, "updated"]))
+
+    def headers(self) -> dict[str, str]:
+        return {"Accept": "application/json", **self.auth_headers()}
 
     def auth_headers(self) -> dict[str, str]:
         if self.api_token is None:
@@ -168,7 +171,7 @@ class JiraClient:
         issues = body.get("issues") if isinstance(body, dict) else None
         if not isinstance(issues, list):
             raise MalformedResponseError(
-                f"{url}: expected an object with an 'issues' list, got {_shape(body)}",
+                f"{url}: expected an object with an 'issues' list, got {describe_shape(body)}",
                 connector=self._connector)
         if "nextPageToken" in body or "isLast" in body:
             return issues, self._next_token(body, url)
@@ -208,26 +211,22 @@ async def _fetch(client: JiraClient, state: ConnectorState) -> FetchResult[Issue
     return await client.issues(state)
 
 
-def create_jira_connector(config: ConnectorConfig, context: ConnectorContext) -> PollingConnector:
-    settings = parse_provider_config(JiraConfig, config)
-    http = HttpClient(
-        config,
-        clock=context.clock,
-        logger=context.logger,
-        headers={"Accept": "application/json", **settings.auth_headers()},
-        transport=context.http_transport,
-    )
-    return UniversalPollingConnector[JiraClient, Issue, JiraIssue](
-        config=config,
-        provider=JiraClient(settings, http, clock=context.clock, connector=config.name),
+def _parts(
+    settings: JiraConfig, wiring: SourceWiring
+) -> SourceParts[JiraClient, Issue, JiraIssue]:
+    client = JiraClient(settings, wiring.http, clock=wiring.context.clock,
+                        connector=wiring.config.name)
+    return SourceParts[JiraClient, Issue, JiraIssue](
+        provider=client,
         fetcher=_fetch,
         item_id=issue_id,
         transformer=partial(to_issue, browse_url=settings.root + "/browse"),
         change_detector=issue_version,
-        store=context.store,
-        logger=context.logger,
-        on_close=http.aclose,
     )
+
+
+create_jira_connector = http_connector_factory(HttpSourceType(
+    settings=JiraConfig, headers=JiraConfig.headers, build=_parts))
 
 
 def _epoch_s(value: str | None) -> float | None:
@@ -236,8 +235,3 @@ def _epoch_s(value: str | None) -> float | None:
     except ValueError:
         return None  # an unreadable cursor: read everything again rather than guess
 
-
-def _shape(body: Any) -> str:
-    if isinstance(body, dict):
-        return "an object with keys " + ", ".join(sorted(body)[:8])
-    return f"a JSON {type(body).__name__}"

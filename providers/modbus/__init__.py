@@ -1,4 +1,4 @@
-"""Modbus TCP actuators: the seed's ``valve_control`` capability (a valve is a coil)."""
+"""Modbus TCP actuators: the ``valve_control`` capability (a valve is a coil)."""
 
 from providers.modbus.valve import (
     VALVE_CONTROL_ID,

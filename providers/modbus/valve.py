@@ -1,7 +1,6 @@
 """``valve_control``: open or close a valve driven by one Modbus coil.
 
-The coil is ON for an open valve, OFF for a closed one. Parameters (the seed's
-``{"valve_id": "V-01", "action": "CLOSE"}``, with the id in camelCase)::
+The coil is ON for an open valve, OFF for a closed one. Parameters::
 
     {"valveId": "V-01", "action": "CLOSE"}               # address from the valve map
     {"valveId": "V-01", "action": "OPEN", "host": "10.0.0.20", "port": 502,

@@ -15,15 +15,15 @@ from pydantic.alias_generators import to_camel
 
 from framework.core import MalformedResponseError
 from framework.polling import (
-    ConnectorConfig,
-    ConnectorContext,
     ConnectorState,
     FetchResult,
     HttpClient,
-    PollingConnector,
-    UniversalPollingConnector,
+    HttpSourceType,
+    SourceParts,
+    SourceWiring,
+    describe_shape,
+    http_connector_factory,
     parse_json,
-    parse_provider_config,
 )
 from providers.noaa.schema import NoaaAlert, feature_id, to_alert
 
@@ -47,6 +47,9 @@ class NoaaConfig(BaseModel):
     @property
     def alerts_url(self) -> str:
         return str(self.base_url).rstrip("/") + self.alerts_path
+
+    def headers(self) -> dict[str, str]:
+        return {"User-Agent": self.user_agent, "Accept": "application/geo+json"}
 
     def query(self) -> dict[str, str]:
         return {name: value for name in _FILTERS if (value := getattr(self, name))}
@@ -74,7 +77,7 @@ class NoaaClient:
         if not isinstance(features, list):
             raise MalformedResponseError(
                 f"{self.settings.alerts_url}: expected a GeoJSON FeatureCollection with a "
-                f"'features' list, got {_shape(body)}",
+                f"'features' list, got {describe_shape(body)}",
                 connector=self._connector,
             )
         return FetchResult(
@@ -89,27 +92,20 @@ async def _fetch(client: NoaaClient, state: ConnectorState) -> FetchResult[dict[
     return await client.active_alerts(state)
 
 
-def create_noaa_weather_connector(
-    config: ConnectorConfig, context: ConnectorContext
-) -> PollingConnector:
-    settings = parse_provider_config(NoaaConfig, config)
-    http = HttpClient(
-        config,
-        clock=context.clock,
-        logger=context.logger,
-        headers={"User-Agent": settings.user_agent, "Accept": "application/geo+json"},
-        transport=context.http_transport,
-    )
-    return UniversalPollingConnector[NoaaClient, dict[str, Any], NoaaAlert](
-        config=config,
-        provider=NoaaClient(settings, http, connector=config.name),
+def _parts(
+    settings: NoaaConfig, wiring: SourceWiring
+) -> SourceParts[NoaaClient, dict[str, Any], NoaaAlert]:
+    client = NoaaClient(settings, wiring.http, connector=wiring.config.name)
+    return SourceParts[NoaaClient, dict[str, Any], NoaaAlert](
+        provider=client,
         fetcher=_fetch,
         item_id=feature_id,
         transformer=to_alert,
-        store=context.store,
-        logger=context.logger,
-        on_close=http.aclose,
     )
+
+
+create_noaa_weather_connector = http_connector_factory(HttpSourceType(
+    settings=NoaaConfig, headers=NoaaConfig.headers, build=_parts))
 
 
 def _shape(body: Any) -> str:

@@ -1,4 +1,5 @@
--- Record one poll in metrics:connector:{name} (the seed's metrics structure).
+-- Record one poll in the hash metrics:connector:{name} (last poll and success times,
+-- poll counters, items fetched and published, latency).
 -- KEYS[1]  metrics hash
 -- ARGV[1]  connector name     ARGV[2]  poll time (ISO-8601)
 -- ARGV[3]  "1" if the poll succeeded, "0" if it failed

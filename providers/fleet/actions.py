@@ -1,4 +1,4 @@
-"""``emit_event`` adds a base event (seed 002) to a stream; ``log`` writes a log line.
+"""``emit_event`` adds a base event (``base-event/1``) to a stream; ``log`` writes a log line.
 
 Unlike a rule's ``emit`` step (one Lua script with its completion record),
 ``emit_event`` is a plain call: it stamps the event with the call's
@@ -64,7 +64,7 @@ async def log_message(params: Mapping[str, Any], context: CallContext) -> None:
     log(call.message, **call.fields)
 
 
-def core_capabilities() -> list[CapabilitySpec]:
+def fleet_capabilities() -> list[CapabilitySpec]:
     # Local work: a short timeout, and one retry for a Redis hiccup.
     local = CallPolicy(timeout_s=5.0, max_retries=1)
     return [

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from framework.testing import ProviderCase, Recording, Reply, Routes
-from providers.http_json.schema import HttpJsonItem
+from providers.http.schema import HttpJsonItem
 
 PATH = "/v1/orders"
 NEXT_LINK = {"pagination": {"style": "nextLink", "nextUrlPath": "links.next"}}

@@ -1,4 +1,5 @@
-"""The ``HTTP_JSON`` provider config: the request, where the items are, and how to page.
+"""The ``HTTP_JSON`` source config: the request, where the items are, and how to page
+(each pagination style names the framework's paginator it pages by).
 
 Expressions are JMESPath (the ``jmespath`` library: the reference Python
 implementation of a specified language, with a compliance test suite, used by
@@ -16,6 +17,16 @@ from jmespath import exceptions as jmespath_errors
 from jmespath.parser import ParsedResult
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from pydantic.alias_generators import to_camel
+
+from framework.polling import (
+    CursorParam,
+    LinkHeader,
+    NextLink,
+    Offset,
+    PageNumber,
+    Paginator,
+    SinglePage,
+)
 
 
 def compile_expression(expression: str) -> ParsedResult:
@@ -51,6 +62,9 @@ class NoPagination(_Model):
 
     style: Literal["none"] = "none"
 
+    def paginator(self) -> Paginator:
+        return SinglePage()
+
 
 class NextLinkPagination(_Model):
     """The body holds the next page's URL (absolute or relative); null ends."""
@@ -58,11 +72,17 @@ class NextLinkPagination(_Model):
     style: Literal["nextLink"]
     next_url_path: Expression
 
+    def paginator(self) -> Paginator:
+        return NextLink(compile_expression(self.next_url_path))
+
 
 class LinkHeaderPagination(_Model):
     """RFC 8288 ``Link: <...>; rel="next"`` (GitHub, GitLab...); no next link ends."""
 
     style: Literal["linkHeader"]
+
+    def paginator(self) -> Paginator:
+        return LinkHeader()
 
 
 class PagePagination(_Model):
@@ -74,6 +94,10 @@ class PagePagination(_Model):
     size_param: str | None = None
     size: int | None = Field(None, gt=0)
 
+    def paginator(self) -> Paginator:
+        return PageNumber(param=self.param, start_at=self.start, size_param=self.size_param,
+                          size=self.size)
+
 
 class OffsetPagination(_Model):
     """``?offset=0,N,2N...`` (offset moves by the items received); short or empty ends."""
@@ -83,6 +107,9 @@ class OffsetPagination(_Model):
     size_param: str | None = None
     size: int | None = Field(None, gt=0)
 
+    def paginator(self) -> Paginator:
+        return Offset(param=self.param, size_param=self.size_param, size=self.size)
+
 
 class CursorPagination(_Model):
     """The body holds an opaque cursor sent back as ``param``; null or empty ends."""
@@ -90,6 +117,9 @@ class CursorPagination(_Model):
     style: Literal["cursor"]
     cursor_path: Expression
     param: str = Field("cursor", min_length=1)
+
+    def paginator(self) -> Paginator:
+        return CursorParam(compile_expression(self.cursor_path), param=self.param)
 
 
 Pagination = Annotated[
@@ -102,7 +132,7 @@ Pagination = Annotated[
 class HttpJsonConfig(_Model):
     url: HttpUrl
     method: Literal["GET", "POST"] = "GET"
-    # ${VAR} references are substituted by framework.polling.config when the file is read.
+    # ${VAR} references are substituted when connectors.json is read.
     headers: dict[str, str] = Field(default_factory=dict)
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
     body: Any = None
@@ -118,6 +148,9 @@ class HttpJsonConfig(_Model):
     complete: bool = True
     # If-None-Match / If-Modified-Since, for a source answered in one response.
     conditional: bool = True
+
+    def request_headers(self) -> dict[str, str]:
+        return {"Accept": "application/json", **self.headers}
 
     @model_validator(mode="after")
     def _body_needs_post(self) -> HttpJsonConfig:
