@@ -43,6 +43,9 @@ from framework.consuming.events import (
 from framework.consuming.metrics import (
     ConsumerMetrics,
 )
+from framework.consuming.pruning import (
+    prune_idle_consumer,
+)
 from framework.consuming.rules.handler import (
     RulesHandler,
 )
@@ -82,5 +85,6 @@ __all__ = [
     "is_retryable",
     "load_rules",
     "parse_rules",
+    "prune_idle_consumer",
     "read_breakers",
 ]

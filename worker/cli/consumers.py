@@ -1,29 +1,35 @@
-"""Command lines of the stream consumers: ``consume``, ``consumers`` and ``dlq``.
-Parsing only; the work is done by :mod:`worker.consume` and :mod:`worker.consumer_view`."""
+"""``connector-fleet consume`` (a stream consumer process) and ``consumers`` (consumer
+groups: pending, lag, consumers; pruning dead consumers)."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
-from framework.consuming import default_consumer_name
+from framework.consuming import default_consumer_name, prune_idle_consumer
 from framework.core import (
     DEFAULT_CLAIM_IDLE_MS,
     DEFAULT_CONSUMER_GROUP,
     DEFAULT_MAX_DELIVERIES,
     DEFAULT_MAX_IN_FLIGHT,
 )
-from worker.commands import Confirm, Console
+from worker.cli.output import Confirm, Console
+from worker.cli.session import Session, redis_command
 from worker.exit_codes import ExitCode
+from worker.ops import GroupInfo, prunable_consumers, read_consumer_groups
 
-CONSUMER_COMMANDS = frozenset({"consume", "consumers", "dlq"})
+if TYPE_CHECKING:
+    from worker.cli.session import Subparsers
+
+GROUP_COLUMNS = ("STREAM", "GROUP", "PENDING", "LAG", "CONSUMER", "ITS PENDING", "IDLE",
+                 "HEARTBEAT")
 
 
-def add_consumer_commands(commands: Any) -> None:
-    """Add ``consume``, ``consumers`` and ``dlq`` to ``connector-fleet``'s sub-parsers."""
+def add_consume_command(commands: Subparsers) -> None:
     consume = commands.add_parser(
         "consume", help="run a stream consumer (rules -> capabilities); run several to scale")
     consume.add_argument("--stream", dest="streams", action="append", default=[],
@@ -59,7 +65,10 @@ def add_consumer_commands(commands: Any) -> None:
                          help="exit 0 once a read finds no new entry (after finishing the work)")
     consume.add_argument("--metrics-port", type=int, default=None,
                          help="serve the ops HTTP API on this port (default: $METRICS_PORT)")
+    consume.set_defaults(handler=run_consume_command)
 
+
+def add_consumers_command(commands: Subparsers) -> None:
     consumers = commands.add_parser("consumers", help="consumer groups: pending, lag, consumers")
     consumers.add_argument("--stream", dest="streams", action="append", default=None)
     consumers.add_argument("--json", action="store_true")
@@ -67,30 +76,10 @@ def add_consumer_commands(commands: Any) -> None:
                            help="remove consumers idle that long with no pending entry and "
                                 "no heartbeat (never one holding entries)")
     consumers.add_argument("--yes", action="store_true", help="prune without confirmation")
-
-    dlq = commands.add_parser("dlq", help="dead letters of a stream")
-    ops = dlq.add_subparsers(dest="dlq_command", required=True)
-    listing = _dlq_parser(ops, "list", "dead letters, oldest first, with reason and attempts")
-    listing.add_argument("--count", type=int, default=100)
-    listing.add_argument("--after", default=None, help="continue after this dead letter id")
-    listing.add_argument("--json", action="store_true")
-    _dlq_parser(ops, "show", "one dead letter in full").add_argument("id")
-    replay = _dlq_parser(ops, "replay", "re-add to the stream and remove from the DLQ")
-    replay.add_argument("ids", nargs="*", metavar="ID")
-    replay.add_argument("--all", action="store_true", help="replay every dead letter")
-    purge = _dlq_parser(ops, "purge", "delete every dead letter of the stream")
-    purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    consumers.set_defaults(handler=redis_command(_consumers))
 
 
-def _dlq_parser(ops: Any, name: str, help_text: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = ops.add_parser(name, help=help_text)
-    parser.add_argument("stream", help="the stream whose dead letters these are")
-    parser.add_argument("--dead-letter-stream", default=None,
-                        help="the dead-letter stream, if not STREAM:dlq")
-    return parser
-
-
-def run_consume_command(args: argparse.Namespace, *, config_path: str | None) -> int:
+def run_consume_command(args: argparse.Namespace) -> int:
     from worker.consume import ConsumeRequest, run_consume_process
 
     request = ConsumeRequest(
@@ -101,27 +90,67 @@ def run_consume_command(args: argparse.Namespace, *, config_path: str | None) ->
                  "max_deliveries": args.max_deliveries, "order_by": args.order_by,
                  "dead_letter_stream": args.dead_letter_stream, "start_id": args.start_id,
                  "burst": args.burst})
-    return run_consume_process(request, metrics_port=args.metrics_port, config_path=config_path)
+    return run_consume_process(request, metrics_port=args.metrics_port,
+                               config_path=args.fleet_config)
 
 
-async def run_redis_command(redis: Redis, args: argparse.Namespace, console: Console,
-                            confirm: Confirm) -> int:
-    """``consumers`` and ``dlq ...`` on an open Redis client."""
-    from worker.consumer_view import DeadLetterCommands, prune_consumers, show_consumers
+async def _consumers(redis: Redis, args: argparse.Namespace, session: Session) -> int:
+    if args.prune_idle_ms is not None:
+        return await prune_consumers(redis, session.console, idle_ms=args.prune_idle_ms,
+                                     confirm=session.confirm)
+    return await show_consumers(redis, session.console, streams=args.streams,
+                                as_json=args.json)
 
-    if args.command == "consumers" and args.prune_idle_ms is not None:
-        return await prune_consumers(redis, console, idle_ms=args.prune_idle_ms, confirm=confirm)
-    if args.command == "consumers":
-        return await show_consumers(redis, console, streams=args.streams, as_json=args.json)
-    letters = DeadLetterCommands(redis, console, args.stream,
-                                 dead_letter_stream=args.dead_letter_stream)
-    if args.dlq_command == "list":
-        return await letters.list_letters(count=args.count, after=args.after, as_json=args.json)
-    if args.dlq_command == "show":
-        return await letters.show(args.id)
-    if args.dlq_command == "replay":
-        if not args.ids and not args.all:
-            console.problem("dlq replay: give dead letter ids, or --all")
-            return ExitCode.USAGE
-        return await letters.replay(args.ids, every=args.all)
-    return await letters.purge(confirm=confirm)
+
+def group_rows(groups: Sequence[GroupInfo]) -> list[tuple[str, ...]]:
+    """One row per consumer (a group without consumers gets one row of its own)."""
+    rows: list[tuple[str, ...]] = []
+    for g in groups:
+        lag = "?" if g.lag is None else str(g.lag)
+        if not g.consumers:
+            rows.append((g.stream, g.name, str(g.pending), lag, "-", "-", "-", "-"))
+        for c in g.consumers:
+            rows.append((g.stream, g.name, str(g.pending), lag, c.name, str(c.pending),
+                         f"{c.idle_ms / 1000:.1f}s", "live" if c.alive else "no heartbeat"))
+    return rows
+
+
+async def consumer_section(redis: Redis, console: Console) -> None:
+    """The consumer groups part of ``connector-fleet status`` (nothing if there are none)."""
+    groups = await read_consumer_groups(redis)
+    if groups:
+        console.line()
+        console.table(GROUP_COLUMNS, group_rows(groups))
+
+
+async def show_consumers(redis: Redis, console: Console, *, streams: Sequence[str] | None,
+                         as_json: bool) -> int:
+    """``connector-fleet consumers``: a table (or JSON) of groups and consumers."""
+    groups = await read_consumer_groups(redis, streams=streams)
+    if as_json:
+        console.json([g.as_json() for g in groups])
+    elif not groups:
+        console.line("no consumer groups")
+    else:
+        console.table(GROUP_COLUMNS, group_rows(groups))
+    return ExitCode.OK
+
+
+async def prune_consumers(redis: Redis, console: Console, *, idle_ms: int,
+                          confirm: Confirm) -> int:
+    """Remove consumers with no pending entry, no heartbeat and idle >= ``idle_ms``;
+    each is checked again and removed atomically."""
+    candidates = prunable_consumers(await read_consumer_groups(redis), idle_ms=idle_ms)
+    if not candidates:
+        console.line("no consumer to prune")
+        return ExitCode.OK
+    names = ", ".join(str(candidate) for candidate in candidates)
+    if not confirm(f"Remove {len(candidates)} idle consumer(s) without pending entries: "
+                   f"{names}?"):
+        console.problem("not pruned (confirm, or pass --yes)")
+        return ExitCode.FAILURE
+    for candidate in candidates:
+        removed = await prune_idle_consumer(redis, candidate.stream, candidate.group,
+                                            candidate.consumer, idle_ms=idle_ms)
+        console.line(f"{'removed' if removed else 'kept (active again)'} {candidate}")
+    return ExitCode.OK

@@ -1,4 +1,4 @@
-"""The ops HTTP API, served by the supervisor and by ``connector-run`` (METRICS_PORT).
+"""The ops HTTP API, served by every long-running process when METRICS_PORT is set.
 
 =============================  ===============================================
 ``GET /metrics``               Prometheus exposition
@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from framework.core import UNAVAILABLE, Clock
 from framework.polling import FleetConfig
-from worker.fleet_view import connector_status, fleet_status
+from worker.ops.fleet_status import connector_status, fleet_status
 
 HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
 

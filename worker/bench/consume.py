@@ -52,7 +52,7 @@ from framework.consuming import (
 )
 from framework.core import SystemClock, cancel_and_wait, configure_logging, create_redis, get_logger
 from framework.testing import RedisServer
-from worker.process import freeze_startup_heap, run_event_loop
+from worker.runtime import freeze_startup_heap, run_event_loop
 
 STREAM = "bench-events"
 DONE_KEY = "bench:done"
@@ -142,7 +142,7 @@ def _worker_main(argv: list[str]) -> None:
 
 
 def _start_worker(url: str, max_in_flight: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "worker.bench_consume", url,
+    return subprocess.Popen([sys.executable, "-m", "worker.bench.consume", url,
                              str(max_in_flight)], cwd=REPO_ROOT)
 
 
