@@ -7,8 +7,8 @@ import io
 import orjson
 from redis.asyncio import Redis
 
-from worker.cli.output import Console
 from worker.cli.consumers import prune_consumers, show_consumers
+from worker.cli.output import Console
 from worker.ops import read_consumer_groups
 
 STREAM = "events"

@@ -10,8 +10,8 @@ from pathlib import Path
 from framework.core.settings import Settings
 from tests.conftest import REPO_ROOT
 from worker.cli.output import Console
-from worker.exit_codes import ExitCode
 from worker.cli.rules import run_rules_command
+from worker.exit_codes import ExitCode
 
 
 def check(path: Path | None, settings: Settings | None = None) -> tuple[int, str, str]:

@@ -58,7 +58,8 @@ def add_consume_command(commands: Subparsers) -> None:
     consume.add_argument("--rules", default=None,
                          help="rules file (default: $RULES_PATH, else rules.json beside "
                               "connectors.json)")
-    consume.add_argument("--handler", default=None,
+    # Not "handler": that is the command's own (set_defaults).
+    consume.add_argument("--handler", dest="event_handler", default=None,
                          help="MODULE:NAME of a handler factory called with the Redis client, "
                               "instead of the rules")
     consume.add_argument("--burst", action="store_true",
@@ -83,7 +84,7 @@ def run_consume_command(args: argparse.Namespace) -> int:
     from worker.consume import ConsumeRequest, run_consume_process
 
     request = ConsumeRequest(
-        streams=tuple(args.streams), handler=args.handler,
+        streams=tuple(args.streams), handler=args.event_handler,
         rules_path=Path(args.rules) if args.rules else None,
         options={"group": args.group, "consumer": args.consumer or default_consumer_name(),
                  "max_in_flight": args.max_in_flight, "claim_idle_ms": args.claim_idle_ms,
