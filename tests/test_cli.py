@@ -11,6 +11,7 @@ import redis as sync_redis
 
 from framework.testing import RedisServer
 from tests.cli import CliRun, FleetCli, installed_cli
+from tests.conftest import REPO_ROOT
 from tests.process import noaa_entry, write_config
 
 
@@ -157,3 +158,20 @@ def test_the_installed_cli_shows_the_status(
 
     assert result.returncode == 0, result.stderr
     assert orjson.loads(result.stdout)[0]["leaseHolder"] == "host-a:42:abc"
+
+
+def test_the_installed_cli_checks_the_rules() -> None:
+    result = installed_cli("rules", "check", "--path", str(REPO_ROOT / "rules.json"),
+                           env=dict(os.environ))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("streams: raw-input-signals, recoco-events, "
+                                           "sensor-readings")
+
+
+def test_the_installed_cli_runs_a_benchmark(redis_server: RedisServer) -> None:
+    result = installed_cli("bench", "publish", "--items", "200", "--redis-url",
+                           redis_server.url, env=dict(os.environ))
+
+    assert result.returncode == 0, result.stderr
+    assert "(20 published)" in result.stdout

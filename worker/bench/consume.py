@@ -58,7 +58,7 @@ STREAM = "bench-events"
 DONE_KEY = "bench:done"
 WARM_UP_EVENTS = 1_000
 _DONE_FLUSH_S = 0.01
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BASELINES = {
     "celery": (REPO_ROOT / ".venv-bench-celery", REPO_ROOT / "scripts/bench/celery_baseline.py"),
     "arq": (REPO_ROOT / ".venv-bench-arq", REPO_ROOT / "scripts/bench/arq_baseline.py"),

@@ -4,7 +4,7 @@ task of one process, each still with its own lease, state and schedule.
 The same :class:`~worker.connector.ConnectorWorker` as ``connector-run`` runs each
 connector; they share one Redis connection pool and one Prometheus registry.
 One process costs about one connector's memory instead of one per connector
-(see the README's fleet benchmark), at the price of isolation: a connector that
+(measured by ``connector-fleet bench fleet``), at the price of isolation: a connector that
 blocks the event loop or exhausts memory affects the others.
 
 SIGHUP reaches every worker (each reloads, and stops itself if disabled or

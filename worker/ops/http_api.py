@@ -2,7 +2,7 @@
 
 =============================  ===============================================
 ``GET /metrics``               Prometheus exposition
-``GET /metrics/connectors``    every connector: seed metrics + lease holder/TTL
+``GET /metrics/connectors``    every connector: its metrics hash + lease holder/TTL
 ``GET /metrics/connectors/N``  one connector (404 if unknown)
 ``GET /health/connectors``     per-connector health; 200 if all enabled are healthy, else 503
 ``GET /health``                this process (connector-run: active/standby and freshness)
