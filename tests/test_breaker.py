@@ -37,7 +37,8 @@ from framework.testing import FakeClock
 from providers.http import HttpActions
 from tests.rules_target import HttpTarget, TargetReply
 from tests.test_consumer import until
-from worker.commands import Console, status
+from worker.cli.fleet import status
+from worker.cli.output import Console
 
 NO_RETRY = CallPolicy(max_retries=0)
 

@@ -21,9 +21,9 @@ from framework.testing import RedisServer
 from framework.trust.catalog.signing import PrivateKey, load_trust_store
 from framework.trust.catalog.store import Catalog, parse_definition
 from tests.conftest import FIXTURES, REPO_ROOT
-from worker.catalog_cli import run_catalog_command
-from worker.cli import _build_parser
-from worker.commands import Console
+from worker.cli import build_parser
+from worker.cli.catalog import run_catalog_command
+from worker.cli.output import Console
 from worker.exit_codes import ExitCode
 
 CLI = str(Path(sys.executable).parent / "connector-fleet")
@@ -47,7 +47,7 @@ def keys(tmp_path: Path) -> Path:
 
 async def catalog_cli(redis: Redis, *argv: str, keys: Path | None = None) -> Run:
     console = Console(out=io.StringIO(), err=io.StringIO())
-    args = _build_parser().parse_args(["catalog", *argv])
+    args = build_parser().parse_args(["catalog", *argv])
     environ = {"CATALOG_TRUSTED_KEYS": str(keys)} if keys is not None else {}
     return Run(await run_catalog_command(redis, args, console, environ=environ), console)
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
@@ -12,10 +10,9 @@ import pytest
 import redis as sync_redis
 
 from framework.testing import RedisServer
+from tests.cli import CliRun, FleetCli, installed_cli
 from tests.conftest import REPO_ROOT
 from tests.process import noaa_entry, write_config
-
-CLI = str(Path(sys.executable).parent / "connector-fleet")
 
 
 @pytest.fixture
@@ -27,16 +24,19 @@ def config(tmp_path: Path) -> Path:
     )
 
 
-def fleet_cli(*args: str, redis_server: RedisServer, config: Path,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "REDIS_URL": redis_server.url,
-                   "CONNECTORS_CONFIG_PATH": str(config), **(env or {})}
-    return subprocess.run([CLI, *args], env=environment, cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=30, stdin=subprocess.DEVNULL)
+@pytest.fixture
+def cli(redis_server: RedisServer, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> FleetCli:
+    """``connector-fleet`` in this process, on the private Redis."""
+    return FleetCli(capsys, monkeypatch, {"REDIS_URL": redis_server.url})
+
+
+def fleet_cli(cli: FleetCli, *args: str, config: Path) -> CliRun:
+    return cli(*args, env={"CONNECTORS_CONFIG_PATH": str(config)})
 
 
 def test_status_shows_lease_metrics_and_health(
-    redis_server: RedisServer, config: Path, sync: sync_redis.Redis
+    cli: FleetCli, config: Path, sync: sync_redis.Redis
 ) -> None:
     sync.set("lease:weather-noaa", "host-a:42:abc", ex=30)
     sync.hset("metrics:connector:weather-noaa", mapping={
@@ -44,8 +44,8 @@ def test_status_shows_lease_metrics_and_health(
         "lastSuccessTime": "2026-11-22T10:00:00.000Z", "failedPolls": 2,
         "itemsPublished": 17})
 
-    table = fleet_cli("status", redis_server=redis_server, config=config)
-    as_json = fleet_cli("status", "--json", redis_server=redis_server, config=config)
+    table = fleet_cli(cli, "status", config=config)
+    as_json = fleet_cli(cli, "status", "--json", config=config)
 
     assert table.returncode == 0, table.stderr
     header, noaa, off = table.stdout.splitlines()
@@ -58,16 +58,15 @@ def test_status_shows_lease_metrics_and_health(
 
 
 def test_leases_lists_holders_and_release_needs_confirmation(
-    redis_server: RedisServer, config: Path, sync: sync_redis.Redis
+    cli: FleetCli, config: Path, sync: sync_redis.Redis
 ) -> None:
     sync.set("lease:weather-noaa", "host-a:42:abc", ex=30)
     sync.set("lease:jira-prod", "host-b:7:def", ex=30)
 
-    listed = fleet_cli("leases", "--json", redis_server=redis_server, config=config)
-    refused = fleet_cli("lease", "release", "weather-noaa", redis_server=redis_server,
-                        config=config)
-    released = fleet_cli("lease", "release", "weather-noaa", "--yes",
-                         redis_server=redis_server, config=config)
+    listed = fleet_cli(cli, "leases", "--json", config=config)
+    refused = fleet_cli(cli, "lease", "release", "weather-noaa", config=config)
+    released = fleet_cli(cli, "lease", "release", "weather-noaa", "--yes",
+                         config=config)
 
     assert [lease["connector"] for lease in orjson.loads(listed.stdout)] == [
         "jira-prod", "weather-noaa"]
@@ -77,20 +76,20 @@ def test_leases_lists_holders_and_release_needs_confirmation(
 
 
 def test_config_check_prints_the_resolved_config_with_secrets_redacted(
-    redis_server: RedisServer, tmp_path: Path
+    cli: FleetCli, tmp_path: Path
 ) -> None:
     entry = noaa_entry("weather-noaa", "${NOAA_URL:-http://127.0.0.1:9}")
     entry["providerConfig"]["userAgent"] = "fleet (ops@example.com)"
     config = write_config(tmp_path / "c.json", entry)
 
-    result = fleet_cli("config", "check", redis_server=redis_server, config=config)
+    result = fleet_cli(cli, "config", "check", config=config)
 
     assert result.returncode == 0, result.stderr
     resolved = orjson.loads(result.stdout)["connectors"][0]
     assert resolved["providerConfig"]["baseUrl"] == "http://127.0.0.1:9"
 
 
-def test_config_check_lists_every_problem(redis_server: RedisServer, tmp_path: Path) -> None:
+def test_config_check_lists_every_problem(cli: FleetCli, tmp_path: Path) -> None:
     bad_interval = noaa_entry("a", "http://x", pollIntervalMs=0)
     bad_type = noaa_entry("b", "http://x", type="NOPE")
     bad_provider = noaa_entry("c", "http://x")
@@ -98,7 +97,7 @@ def test_config_check_lists_every_problem(redis_server: RedisServer, tmp_path: P
     missing_var = noaa_entry("d", "${NOT_SET_ANYWHERE}")
     config = write_config(tmp_path / "c.json", bad_interval, bad_type, bad_provider, missing_var)
 
-    result = fleet_cli("config", "check", redis_server=redis_server, config=config)
+    result = fleet_cli(cli, "config", "check", config=config)
 
     assert result.returncode == 78
     assert "connector a: pollIntervalMs: Input should be greater than 0" in result.stderr
@@ -109,15 +108,14 @@ def test_config_check_lists_every_problem(redis_server: RedisServer, tmp_path: P
 
 
 def test_state_show_and_reset(
-    redis_server: RedisServer, config: Path, sync: sync_redis.Redis
+    cli: FleetCli, config: Path, sync: sync_redis.Redis
 ) -> None:
     sync.hset("connector:state:weather-noaa", mapping={"generation": "4", "etag": '"e1"'})
     sync.hset("connector:state:weather-noaa:versions", mapping={"a": "v1", "b": "v2"})
 
-    shown = orjson.loads(fleet_cli("state", "show", "weather-noaa", "--items",
-                                   redis_server=redis_server, config=config).stdout)
-    reset = fleet_cli("state", "reset", "weather-noaa", "--yes", redis_server=redis_server,
-                      config=config)
+    shown = orjson.loads(fleet_cli(cli, "state", "show", "weather-noaa", "--items",
+                                   config=config).stdout)
+    reset = fleet_cli(cli, "state", "reset", "weather-noaa", "--yes", config=config)
 
     assert shown["state"]["etag"] == '"e1"' and shown["itemCount"] == 2
     assert shown["itemVersions"] == {"a": "v1", "b": "v2"}
@@ -126,27 +124,54 @@ def test_state_show_and_reset(
 
 
 def test_stream_tail_prints_entries_as_json_lines(
-    redis_server: RedisServer, config: Path, sync: sync_redis.Redis
+    cli: FleetCli, config: Path, sync: sync_redis.Redis
 ) -> None:
     for n in range(3):
         sync.xadd("raw-input-signals", {"connector": "weather-noaa", "item_id": f"i{n}",
                                         "version": "v", "payload": orjson.dumps({"n": n})})
 
-    result = fleet_cli("stream", "tail", "raw-input-signals", "--from-start", "--count", "3",
-                       redis_server=redis_server, config=config)
+    result = fleet_cli(cli, "stream", "tail", "raw-input-signals", "--from-start", "--count", "3",
+                       config=config)
 
     lines = [orjson.loads(line) for line in result.stdout.splitlines()]
     assert [line["payload"] for line in lines] == [{"n": 0}, {"n": 1}, {"n": 2}]
     assert lines[0]["item_id"] == "i0" and "-" in lines[0]["id"]
 
 
-def test_unreachable_redis_is_a_clear_error(config: Path, tmp_path: Path) -> None:
+def test_unreachable_redis_is_a_clear_error(cli: FleetCli, config: Path) -> None:
     from framework.testing import free_port
 
-    environment = {**os.environ, "REDIS_URL": f"redis://:pw@127.0.0.1:{free_port()}/0",
-                   "CONNECTORS_CONFIG_PATH": str(config)}
-    result = subprocess.run([CLI, "leases"], env=environment, capture_output=True, text=True,
-                            timeout=30)
+    result = cli("leases", env={"REDIS_URL": f"redis://:pw@127.0.0.1:{free_port()}/0",
+                                "CONNECTORS_CONFIG_PATH": str(config)})
 
     assert result.returncode == 69
     assert "Redis unavailable at redis://:***@127.0.0.1" in result.stderr
+
+
+def test_the_installed_cli_shows_the_status(
+    redis_server: RedisServer, config: Path, sync: sync_redis.Redis
+) -> None:
+    sync.set("lease:weather-noaa", "host-a:42:abc", ex=30)
+    env = {**os.environ, "REDIS_URL": redis_server.url, "CONNECTORS_CONFIG_PATH": str(config)}
+
+    result = installed_cli("status", "--json", env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout)[0]["leaseHolder"] == "host-a:42:abc"
+
+
+def test_the_installed_cli_checks_the_rules() -> None:
+    result = installed_cli("rules", "check", "--path", str(REPO_ROOT / "rules.json"),
+                           env=dict(os.environ))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("streams: raw-input-signals, recoco-events, "
+                                           "sensor-readings")
+
+
+def test_the_installed_cli_runs_a_benchmark(redis_server: RedisServer) -> None:
+    result = installed_cli("bench", "publish", "--items", "200", "--redis-url",
+                           redis_server.url, env=dict(os.environ))
+
+    assert result.returncode == 0, result.stderr
+    assert "(20 published)" in result.stdout

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,15 +15,17 @@ import pytest
 import redis as sync_redis
 
 from framework.testing import RedisServer, free_port
+from tests.cli import FleetCli, installed_cli
 from tests.conftest import REPO_ROOT
 from tests.consumer_handlers import CALLS, DONE, STARTED
 from tests.helpers import wait_until
-from tests.process import BIN, ConnectorProcess
+from tests.process import ConnectorProcess
 
 STREAM = "jobs"
 GROUP = "workers"
 
 Start = Callable[..., ConnectorProcess]
+Fleet = Callable[..., str]
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_sigterm_drains_in_flight_work_and_exits_0(
 
 
 def test_dead_letters_are_listed_shown_replayed_and_purged_with_the_cli(
-    sync: sync_redis.Redis, start: Start, redis_server: RedisServer,
+    sync: sync_redis.Redis, start: Start, redis_server: RedisServer, fleet: Fleet,
 ) -> None:
     poison = sync.xadd(STREAM, {"n": "0", "fail": "1"})
     invalid = sync.xadd(STREAM, {"n": "1", "invalid": "1"})
@@ -107,37 +108,44 @@ def test_dead_letters_are_listed_shown_replayed_and_purged_with_the_cli(
     consumer.signal(signal.SIGTERM)
     assert consumer.wait(30) == 0
 
-    listing = orjson.loads(fleet(redis_server, "dlq", "list", STREAM, "--json"))
+    env = {**os.environ, "REDIS_URL": redis_server.url}
+    installed = installed_cli("dlq", "list", STREAM, "--json", env=env)
+    assert installed.returncode == 0, installed.stderr
+    listing = orjson.loads(installed.stdout)
     by_entry = {letter["entryId"]: letter for letter in listing}
     assert by_entry[poison]["attempts"] == 2
     assert f"RuntimeError: entry {poison} always fails" in by_entry[poison]["reason"]
     assert by_entry[invalid]["attempts"] == 1 and by_entry[invalid]["rule"] == "test-rule"
     assert by_entry[invalid]["reason"] == "field invalid is set"
 
-    shown = orjson.loads(fleet(redis_server, "dlq", "show", STREAM, by_entry[poison]["id"]))
+    shown = orjson.loads(fleet("dlq", "show", STREAM, by_entry[poison]["id"]))
     assert shown["fields"] == {"n": "0", "fail": "1"} and shown["stream"] == STREAM
 
-    table = fleet(redis_server, "consumers")
+    table = fleet("consumers")
     assert STREAM in table and GROUP in table and "dlq" in table
 
-    replayed = fleet(redis_server, "dlq", "replay", STREAM, by_entry[invalid]["id"])
+    replayed = fleet("dlq", "replay", STREAM, by_entry[invalid]["id"])
     new_id = replayed.split()[-1]
     assert sync.xrange(STREAM, min=new_id) == [
         (new_id, {"n": "1", "invalid": "1", "replay_of": invalid})]
     assert sync.xlen(f"{STREAM}:dlq") == 1
 
-    assert "purged 1" in fleet(redis_server, "dlq", "purge", STREAM, "--yes")
+    assert "purged 1" in fleet("dlq", "purge", STREAM, "--yes")
     assert sync.xlen(f"{STREAM}:dlq") == 0
 
 
-def fleet(redis_server: RedisServer, *args: str) -> str:
-    env = {**os.environ, "REDIS_URL": redis_server.url}
-    result = subprocess.run([str(BIN / "connector-fleet"), *args], env=env, cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=30, check=False)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+@pytest.fixture
+def fleet(redis_server: RedisServer, capsys: pytest.CaptureFixture[str],
+          monkeypatch: pytest.MonkeyPatch) -> Fleet:
+    """``connector-fleet ARGS`` in this process; its stdout (it must succeed)."""
+    cli = FleetCli(capsys, monkeypatch, {"REDIS_URL": redis_server.url})
 
+    def run(*args: str) -> str:
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
 
+    return run
 
 
 def rules_file(path: Path, out_stream: str) -> Path:
@@ -208,7 +216,7 @@ def test_invalid_rules_at_start_exit_78_naming_the_problem(
 
 
 def test_metrics_and_status_show_the_group_its_lag_and_pending(
-    sync: sync_redis.Redis, start: Start, redis_server: RedisServer, tmp_path: Path,
+    sync: sync_redis.Redis, start: Start, tmp_path: Path, fleet: Fleet,
 ) -> None:
     for i in range(5):
         sync.xadd(STREAM, {"connector": "weather-noaa", "type": "NOAA_WEATHER", "n": str(i)})
@@ -231,7 +239,7 @@ def test_metrics_and_status_show_the_group_its_lag_and_pending(
     assert f'consumer_dead_letters{{stream="{STREAM}"}} 0.0' in metrics
 
     (tmp_path / "connectors.json").write_text('{"connectors": []}')
-    status = fleet(redis_server, "--config", str(tmp_path / "connectors.json"), "status")
+    status = fleet("--config", str(tmp_path / "connectors.json"), "status")
     [row] = [line for line in status.splitlines() if line.startswith(STREAM)]
     assert row.split()[:6] == [STREAM, GROUP, "2", "3", "watched", "2"]
     assert row.endswith("live")

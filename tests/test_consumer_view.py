@@ -7,8 +7,9 @@ import io
 import orjson
 from redis.asyncio import Redis
 
-from worker.commands import Console
-from worker.consumer_view import prune_consumers, read_consumer_groups, show_consumers
+from worker.cli.consumers import prune_consumers, show_consumers
+from worker.cli.output import Console
+from worker.ops import read_consumer_groups
 
 STREAM = "events"
 GROUP = "workers"

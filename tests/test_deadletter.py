@@ -10,8 +10,8 @@ from redis.asyncio import Redis
 from framework.consuming.dead_letters import DeadLetterStream, Failure
 from framework.consuming.delivery import Delivery
 from framework.core.keys import consumer_errors_key
-from worker.commands import Console
-from worker.consumer_view import DeadLetterCommands
+from worker.cli.dead_letters import DeadLetterCommands
+from worker.cli.output import Console
 
 STREAM = "events"
 GROUP = "workers"

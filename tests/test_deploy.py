@@ -246,7 +246,8 @@ def test_dockerfile_entry_point_env_and_port_exist_in_the_package() -> None:
     assert f"EXPOSE {env['METRICS_PORT']}" in text
     assert "/healthz" in text and "METRICS_PORT" in text.split("HEALTHCHECK")[1]
     # The name comes from the argument or CONNECTOR_NAME, which connector-run reads.
-    assert "CONNECTOR_NAME" in (REPO_ROOT / "worker" / "cli.py").read_text(encoding="utf-8")
+    connector_run = REPO_ROOT / "worker" / "cli" / "processes.py"
+    assert "CONNECTOR_NAME" in connector_run.read_text(encoding="utf-8")
     assert re.search(r"^USER 10001", text, re.M)
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from framework.core.settings import Settings
 from tests.conftest import REPO_ROOT
-from worker.commands import Console
+from worker.cli.output import Console
+from worker.cli.rules import run_rules_command
 from worker.exit_codes import ExitCode
-from worker.rules_cli import run_rules_command
 
 
 def check(path: Path | None, settings: Settings | None = None) -> tuple[int, str, str]:

@@ -20,8 +20,9 @@ from framework.polling.poller import (
 from framework.polling.registry import ConnectorContext, ConnectorRegistry
 from framework.polling.state import ConnectorState
 from framework.testing import FakeClock
+from worker.connector import ConnectorWorker
 from worker.exit_codes import ExitCode
-from worker.runner import ConnectorWorker
+from worker.runtime import Runtime
 
 
 class TimedSource:
@@ -53,12 +54,18 @@ def make_worker(redis: Redis, clock: FakeClock, source: TimedSource) -> Connecto
     registry.register_connector("TIMED", factory)
     config = ConnectorConfig(name="timed", type="TIMED", poll_interval_ms=1000,
                              lease_ttl_seconds=30)
-    return ConnectorWorker(
-        "timed", redis=redis, registry=registry,
-        load_config=lambda: FleetConfig(connectors={"timed": config}, source="test"),
-        clock=clock, logger=get_logger(connector="timed"),
-        prometheus=PrometheusMetrics.create(CollectorRegistry()), drain_timeout_s=5,
-    )
+    runtime = make_runtime(
+        redis, clock, registry, FleetConfig(connectors={"timed": config}, source="test"),
+        logger_name="timed")
+    return ConnectorWorker("timed", runtime, PrometheusMetrics.create(runtime.prometheus))
+
+
+def make_runtime(redis: Redis, clock: FakeClock, registry: ConnectorRegistry,
+                 fleet: FleetConfig, *, logger_name: str | None = None) -> Runtime:
+    logger = get_logger(connector=logger_name) if logger_name else get_logger()
+    return Runtime(redis=redis, redis_url="redis://test", registry=registry,
+                   load_config=lambda: fleet, clock=clock, logger=logger,
+                   prometheus=CollectorRegistry(), drain_timeout_s=5)
 
 
 async def test_polls_start_at_a_fixed_rate_and_skip_slots_a_slow_poll_missed(
@@ -68,7 +75,7 @@ async def test_polls_start_at_a_fixed_rate_and_skip_slots_a_slow_poll_missed(
     # The third poll (at t=2) takes 2.5 s: the slots at 3 and 4 are skipped, not bunched.
     source = TimedSource(clock, [0.25, 0.5, 2.5, 0.125, 0.125])
     worker = make_worker(redis, clock, source)
-    worker.start()
+    await worker.start()
     run = asyncio.create_task(worker.run())
 
     while len(source.starts) < 6:
@@ -85,7 +92,7 @@ async def test_health_reports_stale_polls_while_active(redis: Redis) -> None:
     clock = FakeClock()
     source = TimedSource(clock, [0.0])
     worker = make_worker(redis, clock, source)
-    worker.start()
+    await worker.start()
     run = asyncio.create_task(worker.run())
     while not source.starts:
         await clock.until_sleeping(2)
@@ -107,7 +114,7 @@ async def test_late_starts_do_not_accumulate_into_drift(redis: Redis) -> None:
     clock = FakeClock()
     source = TimedSource(clock, [])
     worker = make_worker(redis, clock, source)
-    worker.start()
+    await worker.start()
     run = asyncio.create_task(worker.run())
 
     # Time moves in coarse steps, so each poll wakes a little after its slot.
@@ -145,12 +152,9 @@ async def test_in_process_fleet_spreads_first_polls_over_the_interval(redis: Red
     fleet_config = FleetConfig(connectors={
         n: ConnectorConfig(name=n, type="TIMED", poll_interval_ms=1000) for n in names
     }, source="test")
-    fleet = InProcessFleet(
-        redis=redis, registry=registry, load_config=lambda: fleet_config, clock=clock,
-        logger=get_logger(), prometheus=PrometheusMetrics.create(CollectorRegistry()),
-        drain_timeout_s=5,
-    )
-    fleet.start()
+    runtime = make_runtime(redis, clock, registry, fleet_config)
+    fleet = InProcessFleet(runtime, PrometheusMetrics.create(runtime.prometheus))
+    await fleet.start()
     run = asyncio.create_task(fleet.run())
 
     while sum(len(s) for s in starts.values()) < 8:

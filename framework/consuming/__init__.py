@@ -49,6 +49,9 @@ from framework.consuming.options import (
     ConsumerOptions,
     default_consumer_name,
 )
+from framework.consuming.pruning import (
+    prune_idle_consumer,
+)
 from framework.consuming.rules.handler import (
     RulesHandler,
 )
@@ -92,5 +95,6 @@ __all__ = [
     "is_retryable",
     "load_rules",
     "parse_rules",
+    "prune_idle_consumer",
     "read_breakers",
 ]

@@ -1,4 +1,4 @@
-"""``connector-fleet`` operator commands: status, leases, config check, state, stream tail.
+"""``connector-fleet status|leases|lease release|config check|state|stream tail``.
 
 Each command takes its dependencies (Redis client, settings, output) and
 returns an exit code, so tests call them on a real Redis.
@@ -6,12 +6,10 @@ returns an exit code, so tests call them on a real Redis.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
-import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -28,34 +26,73 @@ from framework.core import (
     versions_key,
 )
 from framework.polling import ConnectorRegistry, FleetConfig, load_fleet_config, read_lease
-from worker.consumer_view import consumer_section
+from worker.cli.consumers import consumer_section
+from worker.cli.output import Confirm, Console, seconds
+from worker.cli.session import Session, command, redis_command
 from worker.exit_codes import ExitCode
-from worker.fleet_view import fleet_status
+from worker.ops import fleet_status
 
-Confirm = Callable[[str], bool]
-
-
-def ask_on_terminal(question: str) -> bool:
-    if not sys.stdin.isatty():
-        return False
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+if TYPE_CHECKING:
+    from worker.cli.session import Subparsers
 
 
-@dataclass
-class Console:
-    """Where commands write: results to ``out``, problems to ``err``."""
+def add_fleet_commands(commands: Subparsers) -> None:
+    """``status``, ``leases``, ``lease release``, ``config check``, ``state show|reset``
+    and ``stream tail``."""
+    status_ = commands.add_parser("status", help="one line per connector")
+    status_.add_argument("--json", action="store_true")
+    status_.set_defaults(handler=redis_command(
+        lambda r, args, s: status(r, s.settings, s.console, as_json=args.json)))
+    leases_ = commands.add_parser("leases", help="who holds which lease:*")
+    leases_.add_argument("--json", action="store_true")
+    leases_.set_defaults(handler=redis_command(
+        lambda r, args, s: leases(r, s.console, as_json=args.json)))
+    lease = commands.add_parser("lease", help="lease operations")
+    release = lease.add_subparsers(dest="lease_command", required=True).add_parser(
+        "release", help="force release (redis-cli DEL lease:NAME)")
+    release.add_argument("name")
+    release.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    release.set_defaults(handler=redis_command(
+        lambda r, args, s: release_lease(r, s.console, args.name, confirm=s.confirm)))
+    config = commands.add_parser("config", help="configuration")
+    config.add_subparsers(dest="config_command", required=True).add_parser(
+        "check", help="validate, then print the resolved configuration (secrets redacted)",
+    ).set_defaults(handler=command(_config_check))
+    _add_state_commands(commands)
+    _add_stream_commands(commands)
 
-    out: TextIO = field(default_factory=lambda: sys.stdout)
-    err: TextIO = field(default_factory=lambda: sys.stderr)
 
-    def line(self, text: str = "") -> None:
-        print(text, file=self.out, flush=True)
+def _add_state_commands(commands: Subparsers) -> None:
+    state = commands.add_parser("state", help="connector:state:NAME")
+    state_ops = state.add_subparsers(dest="state_command", required=True)
+    show = state_ops.add_parser("show")
+    show.add_argument("name")
+    show.add_argument("--items", action="store_true", help="also list every item version")
+    show.set_defaults(handler=redis_command(
+        lambda r, args, s: state_show(r, s.console, args.name, items=args.items)))
+    reset = state_ops.add_parser("reset", help="forget the state: the next poll republishes")
+    reset.add_argument("name")
+    reset.add_argument("--yes", action="store_true")
+    reset.set_defaults(handler=redis_command(
+        lambda r, args, s: state_reset(r, s.console, args.name, confirm=s.confirm)))
 
-    def json(self, value: Any) -> None:
-        self.line(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
 
-    def problem(self, text: str) -> None:
-        print(text, file=self.err, flush=True)
+def _add_stream_commands(commands: Subparsers) -> None:
+    stream = commands.add_parser("stream", help="streams")
+    tail = stream.add_subparsers(dest="stream_command", required=True).add_parser(
+        "tail", help="follow a stream, one JSON entry per line")
+    tail.add_argument("stream")
+    tail.add_argument("--from-start", action="store_true")
+    tail.add_argument("--count", type=int, default=None, help="stop after N entries")
+    tail.set_defaults(handler=redis_command(
+        lambda r, args, s: stream_tail(r, s.console, args.stream, from_start=args.from_start,
+                                       count=args.count)))
+
+
+def _config_check(_: argparse.Namespace, session: Session) -> int:
+    from providers.builtin import default_registry
+
+    return config_check(session.settings, default_registry(), session.console)
 
 
 def load_fleet(settings: Settings, console: Console) -> FleetConfig | None:
@@ -85,12 +122,12 @@ async def status(redis: Redis, settings: Settings, console: Console, *, as_json:
         metrics = s.metrics or {}
         rows.append((
             s.config.name, s.config.type, "yes" if s.config.enabled else "no",
-            s.lease_holder or "-", _seconds(s.lease_ttl_ms),
+            s.lease_holder or "-", seconds(s.lease_ttl_ms),
             metrics.get("lastPollTime") or "-", metrics.get("lastSuccessTime") or "-",
             str(metrics.get("failedPolls", 0)), str(metrics.get("itemsPublished", 0)),
             ("healthy" if s.healthy else f"UNHEALTHY: {s.reason}") if s.config.enabled else "-",
         ))
-    _table(console, _STATUS_COLUMNS, rows)
+    console.table(_STATUS_COLUMNS, rows)
     await consumer_section(redis, console)
     await _breaker_section(redis, console)
     return ExitCode.OK
@@ -101,7 +138,7 @@ async def _breaker_section(redis: Redis, console: Console) -> None:
     breakers = await read_breakers(redis)
     if breakers:
         console.line()
-        _table(console, ("BREAKER", "PROCESS", "STATE", "FAILURES", "CHANGED"),
+        console.table(("BREAKER", "PROCESS", "STATE", "FAILURES", "CHANGED"),
                [(b["breaker"], b["owner"], b["state"], str(b["failures"]), b["updatedAt"])
                 for b in breakers])
 
@@ -121,8 +158,8 @@ async def leases(redis: Redis, console: Console, *, as_json: bool) -> int:
     elif not found:
         console.line("no leases held")
     else:
-        _table(console, ("CONNECTOR", "HOLDER", "TTL"),
-               [(str(f["connector"]), str(f["holder"]), _seconds(cast(int | None, f["ttlMs"])))
+        console.table(("CONNECTOR", "HOLDER", "TTL"),
+               [(str(f["connector"]), str(f["holder"]), seconds(cast(int | None, f["ttlMs"])))
                 for f in found])
     return ExitCode.OK
 
@@ -217,17 +254,3 @@ def _entry_json(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
         with contextlib.suppress(orjson.JSONDecodeError):  # not JSON: shown as it is
             entry["payload"] = orjson.loads(fields["payload"])
     return entry
-
-
-# -- formatting -----------------------------------------------------------------------------
-
-def _seconds(ttl_ms: int | None) -> str:
-    return "-" if ttl_ms is None else f"{ttl_ms / 1000:.1f}s"
-
-
-def _table(console: Console, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
-    for row in (header, *rows):
-        console.line("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths,
-                                                                               strict=True)).rstrip())
-

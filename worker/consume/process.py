@@ -6,8 +6,8 @@ over the built-in and installed capabilities), or any
 NAME is called with the Redis client). SIGTERM/SIGINT drain, SIGHUP and a change
 of the rules file reload the rules, SIGHUP and a change of the trusted keys
 (``CATALOG_TRUSTED_KEYS``) reload the catalog's keys (an invalid file is logged and
-the running rules or keys stay). Settings, logging, Redis and signals are
-:mod:`worker.process`'s.
+the running rules or keys stay). Redis, signals and the ops API are the runtime's
+(:func:`worker.runtime.run_service`).
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ import asyncio
 import contextlib
 import importlib
 import sys
-from collections.abc import Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
@@ -42,14 +39,11 @@ from framework.consuming import (
     load_rules,
 )
 from framework.core import (
-    Clock,
     ConfigError,
     Deadlines,
-    Logger,
     RedisUnavailableError,
     Settings,
     SigningKeyError,
-    SystemClock,
     cancel_and_wait,
     configure_logging,
     get_logger,
@@ -66,25 +60,21 @@ from framework.trust import (
     TrustStoreSource,
     build_safe_executor,
 )
-from worker.consumer_view import read_consumer_groups
+from worker.consume.request import ConsumeRequest
 from worker.exit_codes import ExitCode
-from worker.ops_http import OpsContext
-from worker.process import _connect, _operate, load_settings, run_event_loop
+from worker.ops import OpsContext, read_consumer_groups
+from worker.runtime import (
+    BuildService,
+    Runtime,
+    Service,
+    load_settings,
+    run_event_loop,
+    run_service,
+)
 
 # How often the rules file and the trusted keys are checked for changes.
 _FILES_CHECK_INTERVAL_S = 1.0
 _GROUP_SAMPLE_INTERVAL_S = 5.0
-
-
-@dataclass(frozen=True)
-class ConsumeRequest:
-    """What the command line asked for. ``streams`` empty: the streams of the rules;
-    ``options``: the other :class:`ConsumerOptions` fields (checked at start)."""
-
-    streams: tuple[str, ...] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)
-    handler: str | None = None
-    rules_path: Path | None = None
 
 
 def run_consume_process(request: ConsumeRequest, *, metrics_port: int | None,
@@ -95,42 +85,36 @@ def run_consume_process(request: ConsumeRequest, *, metrics_port: int | None,
     if request.rules_path is not None:
         settings = settings.model_copy(update={"rules_path": request.rules_path})
     configure_logging(settings.log_level, settings.log_format)
-    return run_event_loop(run_consume(request, settings))
-
-
-async def run_consume(request: ConsumeRequest, settings: Settings) -> int:
-    log = get_logger(component="consumer")
     name = request.options.get("consumer", "")
-    connection = await _connect(settings, log, f"connector-fleet:consume:{name}")
-    if connection is None:
-        return ExitCode.UNAVAILABLE
-    redis, _ = connection
-    registry = CollectorRegistry()
-    process = ConsumerProcess(request, settings, redis=redis, prometheus=registry,
-                              clock=SystemClock(), logger=log)
-    empty_fleet = FleetConfig(connectors={}, source=str(settings.connectors_config_path))
-    ops = OpsContext(redis=redis, prometheus=registry, fleet=lambda: empty_fleet,
-                     clock=SystemClock(), process_health=process.health)
-    async with AsyncExitStack() as stack:
-        stack.push_async_callback(redis.aclose)
+    return run_event_loop(run_service(settings, client_name=f"connector-fleet:consume:{name}",
+                                      logger=get_logger(component="consumer"),
+                                      build=consumer_builder(request, settings)))
+
+
+def consumer_builder(request: ConsumeRequest, settings: Settings) -> BuildService:
+    def build(runtime: Runtime, stack: AsyncExitStack) -> tuple[Service, OpsContext]:
+        process = ConsumerProcess(request, settings, runtime)
         stack.push_async_callback(process.aclose)
-        return await _operate(stack, settings, log, ops, start=process.start, run=process.run,
-                              stop=process.stop, reload=process.request_reload)
+        empty_fleet = FleetConfig(connectors={}, source=str(settings.connectors_config_path))
+        return process, OpsContext(redis=runtime.redis, prometheus=runtime.prometheus,
+                                   fleet=lambda: empty_fleet, clock=runtime.clock,
+                                   process_health=process.health)
+
+    return build
 
 
 class ConsumerProcess:
-    """The consumer plus what the process adds: rules and trusted keys reload,
-    metrics sampling."""
+    """A :class:`~worker.runtime.Service`: the consumer plus what the process adds:
+    rules and trusted keys reload, metrics sampling."""
 
-    def __init__(self, request: ConsumeRequest, settings: Settings, *, redis: Redis,
-                 prometheus: CollectorRegistry, clock: Clock, logger: Logger) -> None:
+    def __init__(self, request: ConsumeRequest, settings: Settings, runtime: Runtime) -> None:
         self._request = request
         self._settings = settings
-        self._redis = redis
-        self._prometheus = prometheus
-        self._clock = clock
-        self._log = logger
-        self._metrics = ConsumerMetrics.create(prometheus)
+        self._redis = runtime.redis
+        self._prometheus = runtime.prometheus
+        self._clock = runtime.clock
+        self._log = runtime.logger
+        self._metrics = ConsumerMetrics.create(runtime.prometheus)
         self._reload = asyncio.Event()
         self._closers: list[Any] = []
         self._catalog: Catalog | None = None
@@ -224,7 +208,7 @@ class ConsumerProcess:
         finally:
             await cancel_and_wait(*helpers)
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
         self.consumer.stop()
 
     def request_reload(self) -> None:

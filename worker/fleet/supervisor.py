@@ -24,117 +24,44 @@ import ctypes
 import hashlib
 import signal
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
-from prometheus_client import Counter, Gauge
 from prometheus_client.multiprocess import mark_process_dead
-from redis.asyncio import Redis
 
 from framework.core import (
     SUPERVISOR_CHILDREN_KEY,
     UNAVAILABLE,
-    Clock,
     ConfigError,
-    Logger,
     cancel_and_wait,
     iso_utc,
 )
-from framework.polling import ConnectorConfig, ConnectorRegistry, FleetConfig
+from framework.polling import ConnectorConfig, FleetConfig
 from worker.exit_codes import ExitCode
+from worker.fleet.child import Child, SupervisorMetrics, SupervisorOptions
+from worker.runtime import Runtime
 
 STABLE_AFTER_S = 30.0
-CRASH_LOOP_AFTER = 5
 WATCH_INTERVAL_S = 1.0
 WATCH_DEBOUNCE_S = 0.5
 # Beyond the children's own drain timeout, before they are killed.
 KILL_GRACE_S = 5.0
 
 
-@dataclass
-class Child:
-    config: ConnectorConfig
-    process: asyncio.subprocess.Process | None = None
-    state: str = "starting"  # running | backoff | stopping | stopped
-    wanted: bool = True
-    restarts: int = 0
-    failures: int = 0  # consecutive
-    last_exit_code: int | None = None
-    started_at_s: float = 0.0
-    backoff_s: float = 0.0
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def crash_looping(self) -> bool:
-        return self.failures >= CRASH_LOOP_AFTER
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "state": "crash_loop" if self.crash_looping and self.wanted else self.state,
-            "pid": self.process.pid if self.process and self.state == "running" else None,
-            "restarts": self.restarts,
-            "consecutiveFailures": self.failures,
-            "lastExitCode": self.last_exit_code,
-            "backoffS": self.backoff_s,
-        }
-
-
-@dataclass(frozen=True)
-class SupervisorMetrics:
-    restarts: Counter
-    up: Gauge
-
-    @classmethod
-    def create(cls, registry: Any) -> SupervisorMetrics:
-        return cls(
-            restarts=Counter("connector_supervisor_restarts", "Child restarts by connector.",
-                             ["connector"], registry=registry),
-            up=Gauge("connector_supervisor_child_up", "1 while the connector's child runs.",
-                     ["connector"], registry=registry),
-        )
-
-
 class Supervisor:
-    def __init__(
-        self,
-        *,
-        redis: Redis,
-        registry: ConnectorRegistry,
-        load_config: Callable[[], FleetConfig],
-        command: Callable[[str], list[str]],
-        child_env: Mapping[str, str],
-        config_path: Path | None,
-        clock: Clock,
-        logger: Logger,
-        metrics: SupervisorMetrics,
-        drain_timeout_s: float,
-        restart_base_s: float = 1.0,
-        restart_max_s: float = 60.0,
-        prometheus_dir: Path | None = None,
-        output: BinaryIO | None = None,
-    ) -> None:
-        self._redis = redis
-        self._registry = registry
-        self._load_config = load_config
-        self._command = command
-        self._child_env = dict(child_env)
-        self._config_path = config_path
-        self._clock = clock
-        self._log = logger
+    def __init__(self, runtime: Runtime, metrics: SupervisorMetrics,
+                 options: SupervisorOptions) -> None:
+        self._redis = runtime.redis
+        self._registry = runtime.registry
+        self._load_config = runtime.load_config
+        self._clock = runtime.clock
+        self._log = runtime.logger
+        self._drain_timeout_s = runtime.drain_timeout_s
         self._metrics = metrics
-        self._drain_timeout_s = drain_timeout_s
-        self._restart_base_s = restart_base_s
-        self._restart_max_s = restart_max_s
-        self._prometheus_dir = prometheus_dir
-        self._output = output or sys.stdout.buffer
+        self._options = options
+        self._child_env = dict(options.child_env)
+        self._output = options.output or sys.stdout.buffer
         self.children: dict[str, Child] = {}
         self.fleet: FleetConfig
         self._stopping = False
@@ -250,7 +177,7 @@ class Supervisor:
 
     async def _run_once(self, child: Child) -> int:
         child.process = await asyncio.create_subprocess_exec(
-            *self._command(child.name),
+            *self._options.command(child.name),
             env=self._child_env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -266,10 +193,10 @@ class Supervisor:
         await self._pump_output(child.name, child.process.stdout)
         code = await child.process.wait()
         self._metrics.up.labels(child.name).set(0)
-        if self._prometheus_dir is not None:
+        if self._options.prometheus_dir is not None:
             # prometheus_client ships no annotations for this function.
             mark_process_dead(  # type: ignore[no-untyped-call]
-                child.process.pid, str(self._prometheus_dir)
+                child.process.pid, str(self._options.prometheus_dir)
             )
         child.last_exit_code = code
         return code
@@ -281,7 +208,8 @@ class Supervisor:
         if code != 0:
             child.failures += 1
         child.backoff_s = min(
-            self._restart_max_s, self._restart_base_s * 2 ** max(0, child.failures - 1)
+            self._options.restart_max_s,
+            self._options.restart_base_s * 2 ** max(0, child.failures - 1),
         )
         child.state = "backoff"
         level = self._log.error if child.crash_looping else self._log.warning
@@ -330,19 +258,19 @@ class Supervisor:
     async def _watch_config_file(self) -> None:
         """Reload when the file's content changes (a ConfigMap update swaps a symlink,
         so content, not mtime, is what is compared) and stays stable for a moment."""
-        if self._config_path is None:
+        if self._options.config_path is None:
             return
-        seen = await asyncio.to_thread(_digest, self._config_path)
+        seen = await asyncio.to_thread(_digest, self._options.config_path)
         while True:
             await self._clock.sleep(WATCH_INTERVAL_S)
-            current = await asyncio.to_thread(_digest, self._config_path)
+            current = await asyncio.to_thread(_digest, self._options.config_path)
             if current == seen:
                 continue
             await self._clock.sleep(WATCH_DEBOUNCE_S)
-            if await asyncio.to_thread(_digest, self._config_path) != current:
+            if await asyncio.to_thread(_digest, self._options.config_path) != current:
                 continue  # still being written: look again at the next tick
             seen = current
-            self._log.info("config_file_changed", path=str(self._config_path))
+            self._log.info("config_file_changed", path=str(self._options.config_path))
             self.request_reload()
 
     # -- status in Redis ---------------------------------------------------------------------

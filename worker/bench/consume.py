@@ -61,13 +61,13 @@ from framework.core import (
     get_logger,
 )
 from framework.testing import RedisServer
-from worker.process import freeze_startup_heap, run_event_loop
+from worker.runtime import freeze_startup_heap, run_event_loop
 
 STREAM = "bench-events"
 DONE_KEY = "bench:done"
 WARM_UP_EVENTS = 1_000
 _DONE_FLUSH_S = 0.01
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BASELINES = {
     "celery": (REPO_ROOT / ".venv-bench-celery", REPO_ROOT / "scripts/bench/celery_baseline.py"),
     "arq": (REPO_ROOT / ".venv-bench-arq", REPO_ROOT / "scripts/bench/arq_baseline.py"),
@@ -155,7 +155,7 @@ def _worker_main(argv: list[str]) -> None:
 
 
 def _start_worker(url: str, max_in_flight: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "worker.bench_consume", url,
+    return subprocess.Popen([sys.executable, "-m", "worker.bench.consume", url,
                              str(max_in_flight)], cwd=REPO_ROOT)
 
 

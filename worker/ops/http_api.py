@@ -1,8 +1,8 @@
-"""The ops HTTP API, served by the supervisor and by ``connector-run`` (METRICS_PORT).
+"""The ops HTTP API, served by every long-running process when METRICS_PORT is set.
 
 =============================  ===============================================
 ``GET /metrics``               Prometheus exposition
-``GET /metrics/connectors``    every connector: seed metrics + lease holder/TTL
+``GET /metrics/connectors``    every connector: its metrics hash + lease holder/TTL
 ``GET /metrics/connectors/N``  one connector (404 if unknown)
 ``GET /health/connectors``     per-connector health; 200 if all enabled are healthy, else 503
 ``GET /health``                this process (connector-run: active/standby and freshness)
@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from framework.core import UNAVAILABLE, Clock
 from framework.polling import FleetConfig
-from worker.fleet_view import connector_status, fleet_status
+from worker.ops.fleet_status import connector_status, fleet_status
 
 HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
 

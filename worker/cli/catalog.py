@@ -23,7 +23,8 @@ from framework.trust import (
     parse_definition,
     trust_store_from_env,
 )
-from worker.commands import Console
+from worker.cli.output import Console
+from worker.cli.session import redis_command
 from worker.exit_codes import ExitCode
 
 _TRUST_HELP = ("trusted public keys (file or directory; default: $CATALOG_TRUSTED_KEYS "
@@ -34,6 +35,8 @@ def add_catalog_commands(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> None:
     catalog = subparsers.add_parser("catalog", help="the signed capability catalog")
+    catalog.set_defaults(handler=redis_command(
+        lambda redis, args, session: run_catalog_command(redis, args, session.console)))
     ops = catalog.add_subparsers(dest="catalog_command", required=True)
     keygen = ops.add_parser("keygen", help="write a new Ed25519 signing key pair")
     keygen.add_argument("--out", type=Path, required=True, help="directory to write to")

@@ -12,12 +12,15 @@ from pathlib import Path
 
 from framework.consuming import BranchStep, CallStep, CapabilityRegistry, Step, load_rules
 from framework.core import ConfigError, Settings, UnknownCapabilityError
-from worker.commands import Console
+from worker.cli.output import Console
+from worker.cli.session import command
 from worker.exit_codes import ExitCode
 
 
 def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rules = subparsers.add_parser("rules", help="the rules file (rules.json)")
+    rules.set_defaults(handler=command(
+        lambda args, session: run_rules_command(args, session.settings, session.console)))
     ops = rules.add_subparsers(dest="rules_command", required=True)
     check = ops.add_parser(
         "check", help="validate the rules (every problem listed) and resolve their capabilities")

@@ -32,7 +32,8 @@ from framework.trust import (
     trust_store_from_env,
     verify_archive,
 )
-from worker.commands import Confirm, Console, ask_on_terminal
+from worker.cli.output import Confirm, Console, ask_on_terminal
+from worker.cli.session import redis_command
 from worker.exit_codes import ExitCode
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -41,6 +42,10 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def add_audit_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = subparsers.add_parser("audit", help="the audit chain of capability executions")
+    audit.set_defaults(handler=redis_command(
+        lambda redis, args, session: run_audit_command(
+            redis, args, session.console, confirm=session.confirm,
+            signing_key_path=session.settings.audit_signing_key)))
     ops = audit.add_subparsers(dest="audit_command", required=True)
     verify = ops.add_parser("verify", help="walk the chain (from its checkpoint), report the "
                                            "first broken link")

@@ -1,10 +1,10 @@
 """``connector-fleet run-all --in-process``: every enabled connector as an asyncio
 task of one process, each still with its own lease, state and schedule.
 
-The same :class:`~worker.runner.ConnectorWorker` as ``connector-run`` runs each
+The same :class:`~worker.connector.ConnectorWorker` as ``connector-run`` runs each
 connector; they share one Redis connection pool and one Prometheus registry.
 One process costs about one connector's memory instead of one per connector
-(see the README's fleet benchmark), at the price of isolation: a connector that
+(measured by ``connector-fleet bench fleet``), at the price of isolation: a connector that
 blocks the event loop or exhausts memory affects the others.
 
 SIGHUP reaches every worker (each reloads, and stops itself if disabled or
@@ -15,45 +15,33 @@ A worker that crashes is logged and restarted after a backoff.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from redis.asyncio import Redis
-
-from framework.core import Clock, ConfigError, Logger
-from framework.polling import ConnectorRegistry, FleetConfig, PrometheusMetrics
+from framework.core import ConfigError
+from framework.polling import FleetConfig, PrometheusMetrics
+from worker.connector import ConnectorWorker
 from worker.exit_codes import ExitCode
-from worker.runner import ConnectorWorker
+from worker.runtime import Runtime
 
 _RESTART_DELAY_S = 1.0
 
 
 class InProcessFleet:
-    def __init__(
-        self,
-        *,
-        redis: Redis,
-        registry: ConnectorRegistry,
-        load_config: Callable[[], FleetConfig],
-        clock: Clock,
-        logger: Logger,
-        prometheus: PrometheusMetrics,
-        drain_timeout_s: float,
-    ) -> None:
-        self._redis = redis
-        self._registry = registry
-        self._load_config = load_config
-        self._clock = clock
-        self._log = logger
-        self._prometheus = prometheus
-        self._drain_timeout_s = drain_timeout_s
+    def __init__(self, runtime: Runtime, metrics: PrometheusMetrics) -> None:
+        self._runtime = runtime
+        self._registry = runtime.registry
+        self._load_config = runtime.load_config
+        self._clock = runtime.clock
+        self._log = runtime.logger
+        self._metrics = metrics
         self.fleet: FleetConfig
         self.workers: dict[str, ConnectorWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._done = asyncio.Event()
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Read and check the configuration; raises ConfigError."""
         self.fleet = self._load_config()
         problems = self._registry.check(self.fleet)
@@ -104,14 +92,10 @@ class InProcessFleet:
         log = self._log.bind(connector=name)
         try:
             while not self._stopping:
-                worker = ConnectorWorker(
-                    name, redis=self._redis, registry=self._registry,
-                    load_config=self._load_config, clock=self._clock, logger=log,
-                    prometheus=self._prometheus, drain_timeout_s=self._drain_timeout_s,
-                    first_poll_delay_s=first_poll_delay_s,
-                )
+                worker = ConnectorWorker(name, replace(self._runtime, logger=log), self._metrics,
+                                         first_poll_delay_s=first_poll_delay_s)
                 try:
-                    worker.start()
+                    await worker.start()
                 except ConfigError as exc:
                     log.error("config_invalid", error=str(exc))
                     return

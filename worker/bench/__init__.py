@@ -1,0 +1,1 @@
+"""Benchmarks (not tests), run by ``connector-fleet bench``: publish, fleet, consume."""

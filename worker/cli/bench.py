@@ -1,0 +1,59 @@
+"""``connector-fleet bench publish|fleet|consume``: benchmarks, not tests. Each one's
+module is imported only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from worker.cli.session import Subparsers
+
+_PRIVATE_REDIS = "Redis to use (default: a private redis-server on a free port)"
+
+
+def add_bench_commands(commands: Subparsers) -> None:
+    bench = commands.add_parser("bench", help="benchmarks (not tests)")
+    kinds = bench.add_subparsers(dest="kind", required=True)
+    publish = kinds.add_parser("publish", help="diff + transform + publish + state")
+    publish.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000])
+    publish.add_argument("--changed-ratio", type=float, default=0.1)
+    publish.add_argument("--redis-url", default=None, help=_PRIVATE_REDIS)
+    publish.set_defaults(handler=_publish)
+    fleet = kinds.add_parser("fleet", help="run-all at scale: memory, CPU, jitter")
+    fleet.add_argument("--connectors", type=int, nargs="+", default=[50, 200])
+    fleet.add_argument("--modes", nargs="+", choices=["process", "in-process"],
+                       default=["process", "in-process"])
+    fleet.add_argument("--duration", type=float, default=30.0,
+                       help="seconds measured once every connector polls")
+    fleet.set_defaults(handler=_fleet)
+    consume = kinds.add_parser(
+        "consume", help="events/s and latency of one consumer, against Celery and arq")
+    consume.add_argument("--events", type=int, default=20_000,
+                         help="events queued for the throughput run")
+    consume.add_argument("--rates", type=int, nargs="+", default=[1_000, 10_000],
+                         help="steady send rates (events/s) of the latency runs")
+    consume.add_argument("--duration", type=float, default=10.0,
+                         help="seconds of sending per latency run")
+    consume.add_argument("--max-in-flight", type=int, default=64)
+    consume.add_argument("--redis-url", default=None, help=_PRIVATE_REDIS)
+    consume.set_defaults(handler=_consume)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from worker.bench.publish import run_publish_bench
+
+    return run_publish_bench(args.items, args.changed_ratio, args.redis_url)
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    from worker.bench.fleet import run_fleet_bench
+
+    return run_fleet_bench(args.connectors, args.modes, args.duration)
+
+
+def _consume(args: argparse.Namespace) -> int:
+    from worker.bench.consume import run_consume_bench
+
+    return run_consume_bench(args.events, args.rates, args.duration, args.max_in_flight,
+                             args.redis_url)

@@ -1,0 +1,31 @@
+"""``connector-run NAME``: one connector worker as a process."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+from framework.core import configure_logging, get_logger
+from framework.polling import PrometheusMetrics
+from worker.connector.worker import ConnectorWorker
+from worker.exit_codes import ExitCode
+from worker.ops import OpsContext
+from worker.runtime import Runtime, Service, load_settings, run_event_loop, run_service
+
+
+def run_connector_process(
+    name: str, *, once: bool, metrics_port: int | None, config_path: str | None
+) -> int:
+    settings = load_settings(metrics_port=metrics_port, config_path=config_path)
+    if settings is None:
+        return ExitCode.CONFIG
+    configure_logging(settings.log_level, settings.log_format)
+
+    def build(runtime: Runtime, _: AsyncExitStack) -> tuple[Service, OpsContext]:
+        worker = ConnectorWorker(name, runtime, PrometheusMetrics.create(runtime.prometheus),
+                                 once=once)
+        return worker, OpsContext(redis=runtime.redis, prometheus=runtime.prometheus,
+                                  fleet=worker.fleet, clock=runtime.clock,
+                                  process_health=worker.health)
+
+    return run_event_loop(run_service(settings, client_name=f"connector-run:{name}",
+                                      logger=get_logger(connector=name), build=build))

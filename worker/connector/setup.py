@@ -1,0 +1,94 @@
+"""The configuration a connector worker runs and the connector built from it: read
+at start, re-read on reload (a new config object swapped in, the old connector closed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from framework.core import ConfigError, Logger, UnknownConnectorError
+from framework.polling import (
+    ConnectorConfig,
+    ConnectorContext,
+    FleetConfig,
+    Lease,
+    PollingConnector,
+    StateStore,
+)
+from worker.runtime import Runtime
+
+
+class ConnectorSetup:
+    def __init__(self, name: str, runtime: Runtime, context_extras: dict[str, Any]) -> None:
+        self._name = name
+        self._runtime = runtime
+        self._context_extras = context_extras
+        # Set by load() and build().
+        self.fleet: FleetConfig
+        self.config: ConnectorConfig
+        self.connector: PollingConnector
+
+    def load(self) -> ConnectorConfig:
+        """Read the fleet configuration; this connector's entry. Raises ConfigError."""
+        fleet = self._runtime.load_config()
+        config = self._config_from(fleet)
+        self.fleet = fleet
+        return config
+
+    def build(self, config: ConnectorConfig, lease: Lease, logger: Logger) -> None:
+        """(Re)build the connector for ``config``; the caller closes the old one."""
+        store = StateStore(self._runtime.redis, config, lease, clock=self._runtime.clock)
+        context = ConnectorContext(store=store, clock=self._runtime.clock, logger=logger,
+                                   **self._context_extras)
+        self.connector = self._runtime.registry.create(config, context)
+        self.config = config
+        lease.ttl_s = config.lease_ttl_seconds
+
+    async def reload(self, lease: Lease, logger: Logger) -> bool:
+        """Apply the configuration on disk; False when the connector must stop (removed
+        or disabled). An invalid configuration is logged and the running one stays."""
+        try:
+            fleet = self._runtime.load_config()
+            config = self._config_from(fleet)
+        except UnknownConnectorError as exc:
+            logger.warning("connector_removed", reason=str(exc))
+            return False
+        except ConfigError as exc:
+            logger.error("reload_rejected", reason=str(exc))
+            return True
+        if not config.enabled:
+            logger.info("connector_disabled")
+            return False
+        if config == self.config:
+            self.fleet = fleet
+            logger.info("reload_unchanged")
+            return True
+        await self._rebuild(fleet, config, lease, logger)
+        return True
+
+    async def _rebuild(self, fleet: FleetConfig, config: ConnectorConfig, lease: Lease,
+                       logger: Logger) -> None:
+        changed = _changed_fields(self.config, config)
+        previous = self.connector
+        try:
+            self.build(config, lease, logger)
+        except ConfigError as exc:
+            logger.error("reload_rejected", reason=str(exc))
+            return
+        await previous.aclose()
+        self.fleet = fleet
+        logger.info("config_reloaded", changed=changed)
+
+    def _config_from(self, fleet: FleetConfig) -> ConnectorConfig:
+        config = fleet.get(self._name)
+        if config is None:
+            known = ", ".join(sorted(fleet.connectors)) or "none"
+            raise UnknownConnectorError(
+                f"not found in {fleet.source} (configured: {known})", connector=self._name
+            )
+        self._runtime.registry.factory_for(config)
+        return config
+
+
+def _changed_fields(old: ConnectorConfig, new: ConnectorConfig) -> list[str]:
+    before, after = old.model_dump(by_alias=True), new.model_dump(by_alias=True)
+    return sorted(key for key in after if before.get(key) != after[key])

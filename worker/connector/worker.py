@@ -1,0 +1,306 @@
+"""``ConnectorWorker``: runs one connector for as long as it holds the lease.
+
+Lifecycle::
+
+    standby --(lease acquired)--> active --(lease lost)--> standby
+       |                            |
+       +------(stop / disabled)-----+--> drain current poll, release lease, close
+
+While active, polls start at a fixed rate (``pollIntervalMs``, drift-corrected;
+late starts skip missed slots rather than bunching up) and never overlap. The
+lease is renewed in the background; its token fences every commit, so losing
+it stops publishing at once even before the worker notices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import structlog
+
+from framework.core import (
+    LEASE_RENEW_FRACTION,
+    LOST_LEASE_BACKOFF_S,
+    STANDBY_CHECK_INTERVAL_S,
+    UNAVAILABLE,
+    RedisUnavailableError,
+    cancel_and_wait,
+    redact_url,
+)
+from framework.polling import ConnectorConfig, FleetConfig, Lease, PrometheusMetrics
+from worker.connector.poll import PollOutcome, PollTask, record_poll_metrics, summary_fields
+from worker.connector.schedule import RedisBackoff, next_slot
+from worker.connector.setup import ConnectorSetup
+from worker.exit_codes import ExitCode
+from worker.runtime import Runtime
+
+# Unhealthy when no poll succeeded within this many intervals.
+_HEALTHY_INTERVALS = 3
+
+
+class ConnectorWorker:
+    """A :class:`~worker.runtime.Service`. ``once``: one poll, then exit (75 when
+    another instance holds the lease)."""
+
+    def __init__(
+        self,
+        name: str,
+        runtime: Runtime,
+        metrics: PrometheusMetrics,
+        *,
+        once: bool = False,
+        first_poll_delay_s: float = 0.0,
+        context_extras: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self._runtime = runtime
+        self._clock = runtime.clock
+        self._log = runtime.logger
+        self._prom = metrics
+        self._once = once
+        self._first_poll_delay_s = first_poll_delay_s
+        self._setup = ConnectorSetup(name, runtime, context_extras or {})
+        self._backoff = RedisBackoff()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._reload_requested = False
+        self._disabled = False
+        self.started_at_s = self._clock.time()
+        self.last_success_s: float | None = None
+        # Set by start().
+        self.lease: Lease
+        self._polls: PollTask
+
+    @property
+    def config(self) -> ConnectorConfig:
+        return self._setup.config
+
+    # -- control (called from signal handlers) ---------------------------------
+
+    def request_stop(self) -> None:
+        """First call: drain (finish the current poll, bounded). Second: stop now."""
+        if self._stopping:
+            self._log.warning("stop_forced")
+            self._polls.cancel()
+            return
+        self._stopping = True
+        self._wake.set()
+        drain_timeout_s = self._runtime.drain_timeout_s
+        asyncio.get_running_loop().call_later(drain_timeout_s, self._polls.cancel)
+        self._log.info("stop_requested", drain_timeout_s=drain_timeout_s)
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+        self._wake.set()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read the config and build the connector; raises ConfigError."""
+        config = self._setup.load()
+        self.lease = Lease(self._runtime.redis, self.name, ttl_s=config.lease_ttl_seconds)
+        self._log = self._log.bind(instance=self.lease.token)
+        self._setup.build(config, self.lease, self._log)
+        self._polls = PollTask(self.name, lease=self.lease, backoff=self._backoff,
+                               metrics=self._prom, logger=self._log)
+        self._log.info("worker_started", redis=redact_url(self._runtime.redis_url),
+                       config=config.redacted(), once=self._once)
+
+    async def run(self) -> int:
+        """Standby/active until stopped or disabled; always releases and closes."""
+        try:
+            while not self._finished:
+                if not await self._wait_for_lease():
+                    return (ExitCode.LEASE_HELD if self._once and not self._finished
+                            else ExitCode.OK)
+                await self._lead()
+                if self._once:
+                    break
+                # Give the standbys the first chance at the lease this one just lost.
+                await self._pause(LOST_LEASE_BACKOFF_S)
+            return ExitCode.OK
+        finally:
+            await self._shutdown()
+
+    @property
+    def _finished(self) -> bool:
+        return self._stopping or self._disabled
+
+    async def _shutdown(self) -> None:
+        if self.lease.held:
+            try:
+                await self.lease.release()
+                self._log.info("lease_released")
+            except (*UNAVAILABLE, RedisUnavailableError) as exc:
+                self._log.warning("lease_release_failed", error=str(exc))
+        self._prom.lease_held.labels(self.name).set(0)
+        await self._setup.connector.aclose()
+        self._log.info("worker_stopped", disabled=self._disabled)
+
+    # -- standby -----------------------------------------------------------------
+
+    async def _wait_for_lease(self) -> bool:
+        announced = False
+        while not self._finished:
+            await self._apply_reload_if_requested()
+            try:
+                if await self.lease.try_acquire():
+                    self._backoff.reset()
+                    self._prom.lease_held.labels(self.name).set(1)
+                    self._log.info("lease_acquired", ttl_s=self.lease.ttl_s)
+                    return True
+                if self._once:
+                    info = await self.lease.info()
+                    self._log.warning("lease_held_elsewhere", holder=info.holder)
+                    return False
+                if not announced:
+                    info = await self.lease.info()
+                    self._log.info("standby", holder=info.holder, ttl_ms=info.ttl_ms)
+                    announced = True
+                await self._pause(STANDBY_CHECK_INTERVAL_S)
+            except UNAVAILABLE as exc:
+                delay_s = self._backoff.failed()
+                self._log.warning("redis_unavailable", where="standby", error=str(exc),
+                                  backoff_s=delay_s)
+                await self._pause(delay_s)
+        return False
+
+    # -- active ------------------------------------------------------------------
+
+    async def _lead(self) -> None:
+        keeper = asyncio.create_task(self._keep_lease(), name=f"lease-keeper:{self.name}")
+        try:
+            await self._poll_loop()
+        finally:
+            await cancel_and_wait(keeper)
+            if not self.lease.held:
+                self._prom.lease_held.labels(self.name).set(0)
+
+    async def _keep_lease(self) -> None:
+        """Renew at a fraction of the TTL; on loss, stop the current poll at once."""
+        last_renewed = self._clock.monotonic()
+        while True:
+            await self._clock.sleep(self.lease.ttl_s * LEASE_RENEW_FRACTION)
+            try:
+                if await self.lease.renew():
+                    last_renewed = self._clock.monotonic()
+                    continue
+                info = await self.lease.info()
+                self._log.warning("lease_lost", holder=info.holder)
+            except UNAVAILABLE as exc:
+                # We may still hold it: Redis keeps the key until its TTL runs out.
+                if self._clock.monotonic() - last_renewed < self.lease.ttl_s:
+                    self._log.warning("lease_renew_failed", error=str(exc))
+                    continue
+                self._log.warning("lease_expired_while_redis_unavailable", error=str(exc))
+            self.lease.held = False
+            self._prom.lease_held.labels(self.name).set(0)
+            self._polls.cancel()
+            self._wake.set()
+            return
+
+    # -- schedule ------------------------------------------------------------------
+
+    async def _poll_loop(self) -> None:
+        next_start = self._clock.monotonic() + (0.0 if self._once else self._first_poll_delay_s)
+        while self.lease.held and not self._finished:
+            next_start = await self._sleep_until_next_poll(next_start)
+            if not self.lease.held or self._finished:
+                return
+            outcome = await self._poll_once(start_delay_s=self._clock.monotonic() - next_start)
+            if self._once:
+                return
+            next_start = self._next_start(next_start, outcome)
+
+    async def _sleep_until_next_poll(self, next_start: float) -> float:
+        """Sleep until ``next_start``; a reload may move it to the new interval."""
+        previous_interval_s = self.config.poll_interval_ms / 1000
+        while not self._finished and self.lease.held:
+            remaining = next_start - self._clock.monotonic()
+            if self._reload_requested:
+                await self._apply_reload_if_requested()
+                interval_s = self.config.poll_interval_ms / 1000
+                next_start += interval_s - previous_interval_s
+                previous_interval_s = interval_s
+                continue
+            if remaining <= 0:
+                break
+            await self._pause(remaining)
+        return next_start
+
+    def _next_start(self, due: float, outcome: PollOutcome) -> float:
+        now = self._clock.monotonic()
+        slot = next_slot(due, now=now, interval_s=self.config.poll_interval_ms / 1000)
+        if slot.skipped:
+            self._log.warning("poll_overran_interval", skipped_slots=slot.skipped)
+        next_start = slot.start
+        if outcome.retry_after_s is not None:
+            next_start = max(next_start, now + outcome.retry_after_s)
+        if outcome.redis_failed:
+            next_start = max(next_start, now + self._backoff.delay_s)
+        return next_start
+
+    async def _poll_once(self, *, start_delay_s: float) -> PollOutcome:
+        started_mono = self._clock.monotonic()
+        self._prom.start_delay.labels(self.name).observe(max(0.0, start_delay_s))
+        with structlog.contextvars.bound_contextvars(poll_id=secrets.token_hex(6)):
+            outcome = await self._polls.run(self._setup.connector)
+            duration_s = self._clock.monotonic() - started_mono
+            self._prom.observe_poll(self.name, outcome.summary, duration_s)
+            await record_poll_metrics(self._runtime.redis, self.name, clock=self._clock,
+                                      logger=self._log, summary=outcome.summary,
+                                      duration_s=duration_s)
+            if outcome.summary is not None:
+                self._backoff.reset()
+                self.last_success_s = self._clock.time()
+                self._prom.last_success.labels(self.name).set(self.last_success_s)
+                self._log.info("poll_completed", duration_ms=round(duration_s * 1000, 1),
+                               start_delay_ms=round(start_delay_s * 1000, 1),
+                               **summary_fields(outcome.summary))
+        return outcome
+
+    # -- reload ------------------------------------------------------------------
+
+    async def _apply_reload_if_requested(self) -> None:
+        if not self._reload_requested:
+            return
+        self._reload_requested = False
+        if not await self._setup.reload(self.lease, self._log):
+            self._disabled = True
+
+    # -- helpers -----------------------------------------------------------------
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake early on stop, reload or lease loss."""
+        self._wake.clear()
+        if self._stopping or self._reload_requested:
+            return
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+
+    def fleet(self) -> FleetConfig:
+        """The fleet configuration this worker last applied (for the ops API)."""
+        return self._setup.fleet
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, details) for the /health endpoint."""
+        details: dict[str, Any] = {
+            "connector": self.name,
+            "role": "active" if self.lease.held else "standby",
+            "lastSuccessTime": self.last_success_s,
+        }
+        if not self.lease.held:
+            return True, details
+        horizon = _HEALTHY_INTERVALS * self.config.poll_interval_ms / 1000
+        reference = self.last_success_s or self.started_at_s
+        healthy = self._clock.time() - reference <= horizon + self.config.request_timeout_ms / 1000
+        if not healthy:
+            details["reason"] = f"no successful poll within {_HEALTHY_INTERVALS} intervals"
+        return healthy, details

@@ -1,0 +1,27 @@
+"""``Runtime``: what every long-running process hands its service, built once at start."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from framework.core import Clock, Logger
+from framework.polling import ConnectorRegistry, FleetConfig
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The shared dependencies of a service: one Redis client, the connector types,
+    how to read the fleet configuration, time, logs and metrics."""
+
+    redis: Redis
+    redis_url: str  # where ``redis`` points (an embedded server's, if one was started)
+    registry: ConnectorRegistry
+    load_config: Callable[[], FleetConfig]
+    clock: Clock
+    logger: Logger
+    prometheus: CollectorRegistry  # what the ops API serves at /metrics
+    drain_timeout_s: float
