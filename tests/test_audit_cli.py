@@ -44,6 +44,7 @@ async def _three_records(chain: AuditChain) -> None:
                                                "condition": "state.position == 'OPEN'"})
 
 
+@pytest.mark.slow
 async def test_verify_passes_then_names_the_edited_record(
     redis: Redis, redis_server: RedisServer
 ) -> None:
@@ -66,6 +67,7 @@ async def test_verify_passes_then_names_the_edited_record(
     assert "does not match its hash" in err
 
 
+@pytest.mark.slow
 async def test_verify_checks_signatures_against_the_given_keys(
     redis: Redis, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -84,6 +86,7 @@ async def test_verify_checks_signatures_against_the_given_keys(
     assert code == 1 and "record 1" in err and "not a trusted key" in err
 
 
+@pytest.mark.slow
 async def test_show_filters_by_capability_and_time(
     redis: Redis, redis_server: RedisServer
 ) -> None:
@@ -102,6 +105,7 @@ async def test_show_filters_by_capability_and_time(
     assert (code, out) == (0, "")
 
 
+@pytest.mark.slow
 async def test_show_refuses_a_bad_since(redis_server: RedisServer, redis: Redis) -> None:
     code, _, err = await audit_cli(redis_server, "show", "--since", "yesterday")
     assert code == 64
@@ -122,6 +126,7 @@ async def _records(chain: AuditChain, count: int) -> None:
         await chain.append("executed", {"capability": "valve_control", "n": n})
 
 
+@pytest.mark.slow
 async def test_export_trim_and_verify_the_archive_against_the_checkpoint(
     redis: Redis, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -166,6 +171,7 @@ async def test_export_trim_and_verify_the_archive_against_the_checkpoint(
             "live chain was trimmed up to seq 5") in err
 
 
+@pytest.mark.slow
 async def test_trim_refuses_without_what_to_remove_or_a_confirmation(
     redis: Redis, redis_server: RedisServer
 ) -> None:
@@ -181,6 +187,7 @@ async def test_trim_refuses_without_what_to_remove_or_a_confirmation(
     assert (code, out) == (0, "audit:chain: nothing to trim\n"), err
 
 
+@pytest.mark.slow
 async def test_trim_signs_the_checkpoint_and_verify_reports_a_tampered_one(
     redis: Redis, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -221,6 +228,7 @@ async def test_verify_reports_records_removed_by_hand(
             "checkpoint: records 1..2 were removed without one") in err
 
 
+@pytest.mark.slow
 async def test_export_refuses_a_bad_age(redis_server: RedisServer, redis: Redis) -> None:
     code, _, err = await audit_cli(redis_server, "export", "--older-than", "a while")
     assert code == 64 and "--older-than 'a while': expected an age" in err

@@ -15,6 +15,8 @@ from framework.testing import RedisServer
 from tests.conftest import REPO_ROOT
 from tests.process import noaa_entry, write_config
 
+pytestmark = pytest.mark.slow  # real processes, signals and restarts: seconds per test
+
 CLI = str(Path(sys.executable).parent / "connector-fleet")
 
 
