@@ -167,6 +167,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow
 async def test_appenders_in_several_processes_keep_one_valid_chain(
     redis: Redis, redis_server: RedisServer
 ) -> None:

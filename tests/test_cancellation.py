@@ -23,6 +23,7 @@ async def test_a_task_that_swallows_the_first_cancellation_still_ends() -> None:
     assert task.cancelled()
 
 
+@pytest.mark.slow
 async def test_loops_sending_through_wait_for_always_stop() -> None:
     async def beats() -> None:  # like redis-py: each write inside asyncio.wait_for
         while True:

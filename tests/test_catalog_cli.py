@@ -242,6 +242,7 @@ async def test_a_bad_trusted_keys_file_is_a_configuration_error(redis: Redis,
     assert f"{bad}: not valid JSON" in run.err
 
 
+@pytest.mark.slow
 def test_the_installed_cli_runs_the_seed_workflow(
     redis_server: RedisServer, sync: sync_redis.Redis, tmp_path: Path
 ) -> None:

@@ -17,6 +17,8 @@ from framework.testing import RedisServer
 from tests.helpers import wait_until
 from tests.process import BIN, ConnectorProcess
 
+pytestmark = pytest.mark.slow  # real processes, signals and restarts: seconds per test
+
 DEFINITION = {
     "id": "emit_event", "version": "1.0.0", "sector": "IOT",
     "description": "XADD a base event to a stream", "handler": "emit_event@1.0.0",

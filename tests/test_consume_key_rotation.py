@@ -19,6 +19,8 @@ from tests.helpers import wait_until
 from tests.process import BIN, ConnectorProcess
 from tests.test_trusted_keys import SecretVolume
 
+pytestmark = pytest.mark.slow  # real processes, signals and restarts: seconds per test
+
 
 def definition(version: str) -> dict[str, object]:
     return {"id": "emit_event", "version": version, "sector": "IOT",

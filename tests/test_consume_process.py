@@ -21,6 +21,8 @@ from tests.consumer_handlers import CALLS, DONE, STARTED
 from tests.helpers import wait_until
 from tests.process import ConnectorProcess
 
+pytestmark = pytest.mark.slow  # real processes, signals and restarts: seconds per test
+
 STREAM = "jobs"
 GROUP = "workers"
 

@@ -300,6 +300,7 @@ async def test_crashed_consumers_entries_are_reclaimed_and_finished(redis: Redis
     assert {d.delivery_count for d in recorder.finished} == {2}
 
 
+@pytest.mark.slow
 async def test_a_handler_running_longer_than_the_visibility_timeout_is_not_stolen(
     redis: Redis,
 ) -> None:

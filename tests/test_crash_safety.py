@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import redis as sync_redis
 
 from framework.polling.poller import content_version
@@ -15,6 +16,8 @@ from framework.testing import RedisServer, ReplayServer, Reply
 from providers.noaa.schema import feature_id
 from tests.noaa_feed import ChangingFeed
 from tests.process import ConnectorProcess, noaa_entry, write_config
+
+pytestmark = pytest.mark.slow  # real processes, signals and restarts: seconds per test
 
 NAME = "weather-noaa"
 KILLS = 12

@@ -294,6 +294,7 @@ def fleet_file(tmp_path: Path) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_generator_renders_one_deployment_per_enabled_connector(
     fleet_file: Path, tmp_path: Path
 ) -> None:
@@ -321,6 +322,7 @@ def test_generator_renders_one_deployment_per_enabled_connector(
             "checksum/config": digest}
 
 
+@pytest.mark.slow
 def test_generator_out_dir_is_a_kustomize_base_and_drops_disabled_connectors(
     fleet_file: Path, tmp_path: Path
 ) -> None:
@@ -340,6 +342,7 @@ def test_generator_out_dir_is_a_kustomize_base_and_drops_disabled_connectors(
         p.name for p in out.glob("*.yaml") if p.name not in {"kustomization.yaml", "mine.yaml"})
 
 
+@pytest.mark.slow
 def test_generator_rejects_names_kubernetes_cannot_hold(tmp_path: Path) -> None:
     config = _write(tmp_path / "c.json", _noaa("a_b"), _noaa("a.b"))
     result = subprocess.run([str(RENDER_K8S), "--config", str(config), "--image", "i"],
@@ -363,6 +366,7 @@ def test_generator_yaml_reads_back_as_the_objects(fleet_file: Path) -> None:
     assert loaded == list(manifests.values())
 
 
+@pytest.mark.slow
 def test_checked_in_base_is_the_generator_output(tmp_path: Path) -> None:
     out = tmp_path / "base"
     subprocess.run([str(RENDER_K8S), "--config", str(REPO_ROOT / "connectors.json"),
@@ -450,6 +454,7 @@ def test_chart_config_change_rolls_the_pods() -> None:
     assert checksum(render_chart()) != checksum(render_chart(connectors=changed))
 
 
+@pytest.mark.slow
 def test_chart_run_all_mode(tmp_path: Path) -> None:
     objects = render_chart(CHART / "ci" / "run-all-values.yaml")
     validate_manifests(objects)
@@ -528,6 +533,7 @@ def rendered_pods(request: pytest.FixtureRequest, fleet_file: Path) -> tuple[int
     return port, render_chart(connectors=entries, metrics={"port": port})
 
 
+@pytest.mark.slow
 def test_a_rendered_pod_serves_its_probes_and_drains_on_sigterm(
     rendered_pods: tuple[int, list[dict[str, Any]]], redis_server: RedisServer, tmp_path: Path
 ) -> None:

@@ -121,6 +121,7 @@ def fleet_dir(tmp_path: Path) -> Path:
 
 # -- scripts/render-k8s --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_generator_renders_the_consumers_from_the_rules_beside_the_connectors(
     fleet_dir: Path
 ) -> None:
@@ -140,6 +141,7 @@ def test_generator_renders_the_consumers_from_the_rules_beside_the_connectors(
     assert [p["targetPort"] for p in services[0]["spec"]["ports"]] == ["metrics"]
 
 
+@pytest.mark.slow
 def test_generator_consumer_options_and_a_rules_change(fleet_dir: Path, tmp_path: Path) -> None:
     rules = json.loads(RULES.read_text(encoding="utf-8"))
     rules["rules"] = rules["rules"][:1]
@@ -161,6 +163,7 @@ def test_generator_consumer_options_and_a_rules_change(fleet_dir: Path, tmp_path
             != deployment["spec"]["template"]["metadata"]["annotations"][annotation])
 
 
+@pytest.mark.slow
 def test_generator_without_rules_renders_no_consumer(tmp_path: Path) -> None:
     config = tmp_path / "connectors.json"
     shutil.copy(REPO_ROOT / "connectors.json", config)
@@ -170,6 +173,7 @@ def test_generator_without_rules_renders_no_consumer(tmp_path: Path) -> None:
     assert [m for m in of_kind(objects, "ConfigMap") if "rules.json" in m["data"]] == []
 
 
+@pytest.mark.slow
 def test_generator_rejects_bad_rules_naming_the_problem(fleet_dir: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(RENDER_K8S), "--config", str(fleet_dir / "connectors.json"),
@@ -186,6 +190,7 @@ def test_generator_rejects_bad_rules_naming_the_problem(fleet_dir: Path) -> None
     assert "severe-weather-webhook" in result.stderr and "onOpen" in result.stderr
 
 
+@pytest.mark.slow
 def test_generator_refuses_a_connector_named_like_the_consumer(fleet_dir: Path) -> None:
     config = fleet_dir / "connectors.json"
     config.write_text(json.dumps({"connectors": [
@@ -213,6 +218,7 @@ def test_checked_in_base_runs_the_repository_rules() -> None:
 
 # -- the Helm chart --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_chart_renders_the_consumers_when_enabled() -> None:
     values_file = CHART / "ci" / "consumers-values.yaml"
     objects = render_chart(values_file)
@@ -366,6 +372,7 @@ def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[bytes], l
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["render-k8s", "helm"])
 @pytest.mark.parametrize("with_keys", [False, True], ids=["no-keys-secret", "keys-secret"])
 def test_a_rendered_consumer_pod_serves_its_probes_and_drains_on_sigterm(

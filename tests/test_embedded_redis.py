@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import pytest
 import redis as sync_redis
 
 from framework.testing import ReplayServer, Reply, free_port
@@ -16,6 +17,7 @@ from tests.process import ConnectorProcess, noaa_entry, write_config
 NAME = "weather-noaa"
 
 
+@pytest.mark.slow
 def test_embedded_redis_is_started_when_none_answers(
     tmp_path: Path, replay: ReplayServer
 ) -> None:

@@ -62,6 +62,7 @@ def test_sigterm_drains_releases_the_lease_and_exits_0(
     assert int(metrics["itemsPublished"]) == sync.xlen("raw-input-signals")
 
 
+@pytest.mark.slow
 def test_second_instance_waits_and_takes_over_when_the_lease_is_deleted(
     tmp_path: Path, replay: ReplayServer, feed: ChangingFeed, sync: sync_redis.Redis,
     start: object,
@@ -86,6 +87,7 @@ def test_second_instance_waits_and_takes_over_when_the_lease_is_deleted(
     assert 0 < sync.ttl(f"lease:{NAME}") <= 30
 
 
+@pytest.mark.slow
 def test_a_paused_holder_cannot_publish_when_resumed(
     tmp_path: Path, replay: ReplayServer, feed: ChangingFeed, sync: sync_redis.Redis,
     start: object,
@@ -112,6 +114,7 @@ def test_a_paused_holder_cannot_publish_when_resumed(
     assert len(versions) == len(set(versions))
 
 
+@pytest.mark.slow
 def test_sighup_applies_a_new_interval_without_restart(
     tmp_path: Path, replay: ReplayServer, feed: ChangingFeed, start: object,
 ) -> None:
@@ -129,6 +132,7 @@ def test_sighup_applies_a_new_interval_without_restart(
     assert worker.process.poll() is None
 
 
+@pytest.mark.slow
 def test_sighup_with_an_invalid_config_keeps_the_running_one(
     tmp_path: Path, replay: ReplayServer, feed: ChangingFeed, start: object,
 ) -> None:
@@ -145,6 +149,7 @@ def test_sighup_with_an_invalid_config_keeps_the_running_one(
     wait_until(lambda: feed.requests > seen + 2, timeout_s=5)
 
 
+@pytest.mark.slow
 def test_sighup_disabling_the_connector_stops_it_gracefully(
     tmp_path: Path, replay: ReplayServer, feed: ChangingFeed, sync: sync_redis.Redis,
     start: object,
@@ -216,6 +221,7 @@ def test_once_while_another_instance_holds_the_lease_exits_75(
     assert sync.get(f"lease:{NAME}") == "other-host:1:abc"
 
 
+@pytest.mark.slow
 def test_sigterm_lets_the_running_poll_finish(
     tmp_path: Path, replay: ReplayServer, sync: sync_redis.Redis, start: object,
 ) -> None:

@@ -15,6 +15,8 @@ from framework.testing import RedisServer, ReplayServer, Reply
 from tests.noaa_feed import ChangingFeed
 from tests.process import ConnectorProcess, noaa_entry, write_config
 
+pytestmark = pytest.mark.slow  # real processes, signals and restarts: seconds per test
+
 NAME = "weather-noaa"
 
 

@@ -17,6 +17,8 @@ from tests.helpers import wait_until
 from tests.noaa_feed import ChangingFeed
 from tests.process import ConnectorProcess, noaa_entry, write_config
 
+pytestmark = pytest.mark.slow  # real processes, signals and restarts: seconds per test
+
 NAMES = ("alpha", "beta", "gamma")
 
 
