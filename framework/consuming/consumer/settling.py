@@ -20,7 +20,7 @@ _ACK_FINISH_S = 5.0
 
 # (delivery, outcome): outcome is "acked" or "dead_lettered".
 OnSettled = Callable[[Delivery, str], None]
-_PendingAck = tuple[Delivery, Sequence[AckWrite], "asyncio.Future[bool]"]
+_PendingAck = tuple[Delivery, Sequence[AckWrite], asyncio.Future[bool]]
 
 
 class Settler:
