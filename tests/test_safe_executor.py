@@ -1,4 +1,4 @@
-"""The SafeExecutor's seven steps on real peers: Redis (catalog, permits, audit chain)
+"""The safe pipeline's seven steps on real peers: Redis (catalog, permits, audit chain)
 and a pymodbus TCP server driving valve V-01 (coil 3, ON = open)."""
 
 from __future__ import annotations

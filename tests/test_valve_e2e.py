@@ -1,5 +1,5 @@
 """End to end: a pressure reading on a real stream, a consumer group, the rules, the
-SafeExecutor and valve V-01 on a pymodbus TCP server; the audit chain records it all.
+safe pipeline and valve V-01 on a pymodbus TCP server; the audit chain records it all.
 
 The rule closes V-01 when the pressure exceeds 8.5 bar; the definition's
 postcondition reads the coil back.

@@ -189,12 +189,12 @@ class ResourceArbiter:
             await self._clock.sleep(held.ttl_s * _RENEW_FRACTION)
             try:
                 if not await self.renew(held):
-                    self._logger.error("permit lost", resource=held.resource,
+                    self._logger.error("permit_lost", resource=held.resource,
                                        fencing_token=held.fencing_token)
                     return
             except Exception as exc:
                 # Keep trying: the permit survives two missed renewals.
-                self._logger.warning("permit renewal failed", resource=held.resource,
+                self._logger.warning("permit_renewal_failed", resource=held.resource,
                                      error=str(exc))
 
     def _observe_wait(self, resource: str, outcome: str, wait_s: float) -> None:

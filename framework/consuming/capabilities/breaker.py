@@ -1,7 +1,7 @@
 """Circuit breakers: stop calling a capability (or one target host) that keeps failing.
 
 A breaker is ``closed`` (calls go through) until ``failure_threshold`` failures
-happen within ``window_s`` (seed 002: 5 a minute); it is then ``open``: calls
+happen within ``window_s`` (by default 5 a minute); it is then ``open``: calls
 fail fast with :class:`~framework.core.errors.CircuitOpenError` without reaching the
 target. After ``cooldown_s`` it is ``half_open``: one probe call goes through;
 its success closes the breaker, its failure opens it again.
@@ -215,12 +215,12 @@ class BreakerBoard:
             key, owner = str(announced["breaker"]), str(announced["owner"])
             retry_in_s = float(announced["retryInS"])
         except (orjson.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
-            self._logger.warning("breaker announcement ignored", error=str(exc))
+            self._logger.warning("breaker_announcement_ignored", error=str(exc))
             return
         if owner == self.owner:
             return
         self._opened_elsewhere[key] = self._clock.monotonic() + retry_in_s
-        self._logger.info("breaker opened elsewhere", breaker=key, owner=owner,
+        self._logger.info("breaker_opened_elsewhere", breaker=key, owner=owner,
                           retry_in_s=retry_in_s)
 
     async def _announce_open(self, breaker: CircuitBreaker) -> None:
@@ -231,12 +231,12 @@ class BreakerBoard:
         try:
             await self._redis.publish(BREAKERS_OPENED_CHANNEL, orjson.dumps(announcement))
         except RedisError as exc:  # the others will open on their own failures
-            self._logger.warning("breaker opening not announced", breaker=breaker.key,
+            self._logger.warning("breaker_opening_not_announced", breaker=breaker.key,
                                  error=str(exc))
 
     async def _published(self, breaker: CircuitBreaker, before: BreakerState) -> None:
         self._logger.warning(
-            "breaker state changed", breaker=breaker.key, state=str(breaker.state),
+            "breaker_state_changed", breaker=breaker.key, state=str(breaker.state),
             previous=str(before), failures=breaker.failures,
         )
         if self._gauge is not None:
@@ -256,7 +256,7 @@ class BreakerBoard:
             )
         except RedisError as exc:
             # Visibility only: a breaker keeps protecting the target without Redis.
-            self._logger.warning("breaker state not published", breaker=breaker.key,
+            self._logger.warning("breaker_state_not_published", breaker=breaker.key,
                                  error=str(exc))
 
 

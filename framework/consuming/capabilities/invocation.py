@@ -45,7 +45,7 @@ _DURATION_BUCKETS_MS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
 
 @dataclass(frozen=True)
 class CallMetrics:
-    """``connector_call_duration_ms{capability_id,version,status}`` (seed 000) and the
+    """``connector_call_duration_ms{capability_id,version,status}`` and the
     breaker state gauge."""
 
     duration_ms: Histogram
@@ -115,7 +115,7 @@ async def invoke(
             retry += 1
             delay_s = _delay_s(policy, retry, exc)
             context.logger.warning(
-                "capability call failed, retrying", capability=spec.key, attempt=retry,
+                "capability_call_retrying", capability=spec.key, attempt=retry,
                 retry_in_s=delay_s, error=_describe(exc),
             )
             await context.clock.sleep(delay_s)

@@ -1,4 +1,4 @@
-"""Capability definitions: the seed's JSON format, validated strictly.
+"""Capability definitions: their JSON format, validated strictly.
 
 A :class:`CapabilityDefinition` holds ``id, version, sector, description,
 handler, preconditions, postconditions, rollbackStrategy, signature``; an
@@ -67,8 +67,8 @@ class Condition(_Model):
 class RollbackAction(_Model):
     """Run ``action`` with ``params`` when the handler or a postcondition fails.
 
-    The same capability id with ``{"version": "previous"}`` undoes the step
-    (seed 001); another capability id compensates it.
+    The same capability id with ``{"version": "previous"}`` undoes the step;
+    another capability id compensates it.
     """
 
     action: str = Field(min_length=1)
