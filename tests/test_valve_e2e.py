@@ -32,6 +32,8 @@ from providers.modbus.simulator import ValveSimulator
 from tests.conftest import FIXTURES
 from tests.execution_deps import execution_deps
 
+CATALOG_LOG = get_logger(test="catalog")
+
 STREAM = "pressure-readings"
 COIL = 3
 RULES = {"version": 1, "rules": [{
@@ -84,7 +86,7 @@ async def consuming(redis: Redis, catalog: Catalog,
 
 async def test_high_pressure_closes_the_valve_through_a_consumer_group(redis: Redis) -> None:
     key = PrivateKey.generate()
-    catalog = Catalog(redis, TrustStore([key.public()]))
+    catalog = Catalog(redis, TrustStore([key.public()]), clock=SystemClock(), logger=CATALOG_LOG)
     path = FIXTURES / "valve" / "valve_control_v1.1.0.json"
     await catalog.register(parse_definition(path.read_bytes(), source=str(path))
                            .signed_with(key))
