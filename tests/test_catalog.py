@@ -12,6 +12,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from framework.core.clock import SystemClock
 from framework.core.errors import (
     CatalogError,
     ExpiredKeyError,
@@ -22,6 +23,7 @@ from framework.core.errors import (
     UntrustedKeyError,
 )
 from framework.core.keys import catalog_definitions_key
+from framework.core.logs import get_logger
 from framework.testing import FakeClock
 from framework.trust.catalog.signing import PrivateKey, SignatureCheck, TrustStore
 from framework.trust.catalog.store import (
@@ -31,6 +33,8 @@ from framework.trust.catalog.store import (
     parse_definition,
 )
 from tests.conftest import FIXTURES
+
+CATALOG_LOG = get_logger(test="catalog")
 
 CATALOG_FIXTURES = FIXTURES / "catalog"
 
@@ -53,7 +57,7 @@ def key() -> PrivateKey:
 
 @pytest.fixture
 def catalog(redis: Redis, key: PrivateKey) -> Catalog:
-    return Catalog(redis, TrustStore([key.public()]))
+    return Catalog(redis, TrustStore([key.public()]), clock=SystemClock(), logger=CATALOG_LOG)
 
 
 # -- definitions ------------------------------------------------------------------------
@@ -292,7 +296,8 @@ async def test_an_executor_that_does_not_trust_the_signer_refuses(
     redis: Redis, catalog: Catalog, key: PrivateKey
 ) -> None:
     await catalog.register(valve("1.1.0").signed_with(key))
-    elsewhere = Catalog(redis, TrustStore([PrivateKey.generate().public()]))
+    elsewhere = Catalog(redis, TrustStore([PrivateKey.generate().public()]),
+                        clock=SystemClock(), logger=CATALOG_LOG)
     with pytest.raises(UntrustedKeyError, match="valve_control@1.1.0"):
         await elsewhere.resolve("valve_control", "^1")
 
@@ -302,7 +307,8 @@ async def test_a_key_that_expires_after_registration_is_refused_at_resolve(
 ) -> None:
     clock = FakeClock(start_s=datetime(2026, 12, 1, tzinfo=UTC).timestamp())
     expiry = datetime(2026, 12, 1, tzinfo=UTC) + timedelta(hours=1)
-    catalog = Catalog(redis, TrustStore([key.public(expires_at=expiry)]), clock=clock)
+    catalog = Catalog(redis, TrustStore([key.public(expires_at=expiry)]), clock=clock,
+                      logger=CATALOG_LOG)
     await catalog.register(valve("1.1.0").signed_with(key))
     await catalog.resolve("valve_control")  # verified and cached while the key is valid
     await clock.advance(3600)
@@ -365,7 +371,7 @@ async def test_a_verification_is_cached_until_the_stored_definition_changes(
     redis: Redis, key: PrivateKey
 ) -> None:
     trust = CountingTrust([key.public()])
-    catalog = Catalog(redis, trust)
+    catalog = Catalog(redis, trust, clock=SystemClock(), logger=CATALOG_LOG)
     await catalog.register(valve("1.1.0").signed_with(key))
     checks_after_register = trust.checks
     for _ in range(3):

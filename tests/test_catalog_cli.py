@@ -15,8 +15,10 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
+from framework.core.clock import SystemClock
 from framework.core.errors import RevokedCapabilityError
 from framework.core.keys import catalog_definitions_key
+from framework.core.logs import get_logger
 from framework.testing import RedisServer
 from framework.trust.catalog.signing import PrivateKey, load_trust_store
 from framework.trust.catalog.store import Catalog, parse_definition
@@ -25,6 +27,8 @@ from worker.cli import build_parser
 from worker.cli.catalog import run_catalog_command
 from worker.cli.output import Console
 from worker.exit_codes import ExitCode
+
+CATALOG_LOG = get_logger(test="catalog")
 
 CLI = str(Path(sys.executable).parent / "connector-fleet")
 V110 = FIXTURES / "catalog" / "valve_control_v1.1.0.json"
@@ -88,7 +92,8 @@ async def test_register_signs_and_stores_the_seed_definitions(redis: Redis, keys
     assert run.code == ExitCode.OK, run.err
     assert "registered valve_control@1.1.0" in run.out
     assert "registered valve_control@1.0.0" in run.out
-    resolved = await Catalog(redis, load_trust_store(keys)).resolve("valve_control", "^1")
+    catalog = Catalog(redis, load_trust_store(keys), clock=SystemClock(), logger=CATALOG_LOG)
+    resolved = await catalog.resolve("valve_control", "^1")
     assert resolved.definition.version == "1.1.0"
     assert resolved.key_id == PrivateKey.load(keys / "catalog-signing.pem").key_id
 
@@ -219,7 +224,7 @@ async def test_revoke_records_and_reports_the_versions_hit(redis: Redis, keys: P
     assert run.code == ExitCode.OK
     assert run.out.strip() == ("revoked valve_control <1.1.0 (1.0.0): "
                                "Correctif sécurité CVE-2024-XXXX")
-    catalog = Catalog(redis, load_trust_store(keys))
+    catalog = Catalog(redis, load_trust_store(keys), clock=SystemClock(), logger=CATALOG_LOG)
     assert (await catalog.resolve("valve_control", "^1")).definition.version == "1.1.0"
     with pytest.raises(RevokedCapabilityError, match="CVE-2024-XXXX"):
         await catalog.resolve("valve_control", "~1.0")

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from framework.core.clock import SystemClock
 from framework.core.connections import create_redis
 from framework.core.errors import (
     CatalogError,
@@ -17,10 +18,13 @@ from framework.core.errors import (
     UnknownCapabilityError,
 )
 from framework.core.keys import CATALOG_CHANGES_CHANNEL, catalog_revocations_key
+from framework.core.logs import get_logger
 from framework.testing import RedisServer
 from framework.trust.catalog.signing import PrivateKey, TrustStore
 from framework.trust.catalog.store import Catalog, VerifiedCapability
 from tests.test_catalog import valve
+
+CATALOG_LOG = get_logger(test="catalog")
 
 REASON = "Correctif sécurité CVE-2024-XXXX"
 
@@ -40,14 +44,14 @@ async def operator(redis_server: RedisServer, redis: Redis,
                    trust: TrustStore) -> AsyncIterator[Catalog]:
     """The operator's CLI: another process, with its own connection."""
     client = create_redis(redis_server.url)
-    yield Catalog(client, trust)
+    yield Catalog(client, trust, clock=SystemClock(), logger=CATALOG_LOG)
     await client.aclose()
 
 
 @pytest.fixture
 async def executor(redis: Redis, trust: TrustStore) -> AsyncIterator[Catalog]:
     """A running executor's catalog, with its watcher."""
-    catalog = Catalog(redis, trust)
+    catalog = Catalog(redis, trust, clock=SystemClock(), logger=CATALOG_LOG)
     task = asyncio.create_task(catalog.watch())
     await asyncio.wait_for(catalog.watching.wait(), timeout=5)
     yield catalog
@@ -119,7 +123,7 @@ async def test_stored_revocations_are_honoured_after_a_restart(
     # A process that starts after the broadcast never saw it.
     client = create_redis(redis_server.url)
     try:
-        restarted = Catalog(client, trust)
+        restarted = Catalog(client, trust, clock=SystemClock(), logger=CATALOG_LOG)
         with pytest.raises(RevokedCapabilityError, match="CVE-2024-XXXX"):
             await restarted.resolve("valve_control", "^1")
         watching = asyncio.create_task(restarted.watch())

@@ -11,12 +11,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 
+from framework.core.clock import SystemClock
 from framework.core.connections import create_redis
 from framework.core.errors import ExpiredKeyError, UntrustedKeyError
+from framework.core.logs import get_logger
 from framework.testing import RedisServer
 from framework.trust.catalog.signing import PrivateKey, TrustStore
 from framework.trust.catalog.store import Catalog
 from tests.test_catalog import valve
+
+CATALOG_LOG = get_logger(test="catalog")
 
 
 @pytest.fixture
@@ -24,7 +28,8 @@ async def operator(redis_server: RedisServer, redis: Redis, old_key: PrivateKey,
                    new_key: PrivateKey) -> AsyncIterator[Catalog]:
     """The operator's CLI (its own connection), which may sign with either key."""
     client = create_redis(redis_server.url)
-    yield Catalog(client, TrustStore([old_key.public(), new_key.public()]))
+    yield Catalog(client, TrustStore([old_key.public(), new_key.public()]),
+                  clock=SystemClock(), logger=CATALOG_LOG)
     await client.aclose()
 
 
@@ -33,7 +38,8 @@ async def executor(request: pytest.FixtureRequest, redis: Redis,
                    old_key: PrivateKey) -> AsyncIterator[Catalog]:
     """A running executor trusting the old key: with its watcher (what it read is kept
     in memory) and without (every resolve reads Redis)."""
-    catalog = Catalog(redis, TrustStore([old_key.public()]))
+    catalog = Catalog(redis, TrustStore([old_key.public()]), clock=SystemClock(),
+                      logger=CATALOG_LOG)
     if request.param == "reading":
         yield catalog
         return

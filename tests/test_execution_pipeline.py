@@ -72,7 +72,8 @@ async def test_the_safe_executor_is_each_step_wrapping_the_next_around_the_regis
     redis: Redis,
 ) -> None:
     deps = execution_deps(redis, SystemClock())
-    catalog = Catalog(redis, TrustStore([PrivateKey.generate().public()]))
+    catalog = Catalog(redis, TrustStore([PrivateKey.generate().public()]), clock=deps.clock,
+                      logger=deps.logger)
     executor = build_safe_executor(CapabilityRegistry(), deps, trust_deps(redis, deps, catalog))
     assert chain_of(executor) == [CatalogStep, PreconditionStep, PermitStep, PreconditionStep,
                                   OutcomeStep, PostconditionStep, RegistryExecutor]
@@ -89,9 +90,9 @@ async def test_one_breaker_board_refuses_on_both_paths(redis: Redis) -> None:
     registry = CapabilityRegistry()
     registry.register(CapabilitySpec("flaky", "1.0.0", flaky, policy=FLAKY_POLICY))
     key = PrivateKey.generate()
-    catalog = Catalog(redis, TrustStore([key.public()]))
-    await catalog.register(plain_definition("flaky").signed_with(key))
     deps = execution_deps(redis, SystemClock())
+    catalog = Catalog(redis, TrustStore([key.public()]), clock=deps.clock, logger=deps.logger)
+    await catalog.register(plain_definition("flaky").signed_with(key))
     plain = build_executor(registry, deps)
     safe = build_safe_executor(registry, deps, trust_deps(redis, deps, catalog))
 
@@ -123,6 +124,8 @@ async def test_nothing_is_defaulted_inside(redis: Redis) -> None:
         BreakerBoard(redis=redis)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         ResourceArbiter(redis)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Catalog(redis, TrustStore([]))  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         PermitStep(ResourceArbiter(redis, clock=clock, logger=logger), {},  # type: ignore[call-arg]
                    AuditChain(redis, clock=clock))

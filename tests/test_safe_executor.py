@@ -1,4 +1,4 @@
-"""The SafeExecutor's seven steps on real peers: Redis (catalog, permits, audit chain)
+"""The safe pipeline's seven steps on real peers: Redis (catalog, permits, audit chain)
 and a pymodbus TCP server driving valve V-01 (coil 3, ON = open)."""
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ from providers.modbus import VALVE_RESOURCE, ValveAddress, valve_control_spec
 from providers.modbus.simulator import ValveSimulator
 from tests.conftest import FIXTURES
 from tests.execution_deps import execution_deps
+
+CATALOG_LOG = get_logger(test="catalog")
 
 VALVE_FILE = FIXTURES / "valve" / "valve_control_v1.1.0.json"
 COIL = 3
@@ -108,7 +110,7 @@ def arbiter_on(redis: Redis) -> ResourceArbiter:
 
 async def plant_on(redis: Redis, device: ValveSimulator) -> Plant:
     key = PrivateKey.generate()
-    catalog = Catalog(redis, TrustStore([key.public()]))
+    catalog = Catalog(redis, TrustStore([key.public()]), clock=SystemClock(), logger=CATALOG_LOG)
     registry = CapabilityRegistry()
     registry.register(valve_control_spec({"V-01": device.address(COIL)}))
     prometheus = CollectorRegistry()
@@ -264,7 +266,7 @@ async def test_a_failing_handler_without_rollback_alerts_and_stays_retryable(
     redis: Redis
 ) -> None:
     key = PrivateKey.generate()
-    catalog = Catalog(redis, TrustStore([key.public()]))
+    catalog = Catalog(redis, TrustStore([key.public()]), clock=SystemClock(), logger=CATALOG_LOG)
     registry = CapabilityRegistry()
     nowhere = ValveAddress("127.0.0.1", free_port(), timeout_s=0.3)
     registry.register(valve_control_spec({"V-01": nowhere}, policy=CallPolicy(
@@ -292,7 +294,7 @@ async def test_a_failing_capability_opens_its_breaker_by_default(redis: Redis) -
         raise ConnectionError("target down")
 
     key = PrivateKey.generate()
-    catalog = Catalog(redis, TrustStore([key.public()]))
+    catalog = Catalog(redis, TrustStore([key.public()]), clock=SystemClock(), logger=CATALOG_LOG)
     registry = CapabilityRegistry()
     registry.register(CapabilitySpec("notify_operator", "1.0.0", down,
                                      policy=CallPolicy(max_retries=0)))
@@ -345,7 +347,8 @@ async def test_an_unsigned_definition_is_refused(plant: Plant) -> None:
 
 async def test_a_definition_signed_by_an_untrusted_key_is_never_run(plant: Plant) -> None:
     stranger = PrivateKey.generate()
-    elsewhere = Catalog(plant.redis, TrustStore([stranger.public()]))
+    elsewhere = Catalog(plant.redis, TrustStore([stranger.public()]), clock=SystemClock(),
+                        logger=CATALOG_LOG)
     await elsewhere.register(valve_definition(version="1.3.0").signed_with(stranger))
     # The newest version is skipped: the trusted 1.1.0 runs instead.
     await plant.executor.execute(close_v01())
@@ -377,7 +380,7 @@ async def test_racing_executors_drive_the_valve_once(
     other_redis = create_redis(redis_server.url)
     try:
         other = build_executor(other_redis, Catalog(other_redis, TrustStore(
-            [plant.key.public()])), plant.registry)
+            [plant.key.public()]), clock=SystemClock(), logger=CATALOG_LOG), plant.registry)
         first, second = await asyncio.gather(
             plant.executor.execute(close_v01("s:1-0:r:close")),
             other.execute(close_v01("s:2-0:r:close")))

@@ -13,12 +13,15 @@ import pytest
 import structlog
 from redis.asyncio import Redis
 
+from framework.core.clock import SystemClock
 from framework.core.errors import UntrustedKeyError
 from framework.core.logs import get_logger
 from framework.trust.catalog.signing import PrivateKey, TrustStore
 from framework.trust.catalog.store import Catalog
 from framework.trust.catalog.trusted_keys import TrustReloader, TrustStoreSource
 from tests.test_catalog import valve
+
+CATALOG_LOG = get_logger(test="catalog")
 
 
 class SecretVolume:
@@ -62,10 +65,11 @@ async def test_a_secret_volume_update_is_seen_and_its_keys_swapped_in(
     volume = SecretVolume(tmp_path / "catalog-keys")
     volume.write({"old.pub.json": public_file(old_key)})
     source = TrustStoreSource({"CATALOG_TRUSTED_KEYS": str(volume.root)})
-    catalog = Catalog(redis, source.load())
+    catalog = Catalog(redis, source.load(), clock=SystemClock(), logger=CATALOG_LOG)
     reloader = TrustReloader(catalog, source, logger=get_logger())
-    await Catalog(redis, TrustStore([new_key.public()])).register(
-        valve("1.1.0").signed_with(new_key))
+    signer = Catalog(redis, TrustStore([new_key.public()]), clock=SystemClock(),
+                     logger=CATALOG_LOG)
+    await signer.register(valve("1.1.0").signed_with(new_key))
     assert not reloader.changed()
 
     volume.write({"old.pub.json": public_file(old_key), "new.pub.json": public_file(new_key)})
@@ -154,7 +158,7 @@ async def test_an_invalid_key_file_keeps_the_running_keys_and_says_which_and_why
     volume = SecretVolume(tmp_path / "catalog-keys")
     volume.write({"old.pub.json": public_file(old_key)})
     source = TrustStoreSource({"CATALOG_TRUSTED_KEYS": str(volume.root)})
-    catalog = Catalog(redis, source.load())
+    catalog = Catalog(redis, source.load(), clock=SystemClock(), logger=CATALOG_LOG)
     await catalog.register(valve("1.0.0").signed_with(old_key))
 
     # The old key is dropped in the same update: keeping the old store must keep it.

@@ -1,5 +1,5 @@
 """End to end: a pressure reading on a real stream, a consumer group, the rules, the
-SafeExecutor and valve V-01 on a pymodbus TCP server; the audit chain records it all.
+safe pipeline and valve V-01 on a pymodbus TCP server; the audit chain records it all.
 
 The rule closes V-01 when the pressure exceeds 8.5 bar; the definition's
 postcondition reads the coil back.
@@ -31,6 +31,8 @@ from providers.modbus import valve_control_spec
 from providers.modbus.simulator import ValveSimulator
 from tests.conftest import FIXTURES
 from tests.execution_deps import execution_deps
+
+CATALOG_LOG = get_logger(test="catalog")
 
 STREAM = "pressure-readings"
 COIL = 3
@@ -84,7 +86,7 @@ async def consuming(redis: Redis, catalog: Catalog,
 
 async def test_high_pressure_closes_the_valve_through_a_consumer_group(redis: Redis) -> None:
     key = PrivateKey.generate()
-    catalog = Catalog(redis, TrustStore([key.public()]))
+    catalog = Catalog(redis, TrustStore([key.public()]), clock=SystemClock(), logger=CATALOG_LOG)
     path = FIXTURES / "valve" / "valve_control_v1.1.0.json"
     await catalog.register(parse_definition(path.read_bytes(), source=str(path))
                            .signed_with(key))

@@ -13,7 +13,14 @@ from pathlib import Path
 import orjson
 from redis.asyncio import Redis
 
-from framework.core import CatalogError, Clock, ConfigError, SigningKeyError, SystemClock
+from framework.core import (
+    CatalogError,
+    Clock,
+    ConfigError,
+    SigningKeyError,
+    SystemClock,
+    get_logger,
+)
 from framework.trust import (
     Catalog,
     CatalogEntry,
@@ -81,7 +88,7 @@ async def run_catalog_command(redis: Redis, args: argparse.Namespace, console: C
     except SigningKeyError as exc:
         console.problem(str(exc))
         return ExitCode.CONFIG
-    catalog = Catalog(redis, trust, clock=clock)
+    catalog = Catalog(redis, trust, clock=clock, logger=get_logger(component="catalog"))
     try:
         if args.catalog_command == "register":
             return await _register(catalog, args, console)

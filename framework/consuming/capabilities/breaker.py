@@ -1,7 +1,7 @@
 """Circuit breakers: stop calling a capability (or one target host) that keeps failing.
 
 A breaker is ``closed`` (calls go through) until ``failure_threshold`` failures
-happen within ``window_s`` (seed 002: 5 a minute); it is then ``open``: calls
+happen within ``window_s`` (by default 5 a minute); it is then ``open``: calls
 fail fast with :class:`~framework.core.errors.CircuitOpenError` without reaching the
 target. After ``cooldown_s`` it is ``half_open``: one probe call goes through;
 its success closes the breaker, its failure opens it again.

@@ -45,7 +45,7 @@ _DURATION_BUCKETS_MS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
 
 @dataclass(frozen=True)
 class CallMetrics:
-    """``connector_call_duration_ms{capability_id,version,status}`` (seed 000) and the
+    """``connector_call_duration_ms{capability_id,version,status}`` and the
     breaker state gauge."""
 
     duration_ms: Histogram

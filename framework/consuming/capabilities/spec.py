@@ -70,10 +70,10 @@ OnOpen = Literal["wait", "deadletter"]
 
 @dataclass(frozen=True)
 class CallPolicy:
-    """Timeout, retries and breaker of one capability; defaults from seed 002.
+    """Timeout, retries and breaker of one capability.
 
-    Seed 002's "3 attempts, backoff 1 s, 2 s, 4 s" is read as three retries after
-    the first attempt, each after its delay: 1 s, 2 s, 4 s (``max_retries = 3``).
+    By default a failing call is retried three times after the first attempt, each
+    after its delay: 1 s, 2 s, 4 s (``max_retries = 3``).
     """
 
     timeout_s: float = 10.0
@@ -127,7 +127,7 @@ class CapabilitySpec:
     # capabilities return the target host, so one failing host does not open
     # the breaker of every other.
     breaker_scope: Callable[[Mapping[str, Any]], str | None] | None = None
-    # The actuator a call drives (``valve:{valveId}``): the safe executor holds a
+    # The actuator a call drives (``valve:{valveId}``): the safe pipeline holds a
     # permit on it for the call, so two executors never drive it at once.
     resource: ResourcePolicy | None = None
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from framework.core.clock import Clock, SystemClock, iso_utc
+from framework.core.clock import Clock, iso_utc
 from framework.core.errors import (
     CatalogError,
     InvalidDefinitionError,
@@ -30,7 +30,7 @@ from framework.core.keys import (
     catalog_definitions_key,
     catalog_revocations_key,
 )
-from framework.core.logs import Logger, get_logger
+from framework.core.logs import Logger
 from framework.core.versions import VersionRange, parse_version
 from framework.trust.catalog.definition import (
     CapabilityDefinition,
@@ -78,12 +78,12 @@ class Catalog:
     can be swapped while it runs (:meth:`replace_trust`).
     """
 
-    def __init__(self, redis: Redis, trust: TrustStore, *, clock: Clock | None = None,
-                 logger: Logger | None = None) -> None:
+    def __init__(self, redis: Redis, trust: TrustStore, *, clock: Clock,
+                 logger: Logger) -> None:
         self._redis = redis
-        self._clock = clock or SystemClock()
-        self._log = logger or get_logger(component="catalog")
-        self._verifier = Verifier(trust, self._clock)
+        self._clock = clock
+        self._log = logger
+        self._verifier = Verifier(trust, clock)
         self._snapshots = SnapshotCache(redis, self._log)
 
     @property
