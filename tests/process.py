@@ -71,7 +71,7 @@ class ConnectorProcess:
                 events.append({"event": "(not json)", "line": line.decode(errors="replace")})
         return events
 
-    def wait_for(self, event: str, *, timeout_s: float = 10.0, after: int = 0,
+    def wait_for(self, event: str, *, timeout_s: float = 30.0, after: int = 0,
                  **fields: Any) -> dict[str, Any]:
         """The first log event named ``event`` (from index ``after``) with ``fields``."""
         deadline = time.monotonic() + timeout_s
