@@ -111,7 +111,7 @@ async def test_trimming_everything_leaves_a_chain_that_verifies_and_grows(redis:
 
 async def test_plan_trim_needs_to_know_what_to_remove(redis: Redis) -> None:
     with pytest.raises(ValueError, match="give keep or before_seq"):
-        await AuditArchive(redis).plan_trim()
+        await AuditArchive(redis, chain=AuditChain(redis)).plan_trim()
 
 
 async def test_an_edited_first_kept_record_is_reported_against_the_checkpoint(

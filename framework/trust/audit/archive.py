@@ -81,10 +81,10 @@ def export_line(entry_id: str, fields: Mapping[str, str | None]) -> bytes:
 class AuditArchive:
     """Exports and trims the chain of ``chain``."""
 
-    def __init__(self, redis: Redis, *, chain: AuditChain | None = None,
+    def __init__(self, redis: Redis, *, chain: AuditChain,
                  signing_key: PrivateKey | None = None, clock: Clock | None = None) -> None:
         self._clock = clock or SystemClock()
-        self.chain = chain or AuditChain(redis, clock=self._clock)
+        self.chain = chain
         self._signing_key = signing_key
         self._trim = redis.register_script(lua("framework.trust", "audit_trim"))
 
