@@ -275,7 +275,7 @@ async def test_trims_while_other_clients_append_leave_one_valid_chain(
                                             "writer": writer, "n": n})
 
     async def trim_repeatedly() -> int:
-        archive, trims = AuditArchive(redis), 0
+        archive, trims = AuditArchive(redis, chain=AuditChain(redis)), 0
         while not done.is_set():
             plan = await archive.plan_trim(keep=20)
             if plan is not None:
@@ -387,7 +387,7 @@ async def test_export_older_than_a_time_stops_at_the_first_newer_record(redis: R
     async def sink(chunk: bytes) -> None:
         lines.extend(chunk.splitlines())
 
-    summary = await AuditArchive(redis).export(sink, before_ms=int(third_id.split("-")[0]))
+    summary = await AuditArchive(redis, chain=AuditChain(redis)).export(sink, before_ms=int(third_id.split("-")[0]))
     assert (summary.records, summary.last_seq) == (2, 2)
     assert [orjson.loads(line)["body"] for line in lines] == [
         f["body"] for _, f in (await redis.xrange(AUDIT_STREAM))[:2]]
