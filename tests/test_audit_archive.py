@@ -387,7 +387,8 @@ async def test_export_older_than_a_time_stops_at_the_first_newer_record(redis: R
     async def sink(chunk: bytes) -> None:
         lines.extend(chunk.splitlines())
 
-    summary = await AuditArchive(redis, chain=AuditChain(redis)).export(sink, before_ms=int(third_id.split("-")[0]))
+    archive = AuditArchive(redis, chain=AuditChain(redis))
+    summary = await archive.export(sink, before_ms=int(third_id.split("-")[0]))
     assert (summary.records, summary.last_seq) == (2, 2)
     assert [orjson.loads(line)["body"] for line in lines] == [
         f["body"] for _, f in (await redis.xrange(AUDIT_STREAM))[:2]]
