@@ -13,7 +13,7 @@ from framework.consuming.metrics import ConsumerMetrics, entry_time_ms, source_o
 from framework.core.clock import SystemClock
 from framework.core.errors import DeadLetterError
 from framework.core.logs import get_logger
-from tests.test_consumer import GROUP, STREAM, Recorder, until
+from tests.consuming.test_consumer import GROUP, STREAM, Recorder, until
 
 
 async def test_received_lag_and_outcomes_are_counted(redis: Redis) -> None:

@@ -18,7 +18,7 @@ from framework.core.logs import get_logger
 from framework.testing import RedisServer
 from framework.trust.catalog.signing import PrivateKey, TrustStore
 from framework.trust.catalog.store import Catalog
-from tests.test_catalog import valve
+from tests.trust.test_catalog import valve
 
 CATALOG_LOG = get_logger(test="catalog")
 

@@ -17,7 +17,7 @@ import redis as sync_redis
 from framework.testing import RedisServer
 from tests.helpers import wait_until
 from tests.process import BIN, ConnectorProcess
-from tests.test_trusted_keys import SecretVolume
+from tests.trust.test_trusted_keys import SecretVolume
 
 pytestmark = pytest.mark.slow  # real processes, signals and restarts: seconds per test
 

@@ -35,8 +35,8 @@ from framework.core.logs import get_logger
 from framework.core.settings import Settings
 from framework.testing import FakeClock
 from providers.http import HttpActions
+from tests.consuming.test_consumer import until
 from tests.rules_target import HttpTarget, TargetReply
-from tests.test_consumer import until
 from worker.cli.fleet import status
 from worker.cli.output import Console
 

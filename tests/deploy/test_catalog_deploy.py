@@ -6,7 +6,7 @@ from pathlib import Path
 
 from framework.trust.catalog.signing import load_trust_store
 from tests.conftest import REPO_ROOT
-from tests.test_deploy import KUBERNETES_VERSIONS, _import, _yaml
+from tests.deploy.test_deploy import KUBERNETES_VERSIONS, _import, _yaml
 
 OVERLAY = REPO_ROOT / "deploy" / "k8s" / "overlays" / "example"
 SECRET = OVERLAY / "secret-catalog-trusted-keys.yaml"

@@ -19,7 +19,7 @@ from framework.core.logs import get_logger
 from framework.trust.catalog.signing import PrivateKey, TrustStore
 from framework.trust.catalog.store import Catalog
 from framework.trust.catalog.trusted_keys import TrustReloader, TrustStoreSource
-from tests.test_catalog import valve
+from tests.trust.test_catalog import valve
 
 CATALOG_LOG = get_logger(test="catalog")
 

@@ -22,7 +22,7 @@ import pytest
 
 from framework.testing import RedisServer
 from tests.conftest import REPO_ROOT
-from tests.test_deploy import (
+from tests.deploy.test_deploy import (
     BASE,
     BIN,
     CHART,

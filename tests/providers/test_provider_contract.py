@@ -69,7 +69,7 @@ def test_find_case_says_where_to_put_a_missing_case() -> None:
     registry.register_connector("NO_CASE", sloppy_factory)
 
     with pytest.raises(LookupError, match=r"NO_CASE has no contract case: define CASES = .* "
-                       r"tests\.test_provider_contract\.contract_case"):
+                       r"tests\.providers\.test_provider_contract\.contract_case"):
         find_case(registry, "NO_CASE")
 
 

@@ -15,7 +15,7 @@ from framework.core.clock import SystemClock
 from framework.core.connections import create_redis
 from framework.core.logs import get_logger
 from framework.testing import RedisServer
-from tests.test_consumer import GROUP, STREAM, Recorder, Recording, until
+from tests.consuming.test_consumer import GROUP, STREAM, Recorder, Recording, until
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ from framework.trust.execution.postconditions import PostconditionStep
 from framework.trust.execution.preconditions import PreconditionStep
 from framework.trust.execution.state import StateReader
 from tests.execution_deps import execution_deps
-from tests.test_safe_executor import plain_definition
+from tests.trust.test_safe_executor import plain_definition
 
 FLAKY_POLICY = CallPolicy(max_retries=0, breaker=BreakerPolicy(failure_threshold=2))
 
