@@ -31,12 +31,6 @@ def substitute(value: Any, env: Mapping[str, str], missing: Missing, path: str =
         return [substitute(v, env, missing, f"{path}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
-    return substitute_string(value, env, lambda variable: missing(variable, path))
-
-
-def substitute_string(text: str, env: Mapping[str, str], missing: Callable[[str], str]) -> str:
-    """``text`` with its references replaced; ``missing(VAR)`` answers for a
-    variable with neither a value nor a default."""
 
     def replace(match: re.Match[str]) -> str:
         escaped, variable, default = match.groups()
@@ -46,6 +40,6 @@ def substitute_string(text: str, env: Mapping[str, str], missing: Callable[[str]
             return env[variable]
         if default is not None:
             return default
-        return missing(variable)
+        return missing(variable, path)
 
-    return _VARIABLE.sub(replace, text)
+    return _VARIABLE.sub(replace, value)
