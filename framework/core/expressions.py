@@ -1,8 +1,9 @@
 """Safe expressions for rule conditions, preconditions and postconditions.
 
 Built on simpleeval (no Python ``eval``: no attribute access to dunders, no
-imports, bounded power and string sizes). Names are the variables a caller
-passes (``event``, ``payload``, ``params``, ``state``...); dotted access
+imports, bounded string sizes, and integer results bounded to
+:data:`MAX_INTEGER_BITS` by :mod:`framework.core.bounded_arithmetic`). Names
+are the variables a caller passes (``event``, ``payload``, ``params``, ``state``...); dotted access
 reads mapping keys, so ``payload.value > 8.5`` works on plain dicts.
 
 Errors are :class:`~framework.core.errors.ExpressionError` naming who owns the
@@ -16,13 +17,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from simpleeval import (
-    DEFAULT_OPERATORS,
     EvalWithCompoundTypes,
     InvalidExpression,
     NameNotDefined,
 )
 
+from framework.core.bounded_arithmetic import MAX_INTEGER_BITS, OPERATORS
 from framework.core.errors import ExpressionError
+
+__all__ = ["MAX_INTEGER_BITS", "Expression"]
 
 _FUNCTIONS: dict[str, Any] = {
     "len": len,
@@ -80,7 +83,7 @@ class Expression:
 
     def evaluate(self, names: Mapping[str, Any]) -> Any:
         evaluator = EvalWithCompoundTypes(
-            operators=DEFAULT_OPERATORS,
+            operators=OPERATORS,
             functions=_FUNCTIONS,
             names={key: _wrap(value) for key, value in names.items()},
         )
@@ -100,6 +103,7 @@ class Expression:
             ValueError,
             ZeroDivisionError,
             IndexError,
+            OverflowError,  # a float out of range: 10.0 ** 400
         ) as exc:
             raise ExpressionError(
                 f"{type(exc).__name__}: {exc}", where=self.where, expression=self.source
