@@ -45,6 +45,12 @@ from framework.core.errors import (
     UnknownCapabilityError,
     UnknownConnectorError,
 )
+from framework.core.host_policy import (
+    AllowList,
+    HostPolicy,
+    RefusedTargetError,
+    special_kind,
+)
 from framework.core.keys import (
     CONSUMER_HEARTBEAT_PREFIX,
     DEFAULT_CLAIM_IDLE_MS,
@@ -84,6 +90,10 @@ from framework.core.substitution import (
 )
 
 __all__ = [
+    "AllowList",
+    "HostPolicy",
+    "RefusedTargetError",
+    "special_kind",
     "AuditTrimError",
     "CONSUMER_HEARTBEAT_PREFIX",
     "CatalogError",

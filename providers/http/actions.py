@@ -8,6 +8,14 @@ answer (:func:`framework.polling.http.raise_for_status`, as the polling connecto
 other 4xx is not (:class:`~framework.core.errors.PermanentSourceError`). Every
 request carries ``Idempotency-Key``: the call's key, the same on every retry
 and redelivery, so the target can deduplicate.
+
+Where a call may go is the :class:`~framework.core.HostPolicy` of the capability
+(``HttpActions(hosts=...)``) narrowed by the rule step's ``allowHosts``: the URL's
+host is checked by name before the request, and every new connection resolves,
+checks and pins the address (:mod:`providers.http.guarded_network`). A refusal is a
+:class:`~framework.core.RefusedTargetError`: not retried, dead-lettered. Each policy
+gets its own connection pool, so a connection opened under one is never reused
+under another.
 """
 
 from __future__ import annotations
@@ -21,8 +29,9 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from framework.consuming import CallContext, CallPolicy, CapabilitySpec, describe_validation_error
-from framework.core import TransientSourceError, redact_url
+from framework.core import HostPolicy, RefusedTargetError, TransientSourceError, redact_url
 from framework.polling import raise_for_status
+from providers.http.guarded_network import GuardedTransport, Resolver, resolve_host
 from providers.http.signature import SIGNATURE_HEADER, sign_body
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -74,12 +83,31 @@ class HttpActions:
     """The HTTP capabilities over one shared connection pool (``aclose`` it)."""
 
     def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None,
-                 policy: CallPolicy | None = None) -> None:
-        self._client = httpx.AsyncClient(transport=transport, follow_redirects=False)
+                 policy: CallPolicy | None = None, hosts: HostPolicy | None = None,
+                 resolve: Resolver = resolve_host) -> None:
+        """``transport`` replaces the guarded one (its connections are not checked);
+        ``hosts``: the allow-list of every call (None: any public host);
+        ``resolve``: the name resolver of the guarded connections."""
+        self._transport = transport
         self._policy = policy or CallPolicy()
+        self._hosts = hosts or HostPolicy()
+        self._resolve = resolve
+        self._clients: dict[HostPolicy, httpx.AsyncClient] = {}
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+    def _client_for(self, hosts: HostPolicy) -> httpx.AsyncClient:
+        if self._transport is not None:
+            hosts = HostPolicy()  # one client: the given transport is closed once
+        client = self._clients.get(hosts)
+        if client is None:
+            transport = self._transport or GuardedTransport(hosts, self._resolve)
+            client = self._clients[hosts] = httpx.AsyncClient(
+                transport=transport, follow_redirects=False, trust_env=False)
+        return client
 
     def specs(self) -> list[CapabilitySpec]:
         return [
@@ -121,13 +149,28 @@ class HttpActions:
                     content: bytes | None, query: Mapping[str, Any],
                     context: CallContext) -> dict[str, Any]:
         target = f"{method} {redact_url(url)}"
+        hosts = self._hosts.narrowed(context.hosts)
+        _check_name(hosts, url)
         try:
-            response = await self._client.request(method, url, headers=headers,
-                                                  content=content, params=dict(query) or None)
+            response = await self._client_for(hosts).request(
+                method, url, headers=headers, content=content, params=dict(query) or None)
         except httpx.TransportError as exc:
             raise TransientSourceError(f"{target} failed: {type(exc).__name__}: {exc}") \
                 from None
         return _result(response, now_s=context.clock.time())
+
+
+def _check_name(hosts: HostPolicy, url: str) -> None:
+    """The URL's host against the allow-lists, before any connection (a pooled
+    connection skips the connect-time check, so the name is checked here each time)."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"invalid URL {redact_url(url)}: {exc}") from None
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    refusal = hosts.refuse_name(parsed.host, port)
+    if refusal is not None:
+        raise RefusedTargetError(f"target refused: {refusal}")
 
 
 def _validated(model: type[P], params: Mapping[str, Any], name: str) -> P:

@@ -30,6 +30,7 @@ from framework.core.errors import (
     DeadLetterError,
     PermanentCallError,
 )
+from framework.core.host_policy import HostPolicy
 from framework.core.keys import BREAKERS_OPENED_CHANNEL
 from framework.core.logs import get_logger
 from framework.core.settings import Settings
@@ -39,6 +40,9 @@ from tests.consuming.test_consumer import until
 from tests.rules_target import HttpTarget, TargetReply
 from worker.cli.fleet import status
 from worker.cli.output import Console
+
+# The test targets listen on 127.0.0.1: allowed explicitly, as a deployment must.
+LOCAL = HostPolicy.of(["127.0.0.1"])
 
 NO_RETRY = CallPolicy(max_retries=0)
 
@@ -93,7 +97,7 @@ async def test_failing_target_opens_the_breaker_then_it_half_opens_and_recovers(
     registry = CollectorRegistry()
     board = BreakerBoard(redis=redis, clock=clock, logger=LOG, owner="consumer-1",
                          gauge=CallMetrics.create(registry).breaker_state)
-    actions = HttpActions(policy=NO_RETRY)
+    actions = HttpActions(policy=NO_RETRY, hosts=LOCAL)
     spec = actions.specs()[0]
     try:
         async with HttpTarget() as target:
@@ -135,7 +139,7 @@ async def test_failing_target_opens_the_breaker_then_it_half_opens_and_recovers(
 async def test_breakers_are_per_target_host(redis: Redis) -> None:
     clock = FakeClock()
     board = BreakerBoard(redis=redis, clock=clock, logger=LOG)
-    actions = HttpActions(policy=NO_RETRY)
+    actions = HttpActions(policy=NO_RETRY, hosts=LOCAL)
     spec = actions.specs()[0]
     try:
         async with HttpTarget() as down, HttpTarget() as up:
@@ -163,7 +167,7 @@ async def test_open_breaker_with_on_open_deadletter_dead_letters(redis: Redis) -
     board = BreakerBoard(clock=clock, logger=LOG)
     policy = CallPolicy(max_retries=0, on_open="deadletter",
                         breaker=BreakerPolicy(failure_threshold=1))
-    actions = HttpActions(policy=policy)
+    actions = HttpActions(policy=policy, hosts=LOCAL)
     spec = actions.specs()[0]
     try:
         async with HttpTarget() as target:
@@ -184,7 +188,7 @@ async def test_open_breaker_with_on_open_deadletter_dead_letters(redis: Redis) -
 async def test_non_retryable_answers_do_not_count_against_the_breaker(redis: Redis) -> None:
     clock = FakeClock()
     board = BreakerBoard(clock=clock, logger=LOG)
-    actions = HttpActions(policy=NO_RETRY)
+    actions = HttpActions(policy=NO_RETRY, hosts=LOCAL)
     spec = actions.specs()[0]
     try:
         async with HttpTarget() as target:

@@ -18,11 +18,15 @@ from framework.consuming.delivery import Delivery
 from framework.consuming.events import parse_event
 from framework.core.deadlines import Deadlines
 from framework.core.errors import PermanentCallError, UnknownCapabilityError, VersionError
+from framework.core.host_policy import HostPolicy
 from framework.core.logs import get_logger
 from framework.testing import FakeClock
 from providers.builtin import default_capability_registry, register_builtin_capabilities
 from providers.http import HttpActions, verify_signature
 from tests.rules_target import HttpTarget, TargetReply
+
+# The test targets listen on 127.0.0.1: allowed explicitly, as a deployment must.
+LOCAL = HostPolicy.of(["127.0.0.1"])
 
 
 async def noop(params: Mapping[str, Any], context: CallContext) -> str:
@@ -72,7 +76,7 @@ def test_a_version_is_registered_once_and_must_parse() -> None:
 
 def test_builtins_are_registered_in_one_place() -> None:
     registry = CapabilityRegistry()
-    register_builtin_capabilities(registry, http=HttpActions())
+    register_builtin_capabilities(registry, http=HttpActions(hosts=LOCAL))
     assert {"emit_event@1.0.0", "http_call@1.0.0", "log@1.0.0",
             "webhook_call@1.0.0"} <= set(registry.keys)
 
@@ -92,7 +96,7 @@ def test_entry_points_add_capabilities(tmp_path: Path, monkeypatch: pytest.Monke
         "more = valves_plugin:more\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
-        registry, actions = default_capability_registry(http=HttpActions())
+        registry, actions = default_capability_registry(http=HttpActions(hosts=LOCAL))
         assert registry.resolve("open_valve", "^1").key == "open_valve@1.4.0"
         assert registry.resolve("close_valve").key == "close_valve@2.0.0"
         assert "http_call@1.0.0" in registry.keys
@@ -102,7 +106,7 @@ def test_entry_points_add_capabilities(tmp_path: Path, monkeypatch: pytest.Monke
 
 @pytest.fixture
 async def actions() -> AsyncIterator[HttpActions]:
-    http = HttpActions()
+    http = HttpActions(hosts=LOCAL)
     yield http
     await http.aclose()
 
@@ -190,7 +194,7 @@ async def test_http_call_sends_query_headers_and_text_bodies(
 async def test_emit_event_adds_a_base_event_stamped_with_the_idempotency_key(
     redis: Redis,
 ) -> None:
-    registry, actions = default_capability_registry(http=HttpActions())
+    registry, actions = default_capability_registry(http=HttpActions(hosts=LOCAL))
     try:
         result = await invoke(registry.resolve("emit_event", "^1"), {
             "stream": "out", "event": {"type": "valve.closed", "source": "rules",
@@ -206,7 +210,7 @@ async def test_emit_event_adds_a_base_event_stamped_with_the_idempotency_key(
 
 
 async def test_emit_event_rejects_an_invalid_event(redis: Redis) -> None:
-    registry, actions = default_capability_registry(http=HttpActions())
+    registry, actions = default_capability_registry(http=HttpActions(hosts=LOCAL))
     try:
         with pytest.raises(PermanentCallError,
                            match="emit_event params: field type: Field required"):
@@ -219,7 +223,7 @@ async def test_emit_event_rejects_an_invalid_event(redis: Redis) -> None:
 
 
 async def test_log_writes_a_structured_line(redis: Redis) -> None:
-    registry, actions = default_capability_registry(http=HttpActions())
+    registry, actions = default_capability_registry(http=HttpActions(hosts=LOCAL))
     try:
         with structlog.testing.capture_logs() as logs:
             await invoke(registry.resolve("log"), {"message": "tank hot", "level": "warning",

@@ -22,10 +22,14 @@ from framework.core.errors import (
     PermanentSourceError,
     TransientSourceError,
 )
+from framework.core.host_policy import HostPolicy
 from framework.core.logs import get_logger
 from framework.testing import FakeClock
 from providers.http import HttpActions
 from tests.rules_target import HttpTarget, TargetReply
+
+# The test targets listen on 127.0.0.1: allowed explicitly, as a deployment must.
+LOCAL = HostPolicy.of(["127.0.0.1"])
 
 # One deadline timer set for the calls of this module, as a process has.
 DEADLINES = Deadlines()
@@ -54,7 +58,7 @@ async def test_http_call_retries_after_1_2_4_s_then_succeeds(redis: Redis) -> No
     async with HttpTarget(now_s=clock.monotonic) as target:
         target.reply("/flaky", TargetReply(503), TargetReply(502), TargetReply(500),
                      TargetReply(200, {"ok": True}))
-        actions = HttpActions()
+        actions = HttpActions(hosts=LOCAL)
         try:
             spec = actions.specs()[0]
             result = await run_with_clock(clock, invoke(
@@ -74,7 +78,7 @@ async def test_non_retryable_400_fails_at_once(redis: Redis) -> None:
     clock = FakeClock()
     async with HttpTarget() as target:
         target.reply("/bad", TargetReply(400, {"error": "missing field"}))
-        actions = HttpActions()
+        actions = HttpActions(hosts=LOCAL)
         try:
             with pytest.raises(PermanentCallError) as caught:
                 await invoke(actions.specs()[0], {"url": f"{target.url}/bad"},
@@ -172,7 +176,7 @@ async def test_retry_after_longer_than_the_backoff_is_honoured(redis: Redis) -> 
     async with HttpTarget(now_s=clock.monotonic) as target:
         target.reply("/limited", TargetReply(429, headers={"Retry-After": "5"}),
                      TargetReply(200, {"ok": True}))
-        actions = HttpActions()
+        actions = HttpActions(hosts=LOCAL)
         try:
             await run_with_clock(clock, invoke(actions.specs()[0],
                                                {"url": f"{target.url}/limited"},

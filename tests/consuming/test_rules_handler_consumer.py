@@ -54,7 +54,9 @@ async def consume_until(redis: Redis, handler: RulesHandler,
 def rules(url: str) -> dict[str, Any]:
     def post(step_id: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return {"id": step_id, "call": "http_call",
-                "params": {"method": "POST", "url": url + path, "json": body}}
+                "params": {"method": "POST", "url": url + path, "json": body},
+                # The target listens on 127.0.0.1: allowed explicitly.
+                "allowHosts": ["127.0.0.1"]}
 
     return {"version": 1, "rules": [{
         "name": "hot", "match": {"stream": STREAM, "payload.value": {"gt": 8.5}},

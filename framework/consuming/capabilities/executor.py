@@ -55,6 +55,7 @@ class ExecutionDeps:
             logger=self.logger.bind(capability=capability_key, rule=request.rule,
                                     step=request.step),
             fencing_token=request.fencing_token,
+            hosts=request.hosts,
         )
 
 

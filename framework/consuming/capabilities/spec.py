@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from framework.consuming.capabilities.breaker import BreakerPolicy
 from framework.core.clock import Clock
 from framework.core.errors import DeadLetterError
+from framework.core.host_policy import HostPolicy
 from framework.core.keys import DEFAULT_PERMIT_TTL_S, DEFAULT_PERMIT_WAIT_TIMEOUT_S
 from framework.core.logs import Logger
 
@@ -51,6 +52,9 @@ class CallContext:
     # Set while a resource permit is held: targets that support fencing reject
     # calls carrying a token lower than one they have seen.
     fencing_token: int | None = None
+    # The rule step's host allow-list (``allowHosts``): HTTP handlers refuse other
+    # targets and private ones it does not name. None: the step has none.
+    hosts: HostPolicy | None = None
 
 
 Handler = Callable[[Mapping[str, Any], CallContext], Awaitable[Any] | Any]
@@ -168,6 +172,8 @@ class CallRequest:
     # The fencing token of the resource permit held for this call, handed to the
     # handler in its CallContext.
     fencing_token: int | None = None
+    # The step's host allow-list, handed to the handler in its CallContext.
+    hosts: HostPolicy | None = None
 
 
 class CapabilityExecutor(Protocol):

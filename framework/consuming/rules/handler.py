@@ -173,6 +173,7 @@ class RulesHandler:
             step=step.id,
             timeout_ms=step.timeout_ms,
             on_open=step.on_open,
+            hosts=step.hosts,
         )
         try:
             result = await self._executor.execute(request)

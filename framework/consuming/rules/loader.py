@@ -21,6 +21,7 @@ from framework.consuming.rules.model import BranchStep, CallStep, EmitStep, Rule
 from framework.consuming.rules.templating import Template
 from framework.core.errors import ExpressionError, RulesFileError, VersionError
 from framework.core.expressions import Expression
+from framework.core.host_policy import HostPolicy
 from framework.core.keys import DEFAULT_OUTPUT_STREAM
 from framework.core.substitution import substitute
 from framework.core.versions import VersionRange
@@ -196,9 +197,9 @@ class _RuleParser:
             self._problem(where, f"{exc.message}{at} in {raw!r}")
             return None
 
-    def _template(self, raw: Any, where: str) -> Template:
+    def _template(self, raw: Any, where: str, url_keys: tuple[str, ...] = ()) -> Template:
         try:
-            return Template(raw, where=where)
+            return Template(raw, where=where, url_keys=url_keys)
         except ExpressionError as exc:
             at = f" at position {exc.position}" if exc.position is not None else ""
             self._problem(exc.where, f"{exc.message}{at} in {exc.expression!r}")
@@ -232,7 +233,7 @@ class _RuleParser:
 
     def _call(self, raw: Mapping[str, Any], where: str, step_id: str) -> CallStep:
         self._unknown_keys(raw, {"call", "version", "params", "id", "timeoutMs", "onOpen",
-                                 "description"}, where)
+                                 "description", "allowHosts"}, where)
         capability, version = raw["call"], raw.get("version")
         timeout_ms, on_open = raw.get("timeoutMs"), raw.get("onOpen")
         if not isinstance(capability, str) or not capability:
@@ -247,7 +248,25 @@ class _RuleParser:
         if not isinstance(params, dict):
             self._problem(f"{where}.params", "expected an object")
         return CallStep(step_id, str(capability), version,
-                        self._template(params, f"{where}.params"), timeout_ms, on_open)
+                        self._template(params, f"{where}.params", url_keys=("url",)),
+                        timeout_ms, on_open, self._hosts(raw.get("allowHosts"), where))
+
+    def _hosts(self, raw: Any, where: str) -> HostPolicy | None:
+        """The step's host allow-list: literal strings, never templates (event data
+        must not choose where a call goes)."""
+        if raw is None:
+            return None
+        if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+            self._problem(f"{where}.allowHosts", "expected a list of hosts")
+            return None
+        if any("{{" in item for item in raw):
+            self._problem(f"{where}.allowHosts", "placeholders are not allowed here")
+            return None
+        try:
+            return HostPolicy.of(raw)
+        except ValueError as exc:
+            self._problem(f"{where}.allowHosts", str(exc))
+            return None
 
     def _version_range(self, raw: Any, where: str) -> None:
         if not isinstance(raw, str):

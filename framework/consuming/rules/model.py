@@ -37,6 +37,7 @@ from framework.consuming.capabilities.spec import OnOpen
 from framework.consuming.rules.matching import Match
 from framework.consuming.rules.templating import Template
 from framework.core.expressions import Expression
+from framework.core.host_policy import HostPolicy
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class CallStep:
     params: Template
     timeout_ms: int | None = None
     on_open: OnOpen | None = None
+    # ``allowHosts``: the hosts the call may reach (HTTP capabilities); None = no
+    # allow-list of the step's own (public hosts only, see framework.core.host_policy).
+    hosts: HostPolicy | None = None
 
 
 @dataclass(frozen=True)

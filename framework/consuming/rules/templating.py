@@ -7,18 +7,23 @@ keeps the expression's type (``"{{ payload.value }}"`` → ``8.9``, a number); a
 placeholder inside text is rendered as text (``None`` as an empty string,
 mappings and lists as JSON). Templates are compiled when the rules load, so a
 syntax error names its position before any event arrives.
+
+The keys named in ``url_keys`` (a call step's ``url``) are URL templates: each
+placeholder's value is encoded for the part of the URL it stands in
+(:mod:`framework.consuming.rules.url_template`).
 """
 
 from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from framework.consuming.rules.url_template import UrlSlot, encode_value, url_slots
 from framework.core.errors import ExpressionError
 from framework.core.expressions import Expression
 
@@ -64,12 +69,22 @@ class _Whole:
     expression: _Placeholder
 
 
+@dataclass(frozen=True, slots=True)
+class _Url:
+    parts: tuple[str | tuple[_Placeholder, UrlSlot], ...]
+    source: str
+
+
 class Template:
     """A compiled template; :meth:`render` evaluates it against the names."""
 
-    def __init__(self, value: Any, *, where: str) -> None:
+    def __init__(self, value: Any, *, where: str, url_keys: Collection[str] = ()) -> None:
         self.where = where
         self._compiled = _compile(value, where)
+        if url_keys and isinstance(value, Mapping):
+            for key in url_keys:
+                if isinstance(value.get(key), str):
+                    self._compiled[key] = _compile_url(value[key], f"{where}.{key}")
 
     def render(self, names: Mapping[str, Any]) -> Any:
         return _render(self._compiled, names)
@@ -106,6 +121,29 @@ def _compile_text(text: str, where: str) -> str | _Text | _Whole:
     return _Text(tuple(parts))
 
 
+def _compile_url(text: str, where: str) -> str | _Url:
+    compiled = _compile_text(text, where)
+    if isinstance(compiled, str):
+        return compiled
+    parts = compiled.parts if isinstance(compiled, _Text) else (compiled.expression,)
+    slots = iter(url_slots([part if isinstance(part, str) else None for part in parts],
+                           where=where, text=text))
+    return _Url(tuple(part if isinstance(part, str) else (part, next(slots))
+                      for part in parts), text)
+
+
+def _render_url(compiled: _Url, names: Mapping[str, Any]) -> str:
+    rendered = []
+    for part in compiled.parts:
+        if isinstance(part, str):
+            rendered.append(part)
+            continue
+        placeholder, slot = part
+        rendered.append(encode_value(_as_text(placeholder.evaluate(names)), slot,
+                                     where=placeholder.where, expression=compiled.source))
+    return "".join(rendered)
+
+
 def _expression(source: str, offset: int, text: str, where: str) -> _Placeholder:
     if not source.strip():
         raise ExpressionError("empty placeholder", where=where, expression=text, position=offset)
@@ -123,6 +161,8 @@ def _expression(source: str, offset: int, text: str, where: str) -> _Placeholder
 
 
 def _render(compiled: Any, names: Mapping[str, Any]) -> Any:
+    if isinstance(compiled, _Url):
+        return _render_url(compiled, names)
     if isinstance(compiled, _Whole):
         return _plain(compiled.expression.evaluate(names))
     if isinstance(compiled, _Text):

@@ -69,7 +69,8 @@ def rollback_params(call: VerifiedCall, action: RollbackAction,
     call's own parameters; a compensation gets them alone."""
     before: Mapping[str, Any] = call.state_before or {}
     where = f"capability {call.definition.key} rollbackStrategy.params"
-    rendered = Template(action.params, where=where).render({**call.names, "state": before})
+    rendered = Template(action.params, where=where, url_keys=("url",)).render(
+        {**call.names, "state": before})
     for name, value in action.params.items():
         if value == "previous" and name in before:
             rendered[name] = before[name]
