@@ -160,6 +160,15 @@ def catalog_revocations_key(capability_id: str) -> str:
     return f"{CATALOG_REVOCATIONS_PREFIX}{capability_id}"
 
 
+# Stored versions a lookup skipped and audited (hash: "version@sha256" -> when), so
+# each is audited once for the whole fleet (framework.trust.catalog.skips).
+CATALOG_SKIPPED_PREFIX = "catalog:skipped:"
+
+
+def catalog_skipped_key(capability_id: str) -> str:
+    return f"{CATALOG_SKIPPED_PREFIX}{capability_id}"
+
+
 # The field a dead letter's replay carries: the id of the entry it replays, so the
 # replay keeps that entry's idempotency keys.
 REPLAY_OF_FIELD = "replay_of"

@@ -179,13 +179,16 @@ class ConsumerProcess:
                               "CATALOG_TRUSTED_KEYS): capabilities run unsigned, from the "
                               "registry, without preconditions, permits or audit")
             return build_executor(capabilities, deps)
-        self._catalog = Catalog(self._redis, trust, clock=self._clock, logger=self._log)
+        audit = AuditChain(self._redis, signing_key=audit_key, clock=self._clock)
+        # Stored versions that lookups skip (bad signature) are audited too.
+        self._catalog = Catalog(self._redis, trust, clock=self._clock, logger=self._log,
+                                audit=audit)
         self._trust_reloader = TrustReloader(self._catalog, trust_source, logger=self._log)
         self._log.info("catalog_enabled", trusted_keys=[key.key_id for key in trust.keys])
         metrics = ExecutionMetrics.create(self._prometheus, catalog=self._catalog)
         return build_safe_executor(capabilities, deps, TrustDeps(
             catalog=self._catalog, metrics=metrics,
-            audit=AuditChain(self._redis, signing_key=audit_key, clock=self._clock),
+            audit=audit,
             arbiter=ResourceArbiter(self._redis, clock=self._clock, logger=self._log,
                                     wait_histogram=metrics.permit_wait)))
 

@@ -32,6 +32,7 @@ from framework.core.keys import (
 )
 from framework.core.logs import Logger
 from framework.core.versions import VersionRange, parse_version
+from framework.trust.audit.chain import AuditChain
 from framework.trust.catalog.definition import (
     CapabilityDefinition,
     Condition,
@@ -42,6 +43,7 @@ from framework.trust.catalog.definition import (
 )
 from framework.trust.catalog.revocation import Revocation
 from framework.trust.catalog.signing import TrustStore
+from framework.trust.catalog.skips import SkippedVersions
 from framework.trust.catalog.snapshots import Snapshot, SnapshotCache, announce_change
 from framework.trust.catalog.verification import (
     TrustChange,
@@ -75,16 +77,20 @@ class Catalog:
     (a registration or a revocation), so revocations apply within the pub/sub
     delivery time. Signature checks are cached per (id, version, hash of the
     stored JSON): a changed stored definition is checked again. The trusted keys
-    can be swapped while it runs (:meth:`replace_trust`).
+    can be swapped while it runs (:meth:`replace_trust`). With ``audit``, each stored
+    version a lookup skips for its signature or validity is recorded in the audit
+    chain once (:mod:`~framework.trust.catalog.skips`).
     """
 
     def __init__(self, redis: Redis, trust: TrustStore, *, clock: Clock,
-                 logger: Logger) -> None:
+                 logger: Logger, audit: AuditChain | None = None) -> None:
         self._redis = redis
         self._clock = clock
         self._log = logger
         self._verifier = Verifier(trust, clock)
         self._snapshots = SnapshotCache(redis, self._log)
+        self._skips = (None if audit is None
+                       else SkippedVersions(redis, audit, clock=clock, logger=logger))
 
     @property
     def watching(self) -> asyncio.Event:
@@ -129,6 +135,9 @@ class Catalog:
             except (SignatureError, InvalidDefinitionError) as exc:
                 self._log.warning("catalog_version_refused", capability=capability_id,
                                   version=version, error=str(exc))
+                if self._skips is not None:
+                    await self._skips.record(capability_id, version,
+                                             snapshot.definitions[version], exc)
                 if first_refusal is None or isinstance(first_refusal, RevokedCapabilityError):
                     first_refusal = exc
         assert first_refusal is not None
