@@ -41,6 +41,7 @@ derives from :class:`ConnectorFleetError`::
     └── DeadLetterError             an event that must not be retried: dead-letter it now
         ├── InvalidEventError       the entry does not match any event contract
         ├── PermanentCallError      a capability failed in a way retrying will not fix
+        ├── RefusedTargetError      an HTTP target outside the allow-list, or private (host_policy)
         └── RolledBackError         the handler or a postcondition failed; rollback ran
 
 Errors about one connector carry its name in ``connector`` and in the message,
