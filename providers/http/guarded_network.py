@@ -103,7 +103,8 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         # httpx takes no network backend: its pool is replaced by one that has ours
         # (the same settings httpx gives a direct, proxy-less pool).
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            # SSL_CERT_FILE / SSL_CERT_DIR still apply (a private CA); proxies do not.
+            ssl_context=httpx.create_ssl_context(trust_env=True),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

@@ -221,3 +221,18 @@ def test_a_placeholder_in_the_url_scheme_is_refused_when_the_rules_load() -> Non
     step = {"id": "send", "call": "http_call", "params": {"url": "http{{ payload.s }}://x/"}}
     with pytest.raises(RulesFileError, match=r"rules\[0\]\.steps\[0\]\.params\.url.*scheme"):
         parse_rules({"version": 1, "rules": [{"name": "r", "steps": [step]}]})
+
+
+async def test_proxy_environment_variables_cannot_route_around_the_check(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with HttpTarget() as proxy:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+            monkeypatch.setenv(name, proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        with pytest.raises(DeadLetterError, match="loopback"):
+            await rig.run(call(f"{rig.target.url}/hook"), {})
+        await rig.run(call(f"{rig.target.url}/hook", allow=["127.0.0.1"]), {})
+    assert proxy.received == []
+    assert len(rig.target.received_at("/hook")) == 1
