@@ -223,6 +223,7 @@ def test_a_placeholder_in_the_url_scheme_is_refused_when_the_rules_load() -> Non
         parse_rules({"version": 1, "rules": [{"name": "r", "steps": [step]}]})
 
 
+@pytest.mark.slow  # two clients, two TLS contexts, a second HTTP server
 async def test_proxy_environment_variables_cannot_route_around_the_check(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
