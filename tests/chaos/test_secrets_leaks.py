@@ -13,12 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
 
+from framework.core import KnownSecrets, Secrets, SystemClock
+from framework.polling import FleetConfig
 from framework.testing import RedisServer, ReplayServer, Reply
 from tests.cli import FleetCli
 from tests.process import ConnectorProcess, write_config
+from worker.ops import OpsContext, OpsServer, build_app
 
 SECRETS = {
     "SRC_PASSWORD": "pw+Mk1pass!word",  # URL userinfo
@@ -119,3 +125,26 @@ def test_an_error_message_that_quotes_a_secret_is_redacted(
     assert worker.wait() == 78
     assert "id[[***" in worker.wait_for("config_invalid")["error"]
     assert_no_secret(worker.log_path.read_text())
+
+
+async def test_the_ops_api_never_answers_with_a_secret(redis: Redis) -> None:
+    known = KnownSecrets()
+    known.remember(Secrets.of(SECRETS.values()))
+    # A health detail that quotes a secret (as an error text would).
+    def leaky_health() -> tuple[bool, dict[str, Any]]:
+        return False, {"reason": f"GET /x?api_token={SECRETS['SRC_TOKEN']}"}
+
+    ops = OpsContext(redis=redis, prometheus=CollectorRegistry(),
+                     fleet=lambda: FleetConfig(connectors={}, source="test"),
+                     clock=SystemClock(), process_health=leaky_health, secrets=known)
+    server = OpsServer(build_app(ops), host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            answer = await client.get(f"http://127.0.0.1:{server.port}/health")
+    finally:
+        await server.stop()
+
+    assert answer.status_code == 503
+    assert answer.json()["reason"] == "GET /x?api_token=***"
+    assert_no_secret(answer.text)

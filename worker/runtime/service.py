@@ -15,6 +15,7 @@ import gc
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
@@ -75,6 +76,7 @@ async def run_service(settings: Settings, *, client_name: str, logger: Logger,
             drain_timeout_s=settings.drain_timeout_s, secrets=known,
         )
         service, ops = build(runtime, stack)
+        ops = replace(ops, secrets=ops.secrets or known)
         try:
             await service.start()
         except ConfigError as exc:
