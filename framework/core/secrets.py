@@ -76,7 +76,8 @@ _URL_SAFE_SETS = ("", "/", "!$&'()*+,;=:@/?")
 
 
 def _printed_forms(value: str) -> set[str]:
-    forms = {value, quote_plus(value), *(quote(value, safe=safe) for safe in _URL_SAFE_SETS)}
+    forms = {value, *(quote(value, safe=safe) for safe in _URL_SAFE_SETS),
+             *(quote_plus(value, safe=safe) for safe in _URL_SAFE_SETS)}
     return forms | {orjson.dumps(form).decode()[1:-1] for form in forms}
 
 
