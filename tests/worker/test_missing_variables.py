@@ -4,6 +4,7 @@ with the variable and the field."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,3 +72,26 @@ def test_run_all_runs_the_good_entry_and_reports_the_bad_one(
     assert fleet.process.poll() is None  # still running the good one
     assert not [e for e in fleet.events() if e.get("connector") == "bad"
                 and e.get("event") in ("worker_started", "child_started")]
+
+
+@pytest.mark.slow
+def test_a_variable_gone_at_reload_keeps_the_running_connector(
+    tmp_path: Path, replay: ReplayServer, start: object,
+) -> None:
+    feed = ChangingFeed(size=5)
+    replay.route("/alerts/active", lambda _: Reply(body=feed.next_body()))
+    path = write_config(tmp_path / "reload.json", noaa_entry("good", replay.url))
+    fleet = start(path, "fleet", command=("connector-fleet", "run-all"))  # type: ignore[operator]
+    fleet.wait_for("child_started", connector="good")
+    fleet.wait_for("poll_completed", connector="good")
+
+    entry = noaa_entry("good", replay.url)
+    entry["providerConfig"]["userAgent"] = "fleet ${" + MISSING + "}"
+    write_config(path, entry)
+    fleet.signal(signal.SIGHUP)
+    reported = fleet.wait_for("connector_config_invalid", connector="good")
+    after = len(fleet.events())
+    fleet.wait_for("poll_completed", connector="good", after=after)
+
+    assert MISSING in reported["error"]
+    assert not [e for e in fleet.events() if e.get("event") == "child_stopping"]
