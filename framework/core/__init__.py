@@ -82,8 +82,16 @@ from framework.core.redaction import (
 from framework.core.scripts import (
     lua,
 )
+from framework.core.secrets import (
+    MIN_SECRET_LENGTH,
+    KnownSecrets,
+    Secrets,
+)
 from framework.core.settings import (
+    REDIS_URL_SCHEMES,
     Settings,
+    check_redis_url,
+    read_settings,
 )
 from framework.core.substitution import (
     substitute,
@@ -94,6 +102,12 @@ __all__ = [
     "HostPolicy",
     "RefusedTargetError",
     "special_kind",
+    "read_settings",
+    "check_redis_url",
+    "REDIS_URL_SCHEMES",
+    "Secrets",
+    "KnownSecrets",
+    "MIN_SECRET_LENGTH",
     "AuditTrimError",
     "CONSUMER_HEARTBEAT_PREFIX",
     "CatalogError",

@@ -69,9 +69,12 @@ class InvalidEntriesError(ConfigError):
     """Some entries are invalid: ``problems`` lists them all; ``valid`` holds the
     entries that were fine (by name), so a checker can go on checking those."""
 
-    def __init__(self, source: str, problems: list[str], valid: dict[str, Any]) -> None:
+    def __init__(self, source: str, problems: list[str], valid: dict[str, Any], *,
+                 secrets: Any = None, broken: dict[str, str] | None = None) -> None:
         self.problems = problems
         self.valid = valid
+        self.secrets = secrets  # the Secrets of the valid entries (framework.core.secrets)
+        self.broken = broken or {}  # entries with a ${VAR} without a value: name -> why
         super().__init__(f"{source}: invalid configuration:\n  " + "\n  ".join(problems))
 
 

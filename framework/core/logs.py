@@ -17,6 +17,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from framework.core.redaction import REDACTED, is_secret_key, redact_url
+from framework.core.secrets import KnownSecrets
 
 Logger = FilteringBoundLogger
 
@@ -34,7 +35,20 @@ def _orjson_dumps(event: Any, **_: Any) -> str:
     return orjson.dumps(event, default=str).decode()
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | None = None) -> None:
+def _redacting_known(secrets: KnownSecrets) -> Any:
+    """The last step: every known secret value is replaced in the rendered line,
+    whatever field, message or traceback it sits in."""
+
+    def redact_line(_: Any, __: str, line: str) -> str:
+        return secrets.redact_text(line)
+
+    return redact_line
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | None = None,
+                      secrets: KnownSecrets | None = None) -> None:
+    """``secrets``: the values (from ``${VAR}``) to redact in every line, filled in
+    as the process loads its configuration."""
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_orjson_dumps)
         if fmt == "json"
@@ -48,6 +62,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | N
             _redact_secrets,
             structlog.processors.format_exc_info,
             renderer,
+            *([_redacting_known(secrets)] if secrets is not None else []),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),

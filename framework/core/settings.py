@@ -8,17 +8,34 @@ connectors.json (see :mod:`framework.polling.config`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from framework.core.errors import ConfigError
 from framework.core.keys import (
     DEFAULT_CONFIG_PATH,
     DEFAULT_DRAIN_TIMEOUT_S,
     DEFAULT_REDIS_URL,
     DEFAULT_RULES_PATH,
 )
+
+# The one list of the Redis URL schemes a process accepts (REDIS_URL and
+# FLEET_REDIS_DEFAULT_URL); a new kind of deployment adds its scheme here.
+REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
+
+
+def check_redis_url(url: str) -> str:
+    """``url`` if its scheme is one of REDIS_URL_SCHEMES; else a ValueError that
+    names the scheme and the accepted ones (never the URL: it may hold a password)."""
+    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    if scheme not in REDIS_URL_SCHEMES:
+        accepted = ", ".join(f"{s}://" for s in REDIS_URL_SCHEMES)
+        given = f"scheme {scheme + '://'!r}" if scheme else "no scheme"
+        raise ValueError(f"{given} is not accepted (accepted: {accepted})")
+    return url
 
 
 def _default_data_dir() -> Path:
@@ -61,7 +78,28 @@ class Settings(BaseSettings):
     def resolved_rules_path(self) -> Path:
         return self.rules_path or self.connectors_config_path.parent / DEFAULT_RULES_PATH
 
+    @field_validator("redis_url", "redis_default_url")
+    @classmethod
+    def _accepted_redis_scheme(cls, value: str | None) -> str | None:
+        return None if value is None else check_redis_url(value)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+
+def read_settings(**overrides: Any) -> Settings:
+    """The environment's settings; a ConfigError of one line naming each bad
+    variable and why (``REDIS_URL: scheme 'http://' is not accepted (...)``)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("invalid settings: " + "; ".join(
+            _describe_setting(error) for error in exc.errors())) from None
+
+
+def _describe_setting(error: Any) -> str:
+    variable = ".".join(str(part) for part in error["loc"]) or "(settings)"
+    reason = str(error["msg"]).removeprefix("Value error, ")
+    return f"{variable}: {reason}"

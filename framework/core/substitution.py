@@ -5,6 +5,10 @@ default when the variable is unset, and ``$${`` stands for a literal ``${``. A
 variable with neither a value nor a default is handed to the caller's
 ``missing(variable, path)``, which raises (connectors) or records a problem and
 keeps the reference (rules, which report every problem at once).
+
+Every value taken from ``env`` is added to ``taken`` when the caller passes a
+set: those are the secrets to redact wherever the result is printed
+(:mod:`framework.core.secrets`).
 """
 
 from __future__ import annotations
@@ -19,16 +23,17 @@ _VARIABLE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 Missing = Callable[[str, str], str]
 
 
-def substitute(value: Any, env: Mapping[str, str], missing: Missing, path: str = "") -> Any:
+def substitute(value: Any, env: Mapping[str, str], missing: Missing, path: str = "",
+               taken: set[str] | None = None) -> Any:
     """A copy of ``value`` with every string substituted; ``path`` names where
     each string sits (``providerConfig.auth.token``, ``rules[0].steps[1]``)."""
     if isinstance(value, dict):
         return {
-            k: substitute(v, env, missing, f"{path}.{k}" if path else str(k))
+            k: substitute(v, env, missing, f"{path}.{k}" if path else str(k), taken)
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [substitute(v, env, missing, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [substitute(v, env, missing, f"{path}[{i}]", taken) for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
 
@@ -37,6 +42,8 @@ def substitute(value: Any, env: Mapping[str, str], missing: Missing, path: str =
         if escaped:
             return match.group(0)[1:]
         if variable in env:
+            if taken is not None:
+                taken.add(env[variable])
             return env[variable]
         if default is not None:
             return default

@@ -2,7 +2,10 @@
 with ``${VAR}`` substituted in ``providerConfig`` and secrets redacted on output.
 
 ``load_fleet_config`` is the one entry point; it collects every problem it
-finds before raising, so ``config check`` can list them all at once.
+finds before raising, so ``config check`` can list them all at once. An entry
+whose ``${VAR}`` has no value stops only that connector: it is listed in
+``FleetConfig.broken`` and the others load. Every value a ``${VAR}`` took from
+the environment is in ``FleetConfig.secrets``, redacted wherever it is printed.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +30,7 @@ from framework.core.errors import (
 )
 from framework.core.keys import DEFAULT_LEASE_TTL_S, DEFAULT_OUTPUT_STREAM, DEFAULT_STREAM_MAXLEN
 from framework.core.redaction import redact
+from framework.core.secrets import Secrets
 from framework.core.substitution import substitute
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
@@ -70,11 +75,12 @@ class ConnectorConfig(_Model):
         for key, value in super().__repr_args__():
             yield key, redact(value) if key == "provider_config" else value
 
-    def redacted(self) -> dict[str, Any]:
-        """The entry as connectors.json spells it, secrets replaced by ``***``."""
+    def redacted(self, secrets: Secrets | None = None) -> dict[str, Any]:
+        """The entry as connectors.json spells it, secrets replaced by ``***``: the
+        values of secret-looking keys, and every value in ``secrets`` wherever it is."""
         data = self.model_dump(by_alias=True)
         data["providerConfig"] = redact(data["providerConfig"])
-        return data
+        return data if secrets is None else dict(secrets.redact(data))
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,10 @@ class FleetConfig:
 
     connectors: Mapping[str, ConnectorConfig]
     source: str
+    # Every value a ${VAR} took from the environment: redacted wherever printed.
+    secrets: Secrets = field(default_factory=Secrets)
+    # Entries that cannot run (a ${VAR} without a value), by name: why, in one line.
+    broken: Mapping[str, str] = field(default_factory=dict)
 
     def get(self, name: str) -> ConnectorConfig | None:
         return self.connectors.get(name)
@@ -179,29 +189,59 @@ def _entries_from_environment(env: Mapping[str, str]) -> list[Any]:
 def _validate_entries(raw: list[Any], env: Mapping[str, str], source: str) -> FleetConfig:
     problems: list[str] = []
     connectors: dict[str, ConnectorConfig] = {}
+    broken: dict[str, str] = {}
+    taken: set[str] = set()
     for index, entry in enumerate(raw):
         label = _entry_label(entry, index)
         if not isinstance(entry, dict):
             problems.append(f"{label}: expected an object, got {type(entry).__name__}")
             continue
         try:
-            # A disabled entry may wait for its secrets: its ${VAR}s stay as written.
-            if _is_enabled(entry):
-                entry = _substitute_entry(entry, env, label)
-            config = ConnectorConfig.model_validate(entry, strict=False)
+            config = _validated_entry(entry, env, label, taken)
         except MissingVariableError as exc:
-            problems.append(str(exc))
-            continue
+            name = entry.get("name")
+            if isinstance(name, str) and re.match(_NAME_PATTERN, name):
+                broken[name] = str(exc)  # only this connector stops
+            else:
+                problems.append(str(exc))
         except ValidationError as exc:
             problems.extend(f"{label}: {_describe(error)}" for error in exc.errors())
-            continue
-        if config.name in connectors:
-            problems.append(f"{label}: duplicate connector name {config.name!r}")
-            continue
-        connectors[config.name] = config
+        else:
+            connectors[config.name] = config
+    problems += _duplicate_names(raw)
+    for name in _duplicate_names_of(raw):  # no copy runs: which one was meant?
+        connectors.pop(name, None)
+        broken.pop(name, None)
+    secrets = Secrets.of(taken)
     if problems:
-        raise InvalidEntriesError(source, problems, connectors)
-    return FleetConfig(connectors=connectors, source=source)
+        problems = [secrets.redact_text(problem) for problem in problems]
+        raise InvalidEntriesError(source, problems, connectors, secrets=secrets,
+                                  broken=broken)
+    return FleetConfig(connectors=connectors, source=source, secrets=secrets, broken=broken)
+
+
+def _validated_entry(entry: dict[str, Any], env: Mapping[str, str], label: str,
+                     taken: set[str]) -> ConnectorConfig:
+    # A disabled entry may wait for its secrets: its ${VAR}s stay as written.
+    if _is_enabled(entry):
+        entry = _substitute_entry(entry, env, label, taken)
+    return ConnectorConfig.model_validate(entry, strict=False)
+
+
+def _duplicate_names(raw: list[Any]) -> list[str]:
+    """One problem per name given to more than one entry, whatever else is wrong
+    with those entries (each of their other problems is reported too)."""
+    return [
+        f"connector {name}: duplicate connector name {name!r} ("
+        + ", ".join(f"connectors[{i}]" for i, e in enumerate(raw)
+                    if isinstance(e, dict) and e.get("name") == name) + ")"
+        for name in _duplicate_names_of(raw)
+    ]
+
+
+def _duplicate_names_of(raw: list[Any]) -> list[str]:
+    counts = Counter(e.get("name") for e in raw if isinstance(e, dict))
+    return [name for name, count in counts.items() if isinstance(name, str) and count > 1]
 
 
 def _is_enabled(entry: dict[str, Any]) -> bool:
@@ -224,7 +264,8 @@ def _describe(error: Any) -> str:
     return f"{location}: {error['msg']}"
 
 
-def _substitute_entry(entry: dict[str, Any], env: Mapping[str, str], label: str) -> dict[str, Any]:
+def _substitute_entry(entry: dict[str, Any], env: Mapping[str, str], label: str,
+                      taken: set[str]) -> dict[str, Any]:
     provider = entry.get("providerConfig")
     if not isinstance(provider, dict):
         return entry
@@ -233,7 +274,7 @@ def _substitute_entry(entry: dict[str, Any], env: Mapping[str, str], label: str)
     def missing(variable: str, path: str) -> str:
         raise MissingVariableError(variable, connector=name, field=path)
 
-    return {**entry, "providerConfig": substitute(provider, env, missing)}
+    return {**entry, "providerConfig": substitute(provider, env, missing, taken=taken)}
 
 
 M = TypeVar("M", bound=BaseModel)

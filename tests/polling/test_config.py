@@ -68,17 +68,17 @@ def test_the_file_example_loads_with_its_variables(tmp_path: Path) -> None:
     assert fleet.source == str(path)
 
 
-def test_a_missing_variable_names_the_variable_the_connector_and_the_field(
+def test_a_missing_variable_stops_only_its_connector_naming_the_variable_and_field(
         tmp_path: Path) -> None:
     path = write(tmp_path, NOAA_EXAMPLE, JIRA_EXAMPLE)
 
-    with pytest.raises(InvalidEntriesError) as caught:
-        load_fleet_config(path, environ={"JIRA_BASE_URL": "https://acme.atlassian.net"})
+    fleet = load_fleet_config(path, environ={"JIRA_BASE_URL": "https://acme.atlassian.net"})
 
-    assert caught.value.problems == [
+    assert fleet.broken == {"jira-prod":
         "connector jira-prod: environment variable JIRA_API_TOKEN is required by "
-        "providerConfig.apiToken but is not set (set it, or write ${JIRA_API_TOKEN:-default})"]
-    assert list(caught.value.valid) == ["weather-noaa"]
+        "providerConfig.apiToken but is not set (set it, or write ${JIRA_API_TOKEN:-default})"}
+    assert list(fleet.connectors) == ["weather-noaa"]
+    assert [c.name for c in fleet.enabled()] == ["weather-noaa"]
 
 
 def test_defaults_nested_values_and_escaped_dollars_are_substituted(tmp_path: Path) -> None:
@@ -188,11 +188,41 @@ def test_every_invalid_entry_is_listed_with_connector_field_and_reason(tmp_path:
         "connector typo: pollIntervalMS: unknown field",
         "connector short-lease: leaseTtlSeconds: Input should be greater than or equal to 2",
         "connectors[5]: name: Field required",
-        "connector ok: duplicate connector name 'ok'",
         "connectors[8]: expected an object, got str",
+        "connector ok: duplicate connector name 'ok' (connectors[6], connectors[7])",
     ]
     assert str(path) in str(caught.value)
-    assert list(caught.value.valid) == ["ok"]
+    assert list(caught.value.valid) == []  # neither copy: which one was meant?
+
+
+def test_a_duplicate_name_is_reported_even_when_a_copy_has_other_errors(
+        tmp_path: Path) -> None:
+    path = write(tmp_path, {"name": "dup", "type": "T", "pollIntervalMs": 0},
+                 {"name": "dup", "type": "T"}, {"name": "dup", "type": "T", "colour": "red"},
+                 {"name": "other", "type": "T"})
+
+    with pytest.raises(InvalidEntriesError) as caught:
+        load_fleet_config(path, environ={})
+
+    assert caught.value.problems == [
+        "connector dup: pollIntervalMs: Input should be greater than 0",
+        "connector dup: colour: unknown field",
+        "connector dup: duplicate connector name 'dup' (connectors[0], connectors[1], "
+        "connectors[2])",
+    ]
+    assert list(caught.value.valid) == ["other"]
+
+
+def test_a_duplicate_name_is_reported_when_a_copy_misses_a_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, {"name": "dup", "type": "T", "providerConfig": {"k": "${NOPE}"}},
+                 {"name": "dup", "type": "T"})
+
+    with pytest.raises(InvalidEntriesError) as caught:
+        load_fleet_config(path, environ={})
+
+    assert caught.value.problems == [
+        "connector dup: duplicate connector name 'dup' (connectors[0], connectors[1])"]
+    assert caught.value.broken == {}
 
 
 def test_the_documented_defaults() -> None:

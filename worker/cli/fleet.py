@@ -19,6 +19,7 @@ from framework.core import (
     LEASE_PREFIX,
     ConfigError,
     InvalidEntriesError,
+    Secrets,
     Settings,
     SystemClock,
     lease_key,
@@ -69,7 +70,8 @@ def _add_state_commands(commands: Subparsers) -> None:
     show.add_argument("name")
     show.add_argument("--items", action="store_true", help="also list every item version")
     show.set_defaults(handler=redis_command(
-        lambda r, args, s: state_show(r, s.console, args.name, items=args.items)))
+        lambda r, args, s: state_show(r, s.console, args.name, items=args.items,
+                                      configured=_configured_names(s.settings))))
     reset = state_ops.add_parser("reset", help="forget the state: the next poll republishes")
     reset.add_argument("name")
     reset.add_argument("--yes", action="store_true")
@@ -182,30 +184,52 @@ async def release_lease(redis: Redis, console: Console, name: str, *, confirm: C
 # -- config check ---------------------------------------------------------------------------
 
 def config_check(settings: Settings, registry: ConnectorRegistry, console: Console) -> int:
-    """Every problem of the configuration, or the resolved configuration (redacted)."""
+    """Every problem of the configuration, or the resolved configuration; secrets (by
+    key name, and every value a ${VAR} took from the environment) redacted."""
     try:
         fleet = load_fleet_config(settings.connectors_config_path)
         problems: list[str] = []
     except InvalidEntriesError as exc:  # go on checking the entries that parsed
-        fleet = FleetConfig(connectors=exc.valid, source=str(settings.connectors_config_path))
+        fleet = FleetConfig(connectors=exc.valid, source=str(settings.connectors_config_path),
+                            secrets=exc.secrets or Secrets(), broken=exc.broken)
         problems = exc.problems
     except ConfigError as exc:
         console.problem(str(exc))
         return ExitCode.CONFIG
     problems += asyncio.run(registry.validate(fleet))
+    problems += fleet.broken.values()
     if problems:
-        console.problem(f"{fleet.source}: invalid configuration:\n  " + "\n  ".join(problems))
+        console.problem(fleet.secrets.redact_text(
+            f"{fleet.source}: invalid configuration:\n  " + "\n  ".join(problems)))
         return ExitCode.CONFIG
     console.json({"source": fleet.source,
-                  "connectors": [c.redacted() for c in fleet.connectors.values()]})
+                  "connectors": [c.redacted(fleet.secrets) for c in fleet.connectors.values()]})
     return ExitCode.OK
 
 
 # -- state ----------------------------------------------------------------------------------
 
-async def state_show(redis: Redis, console: Console, name: str, *, items: bool) -> int:
+def _configured_names(settings: Settings) -> list[str]:
+    """The connector names the configuration knows (even if some entries are invalid)."""
+    try:
+        fleet = load_fleet_config(settings.connectors_config_path)
+    except InvalidEntriesError as exc:
+        return sorted([*exc.valid, *exc.broken])
+    except ConfigError:
+        return []
+    return sorted([*fleet.connectors, *fleet.broken])
+
+
+async def state_show(redis: Redis, console: Console, name: str, *, items: bool,
+                     configured: list[str] | None = None) -> int:
+    """The saved state of ``name``; exit 78 when no connector of that name is
+    configured and none has state in Redis (a typo, most likely)."""
     fields = await redis.hgetall(state_key(name))
     count = await redis.hlen(versions_key(name))
+    if configured is not None and name not in configured and not fields and not count:
+        console.problem(f"connector {name}: unknown (no state in Redis; configured: "
+                        f"{', '.join(configured) or 'none'})")
+        return ExitCode.CONFIG
     result: dict[str, Any] = {"connector": name, "state": fields, "itemCount": count}
     if items:
         result["itemVersions"] = await redis.hgetall(versions_key(name))

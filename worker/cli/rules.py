@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 from pathlib import Path
 
 from framework.consuming import BranchStep, CallStep, CapabilityRegistry, Step, load_rules
@@ -42,16 +43,37 @@ def run_rules_command(args: argparse.Namespace, settings: Settings, console: Con
         console.line(f"{rule.name}: streams {', '.join(sorted(rule.match.streams))}; "
                      f"{_count_steps(rule.steps)} steps; calls "
                      f"{', '.join(_resolved(registry, call) for call in calls) or 'none'}")
+    misspelt = 0
     for rule in rule_set.rules:
         for call in _calls(rule.steps):
             try:
                 registry.resolve(call.capability_id, call.version_range)
             except UnknownCapabilityError as exc:
-                # A catalog capability may be known only to the signed catalog: warn.
-                console.problem(f"warning: rule {rule.name}, step {call.id}: {exc}")
+                near = _near_miss(registry, call.capability_id)
+                if near is None:
+                    # A catalog capability may be known only to the signed catalog: warn.
+                    console.problem(f"warning: rule {rule.name}, step {call.id}: {exc}")
+                    continue
+                misspelt += 1
+                console.problem(f"rule {rule.name}, step {call.id}: capability "
+                                f"{call.capability_id!r} is not registered; did you mean "
+                                f"{near!r}?")
+    if misspelt:
+        console.problem(f"{path}: {misspelt} misspelt capability names")
+        return ExitCode.CONFIG
     console.line(f"{path}: {len(rule_set.rules)} rules OK, streams: "
                  f"{', '.join(rule_set.streams) or 'none'}")
     return ExitCode.OK
+
+
+def _near_miss(registry: CapabilityRegistry, capability_id: str) -> str | None:
+    """The registered id ``capability_id`` is most likely a misspelling of, if any
+    (an id with no registered version that differs from one by a letter or two)."""
+    if registry.versions(capability_id):
+        return None  # registered; only the version range does not match
+    known = sorted({key.split("@", 1)[0] for key in registry.keys})
+    close = difflib.get_close_matches(capability_id, known, n=1, cutoff=0.8)
+    return close[0] if close else None
 
 
 async def _capabilities() -> CapabilityRegistry:

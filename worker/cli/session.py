@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
-from framework.core import UNAVAILABLE, Settings, create_redis, redact_url
+from framework.core import (
+    UNAVAILABLE,
+    ConfigError,
+    Settings,
+    create_redis,
+    read_settings,
+    redact_url,
+)
 from worker.cli.output import Confirm, Console, always_yes, ask_on_terminal
 from worker.exit_codes import ExitCode
 
@@ -35,7 +42,8 @@ RedisCommand = Callable[[Redis, argparse.Namespace, Session], Awaitable[int]]
 
 
 def session_of(args: argparse.Namespace) -> Session:
-    settings = Settings()
+    """Raises ConfigError (one line) when the environment's settings are invalid."""
+    settings = read_settings()
     fleet_config = getattr(args, "fleet_config", None)
     if fleet_config:
         settings = settings.model_copy(update={"connectors_config_path": Path(fleet_config)})
@@ -45,7 +53,20 @@ def session_of(args: argparse.Namespace) -> Session:
 
 def command(run: Command) -> Handler:
     """A handler for a command that needs no Redis."""
-    return lambda args: run(args, session_of(args))
+
+    def handler(args: argparse.Namespace) -> int:
+        session = _session_or_problem(args)
+        return ExitCode.CONFIG if session is None else run(args, session)
+
+    return handler
+
+
+def _session_or_problem(args: argparse.Namespace) -> Session | None:
+    try:
+        return session_of(args)
+    except ConfigError as exc:
+        Console().problem(str(exc))
+        return None
 
 
 def redis_command(run: RedisCommand) -> Handler:
@@ -53,7 +74,9 @@ def redis_command(run: RedisCommand) -> Handler:
     address); Redis unreachable: exit 69, Ctrl-C: exit 0."""
 
     def handler(args: argparse.Namespace) -> int:
-        session = session_of(args)
+        session = _session_or_problem(args)
+        if session is None:
+            return ExitCode.CONFIG
         try:
             return asyncio.run(_on_redis(run, args, session))
         except KeyboardInterrupt:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
-from framework.core import configure_logging, get_logger
+from framework.core import KnownSecrets, configure_logging, get_logger
 from framework.polling import PrometheusMetrics
 from worker.connector.worker import ConnectorWorker
 from worker.exit_codes import ExitCode
@@ -18,7 +18,8 @@ def run_connector_process(
     settings = load_settings(metrics_port=metrics_port, config_path=config_path)
     if settings is None:
         return ExitCode.CONFIG
-    configure_logging(settings.log_level, settings.log_format)
+    secrets = KnownSecrets()  # filled in as the configuration loads
+    configure_logging(settings.log_level, settings.log_format, secrets=secrets)
 
     def build(runtime: Runtime, _: AsyncExitStack) -> tuple[Service, OpsContext]:
         worker = ConnectorWorker(name, runtime, PrometheusMetrics.create(runtime.prometheus),
@@ -28,4 +29,5 @@ def run_connector_process(
                                   process_health=worker.health)
 
     return run_event_loop(run_service(settings, client_name=f"connector-run:{name}",
-                                      logger=get_logger(connector=name), build=build))
+                                      logger=get_logger(connector=name), build=build,
+                                      secrets=secrets))

@@ -80,6 +80,9 @@ class ConnectorSetup:
 
     def _config_from(self, fleet: FleetConfig) -> ConnectorConfig:
         config = fleet.get(self._name)
+        if self._name in fleet.broken:  # its entry names the variable and the field
+            raise ConfigError(fleet.broken[self._name].removeprefix(f"connector {self._name}: "),
+                              connector=self._name)
         if config is None:
             known = ", ".join(sorted(fleet.connectors)) or "none"
             raise UnknownConnectorError(

@@ -106,7 +106,7 @@ class ConnectorWorker:
         self._polls = PollTask(self.name, lease=self.lease, backoff=self._backoff,
                                metrics=self._prom, logger=self._log)
         self._log.info("worker_started", redis=redact_url(self._runtime.redis_url),
-                       config=config.redacted(), once=self._once)
+                       config=config.redacted(self._setup.fleet.secrets), once=self._once)
 
     async def run(self) -> int:
         """Standby/active until stopped or disabled; always releases and closes."""

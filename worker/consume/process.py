@@ -41,6 +41,7 @@ from framework.consuming import (
 from framework.core import (
     ConfigError,
     Deadlines,
+    KnownSecrets,
     RedisUnavailableError,
     Settings,
     SigningKeyError,
@@ -84,11 +85,13 @@ def run_consume_process(request: ConsumeRequest, *, metrics_port: int | None,
         return ExitCode.CONFIG
     if request.rules_path is not None:
         settings = settings.model_copy(update={"rules_path": request.rules_path})
-    configure_logging(settings.log_level, settings.log_format)
+    secrets = KnownSecrets()  # filled in as the rules load
+    configure_logging(settings.log_level, settings.log_format, secrets=secrets)
     name = request.options.get("consumer", "")
     return run_event_loop(run_service(settings, client_name=f"connector-fleet:consume:{name}",
                                       logger=get_logger(component="consumer"),
-                                      build=consumer_builder(request, settings)))
+                                      build=consumer_builder(request, settings),
+                                      secrets=secrets))
 
 
 def consumer_builder(request: ConsumeRequest, settings: Settings) -> BuildService:
@@ -114,6 +117,7 @@ class ConsumerProcess:
         self._prometheus = runtime.prometheus
         self._clock = runtime.clock
         self._log = runtime.logger
+        self._secrets = runtime.secrets
         self._metrics = ConsumerMetrics.create(runtime.prometheus)
         self._reload = asyncio.Event()
         self._closers: list[Any] = []
@@ -146,6 +150,7 @@ class ConsumerProcess:
         if self._request.handler:
             return _import_handler(self._request.handler, self._redis), []
         rules = load_rules(self.rules_path)
+        self._secrets.remember(rules.secrets)
         self._rules_mtime_ns = _mtime_ns(self.rules_path)
         from providers.builtin import default_capability_registry
 
@@ -252,6 +257,7 @@ class ConsumerProcess:
         except ConfigError as exc:
             self._log.error("rules_reload_rejected", path=str(self.rules_path), reason=str(exc))
             return
+        self._secrets.remember(rules.secrets)
         self._rules_handler.replace_rules(rules)
         self._log.info("rules_reloaded", path=str(self.rules_path), rules=len(rules.rules),
                        streams=rules.streams)

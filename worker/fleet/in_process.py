@@ -47,6 +47,7 @@ class InProcessFleet:
         problems = self._registry.check(self.fleet)
         if problems:
             raise ConfigError("; ".join(problems))
+        self._report_broken(self.fleet)
 
     async def run(self) -> ExitCode:
         # Spread the first polls over each connector's interval: started together,
@@ -72,11 +73,16 @@ class InProcessFleet:
             self._log.error("reload_rejected", reason=str(exc))
             return
         self.fleet = fleet
+        self._report_broken(fleet)
         for worker in self.workers.values():
             worker.request_reload()
         for config in fleet.enabled():
             if config.name not in self._tasks:
                 self._launch(config.name)
+
+    def _report_broken(self, fleet: FleetConfig) -> None:
+        for name, problem in fleet.broken.items():  # the others run
+            self._log.error("connector_config_invalid", connector=name, error=problem)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         details = {name: worker.health()[1] for name, worker in self.workers.items()}

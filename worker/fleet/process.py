@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from framework.core import Settings, configure_logging, get_logger
+from framework.core import KnownSecrets, Settings, configure_logging, get_logger
 from framework.polling import PrometheusMetrics, load_fleet_config
 from worker.exit_codes import ExitCode
 from worker.fleet.child import SupervisorMetrics, SupervisorOptions
@@ -26,6 +26,7 @@ from worker.runtime import (
     Runtime,
     Service,
     load_settings,
+    remembered,
     run_event_loop,
     run_service,
 )
@@ -38,14 +39,17 @@ def run_fleet_process(
     if settings is None:
         return ExitCode.CONFIG
     # One stream for the supervisor's events and its children's.
-    configure_logging(settings.log_level, settings.log_format, stream=sys.stdout)
+    secrets = KnownSecrets()  # filled in as the configuration loads
+    configure_logging(settings.log_level, settings.log_format, stream=sys.stdout,
+                      secrets=secrets)
     if in_process:
         main = run_service(settings, client_name="connector-fleet:in-process",
-                           logger=get_logger(component="fleet"), build=build_in_process_fleet)
+                           logger=get_logger(component="fleet"), build=build_in_process_fleet,
+                           secrets=secrets)
     else:
         main = run_service(settings, client_name="connector-fleet:supervisor",
                            logger=get_logger(component="supervisor"),
-                           build=supervisor_builder(settings))
+                           build=supervisor_builder(settings), secrets=secrets)
     return run_event_loop(main)
 
 
@@ -73,7 +77,8 @@ def supervisor_builder(settings: Settings) -> BuildService:
             restart_max_s=settings.restart_max_s,
             prometheus_dir=prometheus_dir,
         )
-        runtime = replace(runtime, load_config=lambda: load_fleet_config(config_path))
+        runtime = replace(runtime, load_config=lambda: remembered(load_fleet_config(config_path),
+                                                                  runtime.secrets))
         supervisor = Supervisor(runtime, SupervisorMetrics.create(runtime.prometheus), options)
         return supervisor, OpsContext(
             redis=runtime.redis, prometheus=runtime.prometheus, fleet=lambda: supervisor.fleet,

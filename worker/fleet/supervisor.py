@@ -57,6 +57,7 @@ class Supervisor:
         self._load_config = runtime.load_config
         self._clock = runtime.clock
         self._log = runtime.logger
+        self._secrets = runtime.secrets
         self._drain_timeout_s = runtime.drain_timeout_s
         self._metrics = metrics
         self._options = options
@@ -118,6 +119,8 @@ class Supervisor:
         problems = await self._registry.validate(fleet)
         if problems:
             raise ConfigError(f"{fleet.source}: " + "; ".join(problems))
+        for name, problem in fleet.broken.items():  # the others run
+            self._log.error("connector_config_invalid", connector=name, error=problem)
         return fleet
 
     async def _reload(self) -> None:
@@ -129,7 +132,9 @@ class Supervisor:
         self.fleet = fleet
         wanted = {config.name: config for config in fleet.enabled()}
         for name, child in list(self.children.items()):
-            if name not in wanted and child.wanted:
+            # A running connector whose ${VAR} went missing keeps its config (its reload is
+            # rejected); it stops only when disabled or removed.
+            if name not in wanted and name not in fleet.broken and child.wanted:
                 self._log.info("child_stopping", connector=name, reason="disabled or removed")
                 self._stop_child(child)
         for name, config in wanted.items():
@@ -222,7 +227,9 @@ class Supervisor:
     async def _pump_output(self, name: str, stream: asyncio.StreamReader) -> None:
         """Copy the child's lines to our stdout as JSON, tagged with the connector."""
         while line := await stream.readline():
-            self._output.write(_tagged(name, line))
+            # A child redacts its own log lines; not what it prints before logging starts.
+            tagged = self._secrets.redact_text(_tagged(name, line).decode())
+            self._output.write(tagged.encode())
             self._output.flush()
 
     # -- stopping ----------------------------------------------------------------------

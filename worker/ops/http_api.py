@@ -21,7 +21,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 
-from framework.core import UNAVAILABLE, Clock
+from framework.core import UNAVAILABLE, Clock, KnownSecrets
 from framework.polling import FleetConfig
 from worker.ops.fleet_status import connector_status, fleet_status
 
@@ -37,6 +37,8 @@ class OpsContext:
     process_health: HealthCheck
     # The supervisor's live view of its children; None: read what it wrote to Redis.
     children: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
+    # The ${VAR} values the process loaded: redacted in every JSON answer.
+    secrets: KnownSecrets | None = None
 
 
 def build_app(ops: OpsContext) -> web.Application:
@@ -96,9 +98,22 @@ def build_app(ops: OpsContext) -> web.Application:
                                      status=503)
         return web.json_response({"status": "ready"})
 
-    app = web.Application()
+    app = web.Application(middlewares=[_redacting(ops.secrets)] if ops.secrets else [])
     app.add_routes(routes)
     return app
+
+
+def _redacting(secrets: KnownSecrets) -> Any:
+    """Whatever an answer carries (a health detail, an error text), no ${VAR} value."""
+
+    @web.middleware
+    async def redact(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        if isinstance(response, web.Response) and response.content_type == "application/json":
+            response.text = secrets.redact_text(response.text or "")
+        return response
+
+    return redact
 
 
 def _children(ops: OpsContext) -> Mapping[str, Mapping[str, Any]] | None:

@@ -4,7 +4,13 @@
 from worker.runtime.dependencies import Runtime
 from worker.runtime.process import load_settings, run_event_loop
 from worker.runtime.redis import resolve_redis_url
-from worker.runtime.service import BuildService, Service, freeze_startup_heap, run_service
+from worker.runtime.service import (
+    BuildService,
+    Service,
+    freeze_startup_heap,
+    remembered,
+    run_service,
+)
 
 __all__ = [
     "BuildService",
@@ -12,6 +18,7 @@ __all__ = [
     "Service",
     "freeze_startup_heap",
     "load_settings",
+    "remembered",
     "resolve_redis_url",
     "run_event_loop",
     "run_service",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from framework.core import Clock, Logger
+from framework.core import Clock, KnownSecrets, Logger
 from framework.polling import ConnectorRegistry, FleetConfig
 
 
@@ -25,3 +25,5 @@ class Runtime:
     logger: Logger
     prometheus: CollectorRegistry  # what the ops API serves at /metrics
     drain_timeout_s: float
+    # The ${VAR} values loaded so far; the process's log renderer redacts them.
+    secrets: KnownSecrets = field(default_factory=KnownSecrets)

@@ -8,18 +8,16 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from framework.core import Settings
+from framework.core import ConfigError, Settings, read_settings
 
 
 def load_settings(*, metrics_port: int | None, config_path: str | None) -> Settings | None:
     """The environment's settings with the command line's overrides; None (said on
     stderr) when the environment is invalid."""
     try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"invalid settings: {exc}", file=sys.stderr)
+        settings = read_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
         return None
     updates: dict[str, Any] = {}
     if config_path is not None:

@@ -15,19 +15,21 @@ import gc
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
 from framework.core import (
     ConfigError,
+    KnownSecrets,
     Logger,
     RedisUnavailableError,
     Settings,
     SystemClock,
     create_redis,
 )
-from framework.polling import load_fleet_config
+from framework.polling import FleetConfig, load_fleet_config
 from providers.builtin import default_registry
 from worker.exit_codes import ExitCode
 from worker.ops import OpsContext, OpsServer, build_app
@@ -53,8 +55,11 @@ BuildService = Callable[[Runtime, AsyncExitStack], tuple[Service, OpsContext]]
 
 
 async def run_service(settings: Settings, *, client_name: str, logger: Logger,
-                      build: BuildService) -> int:
-    """Connect, build, start, then run the service until it returns its exit code."""
+                      build: BuildService, secrets: KnownSecrets | None = None) -> int:
+    """Connect, build, start, then run the service until it returns its exit code.
+    ``secrets``: where each loaded configuration's ${VAR} values are remembered
+    (the same object the process's log renderer redacts)."""
+    known = KnownSecrets() if secrets is None else secrets
     try:
         url = await resolve_redis_url(settings, logger)
     except RedisUnavailableError as exc:
@@ -65,11 +70,13 @@ async def run_service(settings: Settings, *, client_name: str, logger: Logger,
         stack.push_async_callback(redis.aclose)
         runtime = Runtime(
             redis=redis, redis_url=url, registry=default_registry(),
-            load_config=lambda: load_fleet_config(settings.connectors_config_path),
+            load_config=lambda: remembered(load_fleet_config(settings.connectors_config_path),
+                                           known),
             clock=SystemClock(), logger=logger, prometheus=CollectorRegistry(),
-            drain_timeout_s=settings.drain_timeout_s,
+            drain_timeout_s=settings.drain_timeout_s, secrets=known,
         )
         service, ops = build(runtime, stack)
+        ops = replace(ops, secrets=ops.secrets or known)
         try:
             await service.start()
         except ConfigError as exc:
@@ -79,6 +86,12 @@ async def run_service(settings: Settings, *, client_name: str, logger: Logger,
         await _serve_ops(stack, settings, ops, logger)
         freeze_startup_heap()
         return await service.run()
+
+
+def remembered(fleet: FleetConfig, secrets: KnownSecrets) -> FleetConfig:
+    """``fleet``, its ${VAR} values added to what the process redacts."""
+    secrets.remember(fleet.secrets)
+    return fleet
 
 
 def freeze_startup_heap() -> None:

@@ -23,6 +23,7 @@ from framework.core.errors import ExpressionError, RulesFileError, VersionError
 from framework.core.expressions import Expression
 from framework.core.host_policy import HostPolicy
 from framework.core.keys import DEFAULT_OUTPUT_STREAM
+from framework.core.secrets import Secrets
 from framework.core.substitution import substitute
 from framework.core.versions import VersionRange
 
@@ -59,9 +60,10 @@ def parse_rules(document: Any, *, source: str = "<rules>",
         problems.append(f"{key}: unknown key")
     rules: list[Rule] = []
     names: set[str] = set()
+    taken: set[str] = set()  # the secrets: every value a ${VAR} took from env
     for index, raw in enumerate(document["rules"]):
         parser = _RuleParser(f"rules[{index}]")
-        rule = parser.rule(parser.substituted(raw, env or {}, f"rules[{index}]"))
+        rule = parser.rule(parser.substituted(raw, env or {}, f"rules[{index}]", taken))
         problems.extend(parser.problems)
         if rule is None:
             continue
@@ -69,9 +71,10 @@ def parse_rules(document: Any, *, source: str = "<rules>",
             problems.append(f"rule {rule.name} (rules[{index}].name): duplicate rule name")
         names.add(rule.name)
         rules.append(rule)
+    secrets = Secrets.of(taken)
     if problems:
-        raise RulesFileError(source, problems)
-    return RuleSet.of(rules, source)
+        raise RulesFileError(source, [secrets.redact_text(p) for p in problems])
+    return RuleSet.of(rules, source, secrets)
 
 
 class _RuleParser:
@@ -86,7 +89,8 @@ class _RuleParser:
     def _problem(self, where: str, message: str) -> None:
         self.problems.append(f"rule {self.name} ({where}): {message}")
 
-    def substituted(self, value: Any, env: Mapping[str, str], where: str) -> Any:
+    def substituted(self, value: Any, env: Mapping[str, str], where: str,
+                    taken: set[str]) -> Any:
         if isinstance(value, dict) and isinstance(value.get("name"), str):
             self.name = value["name"]
 
@@ -95,7 +99,7 @@ class _RuleParser:
                                 f"(set it, or write ${{{variable}:-default}})")
             return "${" + variable + "}"
 
-        return substitute(value, env, missing, where)
+        return substitute(value, env, missing, where, taken)
 
     def rule(self, raw: Any) -> Rule | None:
         if not isinstance(raw, dict):

@@ -38,6 +38,7 @@ from framework.consuming.rules.matching import Match
 from framework.consuming.rules.templating import Template
 from framework.core.expressions import Expression
 from framework.core.host_policy import HostPolicy
+from framework.core.secrets import Secrets
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,18 @@ class RuleSet:
     rules: tuple[Rule, ...]
     source: str = "<rules>"
     by_stream: Mapping[str, tuple[Rule, ...]] = field(default_factory=dict)
+    # Every value a ${VAR} took from the environment: redacted wherever printed.
+    secrets: Secrets = field(default_factory=Secrets)
 
     @classmethod
-    def of(cls, rules: Sequence[Rule], source: str = "<rules>") -> RuleSet:
+    def of(cls, rules: Sequence[Rule], source: str = "<rules>",
+           secrets: Secrets | None = None) -> RuleSet:
         by_stream: dict[str, list[Rule]] = {}
         for rule in rules:
             for stream in sorted(rule.match.streams):
                 by_stream.setdefault(stream, []).append(rule)
-        return cls(tuple(rules), source, {k: tuple(v) for k, v in by_stream.items()})
+        return cls(tuple(rules), source, {k: tuple(v) for k, v in by_stream.items()},
+                   secrets or Secrets())
 
     @property
     def streams(self) -> list[str]:
