@@ -17,6 +17,7 @@ from framework.consuming.consumer.in_flight import InFlight
 from framework.consuming.consumer.settling import Settler
 from framework.consuming.dead_letters import Failure
 from framework.consuming.delivery import Delivery
+from framework.consuming.entries import Fields, Undecodable
 from framework.core.connections import redis_failures
 
 # (stream, entry id, fields, delivery count) -> the delivery, held and started.
@@ -87,7 +88,11 @@ class Reader:
                                               block_ms=self._block_ms())
         dispatch = self._dispatch
         self._observe_received([dispatch(stream, entry_id, fields, 1)
-                                for stream, entry_id, fields in entries])
+                                for stream, entry_id, fields in entries
+                                if not isinstance(fields, Undecodable)])
+        for stream, entry_id, fields in entries:
+            if isinstance(fields, Undecodable):
+                await self._dead_letter_undecodable(stream, entry_id, fields, 1)
         return len(entries)
 
     def _read_plan(self, capacity: int) -> list[str]:
@@ -128,15 +133,26 @@ class Reader:
             await self._take_over(stream, entry_id, fields, count_)
         return claimed.more
 
-    async def _take_over(self, stream: str, entry_id: str, fields: dict[str, str],
+    async def _take_over(self, stream: str, entry_id: str, fields: Fields,
                          count: int) -> None:
         self._log.info("entry_reclaimed", stream=stream, entry_id=entry_id, delivery_count=count)
         self._ctx.count(stream, "reclaimed")
+        if isinstance(fields, Undecodable):
+            await self._dead_letter_undecodable(stream, entry_id, fields, count)
+            return
         if count <= self._options.max_deliveries:
             self._observe_received([self._dispatch(stream, entry_id, fields, count)])
             return
         delivery = self._ctx.member.delivery(stream, entry_id, fields, count)
         await self._settler.dead_letter(delivery, await self._abandoned_failure(delivery))
+
+    async def _dead_letter_undecodable(self, stream: str, entry_id: str,
+                                       fields: Undecodable, count: int) -> None:
+        """Not UTF-8: no handler can read it, and retrying will not change its bytes."""
+        delivery = self._ctx.member.delivery(stream, entry_id, fields.readable(), count)
+        failure = Failure(reason=fields.reason(stream, entry_id),
+                          error_type="UndecodableEntry", attempts=count)
+        await self._settler.dead_letter(delivery, failure, undecodable=fields)
 
     async def _abandoned_failure(self, delivery: Delivery) -> Failure:
         """Why an entry delivered too many times is dead-lettered: its last error, if any."""
