@@ -21,7 +21,12 @@ from redis.asyncio import Redis
 from framework.consuming.dead_letters import DeadLetterStream, Failure
 from framework.consuming.delivery import AckWrite, Delivery
 from framework.consuming.entries import Fields, Undecodable, decode_fields, text
-from framework.core.keys import consumer_errors_key, consumer_heartbeat_key
+from framework.core.clock import iso_utc
+from framework.core.keys import (
+    consumer_errors_key,
+    consumer_group_start_key,
+    consumer_heartbeat_key,
+)
 from framework.core.scripts import lua
 
 # stream, entry id, fields (Undecodable when not UTF-8: dead-lettered, never run)
@@ -54,15 +59,22 @@ class GroupMember:
         return Delivery(stream=stream, entry_id=entry_id, fields=fields, group=self.group,
                         consumer=self.consumer, delivery_count=count)
 
-    async def create_group(self, stream: str, *, start_id: str) -> bool:
-        """True if created; False if it existed already."""
+    async def create_group(self, stream: str, *, start_id: str, at_s: float) -> str | None:
+        """The id the new group starts after (``$`` resolved); None if it existed already.
+        Where it started is recorded for ``connector-fleet consumers``."""
         try:
             await self._redis.xgroup_create(stream, self.group, id=start_id, mkstream=True)
         except redis_errors.ResponseError as exc:
             if not str(exc).startswith("BUSYGROUP"):
                 raise
-            return False
-        return True
+            return None
+        groups = await self._redis.xinfo_groups(stream)
+        started_at = next((str(g["last-delivered-id"]) for g in groups
+                           if g["name"] == self.group), start_id)
+        record = {"startId": start_id, "startedAtId": started_at, "at": iso_utc(at_s)}
+        await self._redis.hset(consumer_group_start_key(self.group), stream,
+                               orjson.dumps(record).decode())
+        return started_at
 
     async def read(self, streams: list[str], *, count: int, block_ms: int) -> list[Entry]:
         """New entries (``>``), at most ``count`` per stream, each decoded on its own."""

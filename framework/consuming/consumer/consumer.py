@@ -83,7 +83,8 @@ class Consumer:
         self._log.info("consumer_started", streams=list(self.options.streams),
                        max_in_flight=self.options.max_in_flight,
                        claim_idle_ms=self.options.claim_idle_ms,
-                       max_deliveries=self.options.max_deliveries, order_by=self.options.order_by)
+                       max_deliveries=self.options.max_deliveries, order_by=self.options.order_by,
+                       start_id=self.options.start_id)
         try:
             await self._reader.read_until_stopped()
             await drain(self._ctx, self._in_flight)

@@ -42,13 +42,22 @@ class Reader:
         while not self._in_flight.stopping:
             try:
                 for stream in self._options.streams:
-                    if await self._ctx.member.create_group(stream,
-                                                           start_id=self._options.start_id):
-                        self._log.info("group_created", stream=stream,
-                                       start_id=self._options.start_id)
+                    await self._ensure_group(stream)
                 return
             except REDIS_DOWN as exc:
                 await self._in_flight.pause(self._ctx.backoff.next_pause_s("create_group", exc))
+
+    async def _ensure_group(self, stream: str) -> None:
+        start_id = self._options.start_id
+        started_at = await self._ctx.member.create_group(stream, start_id=start_id,
+                                                         at_s=self._ctx.clock.time())
+        if started_at is not None:
+            # "$" skips what the stream already holds: say so, with the id it resolved to.
+            self._log.info("group_created", stream=stream, start_id=start_id,
+                           started_at_id=started_at)
+        else:
+            self._log.info("group_joined", stream=stream,
+                           start_id_ignored=start_id, reason="the group exists already")
 
     async def read_until_stopped(self) -> None:
         in_flight = self._in_flight
