@@ -20,6 +20,7 @@ from framework.core.connections import (
 )
 from framework.core.deadlines import (
     Deadlines,
+    outside_deadline,
 )
 from framework.core.embedded_redis import (
     EmbeddedRedis,
@@ -101,6 +102,7 @@ __all__ = [
     "DEFAULT_STREAM_MAXLEN",
     "DeadLetterError",
     "Deadlines",
+    "outside_deadline",
     "EmbeddedRedis",
     "InvalidEntriesError",
     "LEASE_PREFIX",
