@@ -42,7 +42,7 @@ async def test_a_new_group_at_dollar_records_where_it_started_and_consumers_show
     assert (shown["startId"], shown["startedAtId"]) == ("$", before)
     table = io.StringIO()
     await show_consumers(redis, Console(out=table), streams=None, as_json=False)
-    assert "START" in table.getvalue() and f"$ ({before})" in table.getvalue()
+    assert "START" in table.getvalue() and f"$@{before}" in table.getvalue()
 
 
 async def test_a_group_created_elsewhere_shows_an_unknown_start(redis: Redis) -> None:

@@ -37,11 +37,13 @@ class GroupInfo:
     started_at_id: str | None = None
 
     def start(self) -> str:
-        """``$ (1700000000000-0)``: the setting and the id it resolved to."""
+        """``$@1700000000000-0``: the setting and the id it resolved to (one word: a
+        table column)."""
         if self.start_id is None:
             return "unknown"
-        return self.start_id if self.start_id == self.started_at_id else (
-            f"{self.start_id} ({self.started_at_id})")
+        if self.started_at_id in (self.start_id, f"{self.start_id}-0"):  # "0" is "0-0"
+            return self.start_id
+        return f"{self.start_id}@{self.started_at_id}"
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -9,6 +9,9 @@ under its :class:`~framework.consuming.capabilities.spec.CallPolicy`:
 * a failure the policy calls retryable is retried after 1 s, 2 s, 4 s... (on
   the context's clock, so tests do not wait); a ``Retry-After`` longer than
   the delay is honoured up to ``backoff_max_s``;
+* with ``reschedule``, a retryable failure does not wait here: it raises
+  :class:`~framework.core.errors.RetryLaterError` with the delay, and the consumer
+  redelivers the entry after it without holding an in-flight slot meanwhile;
 * a non-retryable failure raises :class:`~framework.core.errors.PermanentCallError`
   at once (a dead letter);
 * a Redis failure inside the handler (our infrastructure, not the target) is raised
@@ -44,6 +47,7 @@ from framework.core.errors import (
     DeadLetterError,
     PermanentCallError,
     RedisUnavailableError,
+    RetryLaterError,
     TransientSourceError,
 )
 
@@ -96,10 +100,12 @@ async def invoke(
     breakers: BreakerBoard | None = None,
     policy: CallPolicy | None = None,
     metrics: CallMetrics | None = None,
+    reschedule: bool = False,
 ) -> Any:
     """The handler's result, after as many attempts as the policy allows. ``deadlines``:
     the process's timer set (one timer for many calls); ``breakers`` None: no breaker;
-    ``policy`` None: the capability's own."""
+    ``policy`` None: the capability's own; ``reschedule``: one attempt, a retry is the
+    caller's (:class:`RetryLaterError`)."""
     policy = policy or spec.policy
     breaker_key = spec.breaker_key(params)
     retry = 0
@@ -130,6 +136,10 @@ async def invoke(
                 ) from exc
             retry += 1
             delay_s = _delay_s(policy, retry, exc)
+            if reschedule:
+                raise RetryLaterError(f"attempt failed, retry in {delay_s:g} s: "
+                                      f"{_describe(exc)}", capability=spec.key,
+                                      retry_in_s=delay_s) from exc
             context.logger.warning(
                 "capability_call_retrying", capability=spec.key, attempt=retry,
                 retry_in_s=delay_s, error=_describe(exc),

@@ -82,6 +82,7 @@ class Reader:
                 await self.ensure_groups()
 
     async def _take_entries(self) -> None:
+        await self._redeliver_due()
         await self._reclaim_due()
         if self._in_flight.capacity() and not self._in_flight.stopping:
             read = await self._read_new()
@@ -114,8 +115,24 @@ class Reader:
         return [streams[(start + i) % len(streams)] for i in range(capacity)]
 
     def _block_ms(self) -> int:
-        until_claim_s = min(self._next_claim_s.values()) - self._ctx.clock.monotonic()
-        return max(1, min(self._options.block_ms, int(until_claim_s * 1000)))
+        wake_s = min(self._next_claim_s.values())
+        next_due_s = self._in_flight.next_due_s()
+        if next_due_s is not None:
+            wake_s = min(wake_s, next_due_s)
+        until_s = wake_s - self._ctx.clock.monotonic()
+        return max(1, min(self._options.block_ms, int(until_s * 1000)))
+
+    async def _redeliver_due(self) -> None:
+        """Entries whose retry backoff is over: delivered to us again (Redis counts it)."""
+        in_flight = self._in_flight
+        for delivery in in_flight.take_due(self._ctx.clock.monotonic(), in_flight.capacity()):
+            if not await self._ctx.member.redeliver(delivery):
+                self._log.warning("entry_lost", stream=delivery.stream,
+                                  entry_id=delivery.entry_id,
+                                  reason="no longer pending for this consumer")
+                continue
+            self._dispatch(delivery.stream, delivery.entry_id, delivery.fields,
+                           delivery.delivery_count + 1)
 
     def _observe_received(self, deliveries: list[Delivery]) -> None:
         if self._ctx.metrics is not None and deliveries:
