@@ -18,12 +18,7 @@ from typing import Any
 
 from framework.consuming.capabilities.spec import CallRequest, CapabilityExecutor
 from framework.core.clock import Clock
-from framework.core.errors import (
-    CircuitOpenError,
-    RetryLaterError,
-    RolledBackError,
-    StaleFencingTokenError,
-)
+from framework.core.errors import CircuitOpenError, RolledBackError, StaleFencingTokenError
 from framework.trust.audit.chain import AuditChain
 from framework.trust.catalog.definition import RollbackAction
 from framework.trust.execution.alerts import AlertStream
@@ -58,9 +53,9 @@ class OutcomeStep:
                 f"{'done' if ok else 'FAILED'}", strategy=strategy, rollback_ok=ok,
                 rule=call.rule, step=call.step) from None
         except Exception as exc:
-            # Not attempted, or one attempt of several (retried by redelivery, as the
-            # invoker's own retries are): nothing to record as failed or to undo yet.
-            if _caused_by(exc, CircuitOpenError) or _caused_by(exc, RetryLaterError):
+            # A failed attempt retried by redelivery (RetryLaterError) is recorded and
+            # undone like any handler failure: whether it acted is unknown.
+            if _caused_by(exc, CircuitOpenError):
                 raise
             await self._fail(call, stage="handler", reason=str(exc),
                              stale=_caused_by(exc, StaleFencingTokenError))
