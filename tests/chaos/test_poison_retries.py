@@ -8,6 +8,7 @@ import asyncio
 from collections import Counter
 from dataclasses import replace
 
+import pytest
 from redis.asyncio import Redis
 
 from framework.consuming import RegistryExecutor
@@ -18,12 +19,21 @@ from framework.consuming.dead_letters import DeadLetterStream
 from framework.consuming.rules.handler import RulesHandler
 from framework.consuming.rules.loader import parse_rules
 from framework.core.clock import SystemClock
+from framework.core.errors import RetryLaterError
 from framework.core.logs import get_logger
+from framework.testing import free_port
+from framework.trust.arbiter import ResourceArbiter
+from framework.trust.audit.chain import AuditChain
+from framework.trust.catalog.signing import PrivateKey, TrustStore
+from framework.trust.catalog.store import Catalog
+from framework.trust.execution.pipeline import TrustDeps, build_safe_executor
 from providers.builtin import register_builtin_capabilities
 from providers.http import HttpActions
+from providers.modbus import VALVE_RESOURCE, ValveAddress, valve_control_spec
 from tests.consuming.test_consumer import until
 from tests.execution_deps import execution_deps
 from tests.rules_target import HttpTarget, TargetReply
+from tests.trust.test_safe_executor import CATALOG_LOG, alerts, close_v01, valve_definition
 
 STREAM = "work"
 _GOOD = 20
@@ -100,3 +110,32 @@ async def test_an_entry_failing_every_time_is_dead_lettered_after_max_deliveries
     [letter] = await letters.read()
     assert letter.entry_id == entry_id and letter.attempts == 3
     assert len(target.received_at("/fail")) == 3
+
+
+async def test_a_signed_calls_failed_attempt_is_audited_and_undone_before_its_redelivery(
+    redis: Redis,
+) -> None:
+    key = PrivateKey.generate()
+    catalog = Catalog(redis, TrustStore([key.public()]), clock=SystemClock(), logger=CATALOG_LOG)
+    registry = CapabilityRegistry()
+    nowhere = ValveAddress("127.0.0.1", free_port(), timeout_s=0.3)
+    registry.register(valve_control_spec({"V-01": nowhere}, policy=CallPolicy(
+        timeout_s=2, max_retries=3, backoff_base_s=5.0)))
+    await catalog.register(valve_definition(
+        preconditions=[], rollbackStrategy="none").signed_with(key))
+    deps = replace(execution_deps(redis, SystemClock()), reschedule_retries=True)
+    executor = build_safe_executor(registry, deps, TrustDeps(
+        catalog=catalog, audit=AuditChain(redis, clock=deps.clock), metrics=None,
+        arbiter=ResourceArbiter(redis, clock=deps.clock, logger=deps.logger),
+        resources={"valve_control": VALVE_RESOURCE}))
+
+    with pytest.raises(RetryLaterError, match="cannot connect") as raised:
+        await executor.execute(close_v01())  # one attempt: no 5 s backoff waited here
+
+    assert raised.value.retry_in_s == 5.0
+    [failed] = [record async for record in AuditChain(redis).records()]
+    assert (failed.kind, failed.body["stage"]) == ("failed", "handler")
+    [alert] = await alerts(redis)
+    assert alert["payload"]["stage"] == "handler"
+    assert await ResourceArbiter(redis, clock=SystemClock(), logger=deps.logger).holders(
+        "valve:V-01") == {}
