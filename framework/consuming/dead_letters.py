@@ -21,6 +21,7 @@ import orjson
 from redis.asyncio import Redis
 
 from framework.consuming.delivery import Delivery
+from framework.consuming.entries import Undecodable
 from framework.core.clock import iso_utc
 from framework.core.keys import (
     DEFAULT_STREAM_MAXLEN,
@@ -50,6 +51,8 @@ class DeadLetter:
     dead_lettered_at: str
     rule: str | None = None
     step: str | None = None
+    # An entry that was not UTF-8: its exact bytes, ``[name, value, ...]`` in base64.
+    raw_fields: str | None = None
 
     @classmethod
     def from_entry(cls, dead_letter_id: str, raw: Mapping[str, str]) -> DeadLetter:
@@ -67,6 +70,7 @@ class DeadLetter:
             dead_lettered_at=raw.get("dead_lettered_at", ""),
             rule=raw.get("rule") or None,
             step=raw.get("step") or None,
+            raw_fields=raw.get("raw_fields") or None,
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -80,6 +84,7 @@ class DeadLetter:
             "rule": self.rule, "step": self.step, "group": self.group,
             "consumer": self.consumer, "deadLetteredAt": self.dead_lettered_at,
             "fields": fields,
+            **({"rawFields": orjson.loads(self.raw_fields)} if self.raw_fields else {}),
         }
 
 
@@ -107,8 +112,10 @@ class DeadLetterStream:
         self._write = redis.register_script(lua("framework.consuming", "dead_letter"))
         self._replay = redis.register_script(lua("framework.consuming", "dead_letter_replay"))
 
-    async def write(self, delivery: Delivery, failure: Failure, *, at_s: float) -> str | None:
-        """Acknowledge ``delivery`` and write its dead letter, atomically.
+    async def write(self, delivery: Delivery, failure: Failure, *, at_s: float,
+                    undecodable: Undecodable | None = None) -> str | None:
+        """Acknowledge ``delivery`` and write its dead letter, atomically; an entry that
+        was not UTF-8 keeps its exact bytes in ``raw_fields``.
 
         None when the entry was no longer pending (another consumer settled it)."""
         letter: dict[str, str] = {
@@ -124,6 +131,8 @@ class DeadLetterStream:
             "dead_lettered_at": iso_utc(at_s),
             "fields": _flat_json(delivery.fields),
         }
+        if undecodable is not None:
+            letter["raw_fields"] = undecodable.raw_json()
         args: list[str | int] = [delivery.group, delivery.entry_id, self._maxlen]
         for field, value in letter.items():
             args += [field, value]

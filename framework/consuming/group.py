@@ -20,17 +20,24 @@ from redis.asyncio import Redis
 
 from framework.consuming.dead_letters import DeadLetterStream, Failure
 from framework.consuming.delivery import AckWrite, Delivery
-from framework.core.keys import consumer_errors_key, consumer_heartbeat_key
+from framework.consuming.entries import Fields, Undecodable, decode_fields, text
+from framework.core.clock import iso_utc
+from framework.core.keys import (
+    consumer_errors_key,
+    consumer_group_start_key,
+    consumer_heartbeat_key,
+)
 from framework.core.scripts import lua
 
-Entry = tuple[str, str, dict[str, str]]  # stream, entry id, fields
+# stream, entry id, fields (Undecodable when not UTF-8: dead-lettered, never run)
+Entry = tuple[str, str, Fields]
 
 
 @dataclass(frozen=True)
 class Claimed:
     """What one XAUTOCLAIM call took over."""
 
-    entries: list[tuple[str, dict[str, str], int]]  # entry id, fields, delivery count
+    entries: list[tuple[str, Fields, int]]  # entry id, fields, delivery count
     deleted: list[str]  # pending ids whose entries no longer exist (trimmed)
     more: bool  # the scan has not reached the end of the pending list
 
@@ -52,41 +59,48 @@ class GroupMember:
         return Delivery(stream=stream, entry_id=entry_id, fields=fields, group=self.group,
                         consumer=self.consumer, delivery_count=count)
 
-    async def create_group(self, stream: str, *, start_id: str) -> bool:
-        """True if created; False if it existed already."""
+    async def create_group(self, stream: str, *, start_id: str, at_s: float) -> str | None:
+        """The id the new group starts after (``$`` resolved); None if it existed already.
+        Where it started is recorded for ``connector-fleet consumers``."""
         try:
             await self._redis.xgroup_create(stream, self.group, id=start_id, mkstream=True)
         except redis_errors.ResponseError as exc:
             if not str(exc).startswith("BUSYGROUP"):
                 raise
-            return False
-        return True
+            return None
+        groups = await self._redis.xinfo_groups(stream)
+        started_at = next((str(g["last-delivered-id"]) for g in groups
+                           if g["name"] == self.group), start_id)
+        record = {"startId": start_id, "startedAtId": started_at, "at": iso_utc(at_s)}
+        await self._redis.hset(consumer_group_start_key(self.group), stream,
+                               orjson.dumps(record).decode())
+        return started_at
 
     async def read(self, streams: list[str], *, count: int, block_ms: int) -> list[Entry]:
-        """New entries (``>``), at most ``count`` per stream."""
-        reply = await self._redis.xreadgroup(self.group, self.consumer,
-                                             dict.fromkeys(streams, ">"), count=count,
-                                             block=block_ms)
-        return [(stream, entry_id, fields or {})
-                for stream, entries in cast(list[tuple[str, list[tuple[str, Any]]]], reply or [])
+        """New entries (``>``), at most ``count`` per stream, each decoded on its own."""
+        reply = await self._redis.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
+            "BLOCK", block_ms, "STREAMS", *streams, *[">"] * len(streams), NEVER_DECODE=True)
+        return [(text(stream), text(entry_id), decode_fields(fields))
+                for stream, entries in _stream_replies(reply)
                 for entry_id, fields in entries]
 
     async def reclaim(self, stream: str, *, min_idle_ms: int, count: int,
                       skip: set[str]) -> Claimed:
         """Take over entries idle past ``min_idle_ms`` (the cursor is kept per stream);
         entries in ``skip`` (still running here) are not returned."""
-        reply = await self._redis.xautoclaim(
-            stream, self.group, self.consumer, min_idle_time=min_idle_ms,
-            start_id=self._cursors.get(stream, "0-0"), count=count)
-        cursor = str(reply[0])
+        reply = await self._redis.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            "XAUTOCLAIM", stream, self.group, self.consumer, min_idle_ms,
+            self._cursors.get(stream, "0-0"), "COUNT", count, NEVER_DECODE=True)
+        cursor = text(reply[0])
         self._cursors[stream] = cursor
-        claimed = [(str(i), f or {}) for i, f in cast(list[tuple[str, Any]], reply[1])
-                   if i not in skip]
+        claimed = [(text(i), decode_fields(f)) for i, f in _entries(reply[1])]
+        claimed = [(i, f) for i, f in claimed if i not in skip]
         counts = await self._delivery_counts(stream, [i for i, _ in claimed])
         # XAUTOCLAIM counted a delivery: never 1, even if the entry left the pending list
         # meanwhile (a count of 1 tells the handler no earlier run can have done anything).
         return Claimed(entries=[(i, f, counts.get(i, 2)) for i, f in claimed],
-                       deleted=[str(i) for i in (reply[2] if len(reply) > 2 else [])],
+                       deleted=[text(i) for i in (reply[2] if len(reply) > 2 else [])],
                        more=cursor != "0-0")
 
     async def _delivery_counts(self, stream: str, entry_ids: list[str]) -> dict[str, int]:
@@ -145,10 +159,11 @@ class GroupMember:
     def dead_letter_stream(self, stream: str) -> str:
         return self._dead_letters[stream].name
 
-    async def dead_letter(self, delivery: Delivery, failure: Failure, *,
-                          at_s: float) -> str | None:
+    async def dead_letter(self, delivery: Delivery, failure: Failure, *, at_s: float,
+                          undecodable: Undecodable | None = None) -> str | None:
         """Dead letter + XACK, atomically; None if it was no longer pending."""
-        return await self._dead_letters[delivery.stream].write(delivery, failure, at_s=at_s)
+        return await self._dead_letters[delivery.stream].write(delivery, failure, at_s=at_s,
+                                                               undecodable=undecodable)
 
     async def record_error(self, delivery: Delivery, record: Mapping[str, Any]) -> None:
         """Keep the last error, for the dead letter another consumer may write."""
@@ -189,3 +204,17 @@ class GroupMember:
 
     async def forget_heartbeat(self) -> None:
         await self._redis.delete(consumer_heartbeat_key(self.group, self.consumer))
+
+
+def _stream_replies(reply: Any) -> list[tuple[bytes, Any]]:
+    """XREADGROUP's reply, RESP2 (a list) or RESP3 (a map) alike."""
+    if not reply:
+        return []
+    if isinstance(reply, Mapping):
+        return [(stream, _entries(entries)) for stream, entries in reply.items()]
+    return [(stream, _entries(entries)) for stream, entries in reply]
+
+
+def _entries(entries: Any) -> list[tuple[bytes, Any]]:
+    """(entry id, fields) pairs; an entry deleted while pending has no fields."""
+    return [(entry[0], entry[1]) for entry in entries or [] if entry and entry[0] is not None]

@@ -4,6 +4,7 @@ the ordering key of an entry (``order_by``)."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,10 @@ from framework.core.keys import (
     DEFAULT_DRAIN_TIMEOUT_S,
     DEFAULT_MAX_DELIVERIES,
     DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_START_ID,
 )
+
+_START_ID = re.compile(r"\$|0|\d+(-\d+)?")
 
 
 def default_consumer_name() -> str:
@@ -42,8 +46,9 @@ class ConsumerOptions:
     order_by: str | None = None
     # "{stream}" is replaced by the stream's name.
     dead_letter_stream: str = "{stream}" + DEAD_LETTER_SUFFIX
-    # Where a new group starts: "$" only new entries (stale events trigger nothing), "0" all.
-    start_id: str = "$"
+    # Where a new group starts: "$" only new entries (stale events trigger nothing), "0" all,
+    # or an entry id. An existing group keeps its position: this applies at creation only.
+    start_id: str = DEFAULT_START_ID
     block_ms: int = 1_000
     # First delay of an in-place retry (order_by); doubles per delivery.
     retry_delay_ms: int = 1_000
@@ -59,6 +64,8 @@ class ConsumerOptions:
             (self.max_deliveries < 1, f"max_deliveries must be >= 1, got {self.max_deliveries}"),
             (self.block_ms < 1, f"block_ms must be >= 1, got {self.block_ms}"),
             (not self.group or not self.consumer, "group and consumer names must not be empty"),
+            (not _START_ID.fullmatch(self.start_id),
+             f"start_id must be '$', '0' or an entry id, got {self.start_id!r}"),
         ) if wrong]
         if problems:
             raise ConfigError("invalid consumer options: " + "; ".join(problems))

@@ -20,6 +20,7 @@ from framework.core.connections import (
 )
 from framework.core.deadlines import (
     Deadlines,
+    outside_deadline,
 )
 from framework.core.embedded_redis import (
     EmbeddedRedis,
@@ -57,12 +58,14 @@ from framework.core.keys import (
     DEFAULT_CONSUMER_GROUP,
     DEFAULT_MAX_DELIVERIES,
     DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_START_ID,
     DEFAULT_STREAM_MAXLEN,
     LEASE_PREFIX,
     LEASE_RENEW_FRACTION,
     LOST_LEASE_BACKOFF_S,
     STANDBY_CHECK_INTERVAL_S,
     SUPERVISOR_CHILDREN_KEY,
+    consumer_group_start_key,
     consumer_heartbeat_key,
     lease_key,
     state_key,
@@ -110,6 +113,8 @@ __all__ = [
     "MIN_SECRET_LENGTH",
     "AuditTrimError",
     "CONSUMER_HEARTBEAT_PREFIX",
+    "DEFAULT_START_ID",
+    "consumer_group_start_key",
     "CatalogError",
     "Clock",
     "ConfigError",
@@ -121,6 +126,7 @@ __all__ = [
     "DEFAULT_STREAM_MAXLEN",
     "DeadLetterError",
     "Deadlines",
+    "outside_deadline",
     "EmbeddedRedis",
     "InvalidEntriesError",
     "LEASE_PREFIX",

@@ -13,15 +13,22 @@ cancellation from elsewhere stays a ``CancelledError``::
     deadlines = Deadlines()
     with deadlines.after(10.0):
         await call()
+
+Time the block spends waiting on our own infrastructure (a Redis check before the
+target is touched) is not the target's: ``with outside_deadline(): ...`` inside the
+block stops the clock for that wait, which then has only its own client's timeouts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from types import TracebackType
 
-__all__ = ["Deadlines"]
+__all__ = ["Deadlines", "outside_deadline"]
 
 DEFAULT_RESOLUTION_S = 0.05
 
@@ -60,13 +67,18 @@ class Deadlines:
 
 
 class _Deadline:
-    __slots__ = ("_owner", "_timeout_s", "_task", "_slot", "expired")
+    __slots__ = ("_owner", "_timeout_s", "_task", "_slot", "_at_s", "_left_s", "_paused", "_token",
+                 "expired")
 
     def __init__(self, owner: Deadlines, timeout_s: float) -> None:
         self._owner = owner
         self._timeout_s = timeout_s
         self._task: asyncio.Task[object] | None = None
         self._slot: tuple[asyncio.AbstractEventLoop, int] | None = None
+        self._at_s = 0.0
+        self._left_s = 0.0
+        self._paused = 0
+        self._token: Token[_Deadline | None] | None = None
         self.expired = False
 
     def __enter__(self) -> _Deadline:
@@ -75,11 +87,15 @@ class _Deadline:
             raise RuntimeError("Deadlines.after() must be used inside a task")
         self._task = task
         loop = task.get_loop()
-        self._slot = self._owner._arm(self, loop, loop.time() + self._timeout_s)
+        self._at_s = loop.time() + self._timeout_s
+        self._slot = self._owner._arm(self, loop, self._at_s)
+        self._token = _current.set(self)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
         if self._slot is not None:
             self._owner._disarm(self, self._slot)
         if not self.expired or self._task is None:
@@ -88,7 +104,41 @@ class _Deadline:
         if self._task.uncancel() == 0 and exc_type is asyncio.CancelledError:
             raise TimeoutError(f"timed out after {self._timeout_s:g} s") from exc
 
+    def pause(self) -> None:
+        """Stop the clock (nested pauses count): the time left is kept for resume()."""
+        self._paused += 1
+        if self._paused == 1 and self._slot is not None and self._task is not None:
+            self._owner._disarm(self, self._slot)
+            self._slot = None
+            self._left_s = self._at_s - self._task.get_loop().time()
+
+    def resume(self) -> None:
+        self._paused -= 1
+        if self._paused == 0 and self._slot is None and self._task is not None:
+            loop = self._task.get_loop()
+            self._at_s = loop.time() + self._left_s
+            self._slot = self._owner._arm(self, loop, self._at_s)
+
     def expire(self) -> None:
         if self._task is not None and not self._task.done():
             self.expired = True
             self._task.cancel()
+
+
+_current: ContextVar[_Deadline | None] = ContextVar("deadline", default=None)
+
+
+@contextmanager
+def outside_deadline() -> Iterator[None]:
+    """Within ``Deadlines.after()``: the time spent in this block is not counted (a
+    wait on our own infrastructure, not on the target the deadline bounds). Outside
+    any deadline: nothing."""
+    deadline = _current.get()
+    if deadline is None or deadline.expired:
+        yield
+        return
+    deadline.pause()
+    try:
+        yield
+    finally:
+        deadline.resume()

@@ -32,6 +32,7 @@ derives from :class:`ConnectorFleetError`::
     │       └── ExpiredKeyError          signed by a trusted key that has expired
     ├── CapabilityError             a capability call failed (retryable: redeliver later)
     │   ├── CallFailedError         every attempt failed (last error in the message)
+    │   │   └── RetryLaterError     an attempt failed: redeliver after ``retry_in_s``
     │   └── CircuitOpenError        the breaker of the capability/target is open: fail fast
     ├── PermitError                 a resource permit cannot be had or was lost
     │   ├── PermitTimeoutError      not granted within the wait timeout (retryable)
@@ -209,6 +210,15 @@ class CapabilityError(ConnectorFleetError):
 
 class CallFailedError(CapabilityError):
     """Every attempt of a call failed with a retryable error."""
+
+
+class RetryLaterError(CallFailedError):
+    """An attempt failed with a retryable error; the consumer redelivers the entry after
+    ``retry_in_s`` (the backoff), without holding an in-flight slot meanwhile."""
+
+    def __init__(self, message: str, *, capability: str, retry_in_s: float) -> None:
+        self.retry_in_s = retry_in_s
+        super().__init__(message, capability=capability, attempts=1)
 
 
 class CircuitOpenError(CapabilityError):

@@ -91,6 +91,11 @@ DEFAULT_RULES_PATH = "rules.json"
 DEAD_LETTER_SUFFIX = ":dlq"
 CONSUMER_HEARTBEAT_PREFIX = "fleet:consumers:"
 CONSUMER_ERRORS_PREFIX = "fleet:consumer-errors:"
+# Hash per group: stream -> where the group was created ({"startId", "startedAtId", "at"}).
+CONSUMER_GROUP_START_PREFIX = "fleet:consumer-group-start:"
+# Where a new group starts: "$" only entries added from now on (a week of history must
+# not replay a week of actions), "0" the whole stream, or an entry id.
+DEFAULT_START_ID = "$"
 DEFAULT_CONSUMER_GROUP = "connector-fleet"
 DEFAULT_MAX_IN_FLIGHT = 64
 DEFAULT_CLAIM_IDLE_MS = 30_000
@@ -106,6 +111,10 @@ def dead_letter_stream(stream: str) -> str:
 
 def consumer_heartbeat_key(group: str, consumer: str) -> str:
     return f"{CONSUMER_HEARTBEAT_PREFIX}{group}:{consumer}"
+
+
+def consumer_group_start_key(group: str) -> str:
+    return f"{CONSUMER_GROUP_START_PREFIX}{group}"
 
 
 def consumer_errors_key(group: str, stream: str) -> str:

@@ -54,6 +54,13 @@ class RedisServer:
         self._wait_until_ready()
         return self
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (tests freeze it with SIGSTOP, thaw it with SIGCONT)."""
+        if self._process is None:
+            raise RuntimeError("the Redis server is not running")
+        return self._process.pid
+
     def _wait_until_ready(self, timeout_s: float = 10.0) -> None:
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
         deadline = time.monotonic() + timeout_s

@@ -37,7 +37,12 @@ from framework.consuming import (
     ResourcePolicy,
     is_retryable,
 )
-from framework.core import PermanentSourceError, StaleFencingTokenError, TransientSourceError
+from framework.core import (
+    PermanentSourceError,
+    StaleFencingTokenError,
+    TransientSourceError,
+    outside_deadline,
+)
 from framework.trust import FencingGuard
 
 VALVE_CONTROL_ID = "valve_control"
@@ -93,7 +98,9 @@ class _Valves:
             raise ValueError(f"valve_control: action must be OPEN or CLOSE, "
                              f"not {params.get('action')!r}")
         if context.fencing_token is not None:
-            await FencingGuard(context.redis).accept(address.target, context.fencing_token)
+            # Our Redis, not the device: a Redis stall is not the device's time.
+            with outside_deadline():
+                await FencingGuard(context.redis).accept(address.target, context.fencing_token)
         async with _connected(address) as client:
             response = await client.write_coil(address.coil, _COMMANDS[action],
                                                device_id=address.unit_id)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from framework.core.deadlines import Deadlines
+from framework.core.deadlines import Deadlines, outside_deadline
 
 RESOLUTION_S = 0.02
 
@@ -119,3 +119,20 @@ def test_one_instance_serves_successive_event_loops() -> None:
 def test_a_resolution_must_be_positive() -> None:
     with pytest.raises(ValueError, match="resolution_s must be positive, got 0"):
         Deadlines(0)
+
+
+async def test_time_outside_the_deadline_is_not_counted_and_the_rest_still_is() -> None:
+    deadlines = Deadlines(RESOLUTION_S)
+    with deadlines.after(0.1):
+        with outside_deadline():
+            await asyncio.sleep(0.3)  # three timeouts, on our own infrastructure
+        await asyncio.sleep(0.01)  # within what is left
+    with pytest.raises(TimeoutError), deadlines.after(0.1):
+        with outside_deadline():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(5)  # the time left still bounds the target
+
+
+async def test_outside_any_deadline_outside_deadline_does_nothing() -> None:
+    with outside_deadline():
+        await asyncio.sleep(0)

@@ -243,7 +243,7 @@ def test_metrics_and_status_show_the_group_its_lag_and_pending(
     (tmp_path / "connectors.json").write_text('{"connectors": []}')
     status = fleet("--config", str(tmp_path / "connectors.json"), "status")
     [row] = [line for line in status.splitlines() if line.startswith(STREAM)]
-    assert row.split()[:6] == [STREAM, GROUP, "2", "3", "watched", "2"]
+    assert row.split()[:7] == [STREAM, GROUP, "0", "2", "3", "watched", "2"]
     assert row.endswith("live")
 
 

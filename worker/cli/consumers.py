@@ -4,6 +4,7 @@ groups: pending, lag, consumers; pruning dead consumers)."""
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from framework.core import (
     DEFAULT_CONSUMER_GROUP,
     DEFAULT_MAX_DELIVERIES,
     DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_START_ID,
 )
 from worker.cli.output import Confirm, Console
 from worker.cli.session import Session, redis_command
@@ -25,8 +27,8 @@ from worker.ops import GroupInfo, prunable_consumers, read_consumer_groups
 if TYPE_CHECKING:
     from worker.cli.session import Subparsers
 
-GROUP_COLUMNS = ("STREAM", "GROUP", "PENDING", "LAG", "CONSUMER", "ITS PENDING", "IDLE",
-                 "HEARTBEAT")
+GROUP_COLUMNS = ("STREAM", "GROUP", "START", "PENDING", "LAG", "CONSUMER", "ITS PENDING",
+                 "IDLE", "HEARTBEAT")
 
 
 def add_consume_command(commands: Subparsers) -> None:
@@ -53,8 +55,11 @@ def add_consume_command(commands: Subparsers) -> None:
     consume.add_argument("--dead-letter-stream", default="{stream}:dlq",
                          help="dead-letter stream name; {stream} is replaced "
                               "(default: {stream}:dlq)")
-    consume.add_argument("--start-id", default="$",
-                         help="where a new group starts: $ new entries only (default), 0 all")
+    consume.add_argument("--start-id", default=os.environ.get("CONSUMER_START_ID",
+                                                              DEFAULT_START_ID),
+                         help="where a NEW group starts (an existing one keeps its position): "
+                              "$ only entries added from now on, 0 the whole stream, or an "
+                              "entry id (default: $CONSUMER_START_ID, else $)")
     consume.add_argument("--rules", default=None,
                          help="rules file (default: $RULES_PATH, else rules.json beside "
                               "connectors.json)")
@@ -109,9 +114,9 @@ def group_rows(groups: Sequence[GroupInfo]) -> list[tuple[str, ...]]:
     for g in groups:
         lag = "?" if g.lag is None else str(g.lag)
         if not g.consumers:
-            rows.append((g.stream, g.name, str(g.pending), lag, "-", "-", "-", "-"))
+            rows.append((g.stream, g.name, g.start(), str(g.pending), lag, "-", "-", "-", "-"))
         for c in g.consumers:
-            rows.append((g.stream, g.name, str(g.pending), lag, c.name, str(c.pending),
+            rows.append((g.stream, g.name, g.start(), str(g.pending), lag, c.name, str(c.pending),
                          f"{c.idle_ms / 1000:.1f}s", "live" if c.alive else "no heartbeat"))
     return rows
 

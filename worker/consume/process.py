@@ -171,7 +171,7 @@ class ConsumerProcess:
                                       logger=self._log, gauge=call_metrics.breaker_state)
         deps = ExecutionDeps(redis=self._redis, clock=self._clock, logger=self._log,
                              breakers=self._breakers, deadlines=Deadlines(),
-                             call_metrics=call_metrics)
+                             call_metrics=call_metrics, reschedule_retries=True)
         key_path = self._settings.audit_signing_key
         trust_source = TrustStoreSource()
         try:

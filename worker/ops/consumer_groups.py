@@ -11,7 +11,7 @@ import orjson
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from framework.core import consumer_heartbeat_key
+from framework.core import consumer_group_start_key, consumer_heartbeat_key
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,25 @@ class GroupInfo:
     lag: int | None  # None: Redis cannot tell (entries deleted in the range)
     last_delivered_id: str
     consumers: tuple[ConsumerInfo, ...]
+    # Where the group was created (recorded by the consumer that created it); None when
+    # unknown (created by another tool, or before this was recorded).
+    start_id: str | None = None
+    started_at_id: str | None = None
+
+    def start(self) -> str:
+        """``$@1700000000000-0``: the setting and the id it resolved to (one word: a
+        table column)."""
+        if self.start_id is None:
+            return "unknown"
+        if self.started_at_id in (self.start_id, f"{self.start_id}-0"):  # "0" is "0-0"
+            return self.start_id
+        return f"{self.start_id}@{self.started_at_id}"
 
     def as_json(self) -> dict[str, Any]:
         return {
             "stream": self.stream, "group": self.name, "pending": self.pending, "lag": self.lag,
             "lastDeliveredId": self.last_delivered_id,
+            "startId": self.start_id, "startedAtId": self.started_at_id,
             "consumers": [{"name": c.name, "pending": c.pending, "idleMs": c.idle_ms,
                            "alive": c.alive, "inFlight": c.in_flight} for c in self.consumers],
         }
@@ -88,7 +102,10 @@ async def _group(redis: Redis, stream: str, raw: dict[str, Any]) -> GroupInfo:
             idle_ms=int(consumer["idle"]), alive=beat is not None,
             in_flight=int(orjson.loads(beat)["inFlight"]) if beat else None))
     lag = raw.get("lag")
+    start = await redis.hget(consumer_group_start_key(name), stream)
+    started: dict[str, Any] = orjson.loads(start) if start else {}
     return GroupInfo(stream=stream, name=name, pending=int(raw["pending"]),
                      lag=None if lag is None else int(lag),
                      last_delivered_id=str(raw["last-delivered-id"]),
-                     consumers=tuple(consumers))
+                     consumers=tuple(consumers), start_id=started.get("startId"),
+                     started_at_id=started.get("startedAtId"))

@@ -44,6 +44,9 @@ class ExecutionDeps:
     deadlines: Deadlines
     # connector_call_duration_ms; None: calls are not measured.
     call_metrics: CallMetrics | None
+    # True under a stream consumer: a failed attempt is retried by redelivering the entry
+    # after its backoff (RetryLaterError), not by waiting in an in-flight slot.
+    reschedule_retries: bool = False
 
     def context_for(self, request: CallRequest, capability_key: str) -> CallContext:
         """What the handler (and the capability's state read) of ``request`` gets."""
@@ -72,7 +75,8 @@ class RegistryExecutor:
         deps = self._deps
         return await invoke(spec, request.params, deps.context_for(request, spec.key),
                             breakers=deps.breakers, policy=policy_for(spec.policy, request),
-                            metrics=deps.call_metrics, deadlines=deps.deadlines)
+                            metrics=deps.call_metrics, deadlines=deps.deadlines,
+                            reschedule=deps.reschedule_retries)
 
     def _spec_for(self, request: CallRequest) -> CapabilitySpec:
         try:

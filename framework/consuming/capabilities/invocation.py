@@ -9,8 +9,15 @@ under its :class:`~framework.consuming.capabilities.spec.CallPolicy`:
 * a failure the policy calls retryable is retried after 1 s, 2 s, 4 s... (on
   the context's clock, so tests do not wait); a ``Retry-After`` longer than
   the delay is honoured up to ``backoff_max_s``;
+* with ``reschedule``, a retryable failure does not wait here: it raises
+  :class:`~framework.core.errors.RetryLaterError` with the delay, and the consumer
+  redelivers the entry after it without holding an in-flight slot meanwhile;
 * a non-retryable failure raises :class:`~framework.core.errors.PermanentCallError`
   at once (a dead letter);
+* a Redis failure inside the handler (our infrastructure, not the target) is raised
+  at once as :class:`~framework.core.errors.RedisUnavailableError`: not retried here,
+  not counted by the breaker (the entry comes back once Redis does). Redis waits
+  inside a handler run under ``outside_deadline()``: they do not use the call's timeout;
 * every retryable failure counts against the breaker of the capability (and
   target host); while it is open the call is not attempted:
   :class:`~framework.core.errors.CircuitOpenError` (retryable: the entry comes back
@@ -28,17 +35,27 @@ from functools import cache
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
+from redis import exceptions as redis_errors
 
 from framework.consuming.capabilities.breaker import BreakerBoard, breaker_state_gauge
 from framework.consuming.capabilities.spec import CallContext, CallPolicy, CapabilitySpec
+from framework.core.connections import is_out_of_memory
 from framework.core.deadlines import Deadlines
 from framework.core.errors import (
     CallFailedError,
     CircuitOpenError,
     DeadLetterError,
     PermanentCallError,
+    RedisUnavailableError,
+    RetryLaterError,
     TransientSourceError,
 )
+
+# Redis failing under a handler: the fleet's own infrastructure, never the target's fault
+# (not OSError: a device's refused connection is one).
+_REDIS_FAILURES = (redis_errors.ConnectionError, redis_errors.TimeoutError,
+                   redis_errors.BusyLoadingError, redis_errors.ReadOnlyError,
+                   RedisUnavailableError)
 
 _DURATION_BUCKETS_MS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 
@@ -83,10 +100,12 @@ async def invoke(
     breakers: BreakerBoard | None = None,
     policy: CallPolicy | None = None,
     metrics: CallMetrics | None = None,
+    reschedule: bool = False,
 ) -> Any:
     """The handler's result, after as many attempts as the policy allows. ``deadlines``:
     the process's timer set (one timer for many calls); ``breakers`` None: no breaker;
-    ``policy`` None: the capability's own."""
+    ``policy`` None: the capability's own; ``reschedule``: one attempt, a retry is the
+    caller's (:class:`RetryLaterError`)."""
     policy = policy or spec.policy
     breaker_key = spec.breaker_key(params)
     retry = 0
@@ -98,6 +117,9 @@ async def invoke(
             with deadlines.after(policy.timeout_s):
                 result = await _attempt(spec, params, context)
         except Exception as exc:
+            if _is_redis_failure(exc):
+                _observe(metrics, spec, "redis_unavailable", started)
+                raise _redis_unavailable(spec, exc) from exc
             status = "timeout" if isinstance(exc, TimeoutError) else "error"
             _observe(metrics, spec, status, started)
             retryable = policy.retryable(exc)
@@ -114,6 +136,10 @@ async def invoke(
                 ) from exc
             retry += 1
             delay_s = _delay_s(policy, retry, exc)
+            if reschedule:
+                raise RetryLaterError(f"attempt failed, retry in {delay_s:g} s: "
+                                      f"{_describe(exc)}", capability=spec.key,
+                                      retry_in_s=delay_s) from exc
             context.logger.warning(
                 "capability_call_retrying", capability=spec.key, attempt=retry,
                 retry_in_s=delay_s, error=_describe(exc),
@@ -152,6 +178,17 @@ def _delay_s(policy: CallPolicy, retry: int, exc: BaseException) -> float:
     if isinstance(exc, TransientSourceError) and exc.retry_after_s:
         delay_s = min(policy.backoff_max_s, max(delay_s, exc.retry_after_s))
     return delay_s
+
+
+def _is_redis_failure(exc: BaseException) -> bool:
+    return isinstance(exc, _REDIS_FAILURES) or is_out_of_memory(exc)
+
+
+def _redis_unavailable(spec: CapabilitySpec, exc: Exception) -> RedisUnavailableError:
+    if isinstance(exc, RedisUnavailableError):
+        return exc
+    return RedisUnavailableError(f"capability {spec.key}: Redis unavailable during the "
+                                 f"call: {_describe(exc)}")
 
 
 def _permanent(spec: CapabilitySpec, exc: Exception, *, attempts: int) -> DeadLetterError:

@@ -27,7 +27,7 @@ from framework.consuming.metrics import ConsumerMetrics
 from framework.consuming.options import ConsumerOptions, order_key
 from framework.core.cancellation import cancel_and_wait
 from framework.core.clock import Clock
-from framework.core.errors import DeadLetterError
+from framework.core.errors import DeadLetterError, RetryLaterError
 from framework.core.logs import Logger
 
 _RETRY_DELAY_MAX_S = 30.0
@@ -83,7 +83,8 @@ class Consumer:
         self._log.info("consumer_started", streams=list(self.options.streams),
                        max_in_flight=self.options.max_in_flight,
                        claim_idle_ms=self.options.claim_idle_ms,
-                       max_deliveries=self.options.max_deliveries, order_by=self.options.order_by)
+                       max_deliveries=self.options.max_deliveries, order_by=self.options.order_by,
+                       start_id=self.options.start_id)
         try:
             await self._reader.read_until_stopped()
             await drain(self._ctx, self._in_flight)
@@ -143,7 +144,10 @@ class Consumer:
             await self._settler.record_error(delivery, error)
             self._ctx.count(delivery.stream, "failed")
             if work.key is None:
-                return  # stays pending: reclaimed after claim_idle_ms, by us or another
+                # Stays pending: redelivered after the call's backoff without holding a
+                # slot meanwhile, else reclaimed after claim_idle_ms, by us or another.
+                self._reschedule(delivery, error)
+                return
             redelivered = await self._retry_in_place(delivery)
             if redelivered is None:
                 return
@@ -175,6 +179,16 @@ class Consumer:
             return exc, ()
         return None, writes or ()
 
+    def _reschedule(self, delivery: Delivery, error: Exception) -> None:
+        retry_in_s = _retry_in_s(error)
+        if retry_in_s is None:
+            return
+        # The call's first backoff, doubled per delivery (as its own retries would).
+        delay_s = min(_RETRY_DELAY_MAX_S, retry_in_s * 2 ** (delivery.delivery_count - 1))
+        self._log.info("entry_retry_scheduled", delay_s=delay_s,
+                       delivery_count=delivery.delivery_count)
+        self._in_flight.delay(delivery, self._ctx.clock.monotonic() + delay_s)
+
     async def _retry_in_place(self, delivery: Delivery) -> Delivery | None:
         """Deliver the entry again to this consumer after a backoff, counted by Redis
         (XCLAIM without JUSTID); None if it is no longer ours."""
@@ -189,3 +203,14 @@ class Consumer:
             return None
         return member.delivery(delivery.stream, delivery.entry_id, delivery.fields,
                                delivery.delivery_count + 1)
+
+
+def _retry_in_s(error: BaseException) -> float | None:
+    """The backoff a failed call asked for (:class:`RetryLaterError`, or what caused
+    ``error``); None if it did not."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, RetryLaterError):
+            return seen.retry_in_s
+        seen = seen.__cause__ or seen.__context__
+    return None

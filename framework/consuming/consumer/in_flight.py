@@ -1,5 +1,6 @@
-"""``InFlight``: the entries one consumer holds, their order per key, and the signals
-of its run (something settled, stop requested, stop forced)."""
+"""``InFlight``: the entries one consumer holds, their order per key, the entries
+waiting out a retry's backoff (still ours, holding no slot), and the signals of its
+run (something settled, stop requested, stop forced)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ class InFlight:
         self._work: dict[tuple[str, str], Work] = {}
         self._waiting: dict[str, deque[Work]] = {}  # key -> entries behind the running one
         self._abandoned: list[Delivery] = []  # cancelled before they settled
+        # Failed attempts to redeliver at a monotonic time: pending and ours (heartbeat),
+        # not counted against max_in_flight.
+        self._delayed: dict[tuple[str, str], tuple[float, Delivery]] = {}
         self.changed = asyncio.Event()  # an entry finished, or the run must end
         self.stopping = False
         self.forced = False
@@ -64,14 +68,33 @@ class InFlight:
         return following
 
     def held_ids(self, stream: str) -> set[str]:
-        return {entry_id for s, entry_id in self._work if s == stream}
+        return {entry_id for s, entry_id in [*self._work, *self._delayed] if s == stream}
+
+    def delay(self, delivery: Delivery, due_s: float) -> None:
+        """Keep ``delivery`` (pending, ours) for a redelivery at ``due_s``, holding no slot."""
+        self._delayed[(delivery.stream, delivery.entry_id)] = (due_s, delivery)
+        self.changed.set()
+
+    def next_due_s(self) -> float | None:
+        return min((due_s for due_s, _ in self._delayed.values()), default=None)
+
+    def take_due(self, now_s: float, limit: int) -> list[Delivery]:
+        """Up to ``limit`` delayed entries whose time has come, oldest due first."""
+        due = sorted((item for item in self._delayed.items() if item[1][0] <= now_s),
+                     key=lambda item: item[1][0])[:limit]
+        for address, _ in due:
+            del self._delayed[address]
+        return [delivery for _, (_, delivery) in due]
 
     def unsettled_by_stream(self) -> dict[str, list[str]]:
-        """The entries held and not being settled, by stream (what a heartbeat keeps)."""
+        """The entries held and not being settled, and the delayed ones, by stream
+        (what a heartbeat keeps ours)."""
         by_stream: dict[str, list[str]] = defaultdict(list)
         for (stream, entry_id), work in list(self._work.items()):
             if not work.settling:
                 by_stream[stream].append(entry_id)
+        for stream, entry_id in self._delayed:
+            by_stream[stream].append(entry_id)
         return by_stream
 
     def is_unsettled(self, stream: str, entry_id: str) -> bool:
@@ -81,7 +104,8 @@ class InFlight:
     def leftovers_by_stream(self) -> dict[str, list[str]]:
         """The entries taken and not settled (cancelled or still held), by stream."""
         by_stream: dict[str, list[str]] = defaultdict(list)
-        for delivery in self._abandoned + [w.delivery for w in self._work.values()]:
+        delayed = [delivery for _, delivery in self._delayed.values()]
+        for delivery in self._abandoned + delayed + [w.delivery for w in self._work.values()]:
             by_stream[delivery.stream].append(delivery.entry_id)
         return by_stream
 

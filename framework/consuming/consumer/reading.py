@@ -17,6 +17,7 @@ from framework.consuming.consumer.in_flight import InFlight
 from framework.consuming.consumer.settling import Settler
 from framework.consuming.dead_letters import Failure
 from framework.consuming.delivery import Delivery
+from framework.consuming.entries import Fields, Undecodable
 from framework.core.connections import redis_failures
 
 # (stream, entry id, fields, delivery count) -> the delivery, held and started.
@@ -41,13 +42,22 @@ class Reader:
         while not self._in_flight.stopping:
             try:
                 for stream in self._options.streams:
-                    if await self._ctx.member.create_group(stream,
-                                                           start_id=self._options.start_id):
-                        self._log.info("group_created", stream=stream,
-                                       start_id=self._options.start_id)
+                    await self._ensure_group(stream)
                 return
             except REDIS_DOWN as exc:
                 await self._in_flight.pause(self._ctx.backoff.next_pause_s("create_group", exc))
+
+    async def _ensure_group(self, stream: str) -> None:
+        start_id = self._options.start_id
+        started_at = await self._ctx.member.create_group(stream, start_id=start_id,
+                                                         at_s=self._ctx.clock.time())
+        if started_at is not None:
+            # "$" skips what the stream already holds: say so, with the id it resolved to.
+            self._log.info("group_created", stream=stream, start_id=start_id,
+                           started_at_id=started_at)
+        else:
+            self._log.info("group_joined", stream=stream,
+                           start_id_ignored=start_id, reason="the group exists already")
 
     async def read_until_stopped(self) -> None:
         in_flight = self._in_flight
@@ -72,6 +82,7 @@ class Reader:
                 await self.ensure_groups()
 
     async def _take_entries(self) -> None:
+        await self._redeliver_due()
         await self._reclaim_due()
         if self._in_flight.capacity() and not self._in_flight.stopping:
             read = await self._read_new()
@@ -87,7 +98,11 @@ class Reader:
                                               block_ms=self._block_ms())
         dispatch = self._dispatch
         self._observe_received([dispatch(stream, entry_id, fields, 1)
-                                for stream, entry_id, fields in entries])
+                                for stream, entry_id, fields in entries
+                                if not isinstance(fields, Undecodable)])
+        for stream, entry_id, fields in entries:
+            if isinstance(fields, Undecodable):
+                await self._dead_letter_undecodable(stream, entry_id, fields, 1)
         return len(entries)
 
     def _read_plan(self, capacity: int) -> list[str]:
@@ -100,8 +115,24 @@ class Reader:
         return [streams[(start + i) % len(streams)] for i in range(capacity)]
 
     def _block_ms(self) -> int:
-        until_claim_s = min(self._next_claim_s.values()) - self._ctx.clock.monotonic()
-        return max(1, min(self._options.block_ms, int(until_claim_s * 1000)))
+        wake_s = min(self._next_claim_s.values())
+        next_due_s = self._in_flight.next_due_s()
+        if next_due_s is not None:
+            wake_s = min(wake_s, next_due_s)
+        until_s = wake_s - self._ctx.clock.monotonic()
+        return max(1, min(self._options.block_ms, int(until_s * 1000)))
+
+    async def _redeliver_due(self) -> None:
+        """Entries whose retry backoff is over: delivered to us again (Redis counts it)."""
+        in_flight = self._in_flight
+        for delivery in in_flight.take_due(self._ctx.clock.monotonic(), in_flight.capacity()):
+            if not await self._ctx.member.redeliver(delivery):
+                self._log.warning("entry_lost", stream=delivery.stream,
+                                  entry_id=delivery.entry_id,
+                                  reason="no longer pending for this consumer")
+                continue
+            self._dispatch(delivery.stream, delivery.entry_id, delivery.fields,
+                           delivery.delivery_count + 1)
 
     def _observe_received(self, deliveries: list[Delivery]) -> None:
         if self._ctx.metrics is not None and deliveries:
@@ -128,15 +159,26 @@ class Reader:
             await self._take_over(stream, entry_id, fields, count_)
         return claimed.more
 
-    async def _take_over(self, stream: str, entry_id: str, fields: dict[str, str],
+    async def _take_over(self, stream: str, entry_id: str, fields: Fields,
                          count: int) -> None:
         self._log.info("entry_reclaimed", stream=stream, entry_id=entry_id, delivery_count=count)
         self._ctx.count(stream, "reclaimed")
+        if isinstance(fields, Undecodable):
+            await self._dead_letter_undecodable(stream, entry_id, fields, count)
+            return
         if count <= self._options.max_deliveries:
             self._observe_received([self._dispatch(stream, entry_id, fields, count)])
             return
         delivery = self._ctx.member.delivery(stream, entry_id, fields, count)
         await self._settler.dead_letter(delivery, await self._abandoned_failure(delivery))
+
+    async def _dead_letter_undecodable(self, stream: str, entry_id: str,
+                                       fields: Undecodable, count: int) -> None:
+        """Not UTF-8: no handler can read it, and retrying will not change its bytes."""
+        delivery = self._ctx.member.delivery(stream, entry_id, fields.readable(), count)
+        failure = Failure(reason=fields.reason(stream, entry_id),
+                          error_type="UndecodableEntry", attempts=count)
+        await self._settler.dead_letter(delivery, failure, undecodable=fields)
 
     async def _abandoned_failure(self, delivery: Delivery) -> Failure:
         """Why an entry delivered too many times is dead-lettered: its last error, if any."""

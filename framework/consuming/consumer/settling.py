@@ -13,6 +13,7 @@ from functools import partial
 from framework.consuming.consumer.context import REDIS_DOWN, ConsumerContext, describe_error
 from framework.consuming.dead_letters import Failure
 from framework.consuming.delivery import AckWrite, Delivery
+from framework.consuming.entries import Undecodable
 from framework.core.cancellation import cancel_and_wait
 
 # After a forced stop, how long the acknowledgements already on their way may take.
@@ -80,10 +81,12 @@ class Settler:
             self._log.warning("acks_abandoned", waited_s=_ACK_FINISH_S)
             await cancel_and_wait(flusher)
 
-    async def dead_letter(self, delivery: Delivery, failure: Failure) -> None:
+    async def dead_letter(self, delivery: Delivery, failure: Failure, *,
+                          undecodable: Undecodable | None = None) -> None:
         member = self._ctx.member
         letter_id = await self._ctx.settle(
-            lambda: member.dead_letter(delivery, failure, at_s=self._ctx.clock.time()))
+            lambda: member.dead_letter(delivery, failure, at_s=self._ctx.clock.time(),
+                                       undecodable=undecodable))
         if letter_id is None:
             self._log.warning("entry_already_settled", delivery_count=delivery.delivery_count)
             return

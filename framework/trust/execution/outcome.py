@@ -53,6 +53,8 @@ class OutcomeStep:
                 f"{'done' if ok else 'FAILED'}", strategy=strategy, rollback_ok=ok,
                 rule=call.rule, step=call.step) from None
         except Exception as exc:
+            # A failed attempt retried by redelivery (RetryLaterError) is recorded and
+            # undone like any handler failure: whether it acted is unknown.
             if _caused_by(exc, CircuitOpenError):
                 raise
             await self._fail(call, stage="handler", reason=str(exc),

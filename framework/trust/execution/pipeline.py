@@ -12,7 +12,7 @@ process's :class:`ExecutionDeps`, the same ones the unsigned executor gets.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from framework.consuming.capabilities.executor import ExecutionDeps, RegistryExecutor
 from framework.consuming.capabilities.registry import CapabilityRegistry
@@ -51,7 +51,9 @@ def build_safe_executor(registry: CapabilityRegistry, deps: ExecutionDeps,
     """The signed catalog's executor over ``registry``'s capabilities."""
     invoker = RegistryExecutor(registry, deps)
     state = StateReader(deps)
-    rollback = Rollback(trust.catalog, invoker, trust.audit, deps.logger)
+    # A rollback runs to its end now (its retries in place): no redelivery would resume it.
+    undo = RegistryExecutor(registry, replace(deps, reschedule_retries=False))
+    rollback = Rollback(trust.catalog, undo, trust.audit, deps.logger)
     alerts = AlertStream(deps.redis, deps.clock, trust.alerts_stream)
     acting = OutcomeStep(trust.audit, state, rollback, alerts, trust.metrics, deps.clock,
                          PostconditionStep(state, deps.clock, invoker))
