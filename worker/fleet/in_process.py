@@ -2,7 +2,10 @@
 task of one process, each still with its own lease, state and schedule.
 
 The same :class:`~worker.connector.ConnectorWorker` as ``connector-run`` runs each
-connector; they share one Redis connection pool and one Prometheus registry.
+connector; they share one Redis connection pool and one Prometheus registry. The
+pool is sized from the fleet (``pool_size_for``: 3 per enabled connector + 16) and
+grows on reload: with redis-py's default of 100, 200 connectors were refused
+connections ("Too many connections") and lost their leases while Redis was healthy.
 One process costs about one connector's memory instead of one per connector
 (measured by ``connector-fleet bench fleet``), at the price of isolation: a connector that
 blocks the event loop or exhausts memory affects the others.
@@ -18,7 +21,7 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
-from framework.core import ConfigError
+from framework.core import ConfigError, grow_pool, pool_size_for
 from framework.polling import FleetConfig, PrometheusMetrics
 from worker.connector import ConnectorWorker
 from worker.exit_codes import ExitCode
@@ -47,6 +50,7 @@ class InProcessFleet:
         problems = self._registry.check(self.fleet)
         if problems:
             raise ConfigError("; ".join(problems))
+        self._size_redis_pool()
 
     async def run(self) -> ExitCode:
         # Spread the first polls over each connector's interval: started together,
@@ -72,11 +76,19 @@ class InProcessFleet:
             self._log.error("reload_rejected", reason=str(exc))
             return
         self.fleet = fleet
+        self._size_redis_pool()
         for worker in self.workers.values():
             worker.request_reload()
         for config in fleet.enabled():
             if config.name not in self._tasks:
                 self._launch(config.name)
+
+    def _size_redis_pool(self) -> None:
+        """Enough connections for every enabled connector's poll, lease renewal and
+        metrics at once, so that a renewal is never refused behind the polls."""
+        enabled = len(self.fleet.enabled())
+        size = grow_pool(self._runtime.redis, pool_size_for(enabled))
+        self._log.info("redis_pool_sized", max_connections=size, connectors=enabled)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         details = {name: worker.health()[1] for name, worker in self.workers.items()}
