@@ -82,6 +82,7 @@ class ConnectorWorker:
         self.started_at_s = self._clock.time()
         self.last_success_s: float | None = None
         self.last_outcome: PollOutcome | None = None
+        self.degraded = False  # every item of the last poll that fetched any failed
         self._redis_gave_up = False  # --once: Redis did not answer
         # Set by start().
         self.lease: Lease
@@ -303,6 +304,8 @@ class ConnectorWorker:
                 self._backoff.reset()
                 self.last_success_s = self._clock.time()
                 self._prom.last_success.labels(self.name).set(self.last_success_s)
+                if not outcome.summary.not_modified:
+                    self.degraded = outcome.summary.all_items_failed
                 self._log.info("poll_completed", duration_ms=round(duration_s * 1000, 1),
                                start_delay_ms=round(start_delay_s * 1000, 1),
                                **summary_fields(outcome.summary))
@@ -350,4 +353,7 @@ class ConnectorWorker:
         healthy = self._clock.time() - reference <= horizon + self.config.request_timeout_ms / 1000
         if not healthy:
             details["reason"] = f"no successful poll within {_HEALTHY_INTERVALS} intervals"
+        elif self.degraded:
+            healthy = False
+            details["reason"] = "every item failed in the last poll (none published)"
         return healthy, details
