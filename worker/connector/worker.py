@@ -38,6 +38,7 @@ from worker.connector.poll import (
     redis_error_kind,
     summary_fields,
 )
+from worker.connector.renewer import LeaseRenewer
 from worker.connector.schedule import RedisBackoff, next_slot
 from worker.connector.setup import ConnectorSetup
 from worker.exit_codes import ExitCode
@@ -65,6 +66,7 @@ class ConnectorWorker:
         once: bool = False,
         first_poll_delay_s: float = 0.0,
         context_extras: dict[str, Any] | None = None,
+        renewer: LeaseRenewer | None = None,
     ) -> None:
         self.name = name
         self._runtime = runtime
@@ -73,6 +75,7 @@ class ConnectorWorker:
         self._prom = metrics
         self._once = once
         self._first_poll_delay_s = first_poll_delay_s
+        self._renewer = renewer
         self._setup = ConnectorSetup(name, runtime, context_extras or {})
         self._backoff = RedisBackoff()
         self._wake = asyncio.Event()
@@ -217,7 +220,9 @@ class ConnectorWorker:
     # -- active ------------------------------------------------------------------
 
     async def _lead(self) -> None:
-        keeper = asyncio.create_task(self._keep_lease(), name=f"lease-keeper:{self.name}")
+        keep = self._keep_lease() if self._renewer is None else self._await_lease_loss(
+            self._renewer)
+        keeper = asyncio.create_task(keep, name=f"lease-keeper:{self.name}")
         try:
             await self._poll_loop()
         finally:
@@ -243,11 +248,31 @@ class ConnectorWorker:
                     self._log.warning("lease_renew_failed", error=str(exc))
                     continue
                 self._log.warning("lease_expired_while_redis_unavailable", error=str(exc))
-            self.lease.held = False
-            self._prom.lease_held.labels(self.name).set(0)
-            self._polls.cancel()
-            self._wake.set()
+            self._lease_gone()
             return
+
+    async def _await_lease_loss(self, renewer: LeaseRenewer) -> None:
+        """The renewer renews; this waits for it to say the lease is lost."""
+        lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def on_lost(event: str) -> None:
+            if not lost.done():
+                lost.set_result(event)
+
+        renewer.keep(self.lease, on_lost)
+        try:
+            event = await lost
+        finally:
+            renewer.drop(self.lease)
+        self._log.warning(event)
+        self._lease_gone()
+
+    def _lease_gone(self) -> None:
+        """Stop the current poll at once; the loop goes back to standby."""
+        self.lease.held = False
+        self._prom.lease_held.labels(self.name).set(0)
+        self._polls.cancel()
+        self._wake.set()
 
     # -- schedule ------------------------------------------------------------------
 

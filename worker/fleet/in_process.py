@@ -25,6 +25,7 @@ from framework.core import ConfigError, grow_pool, pool_size_for
 from framework.polling import FleetConfig, PrometheusMetrics
 from worker.connector import ConnectorWorker
 from worker.exit_codes import ExitCode
+from worker.fleet.lease_renewals import LeaseRenewals
 from worker.runtime import Runtime
 
 _RESTART_DELAY_S = 1.0
@@ -43,6 +44,9 @@ class InProcessFleet:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._done = asyncio.Event()
+        # Every lease renewed on one thread: a busy event loop cannot let them expire.
+        self._renewals = LeaseRenewals(runtime.redis_url, clock=runtime.clock,
+                                       logger=runtime.logger)
 
     async def start(self) -> None:
         """Read and check the configuration; raises ConfigError."""
@@ -56,10 +60,14 @@ class InProcessFleet:
         # Spread the first polls over each connector's interval: started together,
         # they would otherwise all poll in the same instant on this one event loop.
         enabled = self.fleet.enabled()
-        for index, config in enumerate(enabled):
-            self._launch(config.name, index / len(enabled) * config.poll_interval_ms / 1000)
-        self._log.info("fleet_started", connectors=sorted(self._tasks), mode="in-process")
-        await self._done.wait()
+        self._renewals.start()
+        try:
+            for index, config in enumerate(enabled):
+                self._launch(config.name, index / len(enabled) * config.poll_interval_ms / 1000)
+            self._log.info("fleet_started", connectors=sorted(self._tasks), mode="in-process")
+            await self._done.wait()
+        finally:
+            await asyncio.to_thread(self._renewals.close)
         return ExitCode.OK
 
     def request_stop(self) -> None:
@@ -105,7 +113,8 @@ class InProcessFleet:
         try:
             while not self._stopping:
                 worker = ConnectorWorker(name, replace(self._runtime, logger=log), self._metrics,
-                                         first_poll_delay_s=first_poll_delay_s)
+                                         first_poll_delay_s=first_poll_delay_s,
+                                         renewer=self._renewals)
                 try:
                     await worker.start()
                 except ConfigError as exc:
