@@ -6,6 +6,8 @@ connector; they share one Redis connection pool and one Prometheus registry. The
 pool is sized from the fleet (``pool_size_for``: 3 per enabled connector + 16) and
 grows on reload: with redis-py's default of 100, 200 connectors were refused
 connections ("Too many connections") and lost their leases while Redis was healthy.
+Every lease is renewed on a thread of its own (:class:`LeaseRenewals`), so a loop
+too busy to start polls on time still renews them before their TTL runs out.
 One process costs about one connector's memory instead of one per connector
 (measured by ``connector-fleet bench fleet``), at the price of isolation: a connector that
 blocks the event loop or exhausts memory affects the others.
