@@ -16,7 +16,10 @@ from framework.core.clock import (
 from framework.core.connections import (
     UNAVAILABLE,
     create_redis,
+    grow_pool,
     is_out_of_memory,
+    pool_size_for,
+    redis_failures,
 )
 from framework.core.deadlines import (
     Deadlines,
@@ -155,6 +158,9 @@ __all__ = [
     "configure_logging",
     "consumer_heartbeat_key",
     "create_redis",
+    "grow_pool",
+    "pool_size_for",
+    "redis_failures",
     "get_logger",
     "is_out_of_memory",
     "is_secret_key",

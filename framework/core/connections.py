@@ -22,8 +22,31 @@ UNAVAILABLE = (
 )
 
 
-def create_redis(url: str, *, client_name: str | None = None) -> Redis:
-    """A client with bounded retries on connection errors and sane timeouts."""
+# Redis connections one connector may hold at once: its poll (state, commit), its
+# lease renewal and its metrics write; plus a few for the ops API and reloads.
+CONNECTIONS_PER_CONNECTOR = 3
+SPARE_CONNECTIONS = 16
+
+
+def pool_size_for(connectors: int) -> int:
+    """The connection pool a process running ``connectors`` workers needs so that
+    none of them is ever refused a connection ("Too many connections")."""
+    return connectors * CONNECTIONS_PER_CONNECTOR + SPARE_CONNECTIONS
+
+
+def grow_pool(redis: Redis, max_connections: int) -> int:
+    """Raise the client's pool limit to at least ``max_connections`` (never lower it:
+    connections in use stay valid); the limit now in force."""
+    pool = redis.connection_pool
+    pool.max_connections = max(pool.max_connections, max_connections)
+    return pool.max_connections
+
+
+def create_redis(
+    url: str, *, client_name: str | None = None, max_connections: int | None = None
+) -> Redis:
+    """A client with bounded retries on connection errors and sane timeouts.
+    ``max_connections``: the pool's limit (redis-py's default, 100, when None)."""
     return Redis.from_url(
         url,
         decode_responses=True,
@@ -33,6 +56,7 @@ def create_redis(url: str, *, client_name: str | None = None) -> Redis:
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3),
         retry_on_error=[redis_errors.BusyLoadingError],
         client_name=client_name,
+        max_connections=max_connections,
     )
 
 

@@ -21,6 +21,8 @@ _INT_FIELDS = (
     "failedPolls",
     "itemsFetched",
     "itemsPublished",
+    "itemsFailed",
+    "lastPollItemsFailed",
     "averageLatencyMs",
 )
 
@@ -39,11 +41,20 @@ class MetricsRecorder:
         """``summary`` is None for a failed poll."""
         fetched = summary.fetched if summary else 0
         published = summary.published if summary else 0
+        failed = summary.failed if summary else 0
         await self._record(
             keys=[self._key],
             args=[self._name, iso_utc(at_s), "1" if summary else "0", fetched, published,
-                  round(latency_ms, 3)],
+                  round(latency_ms, 3), failed, _degraded_flag(summary)],
         )
+
+
+def _degraded_flag(summary: PollSummary | None) -> str:
+    """What this poll says about "every item fails": "1", "0", or "" (it cannot tell:
+    the poll failed, or the source had nothing new)."""
+    if summary is None or summary.not_modified:
+        return ""
+    return "1" if summary.all_items_failed else "0"
 
 
 async def get_metrics(redis: Redis, name: str) -> dict[str, Any] | None:
@@ -55,6 +66,7 @@ async def get_metrics(redis: Redis, name: str) -> dict[str, Any] | None:
         "connectorName": fields.get("connectorName", name),
         "lastPollTime": fields.get("lastPollTime"),
         "lastSuccessTime": fields.get("lastSuccessTime"),
+        "degradedSince": fields.get("degradedSince"),
     }
     for field in _INT_FIELDS:
         metrics[field] = int(float(fields.get(field, 0)))
@@ -82,6 +94,7 @@ class PrometheusMetrics:
     lease_held: Gauge
     redis_errors: Counter
     last_success: Gauge
+    degraded: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> PrometheusMetrics:
@@ -121,6 +134,10 @@ class PrometheusMetrics:
                 "connector_last_success_timestamp_seconds", "Time of the last successful poll.",
                 ["connector"], registry=registry, multiprocess_mode="max",
             ),
+            degraded=Gauge(
+                "connector_degraded", "1 while every item of the connector's polls fails.",
+                ["connector"], registry=registry, multiprocess_mode="livemax",
+            ),
         )
 
     def observe_poll(self, name: str, summary: PollSummary | None, duration_s: float) -> None:
@@ -128,6 +145,8 @@ class PrometheusMetrics:
             self.polls.labels(name, "failure").inc()
             return
         self.polls.labels(name, "not_modified" if summary.not_modified else "success").inc()
+        if not summary.not_modified:
+            self.degraded.labels(name).set(1 if summary.all_items_failed else 0)
         self.poll_duration.labels(name).observe(duration_s)
         for outcome, count in (
             ("fetched", summary.fetched),

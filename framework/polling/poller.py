@@ -55,6 +55,12 @@ class PollSummary:
             pages=self.pages + other.pages,
         )
 
+    @property
+    def all_items_failed(self) -> bool:
+        """Items came and not one of them got through: the connector is degraded even
+        though the poll itself succeeded."""
+        return self.failed > 0 and self.published == 0 and self.skipped_unchanged == 0
+
 
 class PollingConnector(Protocol):
     """What the worker runs: one poll at a time, then ``aclose`` once."""

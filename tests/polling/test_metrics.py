@@ -26,8 +26,31 @@ async def test_polls_are_counted_in_the_seed_structure(redis: Redis) -> None:
         "failedPolls": 1,
         "itemsFetched": 5,
         "itemsPublished": 3,
+        "itemsFailed": 0,
+        "lastPollItemsFailed": 0,
+        "degradedSince": None,
         "averageLatencyMs": 201,
     }
+
+
+async def test_degraded_since_the_first_poll_whose_every_item_failed(redis: Redis) -> None:
+    recorder = MetricsRecorder(redis, "weather-noaa")
+    all_failed = PollSummary(fetched=3, failed=3)
+    await recorder.record_poll(at_s=T0, latency_ms=1, summary=all_failed)
+    await recorder.record_poll(at_s=T0 + 60, latency_ms=1, summary=all_failed)
+    await recorder.record_poll(at_s=T0 + 120, latency_ms=1, summary=None)  # cannot tell
+    await recorder.record_poll(at_s=T0 + 180, latency_ms=1,
+                               summary=PollSummary(not_modified=True))  # cannot tell
+    metrics = await get_metrics(redis, "weather-noaa")
+    assert metrics is not None
+    assert metrics["degradedSince"] == "2027-01-15T08:00:00.000Z"
+    assert metrics["itemsFailed"] == 6 and metrics["lastPollItemsFailed"] == 3
+
+    await recorder.record_poll(at_s=T0 + 240, latency_ms=1,
+                               summary=PollSummary(fetched=3, failed=2, published=1))
+    metrics = await get_metrics(redis, "weather-noaa")
+    assert metrics is not None
+    assert metrics["degradedSince"] is None and metrics["lastPollItemsFailed"] == 2
 
 
 async def test_health_is_the_age_of_the_last_success(redis: Redis) -> None:

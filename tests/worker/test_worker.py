@@ -158,7 +158,7 @@ async def test_in_process_fleet_spreads_first_polls_over_the_interval(redis: Red
     run = asyncio.create_task(fleet.run())
 
     while sum(len(s) for s in starts.values()) < 8:
-        await clock.until_sleeping(8)  # each worker: its lease keeper and its loop
+        await clock.until_sleeping(4)  # each worker's loop (leases: the renewals thread)
         await clock.advance(0.125)
 
     fleet.request_stop()

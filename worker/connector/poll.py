@@ -75,8 +75,7 @@ class PollTask:
             self._log.warning("state_conflict", error=str(exc))
         elif isinstance(exc, (RedisUnavailableError, *UNAVAILABLE)):
             self._backoff.failed()
-            kind = "oom" if isinstance(exc.__cause__, Exception) and is_out_of_memory(
-                exc.__cause__) else "unavailable"
+            kind = redis_error_kind(exc)
             self._prom.redis_errors.labels(self._name, kind).inc()
             self._log.error("poll_failed_redis", kind=kind, error=str(exc),
                             backoff_s=self._backoff.delay_s)
@@ -91,6 +90,14 @@ class PollTask:
             self._log.error("poll_crashed", error=f"{type(exc).__name__}: {exc}",
                             exc_info=exc)
         return PollOutcome(None)
+
+
+def redis_error_kind(exc: BaseException) -> str:
+    """``oom`` when Redis refused for maxmemory (raw, or wrapped by ``redis_failures``),
+    else ``unavailable``."""
+    oom = is_out_of_memory(exc) or (
+        isinstance(exc.__cause__, Exception) and is_out_of_memory(exc.__cause__))
+    return "oom" if oom else "unavailable"
 
 
 async def record_poll_metrics(redis: Redis, name: str, *, clock: Clock, logger: Logger,

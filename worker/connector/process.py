@@ -26,7 +26,8 @@ def run_connector_process(
                                  once=once)
         return worker, OpsContext(redis=runtime.redis, prometheus=runtime.prometheus,
                                   fleet=worker.fleet, clock=runtime.clock,
-                                  process_health=worker.health)
+                                  process_health=worker.health,
+                                  logger=runtime.logger)
 
     return run_event_loop(run_service(settings, client_name=f"connector-run:{name}",
                                       logger=get_logger(connector=name), build=build,

@@ -28,9 +28,17 @@ from framework.core import (
     RedisUnavailableError,
     cancel_and_wait,
     redact_url,
+    redis_failures,
 )
 from framework.polling import ConnectorConfig, FleetConfig, Lease, PrometheusMetrics
-from worker.connector.poll import PollOutcome, PollTask, record_poll_metrics, summary_fields
+from worker.connector.poll import (
+    PollOutcome,
+    PollTask,
+    record_poll_metrics,
+    redis_error_kind,
+    summary_fields,
+)
+from worker.connector.renewer import LeaseRenewer
 from worker.connector.schedule import RedisBackoff, next_slot
 from worker.connector.setup import ConnectorSetup
 from worker.exit_codes import ExitCode
@@ -38,11 +46,16 @@ from worker.runtime import Runtime
 
 # Unhealthy when no poll succeeded within this many intervals.
 _HEALTHY_INTERVALS = 3
+# ``--once`` gives up on a Redis that does not answer one lease attempt within this
+# (a frozen server would otherwise hold it for the client's timeouts and retries).
+ONCE_REDIS_DEADLINE_S = 15.0
 
 
 class ConnectorWorker:
-    """A :class:`~worker.runtime.Service`. ``once``: one poll, then exit (75 when
-    another instance holds the lease)."""
+    """A :class:`~worker.runtime.Service`. ``once``: one poll, then exit: 0 when it
+    succeeded, 74 when it failed (or every item failed), 69 when Redis did not answer
+    (within its client's retries, and at most ``ONCE_REDIS_DEADLINE_S``), 75 when
+    another instance holds the lease."""
 
     def __init__(
         self,
@@ -53,6 +66,7 @@ class ConnectorWorker:
         once: bool = False,
         first_poll_delay_s: float = 0.0,
         context_extras: dict[str, Any] | None = None,
+        renewer: LeaseRenewer | None = None,
     ) -> None:
         self.name = name
         self._runtime = runtime
@@ -61,6 +75,7 @@ class ConnectorWorker:
         self._prom = metrics
         self._once = once
         self._first_poll_delay_s = first_poll_delay_s
+        self._renewer = renewer
         self._setup = ConnectorSetup(name, runtime, context_extras or {})
         self._backoff = RedisBackoff()
         self._wake = asyncio.Event()
@@ -69,6 +84,9 @@ class ConnectorWorker:
         self._disabled = False
         self.started_at_s = self._clock.time()
         self.last_success_s: float | None = None
+        self.last_outcome: PollOutcome | None = None
+        self.degraded = False  # every item of the last poll that fetched any failed
+        self._redis_gave_up = False  # --once: Redis did not answer
         # Set by start().
         self.lease: Lease
         self._polls: PollTask
@@ -113,16 +131,31 @@ class ConnectorWorker:
         try:
             while not self._finished:
                 if not await self._wait_for_lease():
-                    return (ExitCode.LEASE_HELD if self._once and not self._finished
-                            else ExitCode.OK)
+                    return self._standby_exit_code()
                 await self._lead()
                 if self._once:
-                    break
+                    return self._once_exit_code()
                 # Give the standbys the first chance at the lease this one just lost.
                 await self._pause(LOST_LEASE_BACKOFF_S)
             return ExitCode.OK
         finally:
             await self._shutdown()
+
+    def _standby_exit_code(self) -> ExitCode:
+        if not self._once or self._finished:
+            return ExitCode.OK
+        return ExitCode.UNAVAILABLE if self._redis_gave_up else ExitCode.LEASE_HELD
+
+    def _once_exit_code(self) -> ExitCode:
+        """--once: whether its one poll did its job (a stop before it ran is not a failure)."""
+        outcome = self.last_outcome
+        if outcome is None:
+            return ExitCode.OK if self._finished else ExitCode.POLL_FAILED
+        if outcome.redis_failed:
+            return ExitCode.UNAVAILABLE
+        if outcome.summary is None or outcome.summary.all_items_failed:
+            return ExitCode.POLL_FAILED
+        return ExitCode.OK
 
     @property
     def _finished(self) -> bool:
@@ -146,31 +179,50 @@ class ConnectorWorker:
         while not self._finished:
             await self._apply_reload_if_requested()
             try:
-                if await self.lease.try_acquire():
-                    self._backoff.reset()
-                    self._prom.lease_held.labels(self.name).set(1)
-                    self._log.info("lease_acquired", ttl_s=self.lease.ttl_s)
-                    return True
+                async with redis_failures(self.name), self._once_deadline():
+                    if await self.lease.try_acquire():
+                        self._backoff.reset()
+                        self._prom.lease_held.labels(self.name).set(1)
+                        self._log.info("lease_acquired", ttl_s=self.lease.ttl_s)
+                        return True
+                    if self._once or not announced:
+                        info = await self.lease.info()
+            except (*UNAVAILABLE, RedisUnavailableError, TimeoutError) as exc:
+                # Down, or out of memory (SET NX is refused at maxmemory even when the
+                # key exists): back off as an active instance does, never crash.
+                delay_s = self._standby_failed(exc)
                 if self._once:
-                    info = await self.lease.info()
-                    self._log.warning("lease_held_elsewhere", holder=info.holder)
+                    self._redis_gave_up = True
                     return False
-                if not announced:
-                    info = await self.lease.info()
-                    self._log.info("standby", holder=info.holder, ttl_ms=info.ttl_ms)
-                    announced = True
-                await self._pause(STANDBY_CHECK_INTERVAL_S)
-            except UNAVAILABLE as exc:
-                delay_s = self._backoff.failed()
-                self._log.warning("redis_unavailable", where="standby", error=str(exc),
-                                  backoff_s=delay_s)
                 await self._pause(delay_s)
+                continue
+            if self._once:
+                self._log.warning("lease_held_elsewhere", holder=info.holder)
+                return False
+            if not announced:
+                self._log.info("standby", holder=info.holder, ttl_ms=info.ttl_ms)
+                announced = True
+            await self._pause(STANDBY_CHECK_INTERVAL_S)
         return False
+
+    def _once_deadline(self) -> asyncio.Timeout:
+        return asyncio.timeout(ONCE_REDIS_DEADLINE_S if self._once else None)
+
+    def _standby_failed(self, exc: BaseException) -> float:
+        """Count and log a Redis failure while waiting for the lease; the pause it calls for."""
+        kind = redis_error_kind(exc)
+        self._prom.redis_errors.labels(self.name, kind).inc()
+        delay_s = self._backoff.failed()
+        self._log.warning("redis_unavailable", where="standby", kind=kind,
+                          error=str(exc) or type(exc).__name__, backoff_s=delay_s)
+        return delay_s
 
     # -- active ------------------------------------------------------------------
 
     async def _lead(self) -> None:
-        keeper = asyncio.create_task(self._keep_lease(), name=f"lease-keeper:{self.name}")
+        keep = self._keep_lease() if self._renewer is None else self._await_lease_loss(
+            self._renewer)
+        keeper = asyncio.create_task(keep, name=f"lease-keeper:{self.name}")
         try:
             await self._poll_loop()
         finally:
@@ -184,22 +236,43 @@ class ConnectorWorker:
         while True:
             await self._clock.sleep(self.lease.ttl_s * LEASE_RENEW_FRACTION)
             try:
-                if await self.lease.renew():
-                    last_renewed = self._clock.monotonic()
-                    continue
-                info = await self.lease.info()
+                async with redis_failures(self.name):
+                    if await self.lease.renew():
+                        last_renewed = self._clock.monotonic()
+                        continue
+                    info = await self.lease.info()
                 self._log.warning("lease_lost", holder=info.holder)
-            except UNAVAILABLE as exc:
+            except (*UNAVAILABLE, RedisUnavailableError) as exc:
                 # We may still hold it: Redis keeps the key until its TTL runs out.
                 if self._clock.monotonic() - last_renewed < self.lease.ttl_s:
                     self._log.warning("lease_renew_failed", error=str(exc))
                     continue
                 self._log.warning("lease_expired_while_redis_unavailable", error=str(exc))
-            self.lease.held = False
-            self._prom.lease_held.labels(self.name).set(0)
-            self._polls.cancel()
-            self._wake.set()
+            self._lease_gone()
             return
+
+    async def _await_lease_loss(self, renewer: LeaseRenewer) -> None:
+        """The renewer renews; this waits for it to say the lease is lost."""
+        lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def on_lost(event: str) -> None:
+            if not lost.done():
+                lost.set_result(event)
+
+        renewer.keep(self.lease, on_lost)
+        try:
+            event = await lost
+        finally:
+            renewer.drop(self.lease)
+        self._log.warning(event)
+        self._lease_gone()
+
+    def _lease_gone(self) -> None:
+        """Stop the current poll at once; the loop goes back to standby."""
+        self.lease.held = False
+        self._prom.lease_held.labels(self.name).set(0)
+        self._polls.cancel()
+        self._wake.set()
 
     # -- schedule ------------------------------------------------------------------
 
@@ -246,7 +319,7 @@ class ConnectorWorker:
         started_mono = self._clock.monotonic()
         self._prom.start_delay.labels(self.name).observe(max(0.0, start_delay_s))
         with structlog.contextvars.bound_contextvars(poll_id=secrets.token_hex(6)):
-            outcome = await self._polls.run(self._setup.connector)
+            outcome = self.last_outcome = await self._polls.run(self._setup.connector)
             duration_s = self._clock.monotonic() - started_mono
             self._prom.observe_poll(self.name, outcome.summary, duration_s)
             await record_poll_metrics(self._runtime.redis, self.name, clock=self._clock,
@@ -256,6 +329,8 @@ class ConnectorWorker:
                 self._backoff.reset()
                 self.last_success_s = self._clock.time()
                 self._prom.last_success.labels(self.name).set(self.last_success_s)
+                if not outcome.summary.not_modified:
+                    self.degraded = outcome.summary.all_items_failed
                 self._log.info("poll_completed", duration_ms=round(duration_s * 1000, 1),
                                start_delay_ms=round(start_delay_s * 1000, 1),
                                **summary_fields(outcome.summary))
@@ -303,4 +378,7 @@ class ConnectorWorker:
         healthy = self._clock.time() - reference <= horizon + self.config.request_timeout_ms / 1000
         if not healthy:
             details["reason"] = f"no successful poll within {_HEALTHY_INTERVALS} intervals"
+        elif self.degraded:
+            healthy = False
+            details["reason"] = "every item failed in the last poll (none published)"
         return healthy, details

@@ -57,7 +57,7 @@ def build_in_process_fleet(runtime: Runtime, _: AsyncExitStack) -> tuple[Service
     fleet = InProcessFleet(runtime, PrometheusMetrics.create(runtime.prometheus))
     return fleet, OpsContext(redis=runtime.redis, prometheus=runtime.prometheus,
                              fleet=lambda: fleet.fleet, clock=runtime.clock,
-                             process_health=fleet.health)
+                             process_health=fleet.health, logger=runtime.logger)
 
 
 def supervisor_builder(settings: Settings) -> BuildService:
@@ -83,7 +83,7 @@ def supervisor_builder(settings: Settings) -> BuildService:
         return supervisor, OpsContext(
             redis=runtime.redis, prometheus=runtime.prometheus, fleet=lambda: supervisor.fleet,
             clock=runtime.clock, process_health=_supervisor_health(supervisor),
-            children=supervisor.status)
+            children=supervisor.status, logger=runtime.logger)
 
     return build
 

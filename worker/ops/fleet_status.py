@@ -94,4 +94,14 @@ def _unhealthy_reason(
     age_s = now_s - datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp()
     if age_s > horizon_s:
         return f"no successful poll within {HEALTHY_INTERVALS} intervals (last {age_s:.0f} s ago)"
-    return None
+    return _degraded_reason(metrics or {})
+
+
+def _degraded_reason(metrics: Mapping[str, Any]) -> str | None:
+    """Polls that succeed while every item fails (the transform rejects them all) are
+    not health: nothing reaches the stream."""
+    since = metrics.get("degradedSince")
+    if not since:
+        return None
+    failed = metrics.get("lastPollItemsFailed", 0)
+    return f"every item failed in the last poll ({failed} failed, none published) since {since}"

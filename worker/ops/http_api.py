@@ -6,26 +6,41 @@
 ``GET /metrics/connectors/N``  one connector (404 if unknown)
 ``GET /health/connectors``     per-connector health; 200 if all enabled are healthy, else 503
 ``GET /health``                this process (connector-run: active/standby and freshness)
-``GET /healthz``               liveness: the process answers
+                               and Redis; 503 when either is not well
+``GET /healthz``               liveness: the process answers (never reads Redis: a
+                               restart would not bring Redis back)
 ``GET /readyz``                readiness: Redis answers
 =============================  ===============================================
+
+Every request that reads Redis has a total deadline (``OPS_REDIS_DEADLINE_S``); Redis
+down, frozen or failing answers 503 JSON ``{"error": "Redis unavailable", ...}``,
+never a 500 with a traceback. Any other failure is a 500 JSON naming its type, and
+its traceback goes to the log only.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 
-from framework.core import UNAVAILABLE, Clock, KnownSecrets
+from framework.core import UNAVAILABLE, Clock, KnownSecrets, Logger, RedisUnavailableError, redis_failures
 from framework.polling import FleetConfig
 from worker.ops.fleet_status import connector_status, fleet_status
 
 HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
+
+# A request that reads Redis gives up after this long (a frozen Redis would otherwise
+# hold it for the client's socket timeout times its retries).
+OPS_REDIS_DEADLINE_S = 3.0
+# The failures that mean "Redis cannot answer now": 503, not 500.
+_REDIS_DOWN = (*UNAVAILABLE, RedisUnavailableError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,37 @@ class OpsContext:
     children: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
     # The ${VAR} values the process loaded: redacted in every JSON answer.
     secrets: KnownSecrets | None = None
+    logger: Logger | None = None  # where a request's unexpected failure is logged
+
+
+def _guard_failures(ops: OpsContext) -> Middleware:
+    """Bound each request by the Redis deadline; turn Redis outages into 503 JSON and
+    anything else into a 500 JSON without its traceback."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            async with asyncio.timeout(OPS_REDIS_DEADLINE_S), redis_failures():
+                return await handler(request)
+        except _REDIS_DOWN as exc:
+            return web.json_response(redis_unavailable(exc), status=503)
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            if ops.logger is not None:
+                ops.logger.error("ops_request_failed", path=request.path, exc_info=exc,
+                                 error=f"{type(exc).__name__}: {exc}")
+            return web.json_response({"error": "internal error", "type": type(exc).__name__},
+                                     status=500)
+
+    return guard
+
+
+def redis_unavailable(exc: BaseException) -> dict[str, Any]:
+    """The 503 body: what is unavailable, and why (the error's type and message)."""
+    reason = str(exc) or f"no answer within {OPS_REDIS_DEADLINE_S:g} s"
+    return {"status": "redis unavailable", "error": "Redis unavailable", "dependency": "redis",
+            "reason": f"{type(exc).__name__}: {reason}"}
 
 
 def build_app(ops: OpsContext) -> web.Application:
@@ -82,6 +128,11 @@ def build_app(ops: OpsContext) -> web.Application:
     @routes.get("/health")
     async def process_health(_: web.Request) -> web.Response:
         healthy, details = ops.process_health()
+        try:
+            await ops.redis.ping()
+        except _REDIS_DOWN as exc:
+            # The process is fine, but it cannot do its work: say so, naming Redis.
+            return web.json_response({**details, **redis_unavailable(exc)}, status=503)
         details["status"] = "ok" if healthy else "unhealthy"
         return web.json_response(details, status=200 if healthy else 503)
 
@@ -91,14 +142,11 @@ def build_app(ops: OpsContext) -> web.Application:
 
     @routes.get("/readyz")
     async def readiness(_: web.Request) -> web.Response:
-        try:
-            await ops.redis.ping()
-        except UNAVAILABLE as exc:
-            return web.json_response({"status": "redis unavailable", "error": str(exc)},
-                                     status=503)
+        await ops.redis.ping()  # a failure: 503 naming Redis (the guard)
         return web.json_response({"status": "ready"})
 
-    app = web.Application(middlewares=[_redacting(ops.secrets)] if ops.secrets else [])
+    middlewares = [_redacting(ops.secrets)] if ops.secrets else []
+    app = web.Application(middlewares=[*middlewares, _guard_failures(ops)])
     app.add_routes(routes)
     return app
 
