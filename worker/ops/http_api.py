@@ -30,7 +30,14 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 
-from framework.core import UNAVAILABLE, Clock, KnownSecrets, Logger, RedisUnavailableError, redis_failures
+from framework.core import (
+    UNAVAILABLE,
+    Clock,
+    KnownSecrets,
+    Logger,
+    RedisUnavailableError,
+    redis_failures,
+)
 from framework.polling import FleetConfig
 from worker.ops.fleet_status import connector_status, fleet_status
 
