@@ -18,6 +18,7 @@ from framework.polling.http import (
     describe_shape,
     parse_json,
     raise_for_status,
+    read_json,
 )
 from framework.polling.http_source import (
     HttpSourceType,
@@ -116,6 +117,7 @@ __all__ = [
     "parse_json",
     "parse_provider_config",
     "raise_for_status",
+    "read_json",
     "read_lease",
     "walk_pages",
 ]

@@ -15,6 +15,7 @@ Status handling: 2xx and 304 are answers; 408, 429 and 5xx are retried
 from __future__ import annotations
 
 import asyncio
+import codecs
 import random
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -35,6 +36,8 @@ from framework.core.logs import Logger
 from framework.core.redaction import is_secret_key
 from framework.polling.config import ConnectorConfig, RetryConfig
 from framework.polling.exchange import exchange
+from framework.polling.json_slices import SLICE_CHARS, loads_in_slices
+from framework.polling.loop_slices import LoopSlices
 
 _RETRYABLE_STATUS = {408, 429}
 _BODY_EXCERPT_CHARS = 200
@@ -219,6 +222,33 @@ def parse_json(response: httpx.Response, *, connector: str) -> Any:
             f"{_excerpt(response)}",
             connector=connector,
         ) from None
+
+
+async def read_json(response: httpx.Response, *, connector: str) -> Any:
+    """:func:`parse_json` for a body of any size: a big one is decoded in slices
+    (:mod:`framework.polling.json_slices`), so that the loop is never held long."""
+    content = response.content.removeprefix(_UTF8_BOM)
+    if len(content) <= SLICE_CHARS:
+        return parse_json(response, connector=connector)
+    try:
+        return await loads_in_slices(await _decode_in_slices(content))
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise MalformedResponseError(
+            f"{_safe_url(str(response.request.url))}: body is not valid JSON ({exc}): "
+            f"{_excerpt(response)}",
+            connector=connector,
+        ) from None
+
+
+async def _decode_in_slices(content: bytes) -> str:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pieces = []
+    slices = LoopSlices()
+    for start in range(0, len(content), SLICE_CHARS):
+        pieces.append(decoder.decode(content[start : start + SLICE_CHARS]))
+        await slices.pause_if_due()
+    pieces.append(decoder.decode(b"", final=True))
+    return "".join(pieces)
 
 
 def describe_shape(body: Any) -> str:

@@ -16,8 +16,9 @@ Bounds: a poll has a deadline (``pollTimeoutMs``, see
 :attr:`~framework.polling.config.ConnectorConfig.poll_deadline_ms`) and ends
 in :class:`~framework.core.errors.PollTimeoutError` past it, keeping what it
 committed. It never holds the event loop for long, whatever its size: items are
-diffed and transformed :data:`SLICE_ITEMS` at a time, yielding to the loop in
-between, so the lease keeps being renewed during a poll of 100,000 items.
+diffed and transformed in slices of about 10 ms (:class:`LoopSlices`), yielding
+to the loop in between, so the lease keeps being renewed during a poll of
+100,000 items.
 """
 
 from __future__ import annotations
@@ -34,15 +35,12 @@ from pydantic import BaseModel
 from framework.core.errors import PollTimeoutError
 from framework.core.logs import Logger
 from framework.polling.config import ConnectorConfig
+from framework.polling.loop_slices import LoopSlices
 from framework.polling.state import Change, ConnectorState, StateStore
 
 TProvider = TypeVar("TProvider")
 TRaw = TypeVar("TRaw")
 TSignal = TypeVar("TSignal")
-
-# Items diffed and transformed between two yields to the event loop: a few ms of
-# work (tens of µs an item), so renewals and other connectors wait at most that.
-SLICE_ITEMS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,9 +250,9 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
         changes: list[Change] = []
         seen: set[str] = set()
         skipped = failed = 0
+        slices = LoopSlices()
         for position, raw in enumerate(items):
-            if position and position % SLICE_ITEMS == 0:
-                await asyncio.sleep(0)  # let renewals and other connectors run
+            await slices.pause_if_due()
             item_id: str | None = None
             try:
                 item_id = self._item_id(raw)
