@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from framework.consuming import CallContext, CallPolicy, CapabilitySpec, describe_validation_error
 from framework.core import TransientSourceError, redact_url
-from framework.polling import raise_for_status
+from framework.polling import DEFAULT_MAX_BODY_BYTES, raise_for_status, read_limited
 from providers.http.signature import SIGNATURE_HEADER, sign_body
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -74,9 +74,12 @@ class HttpActions:
     """The HTTP capabilities over one shared connection pool (``aclose`` it)."""
 
     def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None,
-                 policy: CallPolicy | None = None) -> None:
+                 policy: CallPolicy | None = None,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self._client = httpx.AsyncClient(transport=transport, follow_redirects=False)
         self._policy = policy or CallPolicy()
+        # A target's answer is read up to this size (ResponseTooLargeError past it).
+        self._max_body_bytes = max_body_bytes
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -122,8 +125,10 @@ class HttpActions:
                     context: CallContext) -> dict[str, Any]:
         target = f"{method} {redact_url(url)}"
         try:
-            response = await self._client.request(method, url, headers=headers,
-                                                  content=content, params=dict(query) or None)
+            request = self._client.build_request(method, url, headers=headers,
+                                                 content=content, params=dict(query) or None)
+            response = await read_limited(await self._client.send(request, stream=True),
+                                          self._max_body_bytes)
         except httpx.TransportError as exc:
             raise TransientSourceError(f"{target} failed: {type(exc).__name__}: {exc}") \
                 from None

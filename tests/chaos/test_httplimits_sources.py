@@ -16,6 +16,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from framework.consuming import CallContext
 from framework.core.clock import SystemClock
 from framework.core.errors import (
     MalformedResponseError,
@@ -31,6 +32,7 @@ from framework.polling.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RETRY_A
 from framework.polling.registry import ConnectorContext
 from framework.polling.state import StateStore
 from providers.builtin import default_registry
+from providers.http import HttpActions
 from tests.chaos.hostile_http import HostileServer, endless, json_answer, redirect, trickle
 from worker.connector.poll import PollTask
 from worker.connector.schedule import RedisBackoff
@@ -288,3 +290,21 @@ async def test_json_nested_100000_deep_is_a_malformed_response(
         await connector.poll()
     assert f"connector {NAME}:" in str(caught.value)
     assert "not valid JSON" in str(caught.value)
+
+
+# -- the capability side: http_call reads its answer under the same limit -----------------
+
+
+async def test_http_call_refuses_an_answer_over_its_max_body_bytes(
+    server: HostileServer, redis: Redis
+) -> None:
+    server.routes["/huge"] = endless(server, total_bytes=HUNDREDS_OF_MB, declare_length=False)
+    actions = HttpActions(max_body_bytes=1_000_000)
+    context = CallContext(idempotency_key="events:1-0:rule:step", event={}, redis=redis,
+                          clock=SystemClock(), logger=get_logger(test="httplimits"))
+    try:
+        with pytest.raises(ResponseTooLargeError, match="maxBodyBytes=1000000"):
+            await actions.http_call({"url": server.url + "/huge"}, context)
+    finally:
+        await actions.aclose()
+    assert server.bytes_sent < HUNDREDS_OF_MB / 4
