@@ -15,8 +15,10 @@ derives from :class:`ConnectorFleetError`::
     ├── StateConflictError          the saved state moved under us (another writer, a reset)
     ├── SourceError                 the external system misbehaved
     │   ├── TransientSourceError    retryable: transport, timeout, 408, 429, 5xx
-    │   │   └── RateLimitedError    429/503 with a Retry-After longer than we may wait
+    │   │   ├── RateLimitedError    429/503 with a Retry-After longer than we may wait
+    │   │   └── PollTimeoutError    a poll ran past its pollTimeoutMs
     │   ├── PermanentSourceError    not retryable: other 4xx (auth, not found, ...)
+    │   │   └── ResponseTooLargeError  a body over the connector's maxBodyBytes
     │   └── MalformedResponseError  the body is not what the provider documents
     ├── RedisUnavailableError       Redis cannot be reached or refuses writes (OOM)
     ├── ExpressionError             a rule or condition expression is invalid or failed
@@ -134,8 +136,17 @@ class RateLimitedError(TransientSourceError):
     """The source asked us to wait longer than this poll may; try at a later poll."""
 
 
+class PollTimeoutError(TransientSourceError):
+    """A poll ran past its deadline (``pollTimeoutMs``) and was stopped."""
+
+
 class PermanentSourceError(SourceError):
     """A failure that retrying will not fix: authentication, a bad request, not found."""
+
+
+class ResponseTooLargeError(PermanentSourceError):
+    """A response body over the connector's ``maxBodyBytes``: asking again would
+    read the same body, so it is not retried within the poll."""
 
 
 class MalformedResponseError(SourceError):

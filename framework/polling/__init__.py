@@ -7,17 +7,22 @@ pagination of HTTP lists, the factory wiring of an HTTP source type, and metrics
 It imports the core only."""
 
 from framework.polling.config import (
+    DEFAULT_MAX_BODY_BYTES,
     ConnectorConfig,
     FleetConfig,
     RetryConfig,
     load_fleet_config,
     parse_provider_config,
 )
+from framework.polling.exchange import (
+    read_limited,
+)
 from framework.polling.http import (
     HttpClient,
     describe_shape,
     parse_json,
     raise_for_status,
+    read_json,
 )
 from framework.polling.http_source import (
     HttpSourceType,
@@ -73,6 +78,7 @@ from framework.polling.state import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
     "BodyPath",
     "ConnectorConfig",
     "ConnectorContext",
@@ -116,6 +122,8 @@ __all__ = [
     "parse_json",
     "parse_provider_config",
     "raise_for_status",
+    "read_json",
+    "read_limited",
     "read_lease",
     "walk_pages",
 ]

@@ -34,6 +34,15 @@ from framework.core.secrets import Secrets
 from framework.core.substitution import substitute
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+# Far above any API page we read (a 100,000-alert NOAA answer is ~25 MB without
+# geometry), far below what takes a process sharing many connectors down.
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+# GitHub's primary limit resets within the hour; longer waits are caps, not advice.
+DEFAULT_MAX_RETRY_AFTER_MS = 3_600_000
+# The derived poll deadline: this many intervals, and at least this many times the
+# worst case of one request (every attempt at its timeout, plus the backoffs).
+_POLL_DEADLINE_INTERVALS = 3
+_POLL_DEADLINE_REQUESTS = 2
 
 
 class _Model(BaseModel):
@@ -64,12 +73,35 @@ class ConnectorConfig(_Model):
     enabled: bool = True
     poll_interval_ms: int = Field(60_000, gt=0)
     request_timeout_ms: int = Field(10_000, gt=0)
+    # None: derived (see poll_deadline_ms).
+    poll_timeout_ms: int | None = Field(None, gt=0)
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0)
+    max_retry_after_ms: int = Field(DEFAULT_MAX_RETRY_AFTER_MS, gt=0)
     max_retries: int = Field(2, ge=0, le=100)
     output_stream: str = Field(DEFAULT_OUTPUT_STREAM, min_length=1)
     lease_ttl_seconds: int = Field(DEFAULT_LEASE_TTL_S, ge=2)
     stream_max_len: int = Field(DEFAULT_STREAM_MAXLEN, gt=0)
     retry_config: RetryConfig = Field(default_factory=lambda: RetryConfig())
     provider_config: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _poll_outlasts_request(self) -> ConnectorConfig:
+        if self.poll_timeout_ms is not None and self.poll_timeout_ms < self.request_timeout_ms:
+            raise ValueError("pollTimeoutMs must be greater than or equal to requestTimeoutMs")
+        return self
+
+    @property
+    def poll_deadline_ms(self) -> int:
+        """``pollTimeoutMs``, or when unset: three poll intervals, but at least twice
+        one request's worst case (every attempt at ``requestTimeoutMs`` plus the
+        backoffs at ``maxDelayMs``)."""
+        if self.poll_timeout_ms is not None:
+            return self.poll_timeout_ms
+        one_request_ms = (self.max_retries + 1) * self.request_timeout_ms + (
+            self.max_retries * self.retry_config.max_delay_ms
+        )
+        return max(_POLL_DEADLINE_INTERVALS * self.poll_interval_ms,
+                   _POLL_DEADLINE_REQUESTS * one_request_ms)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for key, value in super().__repr_args__():
@@ -142,6 +174,9 @@ _UNIVERSAL_ENV_FIELDS = {
     "ENABLED": "enabled",
     "POLL_INTERVAL_MS": "pollIntervalMs",
     "REQUEST_TIMEOUT_MS": "requestTimeoutMs",
+    "POLL_TIMEOUT_MS": "pollTimeoutMs",
+    "MAX_BODY_BYTES": "maxBodyBytes",
+    "MAX_RETRY_AFTER_MS": "maxRetryAfterMs",
     "MAX_RETRIES": "maxRetries",
     "OUTPUT_STREAM": "outputStream",
     "LEASE_TTL_SECONDS": "leaseTtlSeconds",

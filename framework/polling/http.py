@@ -1,5 +1,12 @@
-"""HTTP for polling providers: httpx with the connector's timeout, tenacity
+"""HTTP for polling providers: httpx with the connector's limits, tenacity
 retries with the connector's backoff, Retry-After, and conditional requests.
+
+Limits: each attempt has a total deadline (``requestTimeoutMs`` for connecting,
+sending and reading the whole body: httpx's own timeouts are per read, so a
+source trickling a byte a second would never time out), a body limit
+(``maxBodyBytes``, streamed) and redirects that leave the credentials behind
+(:mod:`framework.polling.exchange`). A Retry-After is capped at
+``maxRetryAfterMs`` (logged as ``retry_after_capped``).
 
 Status handling: 2xx and 304 are answers; 408, 429 and 5xx are retried
 (429/503 wait at least their Retry-After); any other 4xx fails at once.
@@ -7,12 +14,15 @@ Status handling: 2xx and 304 are answers; 408, 429 and 5xx are retried
 
 from __future__ import annotations
 
+import asyncio
+import codecs
 import random
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from framework.core.clock import Clock
@@ -25,9 +35,13 @@ from framework.core.errors import (
 from framework.core.logs import Logger
 from framework.core.redaction import is_secret_key
 from framework.polling.config import ConnectorConfig, RetryConfig
+from framework.polling.exchange import exchange
+from framework.polling.json_slices import SLICE_CHARS, loads_in_slices
+from framework.polling.loop_slices import LoopSlices
 
 _RETRYABLE_STATUS = {408, 429}
 _BODY_EXCERPT_CHARS = 200
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def backoff_delay_s(retry: RetryConfig, attempt: int, rng: random.Random) -> float:
@@ -68,11 +82,11 @@ class HttpClient:
         self._clock = clock
         self._log = logger
         self._rng = rng or random.Random()
+        # The source's headers are added to each request here, not as the client's
+        # defaults, so that a redirect to another origin can leave them behind.
+        self._headers = httpx.Headers(headers or {})
         self._client = httpx.AsyncClient(
-            timeout=config.request_timeout_ms / 1000,
-            headers=dict(headers or {}),
-            transport=transport,
-            follow_redirects=True,
+            timeout=config.request_timeout_ms / 1000, transport=transport, follow_redirects=False
         )
 
     async def aclose(self) -> None:
@@ -102,11 +116,19 @@ class HttpClient:
 
     async def _send_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         name = self._config.name
+        headers = httpx.Headers(self._headers)
+        headers.update(kwargs.pop("headers", None) or {})
+        request = self._client.build_request(method, url, headers=headers, **kwargs)
         try:
-            response = await self._client.request(method, url, **kwargs)
-        except httpx.TimeoutException:
+            async with asyncio.timeout(self._config.request_timeout_ms / 1000):
+                response = await exchange(
+                    self._client, request, max_body_bytes=self._config.max_body_bytes,
+                    connector=name, on_cross_origin=self._log_cross_origin)
+        except (TimeoutError, httpx.TimeoutException):
             raise TransientSourceError(
-                f"{method} {_safe_url(url)} timed out after {self._config.request_timeout_ms} ms",
+                f"{method} {_safe_url(url)} did not complete within requestTimeoutMs="
+                f"{self._config.request_timeout_ms} (connecting, sending and reading the "
+                "whole body)",
                 connector=name,
             ) from None
         except httpx.TransportError as exc:
@@ -117,12 +139,27 @@ class HttpClient:
         return response
 
     def _raise_for_status(self, response: httpx.Response) -> None:
-        raise_for_status(
-            response,
-            now_s=self._clock.time(),
-            connector=self._config.name,
-            max_wait_s=self._config.retry_config.max_delay_ms / 1000,
-        )
+        try:
+            raise_for_status(
+                response,
+                now_s=self._clock.time(),
+                connector=self._config.name,
+                max_wait_s=self._config.retry_config.max_delay_ms / 1000,
+            )
+        except TransientSourceError as exc:
+            self._cap_retry_after(exc)
+            raise
+
+    def _cap_retry_after(self, exc: TransientSourceError) -> None:
+        cap_s = self._config.max_retry_after_ms / 1000
+        if exc.retry_after_s is not None and exc.retry_after_s > cap_s:
+            self._log.warning("retry_after_capped", retry_after_s=exc.retry_after_s,
+                              max_retry_after_s=cap_s)
+            exc.retry_after_s = cap_s
+
+    def _log_cross_origin(self, origin: str, target: str, dropped: list[str]) -> None:
+        self._log.warning("redirect_to_other_origin", origin=origin, target=target,
+                          dropped_headers=dropped)
 
     def _wait(self, state: RetryCallState) -> float:
         delay = backoff_delay_s(self._config.retry_config, state.attempt_number, self._rng)
@@ -175,15 +212,43 @@ def _worth_retrying_now(exc: BaseException) -> bool:
 
 
 def parse_json(response: httpx.Response, *, connector: str) -> Any:
-    """The body as JSON, or :class:`MalformedResponseError` saying where it broke."""
+    """The body as JSON, or :class:`MalformedResponseError` saying where it broke
+    (nesting deeper than orjson's 1,024 levels included: never a RecursionError)."""
     try:
-        return response.json()
+        return orjson.loads(response.content.removeprefix(_UTF8_BOM))
     except ValueError as exc:
         raise MalformedResponseError(
             f"{_safe_url(str(response.request.url))}: body is not valid JSON ({exc}): "
             f"{_excerpt(response)}",
             connector=connector,
         ) from None
+
+
+async def read_json(response: httpx.Response, *, connector: str) -> Any:
+    """:func:`parse_json` for a body of any size: a big one is decoded in slices
+    (:mod:`framework.polling.json_slices`), so that the loop is never held long."""
+    content = response.content.removeprefix(_UTF8_BOM)
+    if len(content) <= SLICE_CHARS:
+        return parse_json(response, connector=connector)
+    try:
+        return await loads_in_slices(await _decode_in_slices(content))
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise MalformedResponseError(
+            f"{_safe_url(str(response.request.url))}: body is not valid JSON ({exc}): "
+            f"{_excerpt(response)}",
+            connector=connector,
+        ) from None
+
+
+async def _decode_in_slices(content: bytes) -> str:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pieces = []
+    slices = LoopSlices()
+    for start in range(0, len(content), SLICE_CHARS):
+        pieces.append(decoder.decode(content[start : start + SLICE_CHARS]))
+        await slices.pause_if_due()
+    pieces.append(decoder.decode(b"", final=True))
+    return "".join(pieces)
 
 
 def describe_shape(body: Any) -> str:

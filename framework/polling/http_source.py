@@ -55,7 +55,7 @@ def http_connector_factory(source: HttpSourceType[M]) -> ConnectorFactory:
         settings = parse_provider_config(source.settings, config)
         http = HttpClient(config, clock=context.clock, logger=context.logger,
                           headers=source.headers(settings),
-                          transport=_transport(source, settings, context))
+                          transport=_transport(source, settings, config, context))
         parts = source.build(settings, SourceWiring(config, context, http))
         return UniversalPollingConnector(config=config, parts=parts, store=context.store,
                                          logger=context.logger, on_close=http.aclose)
@@ -67,13 +67,14 @@ def http_connector_factory(source: HttpSourceType[M]) -> ConnectorFactory:
 
 
 def _transport(
-    source: HttpSourceType[M], settings: M, context: ConnectorContext
+    source: HttpSourceType[M], settings: M, config: ConnectorConfig, context: ConnectorContext
 ) -> httpx.AsyncBaseTransport | None:
     if source.rate_limits is None:
         return context.http_transport
     base_url = source.base_url(settings) if source.base_url else None
     inner = context.http_transport or network_transport(base_url)
-    return RateLimitTransport(inner, source.rate_limits, clock=context.clock)
+    return RateLimitTransport(inner, source.rate_limits, clock=context.clock,
+                              max_body_bytes=config.max_body_bytes, connector=config.name)
 
 
 def network_transport(base_url: str | None) -> httpx.AsyncBaseTransport:

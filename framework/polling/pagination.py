@@ -22,7 +22,7 @@ from urllib.parse import urljoin
 import httpx
 
 from framework.core.errors import MalformedResponseError
-from framework.polling.http import HttpClient, parse_json
+from framework.polling.http import HttpClient, read_json
 
 Params = Mapping[str, str | int | float | bool]
 
@@ -204,7 +204,7 @@ async def walk_pages(
         if response.status_code == 304:
             yield Page(count, request, response, [], last=True, not_modified=True)
             return
-        body = parse_json(response, connector=connector)
+        body = await read_json(response, connector=connector)
         items = read_items(body, request)
         try:
             following = paginator.next_request(request, response, body, items)

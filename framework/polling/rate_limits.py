@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import httpx
 
 from framework.core.clock import Clock
+from framework.polling.config import DEFAULT_MAX_BODY_BYTES
+from framework.polling.exchange import read_limited
 
 TOO_MANY_REQUESTS = 429
 # Length and encoding headers describe a body stream that was read to look for the
@@ -65,11 +67,14 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
     """Wraps the network transport; gives a rate-limit answer a 429 and its Retry-After."""
 
     def __init__(
-        self, inner: httpx.AsyncBaseTransport, rules: RateLimitRules, *, clock: Clock
+        self, inner: httpx.AsyncBaseTransport, rules: RateLimitRules, *, clock: Clock,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, connector: str | None = None,
     ) -> None:
         self._inner = inner
         self._rules = rules
         self._clock = clock
+        self._max_body_bytes = max_body_bytes
+        self._connector = connector
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
@@ -77,7 +82,9 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
             return response
         if response.status_code == TOO_MANY_REQUESTS and "retry-after" in response.headers:
             return response  # already in the form the client reads
-        body = await response.aread()
+        response.request = request  # the client sets it only later
+        read = await read_limited(response, self._max_body_bytes, connector=self._connector)
+        body = read.content
         wait_s = self._rules.wait_s(response.headers, body, self._clock.time())
         if wait_s is None:
             return self._copy(request, response, body, response.status_code, response.headers)

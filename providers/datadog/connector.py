@@ -41,7 +41,7 @@ from framework.polling import (
     SourceWiring,
     describe_shape,
     http_connector_factory,
-    parse_json,
+    read_json,
 )
 from providers.datadog.schema import DatadogEvent, event_id, event_timestamp, to_event
 
@@ -128,7 +128,7 @@ class DatadogEventsClient:
     async def _page(self, params: dict[str, str]) -> tuple[list[dict[str, Any]], str | None]:
         url = self.settings.api_url + EVENTS_PATH
         response = await self.http.get(url, params=params)
-        body = parse_json(response, connector=self._connector)
+        body = await read_json(response, connector=self._connector)
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
             raise MalformedResponseError(

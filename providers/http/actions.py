@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from framework.consuming import CallContext, CallPolicy, CapabilitySpec, describe_validation_error
 from framework.core import HostPolicy, RefusedTargetError, TransientSourceError, redact_url
-from framework.polling import raise_for_status
+from framework.polling import DEFAULT_MAX_BODY_BYTES, raise_for_status, read_limited
 from providers.http.guarded_network import GuardedTransport, Resolver, resolve_host
 from providers.http.signature import SIGNATURE_HEADER, sign_body
 
@@ -84,14 +84,18 @@ class HttpActions:
 
     def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None,
                  policy: CallPolicy | None = None, hosts: HostPolicy | None = None,
-                 resolve: Resolver = resolve_host) -> None:
+                 resolve: Resolver = resolve_host,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         """``transport`` replaces the guarded one (its connections are not checked);
         ``hosts``: the allow-list of every call (None: any public host);
-        ``resolve``: the name resolver of the guarded connections."""
+        ``resolve``: the name resolver of the guarded connections;
+        ``max_body_bytes``: a target's answer is read up to this size
+        (ResponseTooLargeError past it)."""
         self._transport = transport
         self._policy = policy or CallPolicy()
         self._hosts = hosts or HostPolicy()
         self._resolve = resolve
+        self._max_body_bytes = max_body_bytes
         self._clients: dict[HostPolicy, httpx.AsyncClient] = {}
 
     async def aclose(self) -> None:
@@ -152,8 +156,11 @@ class HttpActions:
         hosts = self._hosts.narrowed(context.hosts)
         _check_name(hosts, url)
         try:
-            response = await self._client_for(hosts).request(
-                method, url, headers=headers, content=content, params=dict(query) or None)
+            client = self._client_for(hosts)
+            request = client.build_request(method, url, headers=headers,
+                                           content=content, params=dict(query) or None)
+            response = await read_limited(await client.send(request, stream=True),
+                                          self._max_body_bytes)
         except httpx.TransportError as exc:
             raise TransientSourceError(f"{target} failed: {type(exc).__name__}: {exc}") \
                 from None

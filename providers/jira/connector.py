@@ -49,7 +49,7 @@ from framework.polling import (
     SourceWiring,
     describe_shape,
     http_connector_factory,
-    parse_json,
+    read_json,
 )
 from providers.jira.jql import incremental_jql, window_minutes
 from providers.jira.schema import JiraIssue, issue_id, issue_version, to_issue
@@ -145,7 +145,8 @@ class JiraClient:
         while True:
             params = {"jql": jql, "fields": self.settings.requested_fields(),
                       "maxResults": self.settings.page_size, **following}
-            body = parse_json(await self.http.get(url, params=params), connector=self._connector)
+            body = await read_json(await self.http.get(url, params=params),
+                                   connector=self._connector)
             page, following = self._page(body, url)
             for issue in page:
                 try:

@@ -23,7 +23,7 @@ from framework.polling import (
     SourceWiring,
     describe_shape,
     http_connector_factory,
-    parse_json,
+    read_json,
 )
 from providers.noaa.schema import NoaaAlert, feature_id, to_alert
 
@@ -72,7 +72,7 @@ class NoaaClient:
         )
         if response.status_code == 304:
             return FetchResult(not_modified=True)
-        body = parse_json(response, connector=self._connector)
+        body = await read_json(response, connector=self._connector)
         features = body.get("features") if isinstance(body, dict) else None
         if not isinstance(features, list):
             raise MalformedResponseError(
