@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from worker.bench.repeat import DEFAULT_RUNS
+
 if TYPE_CHECKING:
     from worker.cli.session import Subparsers
 
 _PRIVATE_REDIS = "Redis to use (default: a private redis-server on a free port)"
+_RUNS = "runs, each in fresh processes; the report shows median (min–max)"
 
 
 def add_bench_commands(commands: Subparsers) -> None:
@@ -19,6 +22,7 @@ def add_bench_commands(commands: Subparsers) -> None:
     publish.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000])
     publish.add_argument("--changed-ratio", type=float, default=0.1)
     publish.add_argument("--redis-url", default=None, help=_PRIVATE_REDIS)
+    publish.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     publish.set_defaults(handler=_publish)
     fleet = kinds.add_parser("fleet", help="run-all at scale: memory, CPU, jitter")
     fleet.add_argument("--connectors", type=int, nargs="+", default=[50, 200])
@@ -26,6 +30,7 @@ def add_bench_commands(commands: Subparsers) -> None:
                        default=["process", "in-process"])
     fleet.add_argument("--duration", type=float, default=30.0,
                        help="seconds measured once every connector polls")
+    fleet.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     fleet.set_defaults(handler=_fleet)
     consume = kinds.add_parser(
         "consume", help="events/s and latency of one consumer, against Celery and arq")
@@ -43,13 +48,13 @@ def add_bench_commands(commands: Subparsers) -> None:
 def _publish(args: argparse.Namespace) -> int:
     from worker.bench.publish import run_publish_bench
 
-    return run_publish_bench(args.items, args.changed_ratio, args.redis_url)
+    return run_publish_bench(args.items, args.changed_ratio, args.redis_url, args.runs)
 
 
 def _fleet(args: argparse.Namespace) -> int:
     from worker.bench.fleet import run_fleet_bench
 
-    return run_fleet_bench(args.connectors, args.modes, args.duration)
+    return run_fleet_bench(args.connectors, args.modes, args.duration, args.runs)
 
 
 def _consume(args: argparse.Namespace) -> int:
