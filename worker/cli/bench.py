@@ -33,7 +33,7 @@ def add_bench_commands(commands: Subparsers) -> None:
     fleet.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     fleet.set_defaults(handler=_fleet)
     consume = kinds.add_parser(
-        "consume", help="events/s and latency of one consumer, against Celery and arq")
+        "consume", help="events/s and latency of one consumer, against a raw loop and peers")
     consume.add_argument("--events", type=int, default=20_000,
                          help="events queued for the throughput run")
     consume.add_argument("--rates", type=int, nargs="+", default=[1_000, 10_000],
@@ -42,6 +42,10 @@ def add_bench_commands(commands: Subparsers) -> None:
                          help="seconds of sending per latency run")
     consume.add_argument("--max-in-flight", type=int, default=64)
     consume.add_argument("--redis-url", default=None, help=_PRIVATE_REDIS)
+    consume.add_argument("--systems", nargs="+", default=None,
+                         help="systems to run (default: all: connector-fleet limit celery arq "
+                              "faststream taskiq)")
+    consume.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     consume.set_defaults(handler=_consume)
 
 
@@ -58,7 +62,9 @@ def _fleet(args: argparse.Namespace) -> int:
 
 
 def _consume(args: argparse.Namespace) -> int:
-    from worker.bench.consume import run_consume_bench
+    from worker.bench.consume import SYSTEMS, run_consume_bench
 
-    return run_consume_bench(args.events, args.rates, args.duration, args.max_in_flight,
-                             args.redis_url)
+    params = {"events": args.events, "rates": args.rates, "duration_s": args.duration,
+              "max_in_flight": args.max_in_flight, "redis_url": args.redis_url,
+              "systems": args.systems or list(SYSTEMS)}
+    return run_consume_bench(params, args.runs)
