@@ -12,10 +12,10 @@ def print_consume_report(runs: Sequence[Sequence[Row]], params: Row) -> None:
     latency = [[r for r in rows if r["mode"] == "latency"] for rows in runs]
     print(f"\nthroughput: {params['events']:,} queued events, one worker process each "
           f"(max_in_flight={params['max_in_flight']} for every system)")
-    print(f"{'system':>16} | {'events/s':>26} | connector-fleet is (ratio within each run)")
+    print(f"{'system':>16} | {'events/s':>26} | connector-fleet / system (within each run)")
     for row in summarize(throughput, ("system",)):
         print(f"{row.key['system']:>16} | {row.cell('events_per_s'):>26} | "
-              f"{row.cell('ours_vs', '.2f')}x")
+              f"{row.cell('ours_vs', '.2f')}")
     print(f"\nlatency, send to completion, at a steady offered rate for "
           f"{params['duration_s']:g} s; kept up = runs whose last event was done within "
           f"1 s of its send")

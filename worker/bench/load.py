@@ -26,6 +26,7 @@ STREAM = "bench-events"
 DONE_KEY = "bench:done"
 WARM_UP_EVENTS = 1_000
 KEPT_UP_LAG_MS = 1_000.0
+STALL_S = 60.0
 _QUEUE_CHUNK = 1_000
 Records = list[tuple[float, float]]
 
@@ -65,11 +66,17 @@ def send_paced(client: sync_redis.Redis, rate: int, duration_s: float) -> float:
 
 
 def wait_for_done(client: sync_redis.Redis, expected: int, timeout_s: float) -> Records:
-    """The completion records once ``expected`` are in; TimeoutError naming how many are."""
+    """The completion records once ``expected`` are in; TimeoutError naming how many are
+    if none came for ``STALL_S`` (an event lost) or the wait took ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
+    last, last_progress = -1, time.monotonic()
     while (done := int(client.llen(DONE_KEY))) < expected:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{done} of {expected} events completed in {timeout_s:.0f} s")
+        now = time.monotonic()
+        if done != last:
+            last, last_progress = done, now
+        if now > deadline or now - last_progress > STALL_S:
+            raise TimeoutError(f"{done} of {expected} events completed; none for "
+                               f"{now - last_progress:.0f} s")
         time.sleep(0.05)
     return read_done(client)
 

@@ -5,6 +5,7 @@ line (the last line of stdout)."""
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from collections.abc import Callable
 
@@ -30,6 +31,8 @@ def run_once(kind: str, params: Row) -> list[Row]:
 
 def main(argv: list[str]) -> int:
     configure_logging("WARNING")
+    # SIGTERM (the run took too long) unwinds, so the run's workers and Redis stop too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"bench {argv[0]}: stopped by SIGTERM"))
     rows = run_once(argv[0], orjson.loads(argv[1]))
     print(orjson.dumps(rows).decode(), flush=True)
     return 0

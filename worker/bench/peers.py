@@ -27,14 +27,14 @@ PEER_TIMEOUT_S = 900.0
 @dataclass(frozen=True)
 class Peer:
     name: str
+    venv: Path
+    script: Path
 
-    @property
-    def venv(self) -> Path:
-        return REPO_ROOT / f".venv-bench-{self.name}"
-
-    @property
-    def script(self) -> Path:
-        return REPO_ROOT / "scripts" / "bench" / f"{self.name}_baseline.py"
+    @classmethod
+    def named(cls, name: str) -> Peer:
+        """The peer ``scripts/setup --bench`` installs as ``name``."""
+        return cls(name, REPO_ROOT / f".venv-bench-{name}",
+                   REPO_ROOT / "scripts" / "bench" / f"{name}_baseline.py")
 
     def missing(self) -> str | None:
         """Why this peer cannot run here, or None."""
@@ -43,25 +43,46 @@ class Peer:
         return None
 
 
-PEERS = {name: Peer(name) for name in ("celery", "arq", "faststream", "taskiq")}
+PEERS = {name: Peer.named(name) for name in ("celery", "arq", "faststream", "taskiq")}
 
 
-def run_peer(peer: Peer, url: str, args: list[str]) -> dict[str, Any] | None:
+def run_peer(peer: Peer, url: str, args: list[str],
+             timeout_s: float = PEER_TIMEOUT_S) -> dict[str, Any] | None:
     """The peer's JSON line, or None (the reason on stderr) if it is missing or failed."""
     reason = peer.missing()
     if reason is None:
         command = [str(peer.venv / "bin" / "python"), str(peer.script), "--redis-url", url, *args]
+        script = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, stdin=subprocess.DEVNULL)
         try:
-            done = subprocess.run(command, capture_output=True, text=True, check=False,
-                                  timeout=PEER_TIMEOUT_S, stdin=subprocess.DEVNULL)
+            stdout, stderr = script.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            reason = f"took over {PEER_TIMEOUT_S:.0f} s"
+            _stop_script(script)
+            reason = f"took over {timeout_s:g} s"
+        except BaseException:  # this run is being stopped: the peer's script stops too
+            _stop_script(script)
+            raise
         else:
-            lines = done.stdout.strip().splitlines()
-            if done.returncode == 0 and lines:
+            lines = stdout.strip().splitlines()
+            if script.returncode == 0 and lines:
                 result: dict[str, Any] = orjson.loads(lines[-1])
                 return result
-            reason = f"exit {done.returncode}: {done.stderr.strip()[-2000:]}"
+            reason = f"exit {script.returncode}: {_last_lines(stderr)}"
     print(f"bench consume: {peer.name} skipped ({' '.join(args)}): {reason}",
           file=sys.stderr, flush=True)
     return None
+
+
+def _stop_script(script: subprocess.Popen[str]) -> None:
+    """SIGTERM first: the script then stops its worker (SIGKILL would orphan it)."""
+    script.terminate()
+    try:
+        script.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        script.kill()
+        # Not communicate(): a worker the script left behind may hold its pipes open.
+        script.wait()
+
+
+def _last_lines(text: str, count: int = 5) -> str:
+    return " | ".join(text.strip().splitlines()[-count:])

@@ -10,6 +10,7 @@ benchmark needs (Redis, workers, peers) itself and prints its rows as JSON.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ def repeat_in_fresh_processes(kind: str, params: Row, runs: int, timeout_s: floa
         raise ValueError(f"bench {kind}: --runs must be at least 1, got {runs}")
     results: list[list[Row]] = []
     loads: list[tuple[float, float, float]] = []
+    # SIGTERM unwinds (SystemExit), so that the run in progress is stopped with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"bench {kind}: stopped by SIGTERM"))
     for index in range(1, runs + 1):
         load = os.getloadavg()
         loads.append(load)
@@ -56,14 +59,19 @@ def repeat_in_fresh_processes(kind: str, params: Row, runs: int, timeout_s: floa
 
 def run_once_in_fresh_process(kind: str, params: Row, timeout_s: float, index: int) -> list[Row]:
     command = [sys.executable, "-m", "worker.bench.once", kind, orjson.dumps(params).decode()]
+    run = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
+                           stdin=subprocess.DEVNULL)
     try:
-        done = subprocess.run(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
-                              timeout=timeout_s, stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"bench {kind}: run {index} took over {timeout_s:.0f} s") from None
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"bench {kind}: run {index} failed (exit {done.returncode}); "
+        stdout, _ = run.communicate(timeout=timeout_s)
+    except BaseException as exc:  # timed out or interrupted: SIGTERM lets the run clean up
+        run.terminate()
+        run.communicate(timeout=60)
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise RuntimeError(f"bench {kind}: run {index} took over {timeout_s:.0f} s") from None
+        raise
+    lines = stdout.strip().splitlines()
+    if run.returncode != 0 or not lines:
+        raise RuntimeError(f"bench {kind}: run {index} failed (exit {run.returncode}); "
                            "its errors are above")
     rows: list[Row] = orjson.loads(lines[-1])
     return rows
