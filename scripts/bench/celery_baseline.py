@@ -5,7 +5,9 @@ Run by ``connector-fleet bench consume`` with the Celery virtualenv's Python
 fastest single-process pool for short tasks), results ignored, and the prefetch
 tuned: ``--prefetch-multiplier`` = ``--max-in-flight`` (the default, 4, makes the
 worker fetch a handful of messages per round trip). The producer sends what is
-due each millisecond in one Redis pipeline (kombu's ``Producer.batch()``).
+due each millisecond in one Redis pipeline (kombu's ``Producer.batch()``), from
+``PRODUCERS`` processes: building a Celery message takes a few hundred microseconds,
+so one process cannot offer 10,000 tasks/s.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ app = Celery("celery_baseline", broker=os.environ.get("BENCH_REDIS_URL", "redis:
 app.conf.update(task_ignore_result=True, worker_hijack_root_logger=False,
                 broker_connection_retry_on_startup=True)
 _completions = _baseline.Completions(os.environ.get("BENCH_REDIS_URL", "redis://"))
+PRODUCERS = 4
 
 
 @app.task(name="bench.noop")
@@ -61,7 +64,8 @@ def main() -> None:
     app.conf.broker_url = args.redis_url
     result = _baseline.run_modes(
         args, lambda: start_worker(args.redis_url, args.max_in_flight), queue,
-        lambda rate, duration_s: _baseline.paced(rate, duration_s, send_batch))
+        lambda rate, duration_s: _baseline.paced_in_processes(
+            rate, duration_s, PRODUCERS, lambda: send_batch))
     _baseline.emit(result)
 
 
