@@ -50,8 +50,12 @@ def parse_args(system: str) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=1_000)
     parser.add_argument("--duration-s", type=float, default=5.0)
-    parser.add_argument("--max-in-flight", type=int, default=64,
-                        help="the worker's concurrency (connector-fleet's max_in_flight)")
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=64,
+        help="the worker's concurrency (connector-fleet's max_in_flight)",
+    )
     return parser.parse_args()
 
 
@@ -119,14 +123,18 @@ def paced(rate: int, duration_s: float, send_batch: Callable[[int], None]) -> fl
     return pacer.achieved()
 
 
-def _paced_child(rate: float, duration_s: float,
-                 make_send: Callable[[], Callable[[int], None]],
-                 results: multiprocessing.queues.Queue[float]) -> None:
+def _paced_child(
+    rate: float,
+    duration_s: float,
+    make_send: Callable[[], Callable[[int], None]],
+    results: multiprocessing.queues.Queue[float],
+) -> None:
     results.put(paced(rate, duration_s, make_send()))  # type: ignore[arg-type]
 
 
-def paced_in_processes(rate: int, duration_s: float, processes: int,
-                       make_send: Callable[[], Callable[[int], None]]) -> float:
+def paced_in_processes(
+    rate: int, duration_s: float, processes: int, make_send: Callable[[], Callable[[int], None]]
+) -> float:
     """``paced`` split over ``processes`` forked producers (each makes its own client
     with ``make_send()`` and sends ``rate / processes`` a second), for the libraries
     whose message building alone is too slow for one process; the rates achieved
@@ -135,9 +143,12 @@ def paced_in_processes(rate: int, duration_s: float, processes: int,
         return paced(rate, duration_s, make_send())
     context = multiprocessing.get_context("fork")
     results: multiprocessing.queues.Queue[float] = context.Queue()
-    children = [context.Process(target=_paced_child,
-                                args=(rate / processes, duration_s, make_send, results))
-                for _ in range(processes)]
+    children = [
+        context.Process(
+            target=_paced_child, args=(rate / processes, duration_s, make_send, results)
+        )
+        for _ in range(processes)
+    ]
     for child in children:
         child.start()
     achieved = sum(results.get(timeout=duration_s + 120) for _ in children)
@@ -146,8 +157,9 @@ def paced_in_processes(rate: int, duration_s: float, processes: int,
     return achieved
 
 
-async def paced_async(rate: int, duration_s: float,
-                      send_batch: Callable[[int], Awaitable[None]]) -> float:
+async def paced_async(
+    rate: int, duration_s: float, send_batch: Callable[[int], Awaitable[None]]
+) -> float:
     """``paced`` for an asyncio producer."""
     pacer = Pacer(rate, duration_s)
     while not pacer.finished:
@@ -173,16 +185,20 @@ def wait_for_done(client: redis.Redis, expected: int) -> None:
         if done != last:
             last, last_progress = done, now
         if now > deadline or now - last_progress > STALL_S:
-            sys.exit(f"{done} of {expected} events done; none for "
-                     f"{now - last_progress:.0f} s")
+            sys.exit(f"{done} of {expected} events done; none for {now - last_progress:.0f} s")
         time.sleep(0.05)
 
 
 def start_worker_process(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """The peer's worker in its own process group (a worker may fork children)."""
-    return subprocess.Popen(command, cwd=Path(__file__).parent, env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        command,
+        cwd=Path(__file__).parent,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:
@@ -195,10 +211,13 @@ def stop_worker(worker: subprocess.Popen[bytes]) -> None:
         worker.wait()
 
 
-def run_modes(args: argparse.Namespace,
-              start_worker: Callable[[], subprocess.Popen[bytes]],
-              queue: Callable[[int], None], send: Callable[[int, float], float],
-              prepare: Callable[[redis.Redis], None] | None = None) -> dict[str, object]:
+def run_modes(
+    args: argparse.Namespace,
+    start_worker: Callable[[], subprocess.Popen[bytes]],
+    queue: Callable[[int], None],
+    send: Callable[[int, float], float],
+    prepare: Callable[[redis.Redis], None] | None = None,
+) -> dict[str, object]:
     """The throughput or latency run of a peer: ``queue(count)`` sends ``count`` events
     as fast as it can, ``send(rate, duration_s)`` at a steady rate and returns the
     rate achieved; ``start_worker()`` starts the worker (``start_worker_process``);

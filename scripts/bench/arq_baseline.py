@@ -51,7 +51,8 @@ class WorkerSettings:
 def start_worker(url: str, max_in_flight: int) -> subprocess.Popen[bytes]:
     return _baseline.start_worker_process(
         [sys.executable, "-m", "arq", "arq_baseline.WorkerSettings"],
-        {"BENCH_REDIS_URL": url, "BENCH_MAX_IN_FLIGHT": str(max_in_flight)})
+        {"BENCH_REDIS_URL": url, "BENCH_MAX_IN_FLIGHT": str(max_in_flight)},
+    )
 
 
 class Producer:
@@ -78,8 +79,11 @@ def main() -> None:
     args = _baseline.parse_args("arq")
     producer = Producer(args.redis_url)
     result = _baseline.run_modes(
-        args, lambda: start_worker(args.redis_url, args.max_in_flight), producer.queue,
-        lambda rate, duration_s: _baseline.paced(rate, duration_s, producer.send_batch))
+        args,
+        lambda: start_worker(args.redis_url, args.max_in_flight),
+        producer.queue,
+        lambda rate, duration_s: _baseline.paced(rate, duration_s, producer.send_batch),
+    )
     _baseline.emit(result)
 
 

@@ -23,8 +23,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _baseline
 
 app = Celery("celery_baseline", broker=os.environ.get("BENCH_REDIS_URL", "redis://"))
-app.conf.update(task_ignore_result=True, worker_hijack_root_logger=False,
-                broker_connection_retry_on_startup=True)
+app.conf.update(
+    task_ignore_result=True,
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+)
 _completions = _baseline.Completions(os.environ.get("BENCH_REDIS_URL", "redis://"))
 PRODUCERS = 4
 
@@ -36,10 +39,22 @@ def noop(sent_ms: float) -> None:
 
 def start_worker(url: str, max_in_flight: int) -> subprocess.Popen[bytes]:
     return _baseline.start_worker_process(
-        [sys.executable, "-m", "celery", "-A", "celery_baseline", "worker",
-         "--pool=solo", f"--prefetch-multiplier={max_in_flight}", "--loglevel=WARNING",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        {"BENCH_REDIS_URL": url})
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "celery_baseline",
+            "worker",
+            "--pool=solo",
+            f"--prefetch-multiplier={max_in_flight}",
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        {"BENCH_REDIS_URL": url},
+    )
 
 
 def send_batch(count: int) -> None:
@@ -63,9 +78,13 @@ def main() -> None:
     args = _baseline.parse_args("celery")
     app.conf.broker_url = args.redis_url
     result = _baseline.run_modes(
-        args, lambda: start_worker(args.redis_url, args.max_in_flight), queue,
+        args,
+        lambda: start_worker(args.redis_url, args.max_in_flight),
+        queue,
         lambda rate, duration_s: _baseline.paced_in_processes(
-            rate, duration_s, PRODUCERS, lambda: send_batch))
+            rate, duration_s, PRODUCERS, lambda: send_batch
+        ),
+    )
     _baseline.emit(result)
 
 

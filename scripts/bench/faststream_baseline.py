@@ -42,9 +42,12 @@ async def serve(url: str, max_in_flight: int) -> None:
     async def noop(body: dict[str, Any]) -> None:
         completions.done(body["sent_ms"])
 
-    broker.subscriber(stream=StreamSub(STREAM, group=GROUP, consumer="bench-1",
-                                       max_records=max_in_flight, polling_interval=100),
-                      **({"max_workers": max_in_flight} if max_in_flight > 1 else {}))(noop)
+    broker.subscriber(
+        stream=StreamSub(
+            STREAM, group=GROUP, consumer="bench-1", max_records=max_in_flight, polling_interval=100
+        ),
+        **({"max_workers": max_in_flight} if max_in_flight > 1 else {}),
+    )(noop)
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
     await broker.start()
@@ -54,7 +57,8 @@ async def serve(url: str, max_in_flight: int) -> None:
 
 def start_worker(url: str, max_in_flight: int) -> subprocess.Popen[bytes]:
     return _baseline.start_worker_process(
-        [sys.executable, __file__, "--worker", url, str(max_in_flight)], {})
+        [sys.executable, __file__, "--worker", url, str(max_in_flight)], {}
+    )
 
 
 def create_group(client: redis.Redis) -> None:
@@ -72,8 +76,9 @@ class Producer:
     async def _send_batch(self, count: int) -> None:
         async with self._client.pipeline(transaction=False) as pipe:
             for _ in range(count):
-                await self._broker.publish({"sent_ms": _baseline.now_ms()}, stream=STREAM,
-                                           pipeline=pipe)
+                await self._broker.publish(
+                    {"sent_ms": _baseline.now_ms()}, stream=STREAM, pipeline=pipe
+                )
             await pipe.execute()
 
     def queue(self, count: int) -> None:
@@ -82,7 +87,8 @@ class Producer:
 
     def send(self, rate: int, duration_s: float) -> float:
         return self._loop.run_until_complete(
-            _baseline.paced_async(rate, duration_s, self._send_batch))
+            _baseline.paced_async(rate, duration_s, self._send_batch)
+        )
 
 
 def main() -> None:
@@ -92,8 +98,12 @@ def main() -> None:
     args = _baseline.parse_args("faststream")
     producer = Producer(args.redis_url)
     result = _baseline.run_modes(
-        args, lambda: start_worker(args.redis_url, args.max_in_flight), producer.queue,
-        producer.send, prepare=create_group)
+        args,
+        lambda: start_worker(args.redis_url, args.max_in_flight),
+        producer.queue,
+        producer.send,
+        prepare=create_group,
+    )
     _baseline.emit(result)
 
 

@@ -35,8 +35,14 @@ STREAM = "bench-taskiq"
 _URL = os.environ.get("BENCH_REDIS_URL", "redis://")
 _MAX_IN_FLIGHT = int(os.environ.get("BENCH_MAX_IN_FLIGHT", "64"))
 
-broker = RedisStreamBroker(_URL, queue_name=STREAM, consumer_group_name="bench",
-                           consumer_id="0", xread_count=_MAX_IN_FLIGHT, xread_block=100)
+broker = RedisStreamBroker(
+    _URL,
+    queue_name=STREAM,
+    consumer_group_name="bench",
+    consumer_id="0",
+    xread_count=_MAX_IN_FLIGHT,
+    xread_block=100,
+)
 _completions = _baseline.Completions(_URL)
 PRODUCERS = 2
 
@@ -48,10 +54,23 @@ async def noop(sent_ms: float) -> None:
 
 def start_worker(url: str, max_in_flight: int) -> subprocess.Popen[bytes]:
     return _baseline.start_worker_process(
-        [sys.executable, "-m", "taskiq", "worker", "taskiq_baseline:broker", "--workers", "1",
-         "--max-async-tasks", str(max_in_flight), "--ack-type", "when_executed",
-         "--log-level", "WARNING"],
-        {"BENCH_REDIS_URL": url, "BENCH_MAX_IN_FLIGHT": str(max_in_flight)})
+        [
+            sys.executable,
+            "-m",
+            "taskiq",
+            "worker",
+            "taskiq_baseline:broker",
+            "--workers",
+            "1",
+            "--max-async-tasks",
+            str(max_in_flight),
+            "--ack-type",
+            "when_executed",
+            "--log-level",
+            "WARNING",
+        ],
+        {"BENCH_REDIS_URL": url, "BENCH_MAX_IN_FLIGHT": str(max_in_flight)},
+    )
 
 
 class Producer:
@@ -73,8 +92,9 @@ class Producer:
 
     def send(self, rate: int, duration_s: float) -> float:
         url = self._url
-        return _baseline.paced_in_processes(rate, duration_s, PRODUCERS,
-                                            lambda: Producer(url).send_batch)
+        return _baseline.paced_in_processes(
+            rate, duration_s, PRODUCERS, lambda: Producer(url).send_batch
+        )
 
 
 def main() -> None:
@@ -85,9 +105,12 @@ def main() -> None:
         os.execv(sys.executable, [sys.executable, *sys.argv])
     producer = Producer(args.redis_url)
     result = _baseline.run_modes(
-        args, lambda: start_worker(args.redis_url, args.max_in_flight), producer.queue,
-        producer.send, prepare=lambda client: client.xgroup_create(STREAM, "bench", id="0",
-                                                                   mkstream=True))
+        args,
+        lambda: start_worker(args.redis_url, args.max_in_flight),
+        producer.queue,
+        producer.send,
+        prepare=lambda client: client.xgroup_create(STREAM, "bench", id="0", mkstream=True),
+    )
     _baseline.emit(result)
 
 

@@ -24,7 +24,8 @@ def fake_peer(tmp_path: Path, body: str) -> Peer:
 
 
 def test_a_missing_virtualenv_is_skipped_with_how_to_make_it(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     peer = Peer("celery", tmp_path / ".venv-bench-celery", tmp_path / "celery_baseline.py")
 
     assert run_peer(peer, "redis://127.0.0.1:1", ["--mode", "throughput"]) is None
@@ -34,7 +35,8 @@ def test_a_missing_virtualenv_is_skipped_with_how_to_make_it(
 
 
 def test_a_failing_peer_is_skipped_with_its_error(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     peer = fake_peer(tmp_path, "import sys\nsys.exit('broker refused the connection')\n")
 
     assert run_peer(peer, "redis://127.0.0.1:1", ["--mode", "latency"]) is None
@@ -50,9 +52,12 @@ def test_a_peer_printing_its_result_returns_it(tmp_path: Path) -> None:
 
 
 def test_a_hung_peer_is_stopped_at_its_deadline_and_stops_its_worker(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pid_file = tmp_path / "worker.pid"
-    peer = fake_peer(tmp_path, f"""
+    peer = fake_peer(
+        tmp_path,
+        f"""
 import signal, subprocess, sys, time
 worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 open({str(pid_file)!r}, "w").write(str(worker.pid))
@@ -61,7 +66,8 @@ def stop(*_):
     sys.exit("stopped")
 signal.signal(signal.SIGTERM, stop)
 time.sleep(600)
-""")
+""",
+    )
     started = time.monotonic()
 
     assert run_peer(peer, "redis://127.0.0.1:1", [], timeout_s=2) is None

@@ -20,9 +20,20 @@ RANGE = r"[\d,.]+ \([\d,.]+–[\d,.]+\)"  # median (min–max)
 
 
 def test_bench_publish_reports_the_poll_and_both_baselines_over_runs(
-        redis_server: RedisServer) -> None:
-    result = installed_cli("bench", "publish", "--items", "300", "--runs", "2",
-                           "--redis-url", redis_server.url, env=dict(os.environ), timeout_s=110)
+    redis_server: RedisServer,
+) -> None:
+    result = installed_cli(
+        "bench",
+        "publish",
+        "--items",
+        "300",
+        "--runs",
+        "2",
+        "--redis-url",
+        redis_server.url,
+        env=dict(os.environ),
+        timeout_s=110,
+    )
 
     assert result.returncode == 0, result.stderr
     assert "bench publish: 2 run(s), each in fresh processes" in result.stdout
@@ -35,11 +46,27 @@ def test_bench_publish_reports_the_poll_and_both_baselines_over_runs(
 
 @pytest.mark.timeout(300)
 def test_bench_consume_reports_connector_fleet_and_the_limit_loop(
-        redis_server: RedisServer) -> None:
-    result = installed_cli("bench", "consume", "--systems", "connector-fleet", "limit",
-                           "--events", "300", "--rates", "300", "--duration", "0.5",
-                           "--runs", "2", "--redis-url", redis_server.url,
-                           env=dict(os.environ), timeout_s=280)
+    redis_server: RedisServer,
+) -> None:
+    result = installed_cli(
+        "bench",
+        "consume",
+        "--systems",
+        "connector-fleet",
+        "limit",
+        "--events",
+        "300",
+        "--rates",
+        "300",
+        "--duration",
+        "0.5",
+        "--runs",
+        "2",
+        "--redis-url",
+        redis_server.url,
+        env=dict(os.environ),
+        timeout_s=280,
+    )
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -56,14 +83,29 @@ def test_bench_consume_reports_connector_fleet_and_the_limit_loop(
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("peer", sorted(PEERS))
 def test_bench_consume_runs_each_peer_in_its_virtualenv(
-        redis_server: RedisServer, peer: str) -> None:
+    redis_server: RedisServer, peer: str
+) -> None:
     if (reason := PEERS[peer].missing()) is not None:
         pytest.skip(f"{peer}: {reason}")
 
-    result = installed_cli("bench", "consume", "--systems", peer, "--events", "200",
-                           "--rates", "200", "--duration", "0.5", "--runs", "1",
-                           "--redis-url", redis_server.url, env=dict(os.environ),
-                           timeout_s=580)
+    result = installed_cli(
+        "bench",
+        "consume",
+        "--systems",
+        peer,
+        "--events",
+        "200",
+        "--rates",
+        "200",
+        "--duration",
+        "0.5",
+        "--runs",
+        "1",
+        "--redis-url",
+        redis_server.url,
+        env=dict(os.environ),
+        timeout_s=580,
+    )
 
     assert result.returncode == 0, result.stderr
     assert "skipped" not in result.stderr, result.stderr
@@ -73,9 +115,20 @@ def test_bench_consume_runs_each_peer_in_its_virtualenv(
 
 @pytest.mark.timeout(300)
 def test_bench_fleet_reports_memory_cpu_and_jitter_over_runs() -> None:
-    result = installed_cli("bench", "fleet", "--connectors", "2", "--modes", "in-process",
-                           "--duration", "1", "--runs", "2", env=dict(os.environ),
-                           timeout_s=280)
+    result = installed_cli(
+        "bench",
+        "fleet",
+        "--connectors",
+        "2",
+        "--modes",
+        "in-process",
+        "--duration",
+        "1",
+        "--runs",
+        "2",
+        env=dict(os.environ),
+        timeout_s=280,
+    )
 
     assert result.returncode == 0, result.stderr
     assert "bench fleet: 2 run(s)" in result.stdout

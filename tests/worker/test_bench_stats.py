@@ -31,10 +31,14 @@ def test_no_value_to_summarize_is_an_error_naming_the_figure() -> None:
 
 def test_rows_are_matched_across_runs_by_their_naming_fields() -> None:
     runs = [
-        [{"system": "a", "rate": 10, "p99_ms": 1.0, "kept_up": True},
-         {"system": "b", "rate": 10, "p99_ms": 50.0, "kept_up": False}],
-        [{"system": "b", "rate": 10, "p99_ms": 70.0, "kept_up": True},
-         {"system": "a", "rate": 10, "p99_ms": 3.0, "kept_up": True}],
+        [
+            {"system": "a", "rate": 10, "p99_ms": 1.0, "kept_up": True},
+            {"system": "b", "rate": 10, "p99_ms": 50.0, "kept_up": False},
+        ],
+        [
+            {"system": "b", "rate": 10, "p99_ms": 70.0, "kept_up": True},
+            {"system": "a", "rate": 10, "p99_ms": 3.0, "kept_up": True},
+        ],
         [{"system": "a", "rate": 10, "p99_ms": 2.0, "kept_up": False}],  # b failed here
     ]
 
@@ -57,8 +61,9 @@ def test_a_figure_no_run_gave_is_left_out_not_zero() -> None:
 
 
 def test_the_description_shows_the_load_average_at_the_start_of_each_run() -> None:
-    repeated = Repeated("publish", [[], [], []], [(1.75, 1.0, 0.5), (2.1, 1.2, 0.6),
-                                                  (1.8, 1.1, 0.5)])
+    repeated = Repeated(
+        "publish", [[], [], []], [(1.75, 1.0, 0.5), (2.1, 1.2, 0.6), (1.8, 1.1, 0.5)]
+    )
 
     text = repeated.describe()
 

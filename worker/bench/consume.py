@@ -51,8 +51,9 @@ DONE_TIMEOUT_S = 600.0
 
 
 def _start_worker(system: str, url: str, max_in_flight: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", LOCAL_SYSTEMS[system], url,
-                             str(max_in_flight)], cwd=REPO_ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", LOCAL_SYSTEMS[system], url, str(max_in_flight)], cwd=REPO_ROOT
+    )
 
 
 def _stop(worker: subprocess.Popen[bytes]) -> None:
@@ -80,8 +81,7 @@ def _local_throughput(system: str, url: str, events: int, max_in_flight: int) ->
     return throughput_row(system, read_done(client))
 
 
-def _local_latency(system: str, url: str, rate: int, duration_s: float,
-                   max_in_flight: int) -> Row:
+def _local_latency(system: str, url: str, rate: int, duration_s: float, max_in_flight: int) -> Row:
     client = sync_redis.Redis.from_url(url)
     client.flushall()
     worker = _start_worker(system, url, max_in_flight)
@@ -100,19 +100,42 @@ def _local_latency(system: str, url: str, rate: int, duration_s: float,
 def _throughput(system: str, url: str, events: int, max_in_flight: int) -> Row | None:
     if system in LOCAL_SYSTEMS:
         return _local_throughput(system, url, events, max_in_flight)
-    if run_peer(PEERS[system], url, ["--mode", "throughput", "--events", str(events),
-                                     "--max-in-flight", str(max_in_flight)]) is None:
+    if (
+        run_peer(
+            PEERS[system],
+            url,
+            [
+                "--mode",
+                "throughput",
+                "--events",
+                str(events),
+                "--max-in-flight",
+                str(max_in_flight),
+            ],
+        )
+        is None
+    ):
         return None
     return throughput_row(system, read_done(sync_redis.Redis.from_url(url)))
 
 
-def _latency(system: str, url: str, rate: int, duration_s: float,
-             max_in_flight: int) -> Row | None:
+def _latency(system: str, url: str, rate: int, duration_s: float, max_in_flight: int) -> Row | None:
     if system in LOCAL_SYSTEMS:
         return _local_latency(system, url, rate, duration_s, max_in_flight)
-    result = run_peer(PEERS[system], url, [
-        "--mode", "latency", "--rate", str(rate), "--duration-s", str(duration_s),
-        "--max-in-flight", str(max_in_flight)])
+    result = run_peer(
+        PEERS[system],
+        url,
+        [
+            "--mode",
+            "latency",
+            "--rate",
+            str(rate),
+            "--duration-s",
+            str(duration_s),
+            "--max-in-flight",
+            str(max_in_flight),
+        ],
+    )
     if result is None:
         return None
     records = read_done(sync_redis.Redis.from_url(url))

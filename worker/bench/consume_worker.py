@@ -42,12 +42,23 @@ from worker.bench.completions import Completions
 from worker.bench.load import STREAM
 from worker.runtime import freeze_startup_heap, run_event_loop
 
-_RULES = {"version": 1, "rules": [{
-    "name": "bench",
-    "match": {"streams": [STREAM], "type": "bench.tick"},
-    "steps": [{"id": "noop", "call": "bench_noop", "version": "^1",
-               "params": {"sent_ms": "{{ payload.sent_ms }}"}}],
-}]}
+_RULES = {
+    "version": 1,
+    "rules": [
+        {
+            "name": "bench",
+            "match": {"streams": [STREAM], "type": "bench.tick"},
+            "steps": [
+                {
+                    "id": "noop",
+                    "call": "bench_noop",
+                    "version": "^1",
+                    "params": {"sent_ms": "{{ payload.sent_ms }}"},
+                }
+            ],
+        }
+    ],
+}
 
 
 async def _noop(params: Any, context: CallContext) -> None:
@@ -68,18 +79,36 @@ async def serve(url: str, max_in_flight: int) -> int:
     logger = get_logger(component="bench")
     prometheus = CollectorRegistry()
     clock, call_metrics = SystemClock(), CallMetrics.create(prometheus)
-    executor = build_executor(registry, ExecutionDeps(
-        redis=redis, clock=clock, logger=logger, deadlines=Deadlines(),
-        breakers=BreakerBoard(redis=redis, clock=clock, logger=logger,
-                              gauge=call_metrics.breaker_state),
-        call_metrics=call_metrics))
+    executor = build_executor(
+        registry,
+        ExecutionDeps(
+            redis=redis,
+            clock=clock,
+            logger=logger,
+            deadlines=Deadlines(),
+            breakers=BreakerBoard(
+                redis=redis, clock=clock, logger=logger, gauge=call_metrics.breaker_state
+            ),
+            call_metrics=call_metrics,
+        ),
+    )
     handler = RulesHandler(parse_rules(_RULES), executor, redis=redis, logger=logger)
     completions = Completions(redis)
-    consumer = Consumer(redis, handler, ConsumerOptions(
-        streams=(STREAM,), max_in_flight=max_in_flight, start_id="0", consumer="bench-1",
-        block_ms=100), clock=SystemClock(), logger=logger,
+    consumer = Consumer(
+        redis,
+        handler,
+        ConsumerOptions(
+            streams=(STREAM,),
+            max_in_flight=max_in_flight,
+            start_id="0",
+            consumer="bench-1",
+            block_ms=100,
+        ),
+        clock=SystemClock(),
+        logger=logger,
         metrics=ConsumerMetrics.create(prometheus),
-        on_settled=_stamp_when_settled(completions))
+        on_settled=_stamp_when_settled(completions),
+    )
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, consumer.stop)
     writer = asyncio.create_task(completions.write_forever())
     freeze_startup_heap()

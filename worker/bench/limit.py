@@ -37,11 +37,14 @@ async def _create_group(redis: Redis) -> None:
             raise
 
 
-async def _consume(redis: Redis, count: int, completions: Completions,
-                   stopping: asyncio.Event) -> None:
+async def _consume(
+    redis: Redis, count: int, completions: Completions, stopping: asyncio.Event
+) -> None:
     while not stopping.is_set():
-        reply = cast(StreamReply, await redis.xreadgroup(
-            GROUP, "limit-1", {STREAM: ">"}, count=count, block=_BLOCK_MS))
+        reply = cast(
+            StreamReply,
+            await redis.xreadgroup(GROUP, "limit-1", {STREAM: ">"}, count=count, block=_BLOCK_MS),
+        )
         for _, entries in reply or ():
             for _, fields in entries:
                 completions.stamp(orjson.loads(fields["event"])["payload"]["sent_ms"])

@@ -75,8 +75,9 @@ def wait_for_done(client: sync_redis.Redis, expected: int, timeout_s: float) -> 
         if done != last:
             last, last_progress = done, now
         if now > deadline or now - last_progress > STALL_S:
-            raise TimeoutError(f"{done} of {expected} events completed; none for "
-                               f"{now - last_progress:.0f} s")
+            raise TimeoutError(
+                f"{done} of {expected} events completed; none for {now - last_progress:.0f} s"
+            )
         time.sleep(0.05)
     return read_done(client)
 
@@ -101,6 +102,12 @@ def latency_row(system: str, rate: int, achieved: float, records: Records) -> Ro
     cuts = statistics.quantiles(latencies, n=100)
     last_sent = max(s for _, s in records)
     lag_ms = max(d for d, _ in records) - last_sent
-    return {"system": system, "rate": rate, "achieved_rate": achieved,
-            "events": len(latencies), "p50_ms": cuts[49], "p99_ms": cuts[98],
-            "kept_up": lag_ms <= KEPT_UP_LAG_MS}
+    return {
+        "system": system,
+        "rate": rate,
+        "achieved_rate": achieved,
+        "events": len(latencies),
+        "p50_ms": cuts[49],
+        "p99_ms": cuts[98],
+        "kept_up": lag_ms <= KEPT_UP_LAG_MS,
+    }

@@ -33,8 +33,11 @@ class Peer:
     @classmethod
     def named(cls, name: str) -> Peer:
         """The peer ``scripts/setup --bench`` installs as ``name``."""
-        return cls(name, REPO_ROOT / f".venv-bench-{name}",
-                   REPO_ROOT / "scripts" / "bench" / f"{name}_baseline.py")
+        return cls(
+            name,
+            REPO_ROOT / f".venv-bench-{name}",
+            REPO_ROOT / "scripts" / "bench" / f"{name}_baseline.py",
+        )
 
     def missing(self) -> str | None:
         """Why this peer cannot run here, or None."""
@@ -46,14 +49,20 @@ class Peer:
 PEERS = {name: Peer.named(name) for name in ("celery", "arq", "faststream", "taskiq")}
 
 
-def run_peer(peer: Peer, url: str, args: list[str],
-             timeout_s: float = PEER_TIMEOUT_S) -> dict[str, Any] | None:
+def run_peer(
+    peer: Peer, url: str, args: list[str], timeout_s: float = PEER_TIMEOUT_S
+) -> dict[str, Any] | None:
     """The peer's JSON line, or None (the reason on stderr) if it is missing or failed."""
     reason = peer.missing()
     if reason is None:
         command = [str(peer.venv / "bin" / "python"), str(peer.script), "--redis-url", url, *args]
-        script = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, stdin=subprocess.DEVNULL)
+        script = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
         try:
             stdout, stderr = script.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -68,8 +77,11 @@ def run_peer(peer: Peer, url: str, args: list[str],
                 result: dict[str, Any] = orjson.loads(lines[-1])
                 return result
             reason = f"exit {script.returncode}: {_last_lines(stderr)}"
-    print(f"bench consume: {peer.name} skipped ({' '.join(args)}): {reason}",
-          file=sys.stderr, flush=True)
+    print(
+        f"bench consume: {peer.name} skipped ({' '.join(args)}): {reason}",
+        file=sys.stderr,
+        flush=True,
+    )
     return None
 
 

@@ -77,8 +77,9 @@ async def _bench_size(redis: Redis, count: int, changed_ratio: float) -> Row:
     source = _Source(_synthetic_items(count, 0, changed_ratio))
     connector = UniversalPollingConnector[_Source, dict[str, Any], dict[str, Any]](
         config=config,
-        parts=SourceParts(provider=source, fetcher=_fetch, item_id=lambda raw: raw["id"],
-                          transformer=_transform),
+        parts=SourceParts(
+            provider=source, fetcher=_fetch, item_id=lambda raw: raw["id"], transformer=_transform
+        ),
         store=StateStore(redis, config, lease, clock=clock),
         logger=get_logger(connector=config.name),
     )
@@ -138,8 +139,9 @@ def measure(params: Row) -> list[Row]:
         return _measure_at(server.url, sizes, ratio)
 
 
-def run_publish_bench(sizes: list[int], changed_ratio: float, redis_url: str | None,
-                      runs: int) -> int:
+def run_publish_bench(
+    sizes: list[int], changed_ratio: float, redis_url: str | None, runs: int
+) -> int:
     params = {"sizes": sizes, "changed_ratio": changed_ratio, "redis_url": redis_url}
     repeated = repeat_in_fresh_processes("publish", params, runs, timeout_s=1800)
     print(repeated.describe())
@@ -148,15 +150,20 @@ def run_publish_bench(sizes: list[int], changed_ratio: float, redis_url: str | N
 
 
 def print_publish_report(rows: list[SummaryRow], changed_ratio: float) -> None:
-    print("items/s of poll 1 (all new), of the bare Lua script and of the sync pipeline "
-          "(same XADD + HSET per item); ratio = poll 1 / baseline")
-    print(f"{'items':>8} | {'poll 1 it/s':>24} | {'bare Lua it/s':>24} | "
-          f"{'sync pipeline it/s':>24} | {'vs Lua':>17} | {'vs pipeline':>17} | "
-          f"poll 2 ms ({changed_ratio:.0%} changed)")
+    print(
+        "items/s of poll 1 (all new), of the bare Lua script and of the sync pipeline "
+        "(same XADD + HSET per item); ratio = poll 1 / baseline"
+    )
+    print(
+        f"{'items':>8} | {'poll 1 it/s':>24} | {'bare Lua it/s':>24} | "
+        f"{'sync pipeline it/s':>24} | {'vs Lua':>17} | {'vs pipeline':>17} | "
+        f"poll 2 ms ({changed_ratio:.0%} changed)"
+    )
     for row in rows:
-        print(f"{row.key['items']:>8,} | {row.cell('first_rate'):>24} | "
-              f"{row.cell('lua_rate'):>24} | {row.cell('pipeline_rate'):>24} | "
-              f"{row.cell('lua_ratio', '.2f'):>17} | {row.cell('pipeline_ratio', '.2f'):>17} | "
-              f"{row.cell('second_poll_s', factor=1000)} "
-              f"({row.spreads['second_published'].median:,.0f} published)")
-
+        print(
+            f"{row.key['items']:>8,} | {row.cell('first_rate'):>24} | "
+            f"{row.cell('lua_rate'):>24} | {row.cell('pipeline_rate'):>24} | "
+            f"{row.cell('lua_ratio', '.2f'):>17} | {row.cell('pipeline_ratio', '.2f'):>17} | "
+            f"{row.cell('second_poll_s', factor=1000)} "
+            f"({row.spreads['second_published'].median:,.0f} published)"
+        )

@@ -34,8 +34,10 @@ class Item:
 
 
 def items_from_payloads(payloads: list[bytes]) -> list[Item]:
-    return [Item(f"item-{i}", hashlib.blake2b(p, digest_size=12).hexdigest(), p)
-            for i, p in enumerate(payloads)]
+    return [
+        Item(f"item-{i}", hashlib.blake2b(p, digest_size=12).hexdigest(), p)
+        for i, p in enumerate(payloads)
+    ]
 
 
 def _chunks(items: list[Item]) -> list[list[Item]]:
@@ -65,10 +67,18 @@ def sync_pipeline_seconds(client: sync_redis.Redis, items: list[Item], max_len: 
     for chunk in _chunks(items):
         with client.pipeline(transaction=False) as pipe:
             for item in chunk:
-                pipe.xadd(STREAM, {"connector": "bench", "type": "BENCH",
-                                   "item_id": item.item_id, "version": item.version,
-                                   "payload": item.payload},
-                          maxlen=max_len, approximate=True)
+                pipe.xadd(
+                    STREAM,
+                    {
+                        "connector": "bench",
+                        "type": "BENCH",
+                        "item_id": item.item_id,
+                        "version": item.version,
+                        "payload": item.payload,
+                    },
+                    maxlen=max_len,
+                    approximate=True,
+                )
                 pipe.hset(VERSIONS, item.item_id, item.version)
             pipe.execute()
     seconds = time.perf_counter() - started
@@ -79,5 +89,7 @@ def sync_pipeline_seconds(client: sync_redis.Redis, items: list[Item], max_len: 
 def _check_published(client: sync_redis.Redis, expected: int) -> None:
     published = client.xlen(STREAM)
     if published != expected or client.hlen(VERSIONS) != expected:
-        raise RuntimeError(f"bench publish baseline: {published} of {expected} items in "
-                           f"{STREAM}, {client.hlen(VERSIONS)} versions in {VERSIONS}")
+        raise RuntimeError(
+            f"bench publish baseline: {published} of {expected} items in "
+            f"{STREAM}, {client.hlen(VERSIONS)} versions in {VERSIONS}"
+        )

@@ -34,9 +34,11 @@ class Repeated:
 
     def describe(self) -> str:
         loads = ", ".join(f"{load[0]:.2f}" for load in self.load_averages)
-        return (f"bench {self.kind}: {len(self.runs)} run(s), each in fresh processes, "
-                f"on {os.cpu_count()} cores; load average (1 min) at the start of each: "
-                f"{loads}; figures are median (min–max) of the runs")
+        return (
+            f"bench {self.kind}: {len(self.runs)} run(s), each in fresh processes, "
+            f"on {os.cpu_count()} cores; load average (1 min) at the start of each: "
+            f"{loads}; figures are median (min–max) of the runs"
+        )
 
 
 def repeat_in_fresh_processes(kind: str, params: Row, runs: int, timeout_s: float) -> Repeated:
@@ -51,16 +53,21 @@ def repeat_in_fresh_processes(kind: str, params: Row, runs: int, timeout_s: floa
     for index in range(1, runs + 1):
         load = os.getloadavg()
         loads.append(load)
-        print(f"bench {kind}: run {index} of {runs}, load average {load[0]:.2f} "
-              f"{load[1]:.2f} {load[2]:.2f}", file=sys.stderr, flush=True)
+        print(
+            f"bench {kind}: run {index} of {runs}, load average {load[0]:.2f} "
+            f"{load[1]:.2f} {load[2]:.2f}",
+            file=sys.stderr,
+            flush=True,
+        )
         results.append(run_once_in_fresh_process(kind, params, timeout_s, index))
     return Repeated(kind, results, loads)
 
 
 def run_once_in_fresh_process(kind: str, params: Row, timeout_s: float, index: int) -> list[Row]:
     command = [sys.executable, "-m", "worker.bench.once", kind, orjson.dumps(params).decode()]
-    run = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
-                           stdin=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
+    )
     try:
         stdout, _ = run.communicate(timeout=timeout_s)
     except BaseException as exc:  # timed out or interrupted: SIGTERM lets the run clean up
@@ -71,7 +78,8 @@ def run_once_in_fresh_process(kind: str, params: Row, timeout_s: float, index: i
         raise
     lines = stdout.strip().splitlines()
     if run.returncode != 0 or not lines:
-        raise RuntimeError(f"bench {kind}: run {index} failed (exit {run.returncode}); "
-                           "its errors are above")
+        raise RuntimeError(
+            f"bench {kind}: run {index} failed (exit {run.returncode}); its errors are above"
+        )
     rows: list[Row] = orjson.loads(lines[-1])
     return rows
