@@ -1,24 +1,33 @@
-"""arq baseline: the no-op work as an arq job.
+"""arq peer: the no-op work as an arq job.
 
 Run by ``connector-fleet bench consume`` with the arq virtualenv's Python
 (``scripts/setup --bench``). One worker process with arq's defaults except
-``poll_delay`` (0.5 s by default: it would dominate every latency figure) and
-``keep_result=0`` (results are not read).
+``max_jobs`` = ``--max-in-flight`` (connector-fleet's concurrency; arq's default
+is 10), ``poll_delay`` 5 ms (0.5 s by default: it would dominate every latency
+figure) and ``keep_result=0`` (results are not read).
+
+The producer writes what ``ArqRedis.enqueue_job`` writes per job (the job,
+serialized by arq's ``serialize_job``, under ``arq:job:<id>`` with its expiry,
+and the id in the queue's sorted set), for all the jobs due each millisecond in
+one pipeline; ``enqueue_job`` itself takes several round trips per job (WATCH,
+EXISTS, MULTI/EXEC: a uniqueness check that fresh ids never need) and cannot offer
+10,000 jobs/s from one process.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import redis
-from arq import create_pool
 from arq.connections import RedisSettings
+from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix
+from arq.jobs import serialize_job
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _baseline
@@ -33,59 +42,48 @@ async def noop(ctx: dict[str, Any], sent_ms: float) -> None:
 class WorkerSettings:
     functions = [noop]
     redis_settings = RedisSettings.from_dsn(os.environ.get("BENCH_REDIS_URL", "redis://"))
+    max_jobs = int(os.environ.get("BENCH_MAX_IN_FLIGHT", "64"))
     poll_delay = 0.005
     keep_result = 0
     handle_signals = True
 
 
-def start_worker(url: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+def start_worker(url: str, max_in_flight: int) -> subprocess.Popen[bytes]:
+    return _baseline.start_worker_process(
         [sys.executable, "-m", "arq", "arq_baseline.WorkerSettings"],
-        cwd=Path(__file__).parent, env={**os.environ, "BENCH_REDIS_URL": url},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        {"BENCH_REDIS_URL": url, "BENCH_MAX_IN_FLIGHT": str(max_in_flight)},
+    )
 
 
-async def produce(url: str, count: int) -> None:
-    pool = await create_pool(RedisSettings.from_dsn(url))
-    for _ in range(count):
-        await pool.enqueue_job("noop", time.time() * 1000)
-    await pool.aclose()
+class Producer:
+    def __init__(self, url: str) -> None:
+        self._client = redis.Redis.from_url(url)
 
+    def send_batch(self, count: int) -> None:
+        """``count`` jobs in one pipeline, as ``enqueue_job`` writes each."""
+        with self._client.pipeline(transaction=False) as pipe:
+            for _ in range(count):
+                job_id = uuid4().hex
+                enqueue_time_ms = int(time.time() * 1000)
+                job = serialize_job("noop", (_baseline.now_ms(),), {}, None, enqueue_time_ms)
+                pipe.psetex(job_key_prefix + job_id, expires_extra_ms, job)
+                pipe.zadd(default_queue_name, {job_id: enqueue_time_ms})
+            pipe.execute()
 
-async def produce_paced(url: str, rate: int, duration_s: float) -> float:
-    pool = await create_pool(RedisSettings.from_dsn(url))
-    total = int(rate * duration_s)
-    start = time.perf_counter()
-    for index in range(total):
-        delay = start + index / rate - time.perf_counter()
-        if delay > 0.0005:
-            await asyncio.sleep(delay)
-        await pool.enqueue_job("noop", time.time() * 1000)
-    achieved = total / (time.perf_counter() - start)
-    await pool.aclose()
-    return achieved
+    def queue(self, count: int) -> None:
+        for offset in range(0, count, 1_000):
+            self.send_batch(min(1_000, count - offset))
 
 
 def main() -> None:
     args = _baseline.parse_args("arq")
-    client = redis.Redis.from_url(args.redis_url)
-    client.flushall()
-    if args.mode == "throughput":
-        asyncio.run(produce(args.redis_url, args.events))
-        worker = start_worker(args.redis_url)
-        records = _baseline.wait_for_done(client, args.events, timeout_s=600)
-        result = _baseline.throughput_result("arq", records)
-    else:
-        worker = start_worker(args.redis_url)
-        warm_up_s = _baseline.WARM_UP_EVENTS / args.rate
-        asyncio.run(produce_paced(args.redis_url, args.rate, warm_up_s))
-        _baseline.wait_for_done(client, int(args.rate * warm_up_s), timeout_s=600)
-        client.delete(_baseline.DONE_KEY)
-        achieved = asyncio.run(produce_paced(args.redis_url, args.rate, args.duration_s))
-        records = _baseline.wait_for_done(client, int(args.rate * args.duration_s), 600)
-        result = _baseline.latency_result("arq", args.rate, achieved, records)
-    worker.terminate()
-    worker.wait(30)
+    producer = Producer(args.redis_url)
+    result = _baseline.run_modes(
+        args,
+        lambda: start_worker(args.redis_url, args.max_in_flight),
+        producer.queue,
+        lambda rate, duration_s: _baseline.paced(rate, duration_s, producer.send_batch),
+    )
     _baseline.emit(result)
 
 

@@ -17,14 +17,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import orjson
 
 from framework.testing import RedisServer, ReplayServer, Reply
+from worker.bench.repeat import repeat_in_fresh_processes
+from worker.bench.stats import Row, summarize
 
 _INTERVAL_S = 1.0
+_KEY_FIELDS = ("mode", "connectors")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -42,23 +45,43 @@ class FleetResult:
     jitter_max_ms: float
     polls: int
     missed_slots: int
+    pss_per_connector_mb: float
 
 
 def _feed(index: int) -> dict[str, object]:
-    return {"type": "FeatureCollection", "features": [
-        {"id": f"https://api.weather.gov/alerts/bench-{index}-{n}", "type": "Feature",
-         "geometry": None, "properties": {"id": f"bench-{index}-{n}", "event": "Test Warning",
-                                          "severity": "Severe", "sent": "2026-11-20T14:00:00Z"}}
-        for n in range(5)]}
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "id": f"https://api.weather.gov/alerts/bench-{index}-{n}",
+                "type": "Feature",
+                "geometry": None,
+                "properties": {
+                    "id": f"bench-{index}-{n}",
+                    "event": "Test Warning",
+                    "severity": "Severe",
+                    "sent": "2026-11-20T14:00:00Z",
+                },
+            }
+            for n in range(5)
+        ],
+    }
 
 
 def _config(path: Path, count: int, url: str) -> None:
-    connectors = [{
-        "name": f"bench-{i}", "type": "NOAA_WEATHER", "pollIntervalMs": int(_INTERVAL_S * 1000),
-        "requestTimeoutMs": 5000, "maxRetries": 0, "leaseTtlSeconds": 30,
-        "outputStream": "bench-signals",
-        "providerConfig": {"baseUrl": url, "alertsPath": f"/c{i}/alerts"},
-    } for i in range(count)]
+    connectors = [
+        {
+            "name": f"bench-{i}",
+            "type": "NOAA_WEATHER",
+            "pollIntervalMs": int(_INTERVAL_S * 1000),
+            "requestTimeoutMs": 5000,
+            "maxRetries": 0,
+            "leaseTtlSeconds": 30,
+            "outputStream": "bench-signals",
+            "providerConfig": {"baseUrl": url, "alertsPath": f"/c{i}/alerts"},
+        }
+        for i in range(count)
+    ]
     path.write_bytes(orjson.dumps({"connectors": connectors}))
 
 
@@ -121,8 +144,11 @@ def _schedule_lateness(log: Path, start: int, end: int) -> tuple[list[float], in
 
 
 def _measure(mode: str, count: int, duration_s: float) -> FleetResult:
-    with RedisServer() as redis_server, ReplayServer() as http, \
-            tempfile.TemporaryDirectory() as tmp:
+    with (
+        RedisServer() as redis_server,
+        ReplayServer() as http,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         for i in range(count):
             http.route(f"/c{i}/alerts", Reply(body=_feed(i)))
         config = Path(tmp) / "connectors.json"
@@ -130,8 +156,12 @@ def _measure(mode: str, count: int, duration_s: float) -> FleetResult:
         command = [str(Path(sys.executable).parent / "connector-fleet"), "run-all"]
         if mode == "in-process":
             command.append("--in-process")
-        env = {**os.environ, "REDIS_URL": redis_server.url,
-               "CONNECTORS_CONFIG_PATH": str(config), "LOG_LEVEL": "INFO"}
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_server.url,
+            "CONNECTORS_CONFIG_PATH": str(config),
+            "LOG_LEVEL": "INFO",
+        }
         log = Path(tmp) / "fleet.log"
         started = time.monotonic()
         with log.open("wb") as out:
@@ -156,24 +186,47 @@ def _measure(mode: str, count: int, duration_s: float) -> FleetResult:
             fleet.wait(timeout=120)
     jitter.sort()
     return FleetResult(
-        mode=mode, connectors=count, startup_s=startup_s, processes=len(pids),
-        rss_mb=rss_kb / 1024, pss_mb=pss_kb / 1024,
+        mode=mode,
+        connectors=count,
+        startup_s=startup_s,
+        processes=len(pids),
+        rss_mb=rss_kb / 1024,
+        pss_mb=pss_kb / 1024,
         cpu_percent=100 * ticks / _CLOCK_TICKS / elapsed,
         jitter_p50_ms=statistics.median(jitter),
         jitter_p99_ms=jitter[min(len(jitter) - 1, int(0.99 * len(jitter)))],
-        jitter_max_ms=jitter[-1], polls=len(jitter), missed_slots=missed,
+        jitter_max_ms=jitter[-1],
+        polls=len(jitter),
+        missed_slots=missed,
+        pss_per_connector_mb=pss_kb / 1024 / count,
     )
 
 
-def run_fleet_bench(counts: list[int], modes: list[str], duration_s: float) -> int:
-    print(f"{'mode':<10} {'conn':>5} {'procs':>5} {'start s':>7} {'RSS MB':>8} {'PSS MB':>8} "
-          f"{'PSS/conn':>8} {'CPU %':>6} {'jit p50':>8} {'jit p99':>8} {'jit max':>8} "
-          f"{'polls':>6} {'missed':>6}")
-    for count in counts:
-        for mode in modes:
-            r = _measure(mode, count, duration_s)
-            print(f"{r.mode:<10} {r.connectors:>5} {r.processes:>5} {r.startup_s:>7.1f} "
-                  f"{r.rss_mb:>8.0f} {r.pss_mb:>8.0f} {r.pss_mb / r.connectors:>8.1f} "
-                  f"{r.cpu_percent:>6.1f} {r.jitter_p50_ms:>6.1f}ms {r.jitter_p99_ms:>6.1f}ms "
-                  f"{r.jitter_max_ms:>6.1f}ms {r.polls:>6} {r.missed_slots:>6}", flush=True)
+def measure(params: Row) -> list[Row]:
+    """One run (in the process ``worker.bench.once`` started): each count in each mode."""
+    return [
+        asdict(_measure(mode, count, params["duration_s"]))
+        for count in params["counts"]
+        for mode in params["modes"]
+    ]
+
+
+def run_fleet_bench(counts: list[int], modes: list[str], duration_s: float, runs: int) -> int:
+    params = {"counts": counts, "modes": modes, "duration_s": duration_s}
+    repeated = repeat_in_fresh_processes("fleet", params, runs, timeout_s=3600)
+    print(repeated.describe())
+    print(
+        f"{'mode':<10} {'conn':>5} {'procs':>9} {'start s':>16} {'RSS MB':>18} "
+        f"{'PSS MB':>18} {'PSS/conn':>16} {'CPU %':>16} {'jit p50 ms':>16} "
+        f"{'jit p99 ms':>16} {'jit max ms':>16} {'missed':>10}"
+    )
+    for r in summarize(repeated.runs, _KEY_FIELDS):
+        print(
+            f"{r.key['mode']:<10} {r.key['connectors']:>5} {r.cell('processes'):>9} "
+            f"{r.cell('startup_s', '.1f'):>16} {r.cell('rss_mb'):>18} {r.cell('pss_mb'):>18} "
+            f"{r.cell('pss_per_connector_mb', '.1f'):>16} {r.cell('cpu_percent', '.1f'):>16} "
+            f"{r.cell('jitter_p50_ms', '.1f'):>16} {r.cell('jitter_p99_ms', '.1f'):>16} "
+            f"{r.cell('jitter_max_ms', '.1f'):>16} {r.cell('missed_slots'):>10}",
+            flush=True,
+        )
     return 0

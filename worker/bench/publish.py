@@ -2,9 +2,10 @@
 
 For each size N: poll 1 publishes N new synthetic items, poll 2 sees 10% of
 them changed. The first poll's rate is compared, in the same run and on the
-same Redis, with a raw redis-py pipeline of XADDs of the same payloads (what
-the connector must at least approach; it also records versions atomically
-and fences on the lease).
+same Redis, with two baselines doing the same writes without the framework
+(``publish_baselines``): a bare Lua script and a plain sync redis-py pipeline.
+Each run is a fresh process (``worker.bench.repeat``); the report gives the
+median and range of the runs.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import redis as sync_redis
 from redis.asyncio import Redis
 
-from framework.core import SystemClock, configure_logging, create_redis, get_logger
+from framework.core import SystemClock, create_redis, get_logger
 from framework.polling import (
     ConnectorConfig,
     ConnectorState,
@@ -28,8 +30,15 @@ from framework.polling import (
     encode_signal,
 )
 from framework.testing import RedisServer
+from worker.bench.publish_baselines import (
+    bare_lua_seconds,
+    items_from_payloads,
+    sync_pipeline_seconds,
+)
+from worker.bench.repeat import repeat_in_fresh_processes
+from worker.bench.stats import Row, SummaryRow, summarize
 
-_PIPELINE_CHUNK = 5_000
+_KEY_FIELDS = ("items",)
 
 
 @dataclass
@@ -59,19 +68,7 @@ def _transform(raw: dict[str, Any]) -> dict[str, Any]:
     return {"id": raw["id"], "severity": raw["severity"], "value": raw["value"], "rev": raw["rev"]}
 
 
-async def _raw_pipelined_xadd(redis: Redis, stream: str, items: list[dict[str, Any]]) -> float:
-    payloads = [encode_signal(_transform(raw)) for raw in items]
-    started = time.perf_counter()
-    for offset in range(0, len(payloads), _PIPELINE_CHUNK):
-        async with redis.pipeline(transaction=False) as pipe:
-            for i, payload in enumerate(payloads[offset : offset + _PIPELINE_CHUNK], offset):
-                pipe.xadd(stream, {"connector": "bench", "type": "BENCH",
-                                   "item_id": f"item-{i}", "version": "v", "payload": payload})
-            await pipe.execute()
-    return time.perf_counter() - started
-
-
-async def _bench_size(redis: Redis, count: int, changed_ratio: float) -> dict[str, float]:
+async def _bench_size(redis: Redis, count: int, changed_ratio: float) -> Row:
     await redis.flushdb()
     config = ConnectorConfig(name=f"bench-{count}", type="BENCH", stream_max_len=10 * count)
     lease = Lease(redis, config.name, ttl_s=300)
@@ -80,8 +77,9 @@ async def _bench_size(redis: Redis, count: int, changed_ratio: float) -> dict[st
     source = _Source(_synthetic_items(count, 0, changed_ratio))
     connector = UniversalPollingConnector[_Source, dict[str, Any], dict[str, Any]](
         config=config,
-        parts=SourceParts(provider=source, fetcher=_fetch, item_id=lambda raw: raw["id"],
-                          transformer=_transform),
+        parts=SourceParts(
+            provider=source, fetcher=_fetch, item_id=lambda raw: raw["id"], transformer=_transform
+        ),
         store=StateStore(redis, config, lease, clock=clock),
         logger=get_logger(connector=config.name),
     )
@@ -92,20 +90,29 @@ async def _bench_size(redis: Redis, count: int, changed_ratio: float) -> dict[st
     started = time.perf_counter()
     second = await connector.poll()
     second_s = time.perf_counter() - started
-    raw_s = await _raw_pipelined_xadd(redis, "bench-raw", source.items)
     assert first.published == count and second.published == round(count * changed_ratio)
     return {
         "items": count,
         "first_poll_s": first_s,
         "first_rate": count / first_s,
-        "raw_rate": count / raw_s,
-        "ratio": (count / first_s) / (count / raw_s),
         "second_poll_s": second_s,
         "second_published": second.published,
     }
 
 
-async def _run(sizes: list[int], changed_ratio: float, url: str) -> list[dict[str, float]]:
+def _baseline_rates(url: str, items: list[dict[str, Any]], max_len: int) -> Row:
+    baseline_items = items_from_payloads([encode_signal(_transform(raw)) for raw in items])
+    client = sync_redis.Redis.from_url(url)
+    try:
+        lua_s = bare_lua_seconds(client, baseline_items, max_len)
+        pipeline_s = sync_pipeline_seconds(client, baseline_items, max_len)
+    finally:
+        client.close()
+    count = len(items)
+    return {"lua_rate": count / lua_s, "pipeline_rate": count / pipeline_s}
+
+
+async def _polls(sizes: list[int], changed_ratio: float, url: str) -> list[Row]:
     redis = create_redis(url)
     try:
         return [await _bench_size(redis, size, changed_ratio) for size in sizes]
@@ -113,17 +120,50 @@ async def _run(sizes: list[int], changed_ratio: float, url: str) -> list[dict[st
         await redis.aclose()
 
 
-def run_publish_bench(sizes: list[int], changed_ratio: float, redis_url: str | None) -> int:
-    configure_logging("WARNING")
-    if redis_url is None:
-        with RedisServer() as server:
-            results = asyncio.run(_run(sizes, changed_ratio, server.url))
-    else:
-        results = asyncio.run(_run(sizes, changed_ratio, redis_url))
-    print(f"{'items':>8} | {'poll 1 (all new)':>17} | {'raw XADD pipeline':>17} | {'ratio':>5} | "
-          f"poll 2 ({changed_ratio:.0%} changed)")
-    for r in results:
-        print(f"{r['items']:>8,.0f} | {r['first_rate']:>11,.0f} it/s | {r['raw_rate']:>11,.0f} it/s"
-              f" | {r['ratio']:>5.2f} | {r['second_poll_s'] * 1000:,.0f} ms "
-              f"({r['second_published']:,.0f} published)")
+def _measure_at(url: str, sizes: list[int], changed_ratio: float) -> list[Row]:
+    rows = asyncio.run(_polls(sizes, changed_ratio, url))
+    for row in rows:
+        count = int(row["items"])
+        row.update(_baseline_rates(url, _synthetic_items(count, 0, changed_ratio), 10 * count))
+        row["lua_ratio"] = row["first_rate"] / row["lua_rate"]
+        row["pipeline_ratio"] = row["first_rate"] / row["pipeline_rate"]
+    return rows
+
+
+def measure(params: Row) -> list[Row]:
+    """One run (in the process ``worker.bench.once`` started): every size, its rows."""
+    sizes, ratio, url = params["sizes"], params["changed_ratio"], params["redis_url"]
+    if url is not None:
+        return _measure_at(url, sizes, ratio)
+    with RedisServer() as server:
+        return _measure_at(server.url, sizes, ratio)
+
+
+def run_publish_bench(
+    sizes: list[int], changed_ratio: float, redis_url: str | None, runs: int
+) -> int:
+    params = {"sizes": sizes, "changed_ratio": changed_ratio, "redis_url": redis_url}
+    repeated = repeat_in_fresh_processes("publish", params, runs, timeout_s=1800)
+    print(repeated.describe())
+    print_publish_report(summarize(repeated.runs, _KEY_FIELDS), changed_ratio)
     return 0
+
+
+def print_publish_report(rows: list[SummaryRow], changed_ratio: float) -> None:
+    print(
+        "items/s of poll 1 (all new), of the bare Lua script and of the sync pipeline "
+        "(same XADD + HSET per item); ratio = poll 1 / baseline"
+    )
+    print(
+        f"{'items':>8} | {'poll 1 it/s':>24} | {'bare Lua it/s':>24} | "
+        f"{'sync pipeline it/s':>24} | {'vs Lua':>17} | {'vs pipeline':>17} | "
+        f"poll 2 ms ({changed_ratio:.0%} changed)"
+    )
+    for row in rows:
+        print(
+            f"{row.key['items']:>8,} | {row.cell('first_rate'):>24} | "
+            f"{row.cell('lua_rate'):>24} | {row.cell('pipeline_rate'):>24} | "
+            f"{row.cell('lua_ratio', '.2f'):>17} | {row.cell('pipeline_ratio', '.2f'):>17} | "
+            f"{row.cell('second_poll_s', factor=1000)} "
+            f"({row.spreads['second_published'].median:,.0f} published)"
+        )

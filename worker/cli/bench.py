@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from worker.bench.repeat import DEFAULT_RUNS
+
 if TYPE_CHECKING:
     from worker.cli.session import Subparsers
 
 _PRIVATE_REDIS = "Redis to use (default: a private redis-server on a free port)"
+_RUNS = "runs, each in fresh processes; the report shows median (min–max)"
 
 
 def add_bench_commands(commands: Subparsers) -> None:
@@ -19,41 +22,67 @@ def add_bench_commands(commands: Subparsers) -> None:
     publish.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000])
     publish.add_argument("--changed-ratio", type=float, default=0.1)
     publish.add_argument("--redis-url", default=None, help=_PRIVATE_REDIS)
+    publish.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     publish.set_defaults(handler=_publish)
     fleet = kinds.add_parser("fleet", help="run-all at scale: memory, CPU, jitter")
     fleet.add_argument("--connectors", type=int, nargs="+", default=[50, 200])
-    fleet.add_argument("--modes", nargs="+", choices=["process", "in-process"],
-                       default=["process", "in-process"])
-    fleet.add_argument("--duration", type=float, default=30.0,
-                       help="seconds measured once every connector polls")
+    fleet.add_argument(
+        "--modes", nargs="+", choices=["process", "in-process"], default=["process", "in-process"]
+    )
+    fleet.add_argument(
+        "--duration", type=float, default=30.0, help="seconds measured once every connector polls"
+    )
+    fleet.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     fleet.set_defaults(handler=_fleet)
     consume = kinds.add_parser(
-        "consume", help="events/s and latency of one consumer, against Celery and arq")
-    consume.add_argument("--events", type=int, default=20_000,
-                         help="events queued for the throughput run")
-    consume.add_argument("--rates", type=int, nargs="+", default=[1_000, 10_000],
-                         help="steady send rates (events/s) of the latency runs")
-    consume.add_argument("--duration", type=float, default=10.0,
-                         help="seconds of sending per latency run")
+        "consume", help="events/s and latency of one consumer, against a raw loop and peers"
+    )
+    consume.add_argument(
+        "--events", type=int, default=20_000, help="events queued for the throughput run"
+    )
+    consume.add_argument(
+        "--rates",
+        type=int,
+        nargs="+",
+        default=[1_000, 10_000],
+        help="steady send rates (events/s) of the latency runs",
+    )
+    consume.add_argument(
+        "--duration", type=float, default=10.0, help="seconds of sending per latency run"
+    )
     consume.add_argument("--max-in-flight", type=int, default=64)
     consume.add_argument("--redis-url", default=None, help=_PRIVATE_REDIS)
+    consume.add_argument(
+        "--systems",
+        nargs="+",
+        default=None,
+        help="systems to run (default: all: connector-fleet limit celery arq faststream taskiq)",
+    )
+    consume.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     consume.set_defaults(handler=_consume)
 
 
 def _publish(args: argparse.Namespace) -> int:
     from worker.bench.publish import run_publish_bench
 
-    return run_publish_bench(args.items, args.changed_ratio, args.redis_url)
+    return run_publish_bench(args.items, args.changed_ratio, args.redis_url, args.runs)
 
 
 def _fleet(args: argparse.Namespace) -> int:
     from worker.bench.fleet import run_fleet_bench
 
-    return run_fleet_bench(args.connectors, args.modes, args.duration)
+    return run_fleet_bench(args.connectors, args.modes, args.duration, args.runs)
 
 
 def _consume(args: argparse.Namespace) -> int:
-    from worker.bench.consume import run_consume_bench
+    from worker.bench.consume import SYSTEMS, run_consume_bench
 
-    return run_consume_bench(args.events, args.rates, args.duration, args.max_in_flight,
-                             args.redis_url)
+    params = {
+        "events": args.events,
+        "rates": args.rates,
+        "duration_s": args.duration,
+        "max_in_flight": args.max_in_flight,
+        "redis_url": args.redis_url,
+        "systems": args.systems or list(SYSTEMS),
+    }
+    return run_consume_bench(params, args.runs)
