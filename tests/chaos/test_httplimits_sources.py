@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from framework.consuming import CallContext
+from framework.core import HostPolicy
 from framework.core.clock import SystemClock
 from framework.core.errors import (
     MalformedResponseError,
@@ -299,7 +300,7 @@ async def test_http_call_refuses_an_answer_over_its_max_body_bytes(
     server: HostileServer, redis: Redis
 ) -> None:
     server.routes["/huge"] = endless(server, total_bytes=HUNDREDS_OF_MB, declare_length=False)
-    actions = HttpActions(max_body_bytes=1_000_000)
+    actions = HttpActions(max_body_bytes=1_000_000, hosts=HostPolicy.of(["127.0.0.1"]))
     context = CallContext(idempotency_key="events:1-0:rule:step", event={}, redis=redis,
                           clock=SystemClock(), logger=get_logger(test="httplimits"))
     try:

@@ -49,6 +49,7 @@ def _rules(url: str) -> dict[str, object]:
     return {"version": 1, "rules": [{
         "name": "act", "match": {"stream": STREAM},
         "steps": [{"id": "post", "call": "http_call", "timeoutMs": 1000,
+                   "allowHosts": ["127.0.0.1"],
                    "params": {"method": "POST", "url": url + "/act",
                               "json": {"node": "{{ payload.nodeId }}"}}}],
     }]}

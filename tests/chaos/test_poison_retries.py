@@ -42,7 +42,7 @@ _GOOD = 20
 def _rules(url: str) -> dict[str, object]:
     return {"version": 1, "rules": [{
         "name": "post", "match": {"stream": STREAM},
-        "steps": [{"id": "call", "call": "http_call",
+        "steps": [{"id": "call", "call": "http_call", "allowHosts": ["127.0.0.1"],
                    "params": {"method": "POST", "url": url + "/{{ payload.path }}",
                               "json": {"n": "{{ payload.n }}"}}}],
     }]}

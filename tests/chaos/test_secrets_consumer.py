@@ -29,7 +29,7 @@ def test_a_failing_call_never_logs_a_secret_of_the_rules(
     rules = tmp_path / "rules.json"
     rules.write_bytes(orjson.dumps({"version": 1, "rules": [{
         "name": "notify", "match": {"stream": "signals"},
-        "steps": [{"id": "hook", "call": "http_call", "params": {
+        "steps": [{"id": "hook", "call": "http_call", "allowHosts": ["127.0.0.1"], "params": {
             "method": "GET", "url": replay.url + "/hook?sig=${HOOK_TOKEN}",
             "headers": {"Cookie": "sid=${HOOK_COOKIE}"}}}]}]}))
     consumer = ConnectorProcess(
