@@ -90,7 +90,7 @@ class ConnectorProcess:
     def signal(self, sig: signal.Signals) -> None:
         self.process.send_signal(sig)
 
-    def wait(self, timeout_s: float = 15.0) -> int:
+    def wait(self, timeout_s: float = 60.0) -> int:
         return self.process.wait(timeout=timeout_s)
 
     def kill(self) -> None:
