@@ -10,7 +10,12 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from framework.consuming.consumer.context import REDIS_DOWN, ConsumerContext, describe_error
+from framework.consuming.consumer.context import (
+    REDIS_DOWN,
+    ConsumerContext,
+    describe_error,
+    entry_fields,
+)
 from framework.consuming.dead_letters import Failure
 from framework.consuming.delivery import AckWrite, Delivery
 from framework.consuming.entries import Undecodable
@@ -38,12 +43,14 @@ class Settler:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="consumer-acks")
         if await done:  # counted by the flusher, per batch
-            self._log.debug("entry_acked", delivery_count=delivery.delivery_count)
+            self._log.debug("entry_acked", **entry_fields(delivery),
+                            delivery_count=delivery.delivery_count)
             if self._on_settled is not None:
                 self._on_settled(delivery, "acked")
         else:
             # Another consumer took it over (we missed heartbeats): it ran twice.
-            self._log.warning("entry_already_settled", delivery_count=delivery.delivery_count)
+            self._log.warning("entry_already_settled", **entry_fields(delivery),
+                              delivery_count=delivery.delivery_count)
 
     async def _flush(self) -> None:
         """One round trip for every entry that finished meanwhile (under load, many)."""
@@ -88,7 +95,8 @@ class Settler:
             lambda: member.dead_letter(delivery, failure, at_s=self._ctx.clock.time(),
                                        undecodable=undecodable))
         if letter_id is None:
-            self._log.warning("entry_already_settled", delivery_count=delivery.delivery_count)
+            self._log.warning("entry_already_settled", **entry_fields(delivery),
+                              delivery_count=delivery.delivery_count)
             return
         self._log.warning("entry_dead_lettered", stream=delivery.stream, entry_id=delivery.entry_id,
                           dead_letter_stream=member.dead_letter_stream(delivery.stream),
@@ -106,4 +114,4 @@ class Settler:
         try:
             await self._ctx.member.record_error(delivery, record)
         except REDIS_DOWN as exc:
-            self._log.warning("error_record_failed", error=str(exc))
+            self._log.warning("error_record_failed", **entry_fields(delivery), error=str(exc))
