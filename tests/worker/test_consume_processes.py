@@ -25,12 +25,30 @@ STREAM = "jobs"
 @pytest.fixture
 def supervisor(tmp_path: Path, redis_server: RedisServer) -> Iterator[ConnectorProcess]:
     process = ConnectorProcess(
-        "consumers", redis_url=redis_server.url, config=tmp_path / "connectors.json",
+        "consumers",
+        redis_url=redis_server.url,
+        config=tmp_path / "connectors.json",
         log=tmp_path / "consumers.log",
-        command=("connector-fleet", "consume", "--processes", "2", "--stream", STREAM,
-                 "--group", "workers", "--consumer", "w", "--start-id", "0",
-                 "--max-in-flight", "4", "--handler", "tests.consumer_handlers:recording"),
-        env={"HANDLER_SLEEP_S": "0.05", "PYTHONPATH": str(REPO_ROOT)})
+        command=(
+            "connector-fleet",
+            "consume",
+            "--processes",
+            "2",
+            "--stream",
+            STREAM,
+            "--group",
+            "workers",
+            "--consumer",
+            "w",
+            "--start-id",
+            "0",
+            "--max-in-flight",
+            "4",
+            "--handler",
+            "tests.consumer_handlers:recording",
+        ),
+        env={"HANDLER_SLEEP_S": "0.05", "PYTHONPATH": str(REPO_ROOT)},
+    )
     yield process
     process.close()
 
@@ -61,8 +79,9 @@ def test_a_child_killed_is_restarted_and_its_entries_are_finished(
     supervisor.wait_for("consumer_started", consumer="w-1")
     os.kill(first["pid"], signal.SIGKILL)
     supervisor.wait_for("consumer_process_exited", child=1, exit_code=-9)
-    restarted = supervisor.wait_for("consumer_process_started", child=1,
-                                    after=supervisor.events().index(first) + 1)
+    restarted = supervisor.wait_for(
+        "consumer_process_started", child=1, after=supervisor.events().index(first) + 1
+    )
     assert restarted["pid"] != first["pid"]
 
     _add(sync, 20)

@@ -60,8 +60,12 @@ class ConsumerProcesses:
     async def run(self) -> int:
         """Exit 0 once every child ended well (or drained after a stop); else the
         first bad exit code of a child that was not restarted, 3 if forced."""
-        codes = await asyncio.gather(*(self._keep_running(index, command)
-                                       for index, command in enumerate(self._plan.commands)))
+        codes = await asyncio.gather(
+            *(
+                self._keep_running(index, command)
+                for index, command in enumerate(self._plan.commands)
+            )
+        )
         if self.forced:
             return ExitCode.FORCED
         return next((code for code in codes if code != ExitCode.OK), ExitCode.OK)
@@ -74,8 +78,11 @@ class ConsumerProcesses:
             self._send(signal.SIGKILL)
             return
         self._stopping.set()
-        self._log.info("consumers_stopping", children=len(self._children),
-                       drain_timeout_s=self._plan.drain_timeout_s)
+        self._log.info(
+            "consumers_stopping",
+            children=len(self._children),
+            drain_timeout_s=self._plan.drain_timeout_s,
+        )
         self._send(signal.SIGTERM)
 
     def forward(self, sig: signal.Signals) -> None:
@@ -100,8 +107,9 @@ class ConsumerProcesses:
                 return code
             if self._clock.monotonic() - started_s >= _STABLE_AFTER_S:
                 backoff_s = self._plan.restart_base_s
-            self._log.warning("consumer_process_exited", child=index + 1, exit_code=code,
-                              restart_in_s=backoff_s)
+            self._log.warning(
+                "consumer_process_exited", child=index + 1, exit_code=code, restart_in_s=backoff_s
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=backoff_s)
             if self._stopping.is_set():
@@ -110,7 +118,8 @@ class ConsumerProcesses:
 
     async def _run_child(self, index: int, command: Sequence[str]) -> int:
         process = await asyncio.create_subprocess_exec(
-            *command, start_new_session=True, preexec_fn=_die_with_parent)
+            *command, start_new_session=True, preexec_fn=_die_with_parent
+        )
         self._children[index] = process
         self._log.info("consumer_process_started", child=index + 1, pid=process.pid)
         waiting = asyncio.ensure_future(process.wait())
@@ -121,18 +130,22 @@ class ConsumerProcesses:
             stop_requested.cancel()
         if not waiting.done():  # stopping: its drain is bounded, then it is killed
             try:
-                await asyncio.wait_for(asyncio.shield(waiting),
-                                       timeout=self._plan.drain_timeout_s + KILL_GRACE_S)
+                await asyncio.wait_for(
+                    asyncio.shield(waiting), timeout=self._plan.drain_timeout_s + KILL_GRACE_S
+                )
             except TimeoutError:
-                self._log.warning("consumer_process_killed", child=index + 1, pid=process.pid,
-                                  reason="still running after the drain timeout")
+                self._log.warning(
+                    "consumer_process_killed",
+                    child=index + 1,
+                    pid=process.pid,
+                    reason="still running after the drain timeout",
+                )
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
         return await waiting
 
 
-def run_consume_processes(commands: Sequence[Sequence[str]], *,
-                          config_path: str | None) -> int:
+def run_consume_processes(commands: Sequence[Sequence[str]], *, config_path: str | None) -> int:
     """Run one ``connector-fleet consume`` child per command line, supervised."""
     settings = load_settings(metrics_port=None, config_path=config_path)
     if settings is None:
