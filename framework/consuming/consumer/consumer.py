@@ -116,31 +116,46 @@ class Consumer:
         work.task = asyncio.create_task(self._process(work), name=f"entry:{d.stream}:{d.entry_id}")
 
     async def _process(self, work: Work) -> None:
+        ack_queued = False
         try:
-            await self._run_until_settled(work)
+            ack_queued = await self._run_until_settled(work)
         except asyncio.CancelledError:
             self._in_flight.mark_abandoned(work.delivery)
             raise
         except Exception as exc:  # settling failed beyond an outage: it stays pending
-            self._log.error("entry_settle_failed", **entry_fields(work.delivery),
-                            error=describe_error(exc), exc_info=exc)
+            self._settle_failed(work, exc)
         finally:
-            following = self._in_flight.release(work)
-            if following is not None:
-                self._start(following)
+            if not ack_queued:
+                self._release(work)
 
-    async def _run_until_settled(self, work: Work) -> None:
+    def _release(self, work: Work) -> None:
+        following = self._in_flight.release(work)
+        if following is not None:
+            self._start(following)
+
+    def _settle_failed(self, work: Work, exc: Exception) -> None:
+        self._log.error("entry_settle_failed", **entry_fields(work.delivery),
+                        error=describe_error(exc), exc_info=exc)
+
+    def _acked(self, work: Work, error: Exception | None) -> None:
+        """Its XACK is written (or failed): the entry's slot is free."""
+        if error is not None:
+            self._settle_failed(work, error)
+        self._release(work)
+
+    async def _run_until_settled(self, work: Work) -> bool:
+        """True if its acknowledgement is queued (the slot is freed once it is written)."""
         while True:
             delivery = work.delivery
             error, writes = await self._call_handler(delivery)
             work.settling = True
             if error is None:
-                await self._settler.ack(delivery, writes)
-                return
+                self._settler.ack_soon(delivery, writes, partial(self._acked, work))
+                return True
             failure = self._final_failure(delivery, error)
             if failure is not None:
                 await self._settler.dead_letter(delivery, failure)
-                return
+                return False
             work.settling = False
             await self._settler.record_error(delivery, error)
             self._ctx.count(delivery.stream, "failed")
@@ -148,10 +163,10 @@ class Consumer:
                 # Stays pending: redelivered after the call's backoff without holding a
                 # slot meanwhile, else reclaimed after claim_idle_ms, by us or another.
                 self._reschedule(delivery, error)
-                return
+                return False
             redelivered = await self._retry_in_place(delivery)
             if redelivered is None:
-                return
+                return False
             work.delivery = redelivered
 
     def _final_failure(self, delivery: Delivery, error: Exception) -> Failure | None:
