@@ -136,21 +136,14 @@ def parse_event(delivery: Delivery) -> InboundEvent:
 
 def _from_document(delivery: Delivery) -> InboundEvent:
     declared = delivery.fields.get("schema")
-    if declared is None:
-        # Only an undeclared contract needs the keys first (and a second parse).
-        document = _json_field(delivery, "event")
-        if not isinstance(document, dict):
-            raise _invalid(delivery, f"field event: expected a JSON object, got "
-                                     f"{type(document).__name__}")
-        name, version = _inferred_contract(delivery, document)
+    # The common case in one parse: whatever validates as a base event would be inferred
+    # as one (it has "type"); only the others need their keys read first.
+    parsed = _valid_or_none(BaseEventV1, delivery.fields["event"]) if declared is None else None
+    if parsed is not None:
+        name, version = "base-event", 1
     else:
-        name, version = _declared_contract(delivery, declared)
-    model = CONTRACTS[(name, version)]
-    try:
-        parsed = model.model_validate_json(delivery.fields["event"])
-    except ValidationError as exc:
-        reason = describe_validation_error(exc, root="event")
-        raise _invalid(delivery, f"{name}/{version}: {reason}") from None
+        name, version = _contract_of(delivery, declared)
+        parsed = _validated(delivery, name, version)
     if isinstance(parsed, EventPayloadV1):
         return _from_event_payload(delivery, parsed, f"{name}/{version}")
     assert isinstance(parsed, BaseEventV1)
@@ -204,6 +197,31 @@ def _from_connector_item(delivery: Delivery) -> InboundEvent:
         attributes={"item_id": fields["item_id"], "version": fields["version"]},
         raw=fields,
     )
+
+
+def _contract_of(delivery: Delivery, declared: str | None) -> tuple[str, int]:
+    if declared is not None:
+        return _declared_contract(delivery, declared)
+    document = _json_field(delivery, "event")
+    if not isinstance(document, dict):
+        raise _invalid(delivery, f"field event: expected a JSON object, got "
+                                 f"{type(document).__name__}")
+    return _inferred_contract(delivery, document)
+
+
+def _validated(delivery: Delivery, name: str, version: int) -> _Contract:
+    try:
+        return CONTRACTS[(name, version)].model_validate_json(delivery.fields["event"])
+    except ValidationError as exc:
+        reason = describe_validation_error(exc, root="event")
+        raise _invalid(delivery, f"{name}/{version}: {reason}") from None
+
+
+def _valid_or_none(model: type[_Contract], text: str) -> _Contract | None:
+    try:
+        return model.model_validate_json(text)
+    except ValidationError:
+        return None
 
 
 def _inferred_contract(delivery: Delivery, document: Mapping[str, Any]) -> tuple[str, int]:

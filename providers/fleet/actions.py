@@ -68,8 +68,8 @@ def fleet_capabilities() -> list[CapabilitySpec]:
     # Local work: a short timeout, and one retry for a Redis hiccup.
     local = CallPolicy(timeout_s=5.0, max_retries=1)
     return [
-        CapabilitySpec("emit_event", "1.0.0", emit_event, policy=local,
+        CapabilitySpec("emit_event", "1.0.0", emit_event, policy=local, local=True,
                        description="XADD a base event to a stream"),
-        CapabilitySpec("log", "1.0.0", log_message, policy=local,
+        CapabilitySpec("log", "1.0.0", log_message, policy=local, local=True,
                        description="Write a structured log line"),
     ]

@@ -75,7 +75,7 @@ def _stamp_when_settled(completions: Completions) -> Any:
 async def serve(url: str, max_in_flight: int) -> int:
     redis = create_redis(url, client_name="bench-consumer")
     registry = CapabilityRegistry()
-    registry.register(CapabilitySpec(id="bench_noop", version="1.0.0", handler=_noop))
+    registry.register(CapabilitySpec(id="bench_noop", version="1.0.0", handler=_noop, local=True))
     logger = get_logger(component="bench")
     prometheus = CollectorRegistry()
     clock, call_metrics = SystemClock(), CallMetrics.create(prometheus)

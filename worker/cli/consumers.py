@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,7 +71,11 @@ def add_consume_command(commands: Subparsers) -> None:
     consume.add_argument("--burst", action="store_true",
                          help="exit 0 once a read finds no new entry (after finishing the work)")
     consume.add_argument("--metrics-port", type=int, default=None,
-                         help="serve the ops HTTP API on this port (default: $METRICS_PORT)")
+                         help="serve the ops HTTP API on this port (default: $METRICS_PORT); "
+                              "with --processes, child i serves it on PORT+i-1")
+    consume.add_argument("--processes", type=int, default=1,
+                         help="run N consumer processes (NAME-1..NAME-N, supervised: "
+                              "restarted if they fail, SIGTERM drains all) (default: 1)")
     consume.set_defaults(handler=run_consume_command)
 
 
@@ -86,6 +91,14 @@ def add_consumers_command(commands: Subparsers) -> None:
 
 
 def run_consume_command(args: argparse.Namespace) -> int:
+    if args.processes > 1:
+        from worker.consume import run_consume_processes
+
+        commands = [child_consume_command(args, index) for index in range(args.processes)]
+        return run_consume_processes(commands, config_path=args.fleet_config)
+    if args.processes < 1:
+        print(f"--processes {args.processes}: expected 1 or more", file=sys.stderr)
+        return ExitCode.USAGE
     from worker.consume import ConsumeRequest, run_consume_process
 
     request = ConsumeRequest(
@@ -98,6 +111,30 @@ def run_consume_command(args: argparse.Namespace) -> int:
                  "burst": args.burst})
     return run_consume_process(request, metrics_port=args.metrics_port,
                                config_path=args.fleet_config)
+
+
+def child_consume_command(args: argparse.Namespace, index: int) -> list[str]:
+    """The command line of child ``index`` (0-based) of ``consume --processes N``:
+    the same options, its own consumer name and metrics port."""
+    name = f"{args.consumer or default_consumer_name()}-{index + 1}"
+    command = [sys.executable, "-c", "from worker.cli import connector_fleet; connector_fleet()"]
+    if args.fleet_config:
+        command += ["--config", args.fleet_config]
+    command += ["consume", "--consumer", name, "--group", args.group,
+                "--max-in-flight", str(args.max_in_flight),
+                "--claim-idle-ms", str(args.claim_idle_ms),
+                "--max-deliveries", str(args.max_deliveries),
+                "--dead-letter-stream", args.dead_letter_stream, "--start-id", args.start_id]
+    for stream in args.streams:
+        command += ["--stream", stream]
+    # One port each: $METRICS_PORT, inherited as is, would be taken by the first only.
+    port = args.metrics_port if args.metrics_port is not None else os.environ.get("METRICS_PORT")
+    optional = {"--order-by": args.order_by, "--rules": args.rules,
+                "--handler": args.event_handler,
+                "--metrics-port": None if port is None else str(int(port) + index)}
+    command += [item for option, value in optional.items() if value is not None
+                for item in (option, value)]
+    return command + (["--burst"] if args.burst else [])
 
 
 async def _consumers(redis: Redis, args: argparse.Namespace, session: Session) -> int:

@@ -55,8 +55,10 @@ class ExecutionDeps:
             event=request.event,
             redis=self.redis,
             clock=self.clock,
+            # The entry's context too: the consumer binds none per entry.
             logger=self.logger.bind(capability=capability_key, rule=request.rule,
-                                    step=request.step),
+                                    step=request.step, stream=request.event.get("stream"),
+                                    entry_id=request.event.get("entry_id")),
             fencing_token=request.fencing_token,
             hosts=request.hosts,
         )

@@ -3,6 +3,8 @@
 :func:`invoke` runs one call of a :class:`~framework.consuming.capabilities.spec.CapabilitySpec`
 under its :class:`~framework.consuming.capabilities.spec.CallPolicy`:
 
+* a local capability (``CapabilitySpec.local``: no effect outside the fleet) takes the
+  fast path: no timeout and no breaker, the rest as below;
 * each attempt has ``timeout_s`` (:class:`~framework.core.deadlines.Deadlines`: up to
   50 ms more); sync handlers run in a worker thread (a timed-out thread cannot be
   stopped: it finishes in the background and its result is dropped);
@@ -107,15 +109,20 @@ async def invoke(
     ``policy`` None: the capability's own; ``reschedule``: one attempt, a retry is the
     caller's (:class:`RetryLaterError`)."""
     policy = policy or spec.policy
-    breaker_key = spec.breaker_key(params)
+    if spec.local:  # the fast path: nothing remote to time out or to spare
+        breakers = None
+    breaker_key = spec.breaker_key(params) if breakers is not None else spec.id
     retry = 0
     while True:
         if breakers is not None:
             await _check_breaker(spec, breakers, breaker_key, policy)
         started = time.perf_counter()
         try:
-            with deadlines.after(policy.timeout_s):
+            if spec.local:
                 result = await _attempt(spec, params, context)
+            else:
+                with deadlines.after(policy.timeout_s):
+                    result = await _attempt(spec, params, context)
         except Exception as exc:
             if _is_redis_failure(exc):
                 _observe(metrics, spec, "redis_unavailable", started)

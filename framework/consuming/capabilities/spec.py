@@ -134,6 +134,10 @@ class CapabilitySpec:
     # The actuator a call drives (``valve:{valveId}``): the safe pipeline holds a
     # permit on it for the call, so two executors never drive it at once.
     resource: ResourcePolicy | None = None
+    # No effect outside the fleet (a log line, an XADD to the fleet's own Redis): the
+    # call runs on the fast path, without a timeout slot or a breaker (no remote peer
+    # to wait for or to spare); its errors, retries and metrics are the same.
+    local: bool = False
 
     def breaker_key(self, params: Mapping[str, Any]) -> str:
         scope = self.breaker_scope(params) if self.breaker_scope else None

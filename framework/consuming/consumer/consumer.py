@@ -11,10 +11,14 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from functools import partial
 
-import structlog
 from redis.asyncio import Redis
 
-from framework.consuming.consumer.context import ConsumerContext, RedisBackoff, describe_error
+from framework.consuming.consumer.context import (
+    ConsumerContext,
+    RedisBackoff,
+    describe_error,
+    entry_fields,
+)
 from framework.consuming.consumer.draining import drain, release_leftovers
 from framework.consuming.consumer.heartbeat import Heartbeat
 from framework.consuming.consumer.in_flight import InFlight, Work
@@ -112,34 +116,46 @@ class Consumer:
         work.task = asyncio.create_task(self._process(work), name=f"entry:{d.stream}:{d.entry_id}")
 
     async def _process(self, work: Work) -> None:
-        d = work.delivery
-        # This task's own context (a copy): what is bound here ends with the task.
-        structlog.contextvars.bind_contextvars(
-            stream=d.stream, entry_id=d.entry_id, group=d.group, consumer=d.consumer)
+        ack_queued = False
         try:
-            await self._run_until_settled(work)
+            ack_queued = await self._run_until_settled(work)
         except asyncio.CancelledError:
             self._in_flight.mark_abandoned(work.delivery)
             raise
         except Exception as exc:  # settling failed beyond an outage: it stays pending
-            self._log.error("entry_settle_failed", error=describe_error(exc), exc_info=exc)
+            self._settle_failed(work, exc)
         finally:
-            following = self._in_flight.release(work)
-            if following is not None:
-                self._start(following)
+            if not ack_queued:
+                self._release(work)
 
-    async def _run_until_settled(self, work: Work) -> None:
+    def _release(self, work: Work) -> None:
+        following = self._in_flight.release(work)
+        if following is not None:
+            self._start(following)
+
+    def _settle_failed(self, work: Work, exc: Exception) -> None:
+        self._log.error("entry_settle_failed", **entry_fields(work.delivery),
+                        error=describe_error(exc), exc_info=exc)
+
+    def _acked(self, work: Work, error: Exception | None) -> None:
+        """Its XACK is written (or failed): the entry's slot is free."""
+        if error is not None:
+            self._settle_failed(work, error)
+        self._release(work)
+
+    async def _run_until_settled(self, work: Work) -> bool:
+        """True if its acknowledgement is queued (the slot is freed once it is written)."""
         while True:
             delivery = work.delivery
             error, writes = await self._call_handler(delivery)
             work.settling = True
             if error is None:
-                await self._settler.ack(delivery, writes)
-                return
+                self._settler.ack_soon(delivery, writes, partial(self._acked, work))
+                return True
             failure = self._final_failure(delivery, error)
             if failure is not None:
                 await self._settler.dead_letter(delivery, failure)
-                return
+                return False
             work.settling = False
             await self._settler.record_error(delivery, error)
             self._ctx.count(delivery.stream, "failed")
@@ -147,10 +163,10 @@ class Consumer:
                 # Stays pending: redelivered after the call's backoff without holding a
                 # slot meanwhile, else reclaimed after claim_idle_ms, by us or another.
                 self._reschedule(delivery, error)
-                return
+                return False
             redelivered = await self._retry_in_place(delivery)
             if redelivered is None:
-                return
+                return False
             work.delivery = redelivered
 
     def _final_failure(self, delivery: Delivery, error: Exception) -> Failure | None:
@@ -174,7 +190,7 @@ class Consumer:
         except DeadLetterError as exc:
             return exc, ()
         except Exception as exc:  # a failing handler never stops the consumer
-            self._log.error("handler_failed", error=describe_error(exc),
+            self._log.error("handler_failed", **entry_fields(delivery), error=describe_error(exc),
                             delivery_count=delivery.delivery_count, exc_info=exc)
             return exc, ()
         return None, writes or ()
@@ -185,7 +201,7 @@ class Consumer:
             return
         # The call's first backoff, doubled per delivery (as its own retries would).
         delay_s = min(_RETRY_DELAY_MAX_S, retry_in_s * 2 ** (delivery.delivery_count - 1))
-        self._log.info("entry_retry_scheduled", delay_s=delay_s,
+        self._log.info("entry_retry_scheduled", **entry_fields(delivery), delay_s=delay_s,
                        delivery_count=delivery.delivery_count)
         self._in_flight.delay(delivery, self._ctx.clock.monotonic() + delay_s)
 
@@ -194,12 +210,13 @@ class Consumer:
         (XCLAIM without JUSTID); None if it is no longer ours."""
         delay_s = min(_RETRY_DELAY_MAX_S,
                       self.options.retry_delay_ms / 1000 * 2 ** (delivery.delivery_count - 1))
-        self._log.info("entry_retry_scheduled", delay_s=delay_s)
+        self._log.info("entry_retry_scheduled", **entry_fields(delivery), delay_s=delay_s)
         await self._ctx.clock.sleep(delay_s)
 
         member = self._ctx.member
         if not await self._ctx.settle(partial(member.redeliver, delivery)):
-            self._log.warning("entry_lost", reason="no longer pending for this consumer")
+            self._log.warning("entry_lost", **entry_fields(delivery),
+                              reason="no longer pending for this consumer")
             return None
         return member.delivery(delivery.stream, delivery.entry_id, delivery.fields,
                                delivery.delivery_count + 1)

@@ -10,7 +10,12 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from framework.consuming.consumer.context import REDIS_DOWN, ConsumerContext, describe_error
+from framework.consuming.consumer.context import (
+    REDIS_DOWN,
+    ConsumerContext,
+    describe_error,
+    entry_fields,
+)
 from framework.consuming.dead_letters import Failure
 from framework.consuming.delivery import AckWrite, Delivery
 from framework.consuming.entries import Undecodable
@@ -21,7 +26,9 @@ _ACK_FINISH_S = 5.0
 
 # (delivery, outcome): outcome is "acked" or "dead_lettered".
 OnSettled = Callable[[Delivery, str], None]
-_PendingAck = tuple[Delivery, Sequence[AckWrite], asyncio.Future[bool]]
+# Called once the entry's XACK is written (None) or failed (the error).
+AckDone = Callable[[Exception | None], None]
+_PendingAck = tuple[Delivery, Sequence[AckWrite], AckDone]
 
 
 class Settler:
@@ -32,24 +39,20 @@ class Settler:
         self._acks: list[_PendingAck] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def ack(self, delivery: Delivery, writes: Sequence[AckWrite]) -> None:
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    def ack_soon(self, delivery: Delivery, writes: Sequence[AckWrite], done: AckDone) -> None:
+        """Queue the entry's XACK for the next round trip; ``done(None)`` once it is
+        written (``done(error)`` if it failed beyond an outage). Nothing to await: the
+        entry's task ends here, and no Future is made per entry."""
         self._acks.append((delivery, writes, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="consumer-acks")
-        if await done:  # counted by the flusher, per batch
-            self._log.debug("entry_acked", delivery_count=delivery.delivery_count)
-            if self._on_settled is not None:
-                self._on_settled(delivery, "acked")
-        else:
-            # Another consumer took it over (we missed heartbeats): it ran twice.
-            self._log.warning("entry_already_settled", delivery_count=delivery.delivery_count)
 
     async def _flush(self) -> None:
         """One round trip for every entry that finished meanwhile (under load, many)."""
         await asyncio.sleep(0)  # let the handlers finishing in this iteration join
         while self._acks:
             batch, self._acks = self._acks, []
+            failure: Exception | None = None
             try:
                 acked = await self._ctx.settle(partial(self._ctx.member.ack,
                                                        [(d, writes) for d, writes, _ in batch]))
@@ -59,14 +62,27 @@ class Settler:
             for index, (delivery, _, done) in enumerate(batch):
                 if index < len(acked):
                     outcomes[(delivery.stream, "acked" if acked[index] else "lost")] += 1
-                if done.done():  # its task was cancelled (a forced stop)
-                    continue
-                if index < len(acked):
-                    done.set_result(acked[index])
+                    self._report(delivery, acked[index], done)
                 else:
-                    done.set_exception(failure)
+                    done(failure)
             for (stream, outcome), count in outcomes.items():
                 self._ctx.count(stream, outcome, count)
+
+    def _report(self, delivery: Delivery, acked: bool, done: AckDone) -> None:
+        error: Exception | None = None
+        if acked:
+            self._log.debug("entry_acked", **entry_fields(delivery),
+                            delivery_count=delivery.delivery_count)
+            if self._on_settled is not None:
+                try:
+                    self._on_settled(delivery, "acked")
+                except Exception as exc:  # one failing callback never stops the others
+                    error = exc
+        else:
+            # Another consumer took it over (we missed heartbeats): it ran twice.
+            self._log.warning("entry_already_settled", **entry_fields(delivery),
+                              delivery_count=delivery.delivery_count)
+        done(error)
 
     async def finish_acks(self) -> None:
         """Let the acknowledgements on their way land, even after a forced stop: they
@@ -88,7 +104,8 @@ class Settler:
             lambda: member.dead_letter(delivery, failure, at_s=self._ctx.clock.time(),
                                        undecodable=undecodable))
         if letter_id is None:
-            self._log.warning("entry_already_settled", delivery_count=delivery.delivery_count)
+            self._log.warning("entry_already_settled", **entry_fields(delivery),
+                              delivery_count=delivery.delivery_count)
             return
         self._log.warning("entry_dead_lettered", stream=delivery.stream, entry_id=delivery.entry_id,
                           dead_letter_stream=member.dead_letter_stream(delivery.stream),
@@ -106,4 +123,4 @@ class Settler:
         try:
             await self._ctx.member.record_error(delivery, record)
         except REDIS_DOWN as exc:
-            self._log.warning("error_record_failed", error=str(exc))
+            self._log.warning("error_record_failed", **entry_fields(delivery), error=str(exc))
