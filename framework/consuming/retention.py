@@ -45,16 +45,21 @@ class RetentionMetrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RetentionMetrics:
-        return cls(trimmed=Counter(
-            "stream_trimmed_entries", "Stream entries trimmed by the retention policy, by "
-            "reason (acknowledged: by every group; max_len: over the cap).",
-            ["stream", "reason"], registry=registry,
-        ))
+        return cls(
+            trimmed=Counter(
+                "stream_trimmed_entries",
+                "Stream entries trimmed by the retention policy, by "
+                "reason (acknowledged: by every group; max_len: over the cap).",
+                ["stream", "reason"],
+                registry=registry,
+            )
+        )
 
 
 class StreamRetention:
-    def __init__(self, redis: Redis, *, max_len: int, logger: Logger,
-                 metrics: RetentionMetrics | None = None) -> None:
+    def __init__(
+        self, redis: Redis, *, max_len: int, logger: Logger, metrics: RetentionMetrics | None = None
+    ) -> None:
         if max_len < 0:
             raise ValueError(f"stream retention: max_len must be >= 0 (0: no cap), got {max_len}")
         self._max_len = max_len
@@ -79,22 +84,33 @@ class StreamRetention:
         """Trim every stream every ``interval_s`` until cancelled; a failed trim is
         logged and the next round tries again (one stream's failure spares the others)."""
         while True:
+            # First after one interval: a process that starts trims nothing it just met.
+            await clock.sleep(interval_s)
             for stream in streams:
                 try:
                     await self.trim(stream)
                 except (RedisUnavailableError, redis_errors.RedisError) as exc:
                     self._log.warning("stream_trim_failed", stream=stream, error=str(exc))
-            await clock.sleep(interval_s)
 
     def _observe(self, trimmed: Trimmed) -> None:
         if trimmed.capped:
-            self._log.warning("stream_capped", stream=trimmed.stream, removed=trimmed.capped,
-                              max_len=self._max_len)
+            self._log.warning(
+                "stream_capped",
+                stream=trimmed.stream,
+                removed=trimmed.capped,
+                max_len=self._max_len,
+            )
         if trimmed.acknowledged:
-            self._log.debug("stream_trimmed", stream=trimmed.stream,
-                            removed=trimmed.acknowledged, min_id=trimmed.min_id)
+            self._log.debug(
+                "stream_trimmed",
+                stream=trimmed.stream,
+                removed=trimmed.acknowledged,
+                min_id=trimmed.min_id,
+            )
         if self._metrics is not None:
-            for reason, count in (("acknowledged", trimmed.acknowledged),
-                                  ("max_len", trimmed.capped)):
+            for reason, count in (
+                ("acknowledged", trimmed.acknowledged),
+                ("max_len", trimmed.capped),
+            ):
                 if count:
                     self._metrics.trimmed.labels(trimmed.stream, reason).inc(count)

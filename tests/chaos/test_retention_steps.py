@@ -37,7 +37,9 @@ IDENTITY_TTL_S = 600
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
     async with asyncio.timeout(timeout_s):
-        while not await check():
+        while True:
+            if await check():
+                return
             await asyncio.sleep(0.02)
 
 
