@@ -13,6 +13,7 @@ oldest entries whatever their state, and says so (a warning and its own metric r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -90,6 +91,7 @@ class StreamRetention:
                 try:
                     await self.trim(stream)
                 except (RedisUnavailableError, redis_errors.RedisError) as exc:
+                    _reraise_cancellation(exc)
                     self._log.warning("stream_trim_failed", stream=stream, error=str(exc))
 
     def _observe(self, trimmed: Trimmed) -> None:
@@ -114,3 +116,11 @@ class StreamRetention:
             ):
                 if count:
                     self._metrics.trimmed.labels(trimmed.stream, reason).inc(count)
+
+
+def _reraise_cancellation(exc: BaseException) -> None:
+    """A cancellation that reached a Redis call may come out as a Redis error (redis-py
+    turns it into one on some paths): the task was asked to stop, so it stops."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
