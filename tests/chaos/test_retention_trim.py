@@ -1,7 +1,7 @@
 """Stream retention (issue 15): trimming removes what every group has acknowledged and
 never an entry some group has not, whatever the groups are doing: a group far behind,
 a consumer that crashed holding entries, a group created at an old id, a stream nobody
-consumes. Real Redis; the process test drives ``connector-fleet consume``."""
+consumes. Real Redis; ``connector-fleet streams trim`` run as the installed command is."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ import asyncio
 import contextlib
 import random
 
+import orjson
+import pytest
+import redis as sync_redis
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from framework.consuming import RetentionMetrics, StreamRetention
 from framework.core.logs import get_logger
+from framework.testing import RedisServer
+from tests.cli import FleetCli
 
 STREAM = "signals"
 
@@ -157,3 +162,29 @@ async def test_trimming_runs_periodically_and_a_failure_spares_the_other_streams
         await task
     assert await remaining(redis) == set()
     assert len(ids) == 3
+
+
+def test_streams_trim_command_trims_each_stream_and_names_a_bad_one(
+    sync: sync_redis.Redis,
+    redis_server: RedisServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cli = FleetCli(capsys, monkeypatch, {"REDIS_URL": redis_server.url})
+    ids = [sync.xadd(STREAM, {"n": str(i)}) for i in range(5)]
+    sync.xgroup_create(STREAM, "g", id="0")
+    read = sync.xreadgroup("g", "c", {STREAM: ">"}, count=3)
+    sync.xack(STREAM, "g", *[i for _, entries in read for i, _ in entries][:2])
+    sync.set("not-a-stream", "x")
+
+    run = cli("streams", "trim", "not-a-stream", STREAM, "--json")
+
+    assert run.returncode == 1
+    assert "streams trim not-a-stream: WRONGTYPE" in run.stderr
+    assert orjson.loads(run.stdout) == [
+        {"stream": STREAM, "acknowledged": 2, "capped": 0, "minId": ids[2]}
+    ]
+    assert [i for i, _ in sync.xrange(STREAM)] == ids[2:]
+    capped = cli("streams", "trim", STREAM, "--max-len", "1")
+    assert capped.returncode == 0 and "no group" not in capped.stdout
+    assert sync.xlen(STREAM) == 1
