@@ -52,6 +52,11 @@ from framework.consuming.options import (
 from framework.consuming.pruning import (
     prune_idle_consumer,
 )
+from framework.consuming.retention import (
+    RetentionMetrics,
+    StreamRetention,
+    Trimmed,
+)
 from framework.consuming.rules.handler import (
     RulesHandler,
 )
@@ -86,9 +91,12 @@ __all__ = [
     "ExecutionDeps",
     "RegistryExecutor",
     "ResourcePolicy",
+    "RetentionMetrics",
     "RuleSet",
     "RulesHandler",
     "Step",
+    "StreamRetention",
+    "Trimmed",
     "build_executor",
     "default_consumer_name",
     "describe_validation_error",

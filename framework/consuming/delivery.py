@@ -20,6 +20,9 @@ from typing import Protocol
 
 from framework.core.keys import REPLAY_OF_FIELD
 
+# The fields that name a connector item's version (framework.polling's commit.lua).
+_IDENTITY_FIELDS = ("connector", "item_id", "version")
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -38,23 +41,44 @@ class Delivery:
         """The id of the entry this one replays from the dead letters, else its own."""
         return self.fields.get(REPLAY_OF_FIELD) or self.entry_id
 
+    @property
+    def identity(self) -> str:
+        """What the event is, whichever entry carries it: ``item:{connector}:{item_id}:
+        {version}`` for a connector's item (a copy republished after a failover rollback
+        is the same event), else :attr:`origin_id`."""
+        connector, item_id, version = (self.fields.get(name) for name in _IDENTITY_FIELDS)
+        if connector and item_id and version:
+            return f"item:{connector}:{item_id}:{version}"
+        return self.origin_id
+
+    @property
+    def has_identity(self) -> bool:
+        """True when :attr:`identity` names the event, not the entry."""
+        return self.identity != self.origin_id
+
     def idempotency_key(self, *parts: str) -> str:
-        """``stream:origin_id[:part...]``: the same for every redelivery of the entry,
-        and for its replays from the dead letters (the steps that had completed
-        before it was dead-lettered are not repeated)."""
-        return ":".join((self.stream, self.origin_id, *parts))
+        """``stream:identity[:part...]``: the same for every redelivery of the entry,
+        for its replays from the dead letters (the steps that had completed before it
+        was dead-lettered are not repeated) and for a republished copy of the event."""
+        return ":".join((self.stream, self.identity, *parts))
 
 
 @dataclass(frozen=True, slots=True)
 class AckWrite:
     """A hash field the consumer writes in the script that acknowledges the entry:
     what the handler's work left to record (the rules handler: its last completed
-    step), written with the XACK instead of in a round trip of its own before it."""
+    step), written with the XACK instead of in a round trip of its own before it.
+
+    ``field`` empty: nothing is written, only ``settle_ttl_s`` applies. ``settle_ttl_s``
+    (None: unchanged): the hash's TTL once this script acknowledged the entry, 0 to
+    delete it; if the entry had been settled elsewhere (e.g. dead-lettered, its records
+    waiting for a replay) the hash keeps its TTL."""
 
     key: str
     field: str
     value: str
     ttl_s: int
+    settle_ttl_s: int | None = None
 
 
 class EventHandler(Protocol):

@@ -151,9 +151,10 @@ class GroupMember:
                   indexes: list[int]) -> list[str | int]:
         args: list[str | int] = [self.group, len(indexes)]
         args += [settled[i][0].entry_id for i in indexes]
-        for i in indexes:
+        for position, i in enumerate(indexes, start=1):
             for write in settled[i][1]:
-                args += [write.field, write.value, write.ttl_s]
+                settle = "" if write.settle_ttl_s is None else write.settle_ttl_s
+                args += [write.field, write.value, write.ttl_s, settle, position]
         return args
 
     def dead_letter_stream(self, stream: str) -> str:

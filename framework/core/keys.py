@@ -21,7 +21,9 @@ key                                type    holds
 ``capability-alerts``              stream  alert events (rollbacks, refusals)
 ``fleet:breakers``                 hash    ``{breaker}|{owner}`` -> JSON breaker state
 ``fleet:breakers:opened``          pubsub  JSON {breaker, owner, retryInS} when one opens
-``fleet:steps:{stream}:{entry_id}`` hash   ``{rule}:{step}`` -> JSON result, with TTL
+``fleet:steps:{stream}:{identity}`` hash   ``{rule}:{step}`` -> JSON result, with TTL
+                                           (identity: ``item:{connector}:{item_id}:{version}``
+                                           or the entry id; deleted or shortened at the XACK)
 ``{stream}:dlq``                   stream  dead letters of ``{stream}`` (consuming.dead_letters)
 ``fleet:consumers:{group}:{name}`` string  JSON heartbeat of a live stream consumer, with TTL
 ``fleet:consumer-errors:{group}:{stream}`` hash  entry id -> JSON last handler error
@@ -85,8 +87,16 @@ BREAKERS_OPENED_CHANNEL = "fleet:breakers:opened"
 BREAKERS_WATCH_RETRY_S = 1.0
 # Completed rule steps of one stream entry: hash "{rule}:{step}" -> JSON result.
 STEPS_PREFIX = "fleet:steps:"
-# A redelivery after this long may repeat a completed step (the record expired).
+# A redelivery after this long may repeat a completed step (the record expired); also
+# how long a dead-lettered entry's records wait for `dlq replay`.
 DEFAULT_STEP_RECORD_TTL_S = 7 * 24 * 3600
+# After the XACK, the records of an event with an identity (connector, item_id, version)
+# live this long: a republished copy (after a failover rollback) within it runs nothing
+# again. Records keyed by the entry id are deleted at the XACK.
+DEFAULT_STEP_IDENTITY_TTL_S = 3600
+# Stream retention (framework.consuming.retention): how often a consumer process trims
+# the entries every group has acknowledged from its streams.
+DEFAULT_STREAM_TRIM_INTERVAL_S = 60.0
 DEFAULT_RULES_PATH = "rules.json"
 
 # Stream consumers (framework.consuming.consumer).

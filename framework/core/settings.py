@@ -20,6 +20,9 @@ from framework.core.keys import (
     DEFAULT_DRAIN_TIMEOUT_S,
     DEFAULT_REDIS_URL,
     DEFAULT_RULES_PATH,
+    DEFAULT_STEP_IDENTITY_TTL_S,
+    DEFAULT_STREAM_MAXLEN,
+    DEFAULT_STREAM_TRIM_INTERVAL_S,
 )
 
 # The one list of the Redis URL schemes a process accepts (REDIS_URL and
@@ -73,6 +76,17 @@ class Settings(BaseSettings):
 
     restart_base_s: float = Field(1.0, gt=0, validation_alias="FLEET_RESTART_BASE_S")
     restart_max_s: float = Field(60.0, gt=0, validation_alias="FLEET_RESTART_MAX_S")
+    # Retention (framework.consuming.retention): 0 s turns the consumers' trimming off,
+    # a cap of 0 leaves only the trimming of acknowledged entries.
+    stream_trim_interval_s: float = Field(
+        DEFAULT_STREAM_TRIM_INTERVAL_S, ge=0, validation_alias="FLEET_STREAM_TRIM_INTERVAL_S"
+    )
+    stream_max_len: int = Field(
+        DEFAULT_STREAM_MAXLEN, ge=0, validation_alias="FLEET_STREAM_MAX_LEN"
+    )
+    step_identity_ttl_s: int = Field(
+        DEFAULT_STEP_IDENTITY_TTL_S, ge=0, validation_alias="FLEET_STEP_IDENTITY_TTL_S"
+    )
 
     @property
     def resolved_rules_path(self) -> Path:

@@ -344,5 +344,7 @@ async def test_a_steps_record_is_in_redis_before_the_next_step_and_the_last_goes
 
     key = steps_key(STREAM, entry_id)
     # The second step saw the first's record: written before it ran.
-    assert writes == (AckWrite(key, "r:second", '{"recorded":["r:first"]}', 120),)
+    # Keyed by the entry id: the records go once the entry is acknowledged (settle TTL 0).
+    assert writes == (AckWrite(key, "r:second", '{"recorded":["r:first"]}', 120,
+                               settle_ttl_s=0),)
     assert await redis.hkeys(key) == ["r:first"]  # the last one waits for the XACK

@@ -271,7 +271,7 @@ def test_kill_9_mid_rule_the_next_consumer_does_not_repeat_completed_steps(
         "steps": [{"id": "quick", "call": "record", "params": {"step": "quick"}},
                   {"id": "slow", "call": "record", "params": {"step": "slow", "slow": True}}],
     }]}))
-    entry_id = sync.xadd(STREAM, polling_entry("a"))
+    sync.xadd(STREAM, polling_entry("a"))
 
     def consumer(name: str, sleep_s: float) -> ConnectorProcess:
         return ConnectorProcess(
@@ -297,7 +297,8 @@ def test_kill_9_mid_rule_the_next_consumer_does_not_repeat_completed_steps(
         first.close()
         if second is not None:
             second.close()
-    key = f"{STREAM}:{entry_id}:two-steps"
+    # The event's identity (connector, item_id, version), not the entry id (issue 14).
+    key = f"{STREAM}:item:weather-noaa:a:v1:two-steps"
     assert Counter(sync.lrange(CALLS, 0, -1)) == Counter(
         {f"{key}:quick": 1, f"{key}:slow": 2})  # slow was cut short and ran again
 

@@ -17,6 +17,7 @@ from worker.cli.dead_letters import add_dead_letter_commands
 from worker.cli.fleet import add_fleet_commands
 from worker.cli.processes import add_run_commands, run_connector
 from worker.cli.rules import add_rules_commands
+from worker.cli.streams import add_streams_commands
 
 
 def connector_run(argv: Sequence[str] | None = None) -> None:
@@ -49,4 +50,5 @@ def build_parser() -> argparse.ArgumentParser:
     add_consumers_command(commands)
     add_dead_letter_commands(commands)
     add_rules_commands(commands)
+    add_streams_commands(commands)
     return parser

@@ -33,8 +33,10 @@ from framework.consuming import (
     ConsumerOptions,
     EventHandler,
     ExecutionDeps,
+    RetentionMetrics,
     RuleSet,
     RulesHandler,
+    StreamRetention,
     build_executor,
     load_rules,
 )
@@ -157,7 +159,8 @@ class ConsumerProcess:
         capabilities, http = default_capability_registry()
         self._closers.append(http.aclose)
         executor = self._build_executor(capabilities)
-        self._rules_handler = RulesHandler(rules, executor, redis=self._redis, logger=self._log)
+        self._rules_handler = RulesHandler(rules, executor, redis=self._redis, logger=self._log,
+                                           identity_ttl_s=self._settings.step_identity_ttl_s)
         self._log.info("rules_loaded", path=str(self.rules_path), rules=len(rules.rules),
                        streams=rules.streams)
         return self._rules_handler, rules.streams
@@ -199,6 +202,8 @@ class ConsumerProcess:
 
     async def run(self) -> int:
         helpers = [asyncio.create_task(self._sample_groups(), name="group-sampler")]
+        if self._settings.stream_trim_interval_s > 0:
+            helpers.append(asyncio.create_task(self._trim_streams(), name="stream-retention"))
         if self._catalog is not None:
             # Revocations reach this process within the pub/sub delay.
             helpers.append(asyncio.create_task(self._catalog.watch(), name="catalog-watch"))
@@ -284,6 +289,15 @@ class ConsumerProcess:
             except (RedisUnavailableError, redis_errors.RedisError) as exc:
                 self._log.warning("group_sample_failed", error=str(exc))
             await self._clock.sleep(_GROUP_SAMPLE_INTERVAL_S)
+
+
+    async def _trim_streams(self) -> None:
+        """Trim what every group has acknowledged from the consumed streams (issue 15)."""
+        retention = StreamRetention(self._redis, max_len=self._settings.stream_max_len,
+                                    logger=self._log,
+                                    metrics=RetentionMetrics.create(self._prometheus))
+        await retention.run(self.consumer.options.streams,
+                            interval_s=self._settings.stream_trim_interval_s, clock=self._clock)
 
 
 def _import_handler(spec: str, redis: Redis) -> EventHandler:

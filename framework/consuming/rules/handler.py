@@ -11,8 +11,9 @@ steps in order:
 * an ``emit`` step adds a base event to a stream;
 * an ``if`` step runs its ``then`` or ``else`` steps.
 
-Each completed call or emit is recorded in ``fleet:steps:{stream}:{origin_id}``
-(field ``rule:step``, its result as JSON, with a TTL); a redelivered entry skips
+Each completed call or emit is recorded in ``fleet:steps:{stream}:{identity}``
+(field ``rule:step``, its result as JSON, with a TTL; ``identity``: the event's
+(connector, item_id, version), else ``origin_id``); a redelivered entry skips
 the recorded steps (their results are still readable as ``steps.<id>``) and
 resumes at the first that had not completed (an entry's first delivery skips
 that read: nothing can be recorded yet). An emit and its record are one
@@ -24,6 +25,12 @@ before acknowledged) for one round trip less. The reads and writes of the
 records of the entries in flight go to Redis together
 (:class:`~framework.consuming.rules.step_records.StepRecords`).
 
+The records live only as long as they can matter: when the entry is acknowledged,
+the same script deletes them (keyed by the entry id) or shortens their TTL to
+``identity_ttl_s`` (keyed by the event's identity: a copy republished after a
+failover rollback within it runs nothing again, and reads the records even on its
+first delivery). A dead-lettered entry keeps them (``step_ttl_s``) for ``dlq replay``.
+
 One rule's failure does not stop the others: every matching rule runs, then
 the handler raises the first retryable failure (the entry comes back and only
 the unfinished steps run again) or else the first dead letter.
@@ -32,6 +39,7 @@ the unfinished steps run again) or else the first dead letter.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -49,7 +57,12 @@ from framework.consuming.events import (
 from framework.consuming.rules.model import BranchStep, CallStep, EmitStep, Rule, RuleSet, Step
 from framework.consuming.rules.step_records import StepRecords
 from framework.core.errors import DeadLetterError, ExpressionError
-from framework.core.keys import DEFAULT_STEP_RECORD_TTL_S, DEFAULT_STREAM_MAXLEN, steps_key
+from framework.core.keys import (
+    DEFAULT_STEP_IDENTITY_TTL_S,
+    DEFAULT_STEP_RECORD_TTL_S,
+    DEFAULT_STREAM_MAXLEN,
+    steps_key,
+)
 from framework.core.logs import Logger, get_logger
 from framework.core.scripts import lua
 
@@ -70,7 +83,7 @@ class _Run:
             "event": self.record, "payload": event.payload, "source": event.source,
             "type": event.type, "stream": event.stream, "steps": {},
         }
-        self.key = steps_key(delivery.stream, delivery.origin_id)
+        self.key = steps_key(delivery.stream, delivery.identity)
 
 
 class RulesHandler:
@@ -85,6 +98,7 @@ class RulesHandler:
         logger: Logger | None = None,
         step_ttl_s: int = DEFAULT_STEP_RECORD_TTL_S,
         stream_max_len: int = DEFAULT_STREAM_MAXLEN,
+        identity_ttl_s: int = DEFAULT_STEP_IDENTITY_TTL_S,
     ) -> None:
         self._rules = rules
         self._executor = executor
@@ -92,6 +106,7 @@ class RulesHandler:
         self._logger = logger or get_logger(component="rules")
         self._step_ttl_s = step_ttl_s
         self._stream_max_len = stream_max_len
+        self._identity_ttl_s = identity_ttl_s
         self._emit = redis.register_script(lua("framework.consuming", "emit_step"))
         self._records = StepRecords(redis, ttl_s=step_ttl_s)
 
@@ -125,7 +140,13 @@ class RulesHandler:
             await self._write_unwritten(run)
             retryable = [exc for exc in failures if not isinstance(exc, DeadLetterError)]
             raise (retryable or failures)[0]
-        return (run.unwritten,) if run.unwritten else None
+        return (self._settling_write(run),)
+
+    def _settling_write(self, run: _Run) -> AckWrite:
+        """The last record, if any, and the records' lifetime once the entry is acknowledged."""
+        settle_ttl_s = self._identity_ttl_s if run.delivery.has_identity else 0
+        last = run.unwritten or AckWrite(run.key, "", "", self._step_ttl_s)
+        return replace(last, settle_ttl_s=settle_ttl_s)
 
     def _matches(self, rule: Rule, run: _Run) -> bool:
         try:
@@ -214,10 +235,12 @@ def _may_have_run(delivery: Delivery) -> bool:
     """False on an entry's first delivery: no earlier run can have recorded a step, so
     the record is not read. Every redelivery (XAUTOCLAIM, XCLAIM) counts, and a replayed
     dead letter (``origin_id`` of an earlier entry) is a first delivery of a new entry
-    whose steps are recorded under the old one: both read it. (Rewinding the group
+    whose steps are recorded under the old one: both read it, as does an event with an
+    identity (a republished copy of an event another entry ran). (Rewinding the group
     itself, XGROUP SETID or re-creating it at an old id, delivers old entries as new:
     count 1, they run again as the operator asked.)"""
-    return delivery.delivery_count > 1 or delivery.origin_id != delivery.entry_id
+    return (delivery.delivery_count > 1 or delivery.origin_id != delivery.entry_id
+            or delivery.has_identity)
 
 
 def _render(rule: Rule, step: Step, render: Callable[[Mapping[str, Any]], Any],
