@@ -20,6 +20,7 @@ from framework.core.keys import (
     DEFAULT_DRAIN_TIMEOUT_S,
     DEFAULT_REDIS_URL,
     DEFAULT_RULES_PATH,
+    KeyScheme,
 )
 
 # The one list of the Redis URL schemes a process accepts (REDIS_URL and
@@ -71,8 +72,16 @@ class Settings(BaseSettings):
         DEFAULT_DRAIN_TIMEOUT_S, gt=0, validation_alias="FLEET_DRAIN_TIMEOUT_S"
     )
 
+    # Cluster hash tags in the connectors' keys (lease:{NAME}...); off: the documented
+    # names (lease:NAME), for a single server or Sentinel. See framework.core.keys.
+    redis_hash_tags: bool = Field(False, validation_alias="FLEET_REDIS_HASH_TAGS")
+
     restart_base_s: float = Field(1.0, gt=0, validation_alias="FLEET_RESTART_BASE_S")
     restart_max_s: float = Field(60.0, gt=0, validation_alias="FLEET_RESTART_MAX_S")
+
+    @property
+    def key_scheme(self) -> KeyScheme:
+        return KeyScheme(tagged=self.redis_hash_tags)
 
     @property
     def resolved_rules_path(self) -> Path:
