@@ -40,6 +40,13 @@ def cluster_ports(count: int) -> list[int]:
     return ports
 
 
+def _cluster_ok(info: object) -> bool:
+    """CLUSTER INFO says ``cluster_state:ok`` (redis-py parses it into a dict)."""
+    if isinstance(info, dict):
+        return info.get("cluster_state") == "ok"
+    return "cluster_state:ok" in str(info)
+
+
 class RedisClusterServers:
     """``with RedisClusterServers() as cluster: cluster.url``; killed and removed on exit."""
 
@@ -98,7 +105,7 @@ class RedisClusterServers:
         for port in self.ports:
             client = redis.Redis(port=port, decode_responses=True)
             try:
-                while "cluster_state:ok" not in str(client.execute_command("CLUSTER INFO")):
+                while not _cluster_ok(client.execute_command("CLUSTER INFO")):
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"cluster node {port} never reached cluster_state:ok")
                     time.sleep(0.05)
