@@ -11,16 +11,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
-from framework.core import ConfigError, KeyScheme, LeaseLostError, lua
-from framework.polling import ConnectorConfig, Lease, MetricsRecorder, StateStore
+from framework.core import ConfigError, KeyScheme, LeaseLostError, get_logger, lua
+from framework.polling import (
+    ConnectorConfig,
+    ConnectorRegistry,
+    FleetConfig,
+    Lease,
+    MetricsRecorder,
+    PrometheusMetrics,
+    StateStore,
+)
+from framework.polling.poller import FetchResult, SourceParts, UniversalPollingConnector
 from framework.polling.state import Change
+from framework.testing import FakeClock
 from tests.helpers import ManualClock
 from tests.redis_cluster import RedisClusterServers
+from worker.connector import ConnectorWorker
+from worker.exit_codes import ExitCode
+from worker.runtime import Runtime
 
 TAGGED = KeyScheme(tagged=True)
 LUA_DIR = Path(__file__).parents[2] / "framework" / "polling" / "lua"
@@ -159,3 +173,50 @@ async def test_every_polling_script_is_called_with_keys_of_one_slot(
         assert len({key_slot(k.encode()) for k in keys}) == 1, (name, keys)
         cluster_slots = {await cluster.cluster_keyslot(k) for k in keys}
         assert len(cluster_slots) == 1, (name, keys, cluster_slots)
+
+
+# -- a whole connector worker on the cluster -------------------------------------------------
+
+def worker_on(cluster: Any, config: ConnectorConfig) -> ConnectorWorker:
+    registry = ConnectorRegistry()
+    registry.register_connector("T", lambda config, context: UniversalPollingConnector[
+        None, dict[str, Any], dict[str, Any]](
+        config=config, store=context.store, logger=context.logger,
+        parts=SourceParts(provider=None, fetcher=fetch_two, item_id=lambda raw: raw["id"],
+                          transformer=dict)))
+    fleet = FleetConfig(connectors={config.name: config}, source="test")
+    runtime = Runtime(redis=cluster, redis_url="redis://cluster", registry=registry,
+                      load_config=lambda: fleet, clock=FakeClock(), logger=get_logger(),
+                      prometheus=CollectorRegistry(), drain_timeout_s=5, keys=TAGGED)
+    return ConnectorWorker(config.name, runtime, PrometheusMetrics.create(runtime.prometheus),
+                           once=True)
+
+
+async def fetch_two(_: Any, __: Any) -> FetchResult[dict[str, Any]]:
+    return FetchResult(items=[{"id": "a"}, {"id": "b"}])
+
+
+async def test_a_connector_worker_polls_commits_and_records_on_the_cluster(
+    cluster: Any,
+) -> None:
+    config = connector("weather", outputShards=3)
+    keys = config.keys(TAGGED)
+    worker = worker_on(cluster, config)
+
+    await worker.start()
+    code = await worker.run()
+
+    assert code == ExitCode.OK
+    assert [f["item_id"] for _, f in await cluster.xrange(keys.output_stream)] == ["a", "b"]
+    assert await cluster.hget(keys.metrics, "successfulPolls") == "1"
+    assert await cluster.hlen(keys.versions) == 2
+    assert not await cluster.exists(keys.lease)  # released on the way out
+
+
+async def test_a_connector_worker_with_tags_but_no_shards_does_not_start(
+    cluster: Any,
+) -> None:
+    worker = worker_on(cluster, connector("weather"))
+
+    with pytest.raises(ConfigError, match="different Cluster slots"):
+        await worker.start()
