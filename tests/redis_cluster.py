@@ -53,8 +53,10 @@ class RedisClusterServers:
     def __init__(self, masters: int = 3) -> None:
         for binary in ("redis-server", "redis-cli"):
             if shutil.which(binary) is None:
-                raise RuntimeError(f"{binary} not found on PATH: install it "
-                                   "(Debian: apt-get install redis-server redis-tools)")
+                raise RuntimeError(
+                    f"{binary} not found on PATH: install it "
+                    "(Debian: apt-get install redis-server redis-tools)"
+                )
         self.ports = cluster_ports(masters)
         self.url = f"redis://127.0.0.1:{self.ports[0]}/0"
         self._dir = Path(tempfile.mkdtemp(prefix="connector-fleet-cluster-"))
@@ -65,27 +67,56 @@ class RedisClusterServers:
             for port in self.ports:
                 self._start_node(port)
             nodes = [f"127.0.0.1:{port}" for port in self.ports]
-            subprocess.run(["redis-cli", "--cluster", "create", *nodes, "--cluster-yes"],
-                           check=True, capture_output=True, timeout=30)
+            subprocess.run(
+                ["redis-cli", "--cluster", "create", *nodes, "--cluster-yes"],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
             self._wait_until_ok()
         except BaseException:
             self.stop()
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def _start_node(self, port: int) -> None:
         node_dir = self._dir / str(port)
         node_dir.mkdir()
-        self._processes.append(subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-             "--appendonly", "no", "--dir", str(node_dir), "--cluster-enabled", "yes",
-             "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "1000",
-             "--logfile", str(node_dir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self._processes.append(
+            subprocess.Popen(
+                [
+                    "redis-server",
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(node_dir),
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    f"nodes-{port}.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--logfile",
+                    str(node_dir / "redis.log"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         client = redis.Redis(port=port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
         try:

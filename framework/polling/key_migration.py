@@ -69,10 +69,10 @@ class Migration:
             holder = await self._lease_holder(old, new)
             if holder is not None:
                 report.refused[config.name] = (
-                    f"connector {config.name}: its lease is held ({holder}); stop it first")
+                    f"connector {config.name}: its lease is held ({holder}); stop it first"
+                )
                 continue
-            for move in planned_moves(config.name, old, new,
-                                      same_redis=self.source is self.target):
+            for move in planned_moves(config.name, old, new, same_redis=self.source is self.target):
                 outcome = await self.move(move)
                 report.outcomes.append((move, outcome))
                 if self.on_key is not None:
@@ -104,5 +104,8 @@ def planned_moves(
     """The connector's keys to move (on one Redis: those whose name changes): the item
     versions, then the state hash that holds their generation, then the metrics."""
     pairs = ((old.versions, new.versions), (old.state, new.state), (old.metrics, new.metrics))
-    return [KeyMove(name, source, target) for source, target in pairs
-            if source != target or not same_redis]
+    return [
+        KeyMove(name, source, target)
+        for source, target in pairs
+        if source != target or not same_redis
+    ]

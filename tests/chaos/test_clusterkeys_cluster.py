@@ -56,17 +56,20 @@ async def cluster(cluster_servers: RedisClusterServers) -> AsyncIterator[Any]:
 
 def connector(name: str, **fields: Any) -> ConnectorConfig:
     return ConnectorConfig.model_validate(
-        {"name": name, "type": "T", "outputStream": "signals", **fields})
+        {"name": name, "type": "T", "outputStream": "signals", **fields}
+    )
 
 
-async def commit_one(redis: Any, config: ConnectorConfig, scheme: KeyScheme,
-                     *items: str) -> tuple[Lease, StateStore]:
+async def commit_one(
+    redis: Any, config: ConnectorConfig, scheme: KeyScheme, *items: str
+) -> tuple[Lease, StateStore]:
     lease = Lease(redis, config.name, ttl_s=30, key=config.keys(scheme).lease)
     assert await lease.try_acquire()
     store = StateStore(redis, config, lease, clock=ManualClock(), scheme=scheme)
     state = await store.load()
-    await store.commit(state, [Change(i, "v1", b'{"id": "%s"}' % i.encode()) for i in items],
-                       etag="e1")
+    await store.commit(
+        state, [Change(i, "v1", b'{"id": "%s"}' % i.encode()) for i in items], etag="e1"
+    )
     return lease, store
 
 
@@ -102,9 +105,13 @@ async def test_commits_of_sharded_connectors_publish_to_their_shards_on_the_clus
     for config in configs:
         shard = config.keys(TAGGED).output_stream
         assert [i for i in published[shard] if i.startswith(config.name + "-")] == [
-            f"{config.name}-a", f"{config.name}-b"]
+            f"{config.name}-a",
+            f"{config.name}-b",
+        ]
         assert await cluster.hgetall(config.keys(TAGGED).versions) == {
-            f"{config.name}-a": "v1", f"{config.name}-b": "v1"}
+            f"{config.name}-a": "v1",
+            f"{config.name}-b": "v1",
+        }
     nodes = {cluster.get_node_from_key(stream).port for stream in streams}
     assert len(nodes) >= 2  # the shards spread over the masters
 
@@ -123,10 +130,13 @@ async def test_the_fence_holds_on_the_cluster(cluster: Any) -> None:
 
 # -- every polling script is single-slot -----------------------------------------------------
 
+
 def script_names() -> dict[str, str]:
     """sha1 -> name of every Lua script of the polling side."""
-    return {hashlib.sha1(lua("framework.polling", path.stem).encode()).hexdigest(): path.stem
-            for path in LUA_DIR.glob("*.lua")}
+    return {
+        hashlib.sha1(lua("framework.polling", path.stem).encode()).hexdigest(): path.stem
+        for path in LUA_DIR.glob("*.lua")
+    }
 
 
 async def scripts_called(redis: Redis, run: Any) -> list[tuple[str, list[str]]]:
@@ -134,15 +144,19 @@ async def scripts_called(redis: Redis, run: Any) -> list[tuple[str, list[str]]]:
     names, calls = script_names(), []
     marker = "clusterkeys-monitor-done"
     async with redis.monitor() as monitor:
+
         async def collect() -> None:
             async for info in monitor.listen():
                 parts = str(info["command"]).split(" ")
                 if parts[:2] == ["ECHO", marker]:
                     return
                 if parts[0].upper() in ("EVALSHA", "EVAL"):
-                    sha = parts[1] if parts[0].upper() == "EVALSHA" else hashlib.sha1(
-                        parts[1].encode()).hexdigest()
-                    calls.append((names.get(sha, sha), parts[3:3 + int(parts[2])]))
+                    sha = (
+                        parts[1]
+                        if parts[0].upper() == "EVALSHA"
+                        else hashlib.sha1(parts[1].encode()).hexdigest()
+                    )
+                    calls.append((names.get(sha, sha), parts[3 : 3 + int(parts[2])]))
 
         reader = asyncio.create_task(collect())
         await run()
@@ -152,7 +166,8 @@ async def scripts_called(redis: Redis, run: Any) -> list[tuple[str, list[str]]]:
 
 
 async def test_every_polling_script_is_called_with_keys_of_one_slot(
-    redis: Redis, cluster: Any,
+    redis: Redis,
+    cluster: Any,
 ) -> None:
     async def one_connector_life() -> None:
         for config in (connector("weather", outputShards=4), connector("jira")):
@@ -163,7 +178,8 @@ async def test_every_polling_script_is_called_with_keys_of_one_slot(
                 store = StateStore(redis, config, lease, clock=ManualClock(), scheme=TAGGED)
                 await store.commit(await store.load(), [Change("a", "1", b"{}")])
             await MetricsRecorder(redis, config.name, key=keys.metrics).record_poll(
-                at_s=1.0, latency_ms=2.0, summary=None)
+                at_s=1.0, latency_ms=2.0, summary=None
+            )
             assert await lease.release()
 
     calls = await scripts_called(redis, one_connector_life)
@@ -177,19 +193,35 @@ async def test_every_polling_script_is_called_with_keys_of_one_slot(
 
 # -- a whole connector worker on the cluster -------------------------------------------------
 
+
 def worker_on(cluster: Any, config: ConnectorConfig) -> ConnectorWorker:
     registry = ConnectorRegistry()
-    registry.register_connector("T", lambda config, context: UniversalPollingConnector[
-        None, dict[str, Any], dict[str, Any]](
-        config=config, store=context.store, logger=context.logger,
-        parts=SourceParts(provider=None, fetcher=fetch_two, item_id=lambda raw: raw["id"],
-                          transformer=dict)))
+    registry.register_connector(
+        "T",
+        lambda config, context: UniversalPollingConnector[None, dict[str, Any], dict[str, Any]](
+            config=config,
+            store=context.store,
+            logger=context.logger,
+            parts=SourceParts(
+                provider=None, fetcher=fetch_two, item_id=lambda raw: raw["id"], transformer=dict
+            ),
+        ),
+    )
     fleet = FleetConfig(connectors={config.name: config}, source="test")
-    runtime = Runtime(redis=cluster, redis_url="redis://cluster", registry=registry,
-                      load_config=lambda: fleet, clock=FakeClock(), logger=get_logger(),
-                      prometheus=CollectorRegistry(), drain_timeout_s=5, keys=TAGGED)
-    return ConnectorWorker(config.name, runtime, PrometheusMetrics.create(runtime.prometheus),
-                           once=True)
+    runtime = Runtime(
+        redis=cluster,
+        redis_url="redis://cluster",
+        registry=registry,
+        load_config=lambda: fleet,
+        clock=FakeClock(),
+        logger=get_logger(),
+        prometheus=CollectorRegistry(),
+        drain_timeout_s=5,
+        keys=TAGGED,
+    )
+    return ConnectorWorker(
+        config.name, runtime, PrometheusMetrics.create(runtime.prometheus), once=True
+    )
 
 
 async def fetch_two(_: Any, __: Any) -> FetchResult[dict[str, Any]]:

@@ -22,9 +22,15 @@ UNTAGGED, TAGGED = KeyScheme(), KeyScheme(tagged=True)
 
 
 def migrate(env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([INSTALLED_CLI, "migrate-keys"], env=env, cwd=REPO_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [INSTALLED_CLI, "migrate-keys"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.mark.slow
@@ -32,13 +38,20 @@ def test_migrate_keys_killed_midway_then_rerun_moves_every_key_once(
     redis_server: RedisServer, sync: sync_redis.Redis, tmp_path: Path
 ) -> None:
     names = [f"source-{i}" for i in range(CONNECTORS)]
-    config = write_config(tmp_path / "connectors.json",
-                          *[noaa_entry(n, "http://127.0.0.1:9", outputShards=4) for n in names])
+    config = write_config(
+        tmp_path / "connectors.json",
+        *[noaa_entry(n, "http://127.0.0.1:9", outputShards=4) for n in names],
+    )
     for name in names:
         sync.hset(UNTAGGED.connector(name).state, mapping={"generation": "5", "etag": name})
         sync.hset(UNTAGGED.connector(name).versions, mapping={"item": name})
-    env = {**os.environ, "REDIS_URL": redis_server.url, "CONNECTORS_CONFIG_PATH": str(config),
-           "FLEET_REDIS_HASH_TAGS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_server.url,
+        "CONNECTORS_CONFIG_PATH": str(config),
+        "FLEET_REDIS_HASH_TAGS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
 
     first = migrate(env)
     assert first.stdout is not None

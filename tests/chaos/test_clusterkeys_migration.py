@@ -41,8 +41,10 @@ async def cluster(cluster_servers: RedisClusterServers) -> AsyncIterator[Any]:
 
 
 def connectors(count: int) -> list[ConnectorConfig]:
-    return [ConnectorConfig.model_validate({"name": f"c{i}", "type": "T", "outputShards": 3})
-            for i in range(count)]
+    return [
+        ConnectorConfig.model_validate({"name": f"c{i}", "type": "T", "outputShards": 3})
+        for i in range(count)
+    ]
 
 
 async def seed(redis: Any, configs: list[ConnectorConfig]) -> dict[str, Any]:
@@ -73,19 +75,20 @@ async def assert_migrated(source: Any, target: Any, configs: list[ConnectorConfi
     for config in configs:
         old, new = config.keys(UNTAGGED), config.keys(TAGGED)
         assert not await source.exists(old.state, old.versions, old.metrics), config.name
-        assert await target.hgetall(new.state) == {"generation": "7",
-                                                   "etag": f"e-{config.name}"}
+        assert await target.hgetall(new.state) == {"generation": "7", "etag": f"e-{config.name}"}
         assert await target.hgetall(new.versions) == {"x": "1", f"y-{config.name}": "2"}
         assert 0 < await target.ttl(new.metrics) <= 3600  # the TTL moved with the key
 
 
 async def test_a_single_server_layout_moves_to_the_cluster_stopped_midway_and_rerun(
-    redis: Redis, cluster: Any,
+    redis: Redis,
+    cluster: Any,
 ) -> None:
     configs = connectors(12)
     await seed(redis, configs)
-    killed = Migration(source=redis, target=cluster, from_scheme=UNTAGGED, to_scheme=TAGGED,
-                       on_key=stop_after(10))
+    killed = Migration(
+        source=redis, target=cluster, from_scheme=UNTAGGED, to_scheme=TAGGED, on_key=stop_after(10)
+    )
 
     with pytest.raises(Killed):
         await killed.run(configs)

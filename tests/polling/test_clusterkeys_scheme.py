@@ -26,8 +26,11 @@ def test_untagged_names_are_the_documented_ones_even_with_shards() -> None:
     keys = UNTAGGED.connector("weather", output_shards=4)
 
     assert (keys.lease, keys.state, keys.versions, keys.metrics) == (
-        "lease:weather", "connector:state:weather", "connector:state:weather:versions",
-        "metrics:connector:weather")
+        "lease:weather",
+        "connector:state:weather",
+        "connector:state:weather:versions",
+        "metrics:connector:weather",
+    )
     assert UNTAGGED.connector("weather").output_stream == "raw-input-signals"
     assert keys.output_stream == f"raw-input-signals:{shard_of('weather', 4)}"
 
@@ -36,8 +39,11 @@ def test_tagged_names_carry_the_connector_as_hash_tag() -> None:
     keys = TAGGED.connector("weather")
 
     assert (keys.lease, keys.state, keys.versions, keys.metrics) == (
-        "lease:{weather}", "connector:state:{weather}", "connector:state:{weather}:versions",
-        "metrics:connector:{weather}")
+        "lease:{weather}",
+        "connector:state:{weather}",
+        "connector:state:{weather}:versions",
+        "metrics:connector:{weather}",
+    )
     assert len({slot(k) for k in (keys.lease, keys.state, keys.versions, keys.metrics)}) == 1
 
 
@@ -63,7 +69,8 @@ def test_two_connectors_of_one_shard_keep_distinct_keys() -> None:
 
     assert a.output_stream == b.output_stream
     assert {a.lease, a.state, a.versions, a.metrics}.isdisjoint(
-        {b.lease, b.state, b.versions, b.metrics})
+        {b.lease, b.state, b.versions, b.metrics}
+    )
 
 
 def test_shards_are_crc16_of_the_name_as_redis_slots_and_spread() -> None:
@@ -77,12 +84,16 @@ def test_shards_are_crc16_of_the_name_as_redis_slots_and_spread() -> None:
 
 def test_shard_mapping_is_the_same_in_another_process_with_another_hash_seed() -> None:
     names = ["alpha", "beta", "gamma", "delta", "weather-noaa"]
-    code = ("from framework.core import shard_of; "
-            f"print([shard_of(n, 7) for n in {names!r}])")
+    code = f"from framework.core import shard_of; print([shard_of(n, 7) for n in {names!r}])"
 
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
-                         text=True, check=True, env={"PYTHONHASHSEED": "12345",
-                                                     "PYTHONPATH": str(REPO_ROOT)}).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "12345", "PYTHONPATH": str(REPO_ROOT)},
+    ).stdout
 
     assert out.strip() == str([shard_of(n, 7) for n in names])
 
@@ -106,8 +117,11 @@ def test_commit_keys_in_two_slots_are_refused_with_the_connector_and_slots() -> 
 def test_output_shards_come_from_the_file_or_the_environment(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     path.write_text('{"connectors": [{"name": "w", "type": "T", "outputShards": 3}]}')
-    environment = {"ENABLED_CONNECTORS": "v", "CONNECTOR_V_TYPE": "T",
-                   "CONNECTOR_V_OUTPUT_SHARDS": "8"}
+    environment = {
+        "ENABLED_CONNECTORS": "v",
+        "CONNECTOR_V_TYPE": "T",
+        "CONNECTOR_V_OUTPUT_SHARDS": "8",
+    }
 
     from_file = load_fleet_config(path, environ={})
     from_environment = load_fleet_config(path, environ=environment)
@@ -121,8 +135,13 @@ def test_output_shards_of_zero_is_refused_naming_the_field() -> None:
         ConnectorConfig.model_validate({"name": "w", "type": "T", "outputShards": 0})
 
 
-@pytest.mark.parametrize(("key", "name"), [
-    ("lease:weather", "weather"), ("lease:{weather}", "weather"),
-    ("lease:{raw-input-signals:3}:weather", "weather")])
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [
+        ("lease:weather", "weather"),
+        ("lease:{weather}", "weather"),
+        ("lease:{raw-input-signals:3}:weather", "weather"),
+    ],
+)
 def test_the_connector_of_each_lease_key_form(key: str, name: str) -> None:
     assert connector_of_lease_key(key) == name

@@ -27,10 +27,15 @@ def config(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def cli(redis_server: RedisServer, config: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> FleetCli:
-    return FleetCli(capsys, monkeypatch, {"REDIS_URL": redis_server.url,
-                                          "CONNECTORS_CONFIG_PATH": str(config)})
+def cli(
+    redis_server: RedisServer,
+    config: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> FleetCli:
+    return FleetCli(
+        capsys, monkeypatch, {"REDIS_URL": redis_server.url, "CONNECTORS_CONFIG_PATH": str(config)}
+    )
 
 
 def test_leases_print_the_untagged_key_by_default(cli: FleetCli, sync: sync_redis.Redis) -> None:
@@ -41,7 +46,9 @@ def test_leases_print_the_untagged_key_by_default(cli: FleetCli, sync: sync_redi
     table = cli("leases").stdout
 
     assert [(lease["connector"], lease["key"]) for lease in listed] == [
-        ("weather-noaa", "lease:weather-noaa"), ("weather-sharded", "lease:weather-sharded")]
+        ("weather-noaa", "lease:weather-noaa"),
+        ("weather-sharded", "lease:weather-sharded"),
+    ]
     assert "KEY" in table.splitlines()[0] and "lease:weather-noaa" in table
 
 
@@ -55,14 +62,14 @@ def test_leases_print_the_tagged_key_with_hash_tags_on(
     listed = orjson.loads(cli("leases", "--json", env={"FLEET_REDIS_HASH_TAGS": "1"}).stdout)
 
     assert [(lease["connector"], lease["key"]) for lease in listed] == [
-        ("removed-one", "lease:removed-one"), ("weather-noaa", "lease:{weather-noaa}"),
-        ("weather-sharded", SHARDED)]
+        ("removed-one", "lease:removed-one"),
+        ("weather-noaa", "lease:{weather-noaa}"),
+        ("weather-sharded", SHARDED),
+    ]
     assert SHARDED.startswith("lease:{raw-input-signals:")
 
 
-def test_lease_release_and_state_use_the_tagged_keys(
-    cli: FleetCli, sync: sync_redis.Redis
-) -> None:
+def test_lease_release_and_state_use_the_tagged_keys(cli: FleetCli, sync: sync_redis.Redis) -> None:
     tags = {"FLEET_REDIS_HASH_TAGS": "true"}
     sync.set(SHARDED, "host-b:2:def", ex=30)
     state = KeyScheme(tagged=True).connector("weather-noaa")
@@ -97,8 +104,9 @@ def test_migrate_keys_moves_the_keys_and_a_rerun_moves_nothing(
     second = cli("migrate-keys", env=tags)
 
     assert first.returncode == 0, first.stderr
-    assert ("weather-noaa: connector:state:weather-noaa -> connector:state:{weather-noaa}: "
-            "moved") in first.stdout
+    assert (
+        "weather-noaa: connector:state:weather-noaa -> connector:state:{weather-noaa}: moved"
+    ) in first.stdout
     assert "2 keys moved" in first.stdout
     assert second.returncode == 0 and "0 keys moved" in second.stdout
     assert sync.hgetall("connector:state:{weather-noaa}") == {"generation": "4"}

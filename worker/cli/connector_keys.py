@@ -13,8 +13,9 @@ def configured_connectors(settings: Settings) -> dict[str, ConnectorConfig]:
     try:
         return dict(load_fleet_config(settings.connectors_config_path).connectors)
     except InvalidEntriesError as exc:
-        return {name: entry for name, entry in exc.valid.items()
-                if isinstance(entry, ConnectorConfig)}
+        return {
+            name: entry for name, entry in exc.valid.items() if isinstance(entry, ConnectorConfig)
+        }
     except ConfigError:
         return {}
 
