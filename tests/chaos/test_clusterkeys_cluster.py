@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from framework.testing import FakeClock
 from tests.helpers import ManualClock
 from tests.redis_cluster import RedisClusterServers
 from worker.connector import ConnectorWorker
+from worker.connector.setup import ConnectorSetup
 from worker.exit_codes import ExitCode
 from worker.runtime import Runtime
 
@@ -194,7 +195,7 @@ async def test_every_polling_script_is_called_with_keys_of_one_slot(
 # -- a whole connector worker on the cluster -------------------------------------------------
 
 
-def worker_on(cluster: Any, config: ConnectorConfig) -> ConnectorWorker:
+def runtime_on(cluster: Any, fleet: Callable[[], FleetConfig]) -> Runtime:
     registry = ConnectorRegistry()
     registry.register_connector(
         "T",
@@ -207,18 +208,22 @@ def worker_on(cluster: Any, config: ConnectorConfig) -> ConnectorWorker:
             ),
         ),
     )
-    fleet = FleetConfig(connectors={config.name: config}, source="test")
-    runtime = Runtime(
+    return Runtime(
         redis=cluster,
         redis_url="redis://cluster",
         registry=registry,
-        load_config=lambda: fleet,
+        load_config=fleet,
         clock=FakeClock(),
         logger=get_logger(),
         prometheus=CollectorRegistry(),
         drain_timeout_s=5,
         keys=TAGGED,
     )
+
+
+def worker_on(cluster: Any, config: ConnectorConfig) -> ConnectorWorker:
+    fleet = FleetConfig(connectors={config.name: config}, source="test")
+    runtime = runtime_on(cluster, lambda: fleet)
     return ConnectorWorker(
         config.name, runtime, PrometheusMetrics.create(runtime.prometheus), once=True
     )
@@ -252,3 +257,21 @@ async def test_a_connector_worker_with_tags_but_no_shards_does_not_start(
 
     with pytest.raises(ConfigError, match="different Cluster slots"):
         await worker.start()
+
+
+async def test_a_reload_that_would_move_the_connectors_keys_is_rejected(
+    cluster: Any,
+) -> None:
+    configs = {"now": connector("weather", outputShards=3)}
+    runtime = runtime_on(
+        cluster, lambda: FleetConfig(connectors={"weather": configs["now"]}, source="t")
+    )
+    setup, logger = ConnectorSetup("weather", runtime, {}), get_logger()
+    config = setup.load()
+    lease = Lease(cluster, "weather", ttl_s=30, key=config.keys(TAGGED).lease)
+    setup.build(config, lease, logger)
+    configs["now"] = connector("weather", outputShards=3, outputStream="elsewhere")
+
+    kept = await setup.reload(lease, logger)
+
+    assert kept and setup.config.output_stream == "signals"  # the running config stays
