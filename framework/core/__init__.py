@@ -70,9 +70,12 @@ from framework.core.keys import (
     LOST_LEASE_BACKOFF_S,
     STANDBY_CHECK_INTERVAL_S,
     SUPERVISOR_CHILDREN_KEY,
+    ConnectorKeys,
+    KeyScheme,
     consumer_group_start_key,
     consumer_heartbeat_key,
     lease_key,
+    shard_of,
     state_key,
     versions_key,
 )
@@ -177,4 +180,7 @@ __all__ = [
     "state_key",
     "substitute",
     "versions_key",
+    "ConnectorKeys",
+    "KeyScheme",
+    "shard_of",
 ]

@@ -10,6 +10,16 @@ key                                type    holds
 ``connector:state:{name}:versions`` hash   item id -> version of the last published copy
 ``metrics:connector:{name}``       hash    poll counters and timings (polling.metrics)
 ``raw-input-signals``              stream  default output stream of every connector
+``raw-input-signals:I``            stream  shard I of it, when ``outputShards`` is set
+=================================  ======  ==============================================
+
+With Cluster hash tags on (``KeyScheme(tagged=True)``) the first four become
+``lease:{NAME}``... and, with shards, ``lease:{STREAM:I}:NAME``... beside the shard
+stream ``{STREAM:I}`` (braces written literally: the hash tag); see KeyScheme.
+
+=================================  ======  ==============================================
+key                                type    holds
+=================================  ======  ==============================================
 ``permit:{R}:holders``            zset    holder id -> expiry (ms) of resource R's permits
 ``permit:{R}:tokens``             hash    holder id -> fencing token of its permit
 ``permit:{R}:fence``              string  last fencing token handed out for R (INCR)
@@ -35,6 +45,9 @@ key                                type    holds
 """
 
 from __future__ import annotations
+
+import binascii
+from dataclasses import dataclass
 
 LEASE_PREFIX = "lease:"
 STATE_PREFIX = "connector:state:"
@@ -138,19 +151,89 @@ def steps_key(stream: str, entry_id: str) -> str:
 
 
 def lease_key(name: str) -> str:
-    return f"{LEASE_PREFIX}{name}"
+    """``lease:NAME``: the untagged name (single server, Sentinel); see KeyScheme."""
+    return KeyScheme().connector(name).lease
 
 
 def state_key(name: str) -> str:
-    return f"{STATE_PREFIX}{name}"
+    return KeyScheme().connector(name).state
 
 
 def versions_key(name: str) -> str:
-    return f"{STATE_PREFIX}{name}{VERSIONS_SUFFIX}"
+    return KeyScheme().connector(name).versions
 
 
 def metrics_key(name: str) -> str:
-    return f"{METRICS_PREFIX}{name}"
+    return KeyScheme().connector(name).metrics
+
+
+@dataclass(frozen=True)
+class ConnectorKeys:
+    """The Redis keys of one connector under one KeyScheme."""
+
+    lease: str
+    state: str
+    versions: str
+    metrics: str
+    output_stream: str  # the stream (or the stream shard) its commits XADD to
+
+    @property
+    def commit_keys(self) -> list[str]:
+        """KEYS of ``commit.lua``, in its order."""
+        return [self.lease, self.state, self.versions, self.output_stream]
+
+
+@dataclass(frozen=True)
+class KeyScheme:
+    """The one switch between the documented key names and Cluster hash tags.
+
+    ``tagged=False`` (single server, Sentinel): ``lease:NAME``, ``connector:state:NAME``,
+    ``connector:state:NAME:versions``, ``metrics:connector:NAME``, stream shards
+    ``STREAM:I``. ``tagged=True`` (Cluster): the part in braces is the hash tag, so every
+    key a script touches hashes to one slot: ``lease:{NAME}`` ... without shards, and
+    with shards ``lease:{STREAM:I}:NAME`` ... next to the shard stream ``{STREAM:I}``
+    (a shard is shared by several connectors, so its tag, not the name, groups them).
+    A connector's shard is ``crc16(NAME) mod shards`` (CRC-16/XMODEM, as Redis's slots):
+    stable across processes, releases and languages.
+    """
+
+    tagged: bool = False
+
+    def connector(
+        self, name: str, *, output_stream: str = DEFAULT_OUTPUT_STREAM,
+        output_shards: int | None = None,
+    ) -> ConnectorKeys:
+        stream = output_stream
+        group, suffix = name, ""
+        if output_shards is not None:
+            group = shard_stream_name(output_stream, shard_of(name, output_shards))
+            stream, suffix = self._tag(group), f":{name}"
+        tag = self._tag(group) + suffix if self.tagged else name
+        return ConnectorKeys(
+            lease=f"{LEASE_PREFIX}{tag}",
+            state=f"{STATE_PREFIX}{tag}",
+            versions=f"{STATE_PREFIX}{tag}{VERSIONS_SUFFIX}",
+            metrics=f"{METRICS_PREFIX}{tag}",
+            output_stream=stream,
+        )
+
+    def shard_streams(self, output_stream: str, output_shards: int) -> list[str]:
+        """Every shard of ``output_stream``, shard 0 first (what consumers read)."""
+        return [self._tag(shard_stream_name(output_stream, i)) for i in range(output_shards)]
+
+    def _tag(self, group: str) -> str:
+        return f"{{{group}}}" if self.tagged else group
+
+
+def shard_of(name: str, shards: int) -> int:
+    """The shard of connector ``name`` among ``shards`` (see KeyScheme)."""
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1 (got {shards})")
+    return binascii.crc_hqx(name.encode(), 0) % shards
+
+
+def shard_stream_name(output_stream: str, shard: int) -> str:
+    return f"{output_stream}:{shard}"
 
 
 def permit_keys(resource: str) -> tuple[str, str, str]:

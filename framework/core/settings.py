@@ -23,6 +23,7 @@ from framework.core.keys import (
     DEFAULT_STEP_IDENTITY_TTL_S,
     DEFAULT_STREAM_MAXLEN,
     DEFAULT_STREAM_TRIM_INTERVAL_S,
+    KeyScheme,
 )
 
 # The one list of the Redis URL schemes a process accepts (REDIS_URL and
@@ -74,6 +75,10 @@ class Settings(BaseSettings):
         DEFAULT_DRAIN_TIMEOUT_S, gt=0, validation_alias="FLEET_DRAIN_TIMEOUT_S"
     )
 
+    # Cluster hash tags in the connectors' keys (lease:{NAME}...); off: the documented
+    # names (lease:NAME), for a single server or Sentinel. See framework.core.keys.
+    redis_hash_tags: bool = Field(False, validation_alias="FLEET_REDIS_HASH_TAGS")
+
     restart_base_s: float = Field(1.0, gt=0, validation_alias="FLEET_RESTART_BASE_S")
     restart_max_s: float = Field(60.0, gt=0, validation_alias="FLEET_RESTART_MAX_S")
     # Retention (framework.consuming.retention): 0 s turns the consumers' trimming off,
@@ -87,6 +92,10 @@ class Settings(BaseSettings):
     step_identity_ttl_s: int = Field(
         DEFAULT_STEP_IDENTITY_TTL_S, ge=0, validation_alias="FLEET_STEP_IDENTITY_TTL_S"
     )
+
+    @property
+    def key_scheme(self) -> KeyScheme:
+        return KeyScheme(tagged=self.redis_hash_tags)
 
     @property
     def resolved_rules_path(self) -> Path:

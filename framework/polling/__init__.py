@@ -30,6 +30,12 @@ from framework.polling.http_source import (
     http_connector_factory,
     network_transport,
 )
+from framework.polling.key_migration import (
+    KeyMove,
+    Migration,
+    MigrationReport,
+    MoveOutcome,
+)
 from framework.polling.lease import (
     Lease,
     read_lease,
@@ -71,6 +77,10 @@ from framework.polling.registry import (
     ConnectorContext,
     ConnectorFactory,
     ConnectorRegistry,
+)
+from framework.polling.slots import (
+    check_one_slot,
+    slots_of,
 )
 from framework.polling.state import (
     ConnectorState,
@@ -126,4 +136,10 @@ __all__ = [
     "read_limited",
     "read_lease",
     "walk_pages",
+    "KeyMove",
+    "Migration",
+    "MigrationReport",
+    "MoveOutcome",
+    "check_one_slot",
+    "slots_of",
 ]

@@ -28,7 +28,13 @@ from framework.core.errors import (
     InvalidEntriesError,
     MissingVariableError,
 )
-from framework.core.keys import DEFAULT_LEASE_TTL_S, DEFAULT_OUTPUT_STREAM, DEFAULT_STREAM_MAXLEN
+from framework.core.keys import (
+    DEFAULT_LEASE_TTL_S,
+    DEFAULT_OUTPUT_STREAM,
+    DEFAULT_STREAM_MAXLEN,
+    ConnectorKeys,
+    KeyScheme,
+)
 from framework.core.redaction import redact
 from framework.core.secrets import Secrets
 from framework.core.substitution import substitute
@@ -79,6 +85,9 @@ class ConnectorConfig(_Model):
     max_retry_after_ms: int = Field(DEFAULT_MAX_RETRY_AFTER_MS, gt=0)
     max_retries: int = Field(2, ge=0, le=100)
     output_stream: str = Field(DEFAULT_OUTPUT_STREAM, min_length=1)
+    # None: one stream shared by every connector; N: N shards STREAM:0..N-1, this
+    # connector publishing to one chosen by its name (framework.core.keys.KeyScheme).
+    output_shards: int | None = Field(None, ge=1, le=16_384)
     lease_ttl_seconds: int = Field(DEFAULT_LEASE_TTL_S, ge=2)
     stream_max_len: int = Field(DEFAULT_STREAM_MAXLEN, gt=0)
     retry_config: RetryConfig = Field(default_factory=lambda: RetryConfig())
@@ -102,6 +111,11 @@ class ConnectorConfig(_Model):
         )
         return max(_POLL_DEADLINE_INTERVALS * self.poll_interval_ms,
                    _POLL_DEADLINE_REQUESTS * one_request_ms)
+
+    def keys(self, scheme: KeyScheme) -> ConnectorKeys:
+        """This connector's Redis keys (lease, state, metrics, output stream)."""
+        return scheme.connector(self.name, output_stream=self.output_stream,
+                                output_shards=self.output_shards)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for key, value in super().__repr_args__():
@@ -179,6 +193,7 @@ _UNIVERSAL_ENV_FIELDS = {
     "MAX_RETRY_AFTER_MS": "maxRetryAfterMs",
     "MAX_RETRIES": "maxRetries",
     "OUTPUT_STREAM": "outputStream",
+    "OUTPUT_SHARDS": "outputShards",
     "LEASE_TTL_SECONDS": "leaseTtlSeconds",
     "STREAM_MAX_LEN": "streamMaxLen",
 }

@@ -27,10 +27,12 @@ class Lease:
     """One connector's lease, as seen by one instance."""
 
     def __init__(
-        self, redis: Redis, name: str, *, ttl_s: float, token: str | None = None
+        self, redis: Redis, name: str, *, ttl_s: float, token: str | None = None,
+        key: str | None = None,
     ) -> None:
+        """``key``: the lease's key under the fleet's KeyScheme (default ``lease:NAME``)."""
         self.name = name
-        self.key = lease_key(name)
+        self.key = key or lease_key(name)
         self.token = token or new_owner_token()
         self.ttl_s = ttl_s
         self.held = False
@@ -62,13 +64,14 @@ class Lease:
         return bool(await self._release(keys=[self.key], args=[self.token]))
 
     async def info(self) -> LeaseInfo:
-        return await read_lease(self._redis, self.name)
+        return await read_lease(self._redis, self.name, key=self.key)
 
 
-async def read_lease(redis: Redis, name: str) -> LeaseInfo:
-    """Who holds ``lease:{name}`` and for how many more milliseconds."""
+async def read_lease(redis: Redis, name: str, *, key: str | None = None) -> LeaseInfo:
+    """Who holds ``lease:{name}`` (or ``key``) and for how many more milliseconds."""
+    key = key or lease_key(name)
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.get(lease_key(name))
-        pipe.pttl(lease_key(name))
+        pipe.get(key)
+        pipe.pttl(key)
         holder, ttl_ms = await pipe.execute()
     return LeaseInfo(holder=holder, ttl_ms=ttl_ms if ttl_ms >= 0 else None)

@@ -30,9 +30,10 @@ _INT_FIELDS = (
 class MetricsRecorder:
     """Writes one connector's poll results to Redis."""
 
-    def __init__(self, redis: Redis, name: str) -> None:
+    def __init__(self, redis: Redis, name: str, *, key: str | None = None) -> None:
+        """``key``: the hash's key under the fleet's KeyScheme (default the documented one)."""
         self._name = name
-        self._key = metrics_key(name)
+        self._key = key or metrics_key(name)
         self._record = redis.register_script(lua("framework.polling", "record_poll"))
 
     async def record_poll(
@@ -57,9 +58,12 @@ def _degraded_flag(summary: PollSummary | None) -> str:
     return "1" if summary.all_items_failed else "0"
 
 
-async def get_metrics(redis: Redis, name: str) -> dict[str, Any] | None:
-    """The connector's metrics hash as typed values, or None if it never polled."""
-    fields = await redis.hgetall(metrics_key(name))
+async def get_metrics(
+    redis: Redis, name: str, *, key: str | None = None
+) -> dict[str, Any] | None:
+    """The connector's metrics hash (at ``key``, default the untagged one) as typed
+    values, or None if it never polled."""
+    fields = await redis.hgetall(key or metrics_key(name))
     if not fields:
         return None
     metrics: dict[str, Any] = {
@@ -73,9 +77,11 @@ async def get_metrics(redis: Redis, name: str) -> dict[str, Any] | None:
     return metrics
 
 
-async def is_healthy(redis: Redis, name: str, max_age_s: float, *, now_s: float) -> bool:
+async def is_healthy(
+    redis: Redis, name: str, max_age_s: float, *, now_s: float, key: str | None = None
+) -> bool:
     """True if the connector's last successful poll is at most ``max_age_s`` old."""
-    metrics = await get_metrics(redis, name)
+    metrics = await get_metrics(redis, name, key=key)
     if not metrics or not metrics["lastSuccessTime"]:
         return False
     last = datetime.fromisoformat(metrics["lastSuccessTime"].replace("Z", "+00:00"))

@@ -20,9 +20,10 @@ from redis.asyncio import Redis
 from framework.core.clock import Clock, iso_utc
 from framework.core.connections import redis_failures
 from framework.core.errors import LeaseLostError, StateConflictError
-from framework.core.keys import COMMIT_CHUNK_ITEMS, lease_key, state_key, versions_key
+from framework.core.keys import COMMIT_CHUNK_ITEMS, KeyScheme
 from framework.core.scripts import lua
 from framework.polling.config import ConnectorConfig
+from framework.polling.slots import check_one_slot
 
 
 class Fence(Protocol):
@@ -65,19 +66,20 @@ class StateStore:
         *,
         clock: Clock,
         chunk_items: int = COMMIT_CHUNK_ITEMS,
+        scheme: KeyScheme | None = None,
     ) -> None:
+        """``scheme``: the fleet's key names (default the untagged ones, single server)."""
         self._redis = redis
         self._config = config
         self._fence = fence
         self._clock = clock
         self._chunk_items = chunk_items
         self._commit = redis.register_script(lua("framework.polling", "commit"))
-        self._keys = [
-            lease_key(config.name),
-            state_key(config.name),
-            versions_key(config.name),
-            config.output_stream,
-        ]
+        keys = config.keys(scheme or KeyScheme())
+        self._keys = keys.commit_keys
+        self._state_key, self._versions_key = keys.state, keys.versions
+        if scheme is not None and scheme.tagged:
+            check_one_slot(config.name, self._keys)
         # Versions as of ``_cached_generation``; reread only when it moves.
         self._cached_versions: dict[str, str] | None = None
         self._cached_generation = ""
@@ -90,14 +92,14 @@ class StateStore:
         async with redis_failures(name):
             if self._cached_versions is not None:
                 # decode_responses=True (framework.core.connections): keys and values are str.
-                fields = cast(dict[str, str], await self._redis.hgetall(state_key(name)))
+                fields = cast(dict[str, str], await self._redis.hgetall(self._state_key))
                 if fields.get("generation", "") == self._cached_generation:
                     return _state_from(fields, self._cached_versions)
             # Not MULTI: Redis refuses EXEC when over maxmemory, even for reads. A commit
             # between the two reads is caught by the generation check of the next commit.
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(state_key(name))
-                pipe.hgetall(versions_key(name))
+                pipe.hgetall(self._state_key)
+                pipe.hgetall(self._versions_key)
                 fields, versions = await pipe.execute()
         self._cached_versions = versions
         self._cached_generation = fields.get("generation", "")
@@ -196,7 +198,7 @@ class StateStore:
     async def reset(self) -> None:
         """Forget everything: the next poll republishes every item."""
         async with redis_failures(self._config.name):
-            await self._redis.delete(state_key(self._config.name), versions_key(self._config.name))
+            await self._redis.delete(self._state_key, self._versions_key)
         self.invalidate()
 
 

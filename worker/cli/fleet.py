@@ -18,15 +18,16 @@ from framework.consuming import read_breakers
 from framework.core import (
     LEASE_PREFIX,
     ConfigError,
+    ConnectorKeys,
     InvalidEntriesError,
+    KeyScheme,
     Secrets,
     Settings,
     SystemClock,
     lease_key,
-    state_key,
-    versions_key,
 )
 from framework.polling import ConnectorRegistry, FleetConfig, load_fleet_config, read_lease
+from worker.cli.connector_keys import configured_connectors, connector_of_lease_key, keys_of
 from worker.cli.consumers import consumer_section
 from worker.cli.output import Confirm, Console, seconds
 from worker.cli.session import Session, command, redis_command
@@ -44,17 +45,18 @@ def add_fleet_commands(commands: Subparsers) -> None:
     status_.add_argument("--json", action="store_true")
     status_.set_defaults(handler=redis_command(
         lambda r, args, s: status(r, s.settings, s.console, as_json=args.json)))
-    leases_ = commands.add_parser("leases", help="who holds which lease:*")
+    leases_ = commands.add_parser("leases", help="who holds which lease (and its exact key)")
     leases_.add_argument("--json", action="store_true")
     leases_.set_defaults(handler=redis_command(
-        lambda r, args, s: leases(r, s.console, as_json=args.json)))
+        lambda r, args, s: leases(r, s.console, as_json=args.json, settings=s.settings)))
     lease = commands.add_parser("lease", help="lease operations")
     release = lease.add_subparsers(dest="lease_command", required=True).add_parser(
         "release", help="force release (redis-cli DEL lease:NAME)")
     release.add_argument("name")
     release.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     release.set_defaults(handler=redis_command(
-        lambda r, args, s: release_lease(r, s.console, args.name, confirm=s.confirm)))
+        lambda r, args, s: release_lease(r, s.console, args.name, confirm=s.confirm,
+                                         key=keys_of(s.settings, args.name).lease)))
     config = commands.add_parser("config", help="configuration")
     config.add_subparsers(dest="config_command", required=True).add_parser(
         "check", help="validate, then print the resolved configuration (secrets redacted)",
@@ -71,12 +73,14 @@ def _add_state_commands(commands: Subparsers) -> None:
     show.add_argument("--items", action="store_true", help="also list every item version")
     show.set_defaults(handler=redis_command(
         lambda r, args, s: state_show(r, s.console, args.name, items=args.items,
-                                      configured=_configured_names(s.settings))))
+                                      configured=_configured_names(s.settings),
+                                      keys=keys_of(s.settings, args.name))))
     reset = state_ops.add_parser("reset", help="forget the state: the next poll republishes")
     reset.add_argument("name")
     reset.add_argument("--yes", action="store_true")
     reset.set_defaults(handler=redis_command(
-        lambda r, args, s: state_reset(r, s.console, args.name, confirm=s.confirm)))
+        lambda r, args, s: state_reset(r, s.console, args.name, confirm=s.confirm,
+                                       keys=keys_of(s.settings, args.name))))
 
 
 def _add_stream_commands(commands: Subparsers) -> None:
@@ -115,7 +119,8 @@ async def status(redis: Redis, settings: Settings, console: Console, *, as_json:
     fleet = load_fleet(settings, console)
     if fleet is None:
         return ExitCode.CONFIG
-    statuses = await fleet_status(redis, fleet, now_s=SystemClock().time())
+    statuses = await fleet_status(redis, fleet, now_s=SystemClock().time(),
+                                  scheme=settings.key_scheme)
     if as_json:
         console.json([s.as_json() for s in statuses])
         return ExitCode.OK
@@ -147,37 +152,45 @@ async def _breaker_section(redis: Redis, console: Console) -> None:
 
 # -- leases -------------------------------------------------------------------------------
 
-async def leases(redis: Redis, console: Console, *, as_json: bool) -> int:
-    found = []
+async def leases(redis: Redis, console: Console, *, as_json: bool,
+                 settings: Settings | None = None) -> int:
+    """Every held lease with its exact key: the configured connectors' keys (under the
+    settings' KeyScheme), and any other ``lease:*`` key found (a removed connector)."""
+    keys = {config.keys(settings.key_scheme).lease: name for name, config
+            in configured_connectors(settings).items()} if settings else {}
     async for key in redis.scan_iter(match=f"{LEASE_PREFIX}*", count=500):
-        name = str(key).removeprefix(LEASE_PREFIX)
-        info = await read_lease(redis, name)
+        keys.setdefault(str(key), connector_of_lease_key(str(key)))
+    found = []
+    for key, name in keys.items():
+        info = await read_lease(redis, name, key=key)
         if info.holder is not None:
-            found.append({"connector": name, "holder": info.holder, "ttlMs": info.ttl_ms})
+            found.append({"connector": name, "holder": info.holder, "ttlMs": info.ttl_ms,
+                          "key": key})
     found.sort(key=lambda lease: str(lease["connector"]))
     if as_json:
         console.json(found)
     elif not found:
         console.line("no leases held")
     else:
-        console.table(("CONNECTOR", "HOLDER", "TTL"),
-               [(str(f["connector"]), str(f["holder"]), seconds(cast(int | None, f["ttlMs"])))
-                for f in found])
+        console.table(("CONNECTOR", "HOLDER", "TTL", "KEY"),
+               [(str(f["connector"]), str(f["holder"]), seconds(cast(int | None, f["ttlMs"])),
+                 str(f["key"])) for f in found])
     return ExitCode.OK
 
 
-async def release_lease(redis: Redis, console: Console, name: str, *, confirm: Confirm) -> int:
-    info = await read_lease(redis, name)
+async def release_lease(redis: Redis, console: Console, name: str, *, confirm: Confirm,
+                        key: str | None = None) -> int:
+    key = key or lease_key(name)
+    info = await read_lease(redis, name, key=key)
     if info.holder is None:
-        console.line(f"lease:{name} is not held")
+        console.line(f"{key} is not held")
         return ExitCode.OK
-    if not confirm(f"Release lease:{name} held by {info.holder}? A standby (or the next "
+    if not confirm(f"Release {key} held by {info.holder}? A standby (or the next "
                    "start) takes over; the holder stops publishing."):
         console.problem("not released (confirm, or pass --yes)")
         return ExitCode.FAILURE
-    deleted = await redis.delete(lease_key(name))
-    console.line(f"released lease:{name} (was {info.holder})" if deleted
-                 else f"lease:{name} was already gone")
+    deleted = await redis.delete(key)
+    console.line(f"released {key} (was {info.holder})" if deleted else f"{key} was already gone")
     return ExitCode.OK
 
 
@@ -221,30 +234,34 @@ def _configured_names(settings: Settings) -> list[str]:
 
 
 async def state_show(redis: Redis, console: Console, name: str, *, items: bool,
-                     configured: list[str] | None = None) -> int:
+                     configured: list[str] | None = None, keys: ConnectorKeys | None = None,
+                     ) -> int:
     """The saved state of ``name``; exit 78 when no connector of that name is
     configured and none has state in Redis (a typo, most likely)."""
-    fields = await redis.hgetall(state_key(name))
-    count = await redis.hlen(versions_key(name))
+    keys = keys or KeyScheme().connector(name)
+    fields = await redis.hgetall(keys.state)
+    count = await redis.hlen(keys.versions)
     if configured is not None and name not in configured and not fields and not count:
         console.problem(f"connector {name}: unknown (no state in Redis; configured: "
                         f"{', '.join(configured) or 'none'})")
         return ExitCode.CONFIG
     result: dict[str, Any] = {"connector": name, "state": fields, "itemCount": count}
     if items:
-        result["itemVersions"] = await redis.hgetall(versions_key(name))
+        result["itemVersions"] = await redis.hgetall(keys.versions)
     console.json(result)
     return ExitCode.OK
 
 
-async def state_reset(redis: Redis, console: Console, name: str, *, confirm: Confirm) -> int:
-    count = await redis.hlen(versions_key(name))
+async def state_reset(redis: Redis, console: Console, name: str, *, confirm: Confirm,
+                      keys: ConnectorKeys | None = None) -> int:
+    keys = keys or KeyScheme().connector(name)
+    count = await redis.hlen(keys.versions)
     if not confirm(f"Reset the state of {name}? Its next poll republishes all items "
                    f"({count} known now)."):
         console.problem("not reset (confirm, or pass --yes)")
         return ExitCode.FAILURE
-    await redis.delete(state_key(name), versions_key(name))
-    console.line(f"reset connector:state:{name} ({count} item versions forgotten)")
+    await redis.delete(keys.state, keys.versions)
+    console.line(f"reset {keys.state} ({count} item versions forgotten)")
     return ExitCode.OK
 
 

@@ -15,6 +15,7 @@ from worker.cli.catalog import add_catalog_commands
 from worker.cli.consumers import add_consume_command, add_consumers_command
 from worker.cli.dead_letters import add_dead_letter_commands
 from worker.cli.fleet import add_fleet_commands
+from worker.cli.migrate import add_migrate_command
 from worker.cli.processes import add_run_commands, run_connector
 from worker.cli.rules import add_rules_commands
 from worker.cli.streams import add_streams_commands
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_run_commands(commands)
     add_fleet_commands(commands)
+    add_migrate_command(commands)
     add_bench_commands(commands)
     add_audit_commands(commands)
     add_catalog_commands(commands)

@@ -101,10 +101,12 @@ def redis_error_kind(exc: BaseException) -> str:
 
 
 async def record_poll_metrics(redis: Redis, name: str, *, clock: Clock, logger: Logger,
-                              summary: PollSummary | None, duration_s: float) -> None:
-    """The connector's metrics hash in Redis; best effort: the poll's outcome stands."""
+                              summary: PollSummary | None, duration_s: float,
+                              key: str | None = None) -> None:
+    """The connector's metrics hash (at ``key``) in Redis; best effort: the poll's
+    outcome stands."""
     try:
-        recorder = MetricsRecorder(redis, name)
+        recorder = MetricsRecorder(redis, name, key=key)
         await recorder.record_poll(at_s=clock.time(), latency_ms=duration_s * 1000,
                                    summary=summary)
     except Exception as exc:  # metrics are best effort; the poll's outcome stands

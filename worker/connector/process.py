@@ -25,7 +25,7 @@ def run_connector_process(
         worker = ConnectorWorker(name, runtime, PrometheusMetrics.create(runtime.prometheus),
                                  once=once)
         return worker, OpsContext(redis=runtime.redis, prometheus=runtime.prometheus,
-                                  fleet=worker.fleet, clock=runtime.clock,
+                                  fleet=worker.fleet, clock=runtime.clock, keys=runtime.keys,
                                   process_health=worker.health,
                                   logger=runtime.logger)
 

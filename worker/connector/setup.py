@@ -36,7 +36,15 @@ class ConnectorSetup:
 
     def build(self, config: ConnectorConfig, lease: Lease, logger: Logger) -> None:
         """(Re)build the connector for ``config``; the caller closes the old one."""
-        store = StateStore(self._runtime.redis, config, lease, clock=self._runtime.clock)
+        moved_to = config.keys(self._runtime.keys).lease
+        if moved_to != lease.key:
+            # Hash tags with shards: a new outputStream / outputShards moves every key of
+            # the connector, its lease and its state with it; the running instance would
+            # neither hold the new lease nor see its state.
+            raise ConfigError(f"this change moves its keys ({lease.key} -> {moved_to}): "
+                              "restart it to apply", connector=config.name)
+        store = StateStore(self._runtime.redis, config, lease, clock=self._runtime.clock,
+                           scheme=self._runtime.keys)
         context = ConnectorContext(store=store, clock=self._runtime.clock, logger=logger,
                                    **self._context_extras)
         self.connector = self._runtime.registry.create(config, context)

@@ -118,7 +118,8 @@ class ConnectorWorker:
     async def start(self) -> None:
         """Read the config and build the connector; raises ConfigError."""
         config = self._setup.load()
-        self.lease = Lease(self._runtime.redis, self.name, ttl_s=config.lease_ttl_seconds)
+        self.lease = Lease(self._runtime.redis, self.name, ttl_s=config.lease_ttl_seconds,
+                           key=config.keys(self._runtime.keys).lease)
         self._log = self._log.bind(instance=self.lease.token)
         self._setup.build(config, self.lease, self._log)
         self._polls = PollTask(self.name, lease=self.lease, backoff=self._backoff,
@@ -322,9 +323,10 @@ class ConnectorWorker:
             outcome = self.last_outcome = await self._polls.run(self._setup.connector)
             duration_s = self._clock.monotonic() - started_mono
             self._prom.observe_poll(self.name, outcome.summary, duration_s)
+            metrics_key = self._setup.config.keys(self._runtime.keys).metrics
             await record_poll_metrics(self._runtime.redis, self.name, clock=self._clock,
                                       logger=self._log, summary=outcome.summary,
-                                      duration_s=duration_s)
+                                      duration_s=duration_s, key=metrics_key)
             if outcome.summary is not None:
                 self._backoff.reset()
                 self.last_success_s = self._clock.time()

@@ -55,7 +55,7 @@ def run_fleet_process(
 
 def build_in_process_fleet(runtime: Runtime, _: AsyncExitStack) -> tuple[Service, OpsContext]:
     fleet = InProcessFleet(runtime, PrometheusMetrics.create(runtime.prometheus))
-    return fleet, OpsContext(redis=runtime.redis, prometheus=runtime.prometheus,
+    return fleet, OpsContext(redis=runtime.redis, keys=runtime.keys, prometheus=runtime.prometheus,
                              fleet=lambda: fleet.fleet, clock=runtime.clock,
                              process_health=fleet.health, logger=runtime.logger)
 
@@ -83,7 +83,7 @@ def supervisor_builder(settings: Settings) -> BuildService:
         return supervisor, OpsContext(
             redis=runtime.redis, prometheus=runtime.prometheus, fleet=lambda: supervisor.fleet,
             clock=runtime.clock, process_health=_supervisor_health(supervisor),
-            children=supervisor.status, logger=runtime.logger)
+            children=supervisor.status, logger=runtime.logger, keys=runtime.keys)
 
     return build
 

@@ -12,7 +12,7 @@ from typing import Any, cast
 import orjson
 from redis.asyncio import Redis
 
-from framework.core import SUPERVISOR_CHILDREN_KEY
+from framework.core import SUPERVISOR_CHILDREN_KEY, KeyScheme
 from framework.polling import ConnectorConfig, FleetConfig, get_metrics, read_lease
 
 # Unhealthy when the last successful poll is older than this many intervals.
@@ -51,10 +51,12 @@ async def read_children(redis: Redis) -> dict[str, dict[str, Any]]:
 
 async def connector_status(
     redis: Redis, config: ConnectorConfig, *, now_s: float,
-    children: Mapping[str, Mapping[str, Any]] | None = None,
+    children: Mapping[str, Mapping[str, Any]] | None = None, scheme: KeyScheme | None = None,
 ) -> ConnectorStatus:
-    lease = await read_lease(redis, config.name)
-    metrics = await get_metrics(redis, config.name)
+    """``scheme``: the fleet's key names (default the untagged ones)."""
+    keys = config.keys(scheme or KeyScheme())
+    lease = await read_lease(redis, config.name, key=keys.lease)
+    metrics = await get_metrics(redis, config.name, key=keys.metrics)
     child = (children or {}).get(config.name)
     reason = _unhealthy_reason(config, lease.holder, metrics, child, now_s)
     return ConnectorStatus(
@@ -65,13 +67,13 @@ async def connector_status(
 
 async def fleet_status(
     redis: Redis, fleet: FleetConfig, *, now_s: float,
-    children: Mapping[str, Mapping[str, Any]] | None = None,
+    children: Mapping[str, Mapping[str, Any]] | None = None, scheme: KeyScheme | None = None,
 ) -> list[ConnectorStatus]:
     """``children``: the supervisor's own view; by default what it last wrote to Redis."""
     if children is None:
         children = await read_children(redis)
     return [
-        await connector_status(redis, config, now_s=now_s, children=children)
+        await connector_status(redis, config, now_s=now_s, children=children, scheme=scheme)
         for config in fleet.connectors.values()
     ]
 

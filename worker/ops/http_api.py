@@ -33,6 +33,7 @@ from redis.asyncio import Redis
 from framework.core import (
     UNAVAILABLE,
     Clock,
+    KeyScheme,
     KnownSecrets,
     Logger,
     RedisUnavailableError,
@@ -62,6 +63,7 @@ class OpsContext:
     # The ${VAR} values the process loaded: redacted in every JSON answer.
     secrets: KnownSecrets | None = None
     logger: Logger | None = None  # where a request's unexpected failure is logged
+    keys: KeyScheme | None = None  # the fleet's key names (None: the untagged ones)
 
 
 def _guard_failures(ops: OpsContext) -> Middleware:
@@ -105,7 +107,7 @@ def build_app(ops: OpsContext) -> web.Application:
     @routes.get("/metrics/connectors")
     async def all_connectors(_: web.Request) -> web.Response:
         statuses = await fleet_status(ops.redis, ops.fleet(), now_s=ops.clock.time(),
-                                      children=_children(ops))
+                                      children=_children(ops), scheme=ops.keys)
         return web.json_response([s.as_json() for s in statuses])
 
     @routes.get("/metrics/connectors/{name}")
@@ -115,13 +117,13 @@ def build_app(ops: OpsContext) -> web.Application:
         if config is None:
             return web.json_response({"error": f"unknown connector {name}"}, status=404)
         status = await connector_status(ops.redis, config, now_s=ops.clock.time(),
-                                        children=_children(ops))
+                                        children=_children(ops), scheme=ops.keys)
         return web.json_response(status.as_json())
 
     @routes.get("/health/connectors")
     async def connectors_health(_: web.Request) -> web.Response:
         statuses = await fleet_status(ops.redis, ops.fleet(), now_s=ops.clock.time(),
-                                      children=_children(ops))
+                                      children=_children(ops), scheme=ops.keys)
         enabled = [s for s in statuses if s.config.enabled]
         healthy = all(s.healthy for s in enabled)
         body = {

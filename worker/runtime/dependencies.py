@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from framework.core import Clock, KnownSecrets, Logger
+from framework.core import Clock, KeyScheme, KnownSecrets, Logger
 from framework.polling import ConnectorRegistry, FleetConfig
 
 
@@ -27,3 +27,5 @@ class Runtime:
     drain_timeout_s: float
     # The ${VAR} values loaded so far; the process's log renderer redacts them.
     secrets: KnownSecrets = field(default_factory=KnownSecrets)
+    # The Redis key names: hash tags on for a Cluster (FLEET_REDIS_HASH_TAGS).
+    keys: KeyScheme = field(default_factory=KeyScheme)

@@ -74,6 +74,7 @@ async def run_service(settings: Settings, *, client_name: str, logger: Logger,
                                            known),
             clock=SystemClock(), logger=logger, prometheus=CollectorRegistry(),
             drain_timeout_s=settings.drain_timeout_s, secrets=known,
+            keys=settings.key_scheme,
         )
         service, ops = build(runtime, stack)
         ops = replace(ops, secrets=ops.secrets or known)
