@@ -34,6 +34,7 @@ from pydantic import BaseModel
 
 from framework.core.errors import PollTimeoutError
 from framework.core.logs import Logger
+from framework.polling.commit_session import CommitSession
 from framework.polling.config import ConnectorConfig
 from framework.polling.loop_slices import LoopSlices
 from framework.polling.state import Change, ConnectorState, StateStore
@@ -227,35 +228,32 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
         self, state: ConnectorState, result: FetchResult[TRaw], *, prune: bool
     ) -> tuple[PollSummary, set[str]]:
         """Commit one fetch or page: its changes, its meta and, when ``prune``,
-        the removal of every known id it does not hold."""
-        changes, seen, skipped, failed = await self._detect_changes(
-            result.items, state.item_versions
+        the removal of every known id it does not hold. Changes are committed
+        while the items are still being diffed, a chunk at a time."""
+        meta = self._store.commit_meta(
+            state, etag=result.etag, last_modified=result.last_modified, cursors=result.cursors
         )
-        removed = [i for i in state.item_versions if i not in seen] if prune else []
-        if changes or removed or _meta_changed(state, result):
-            await self._store.commit(
-                state,
-                changes,
-                removed=removed,
-                etag=result.etag,
-                last_modified=result.last_modified,
-                cursors=result.cursors,
-            )
+        async with self._store.open_commit(state) as session:
+            counts = await self._detect_changes(result.items, state.item_versions, session)
+            removed = [i for i in state.item_versions if i not in counts.seen] if prune else []
+            await session.finish(removed, meta, force=_meta_changed(state, result))
         summary = PollSummary(
             fetched=len(result.items),
-            published=len(changes),
-            skipped_unchanged=skipped,
-            failed=failed,
+            published=counts.published,
+            skipped_unchanged=counts.skipped,
+            failed=counts.failed,
             removed=len(removed),
         )
-        return summary, seen
+        return summary, counts.seen
 
     async def _detect_changes(
-        self, items: Sequence[TRaw], known: Mapping[str, str]
-    ) -> tuple[list[Change], set[str], int, int]:
-        changes: list[Change] = []
-        seen: set[str] = set()
-        skipped = failed = 0
+        self, items: Sequence[TRaw], known: Mapping[str, str], session: CommitSession
+    ) -> _DiffCounts:
+        """Hands each new or changed item to ``session``. ``known`` may gain the
+        ids of this fetch as its chunks are applied: each id is looked up once,
+        before its own change is sent."""
+        counts = _DiffCounts()
+        seen = counts.seen
         slices = LoopSlices()
         for position, raw in enumerate(items):
             await slices.pause_if_due()
@@ -269,11 +267,11 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
                 seen.add(item_id)
                 version = self._change_detector(raw)
                 if known.get(item_id) == version:
-                    skipped += 1
+                    counts.skipped += 1
                     continue
                 payload = encode_signal(self._transformer(raw))
             except Exception as exc:
-                failed += 1
+                counts.failed += 1
                 self._log.warning(
                     "item_failed",
                     item_id=item_id,
@@ -281,12 +279,21 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
                     error=f"{type(exc).__name__}: {exc}",
                 )
                 continue
-            changes.append(Change(item_id, version, payload))
-        return changes, seen, skipped, failed
+            counts.published += 1
+            await session.add(Change(item_id, version, payload))
+        return counts
 
     async def aclose(self) -> None:
         if self._on_close is not None:
             await self._on_close()
+
+
+@dataclass(slots=True)
+class _DiffCounts:
+    seen: set[str] = field(default_factory=set)
+    published: int = 0
+    skipped: int = 0
+    failed: int = 0
 
 
 def _meta_changed(state: ConnectorState, result: FetchResult[Any]) -> bool:
