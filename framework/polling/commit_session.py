@@ -77,11 +77,17 @@ class CommitSession:
     def chunks_sent(self) -> int:
         return self._chunks
 
-    async def add(self, change: ChangeTuple) -> None:
-        self._buffer.append(change)
-        if len(self._buffer) >= self._chunk_items:
-            changes, self._buffer = self._buffer, []
-            await self._send(changes, (), {})
+    def add(self, change: ChangeTuple) -> bool:
+        """Buffer ``change``; True when a chunk is full and :meth:`send_full`
+        is due (not a coroutine: it runs once per item, sending once per chunk)."""
+        buffer = self._buffer
+        buffer.append(change)
+        return len(buffer) >= self._chunk_items
+
+    async def send_full(self) -> None:
+        """Send the buffered changes as one chunk (without the state fields)."""
+        changes, self._buffer = self._buffer, []
+        await self._send(changes, (), {})
 
     async def finish(self, removed: Sequence[str], meta: Mapping[str, str], *, force: bool) -> None:
         """Send the rest (``meta`` with the last chunk) and wait for every reply.

@@ -251,37 +251,44 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
     ) -> _DiffCounts:
         """Hands each new or changed item to ``session``. ``known`` may gain the
         ids of this fetch as its chunks are applied: each id is looked up once,
-        before its own change is sent."""
+        before its own change is sent. The loop runs once per item of polls of
+        100,000s: what it calls is bound to locals and nothing in it awaits
+        unless a chunk is full or a slice is spent."""
         counts = _DiffCounts()
-        seen = counts.seen
-        slices = LoopSlices()
+        seen, slices = counts.seen, LoopSlices()
+        id_of, version_of, transform = self._item_id, self._change_detector, self._transformer
+        known_version, add = known.get, session.add
         for position, raw in enumerate(items):
-            await slices.pause_if_due()
+            if slices.due():
+                await slices.pause_if_due()
             item_id: str | None = None
             try:
-                item_id = self._item_id(raw)
+                item_id = id_of(raw)
                 if not item_id:
                     raise ValueError("item has no id")
                 if item_id in seen:
                     raise ValueError("duplicate item id in one fetch; the first copy is kept")
                 seen.add(item_id)
-                version = self._change_detector(raw)
-                if known.get(item_id) == version:
+                version = version_of(raw)
+                if known_version(item_id) == version:
                     counts.skipped += 1
                     continue
-                payload = encode_signal(self._transformer(raw))
+                payload = encode_signal(transform(raw))
             except Exception as exc:
-                counts.failed += 1
-                self._log.warning(
-                    "item_failed",
-                    item_id=item_id,
-                    position=position,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
+                self._item_failed(counts, item_id, position, exc)
                 continue
             counts.published += 1
-            await session.add(Change(item_id, version, payload))
+            if add(Change(item_id, version, payload)):
+                await session.send_full()
         return counts
+
+    def _item_failed(
+        self, counts: _DiffCounts, item_id: str | None, position: int, exc: Exception
+    ) -> None:
+        counts.failed += 1
+        self._log.warning(
+            "item_failed", item_id=item_id, position=position, error=f"{type(exc).__name__}: {exc}"
+        )
 
     async def aclose(self) -> None:
         if self._on_close is not None:

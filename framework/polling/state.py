@@ -164,7 +164,8 @@ class StateStore:
         meta = self.commit_meta(state, etag=etag, last_modified=last_modified, cursors=cursors)
         async with self.open_commit(state) as session:
             for change in changes:
-                await session.add(change)
+                if session.add(change):
+                    await session.send_full()
             await session.finish(removed, meta, force=True)
 
     def _apply_to_cache(self, old: str, new: str, chunk: SentChunk) -> None:
