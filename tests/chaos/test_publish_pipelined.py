@@ -43,8 +43,9 @@ async def test_a_refused_chunk_stops_every_later_chunk_even_when_the_generation_
     lease = Lease(redis, "pipe", ttl_s=30)
     assert await lease.try_acquire()
     fence = WrongForFirstChunk(lease)
-    store = StateStore(redis, ConnectorConfig(name="pipe", type="TEST"), fence,
-                       clock=SystemClock(), chunk_items=10)
+    store = StateStore(
+        redis, ConnectorConfig(name="pipe", type="TEST"), fence, clock=SystemClock(), chunk_items=10
+    )
     state = await store.load()
     # Another writer moves the generation by one: what the second chunk expects.
     await redis.hincrby("connector:state:pipe", "generation", 1)

@@ -24,7 +24,15 @@ from providers.http.source_config import PlainField, compile_expression
 from tests.helpers import stream_items
 
 VALUES: list[Any] = [
-    {"id": 7}, {"id": None}, {"other": 1}, {}, [{"id": 1}], "id", 3, None, {"id": {"x": 1}},
+    {"id": 7},
+    {"id": None},
+    {"other": 1},
+    {},
+    [{"id": 1}],
+    "id",
+    3,
+    None,
+    {"id": {"x": 1}},
 ]
 
 
@@ -55,21 +63,29 @@ async def test_each_item_gets_one_id_and_one_content_hash_per_poll(
     redis: Redis, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hashed: list[Any] = []
+    original = http_source.content_version
 
     def counting_version(raw: Any) -> str:
         hashed.append(raw)
-        return http_source.__dict__["_content_version"](raw)
+        return original(raw)
 
-    monkeypatch.setitem(http_source.__dict__, "_content_version", http_source.content_version)
     monkeypatch.setattr(http_source, "content_version", counting_version)
     lease = Lease(redis, "orders", ttl_s=30)
     assert await lease.try_acquire()
-    config = ConnectorConfig(name="orders", type="HTTP_JSON", provider_config={
-        "url": replay.url + PATH, "itemsPath": "data.orders", "idField": "id"})
+    config = ConnectorConfig(
+        name="orders",
+        type="HTTP_JSON",
+        provider_config={"url": replay.url + PATH, "itemsPath": "data.orders", "idField": "id"},
+    )
     clock = ContractClock()
-    connector = create_http_json_connector(config, ConnectorContext(
-        store=StateStore(redis, config, lease, clock=clock), clock=clock,
-        logger=get_logger(connector="orders")))
+    connector = create_http_json_connector(
+        config,
+        ConnectorContext(
+            store=StateStore(redis, config, lease, clock=clock),
+            clock=clock,
+            logger=get_logger(connector="orders"),
+        ),
+    )
     ids = Counting(connector.provider._id)  # type: ignore[attr-defined]
     connector.provider._id = ids  # type: ignore[attr-defined]
     replay.route(PATH, orders_page([order(n) for n in range(1, 6)]))
