@@ -21,6 +21,11 @@ class LoopSlices:
         self._budget_s = budget_s
         self._started = time.perf_counter()
 
+    def due(self) -> bool:
+        """This slice has used its budget (for loops that avoid a coroutine per item:
+        ``if slices.due(): await slices.pause_if_due()``)."""
+        return time.perf_counter() - self._started >= self._budget_s
+
     async def pause_if_due(self) -> None:
         """Yield to the loop if this slice has used its budget."""
         if time.perf_counter() - self._started >= self._budget_s:

@@ -34,6 +34,7 @@ from pydantic import BaseModel
 
 from framework.core.errors import PollTimeoutError
 from framework.core.logs import Logger
+from framework.polling.commit_session import CommitSession
 from framework.polling.config import ConnectorConfig
 from framework.polling.loop_slices import LoopSlices
 from framework.polling.state import Change, ConnectorState, StateStore
@@ -227,66 +228,79 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
         self, state: ConnectorState, result: FetchResult[TRaw], *, prune: bool
     ) -> tuple[PollSummary, set[str]]:
         """Commit one fetch or page: its changes, its meta and, when ``prune``,
-        the removal of every known id it does not hold."""
-        changes, seen, skipped, failed = await self._detect_changes(
-            result.items, state.item_versions
+        the removal of every known id it does not hold. Changes are committed
+        while the items are still being diffed, a chunk at a time."""
+        meta = self._store.commit_meta(
+            state, etag=result.etag, last_modified=result.last_modified, cursors=result.cursors
         )
-        removed = [i for i in state.item_versions if i not in seen] if prune else []
-        if changes or removed or _meta_changed(state, result):
-            await self._store.commit(
-                state,
-                changes,
-                removed=removed,
-                etag=result.etag,
-                last_modified=result.last_modified,
-                cursors=result.cursors,
-            )
+        async with self._store.open_commit(state) as session:
+            counts = await self._detect_changes(result.items, state.item_versions, session)
+            removed = [i for i in state.item_versions if i not in counts.seen] if prune else []
+            await session.finish(removed, meta, force=_meta_changed(state, result))
         summary = PollSummary(
             fetched=len(result.items),
-            published=len(changes),
-            skipped_unchanged=skipped,
-            failed=failed,
+            published=counts.published,
+            skipped_unchanged=counts.skipped,
+            failed=counts.failed,
             removed=len(removed),
         )
-        return summary, seen
+        return summary, counts.seen
 
     async def _detect_changes(
-        self, items: Sequence[TRaw], known: Mapping[str, str]
-    ) -> tuple[list[Change], set[str], int, int]:
-        changes: list[Change] = []
-        seen: set[str] = set()
-        skipped = failed = 0
-        slices = LoopSlices()
+        self, items: Sequence[TRaw], known: Mapping[str, str], session: CommitSession
+    ) -> _DiffCounts:
+        """Hands each new or changed item to ``session``. ``known`` may gain the
+        ids of this fetch as its chunks are applied: each id is looked up once,
+        before its own change is sent. The loop runs once per item of polls of
+        100,000s: what it calls is bound to locals and nothing in it awaits
+        unless a chunk is full or a slice is spent."""
+        counts = _DiffCounts()
+        seen, slices = counts.seen, LoopSlices()
+        id_of, version_of, transform = self._item_id, self._change_detector, self._transformer
+        known_version, add = known.get, session.add
         for position, raw in enumerate(items):
-            await slices.pause_if_due()
+            if slices.due():
+                await slices.pause_if_due()
             item_id: str | None = None
             try:
-                item_id = self._item_id(raw)
+                item_id = id_of(raw)
                 if not item_id:
                     raise ValueError("item has no id")
                 if item_id in seen:
                     raise ValueError("duplicate item id in one fetch; the first copy is kept")
                 seen.add(item_id)
-                version = self._change_detector(raw)
-                if known.get(item_id) == version:
-                    skipped += 1
+                version = version_of(raw)
+                if known_version(item_id) == version:
+                    counts.skipped += 1
                     continue
-                payload = encode_signal(self._transformer(raw))
+                payload = encode_signal(transform(raw))
             except Exception as exc:
-                failed += 1
-                self._log.warning(
-                    "item_failed",
-                    item_id=item_id,
-                    position=position,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
+                self._item_failed(counts, item_id, position, exc)
                 continue
-            changes.append(Change(item_id, version, payload))
-        return changes, seen, skipped, failed
+            counts.published += 1
+            if add(Change(item_id, version, payload)):
+                await session.send_full()
+        return counts
+
+    def _item_failed(
+        self, counts: _DiffCounts, item_id: str | None, position: int, exc: Exception
+    ) -> None:
+        counts.failed += 1
+        self._log.warning(
+            "item_failed", item_id=item_id, position=position, error=f"{type(exc).__name__}: {exc}"
+        )
 
     async def aclose(self) -> None:
         if self._on_close is not None:
             await self._on_close()
+
+
+@dataclass(slots=True)
+class _DiffCounts:
+    seen: set[str] = field(default_factory=set)
+    published: int = 0
+    skipped: int = 0
+    failed: int = 0
 
 
 def _meta_changed(state: ConnectorState, result: FetchResult[Any]) -> bool:

@@ -9,19 +9,20 @@ step, so a crash at any moment neither loses nor repeats an item version.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, cast
 
 import orjson
-from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from framework.core.clock import Clock, iso_utc
 from framework.core.connections import redis_failures
-from framework.core.errors import LeaseLostError, StateConflictError
 from framework.core.keys import COMMIT_CHUNK_ITEMS, KeyScheme
 from framework.core.scripts import lua
+from framework.polling.commit_channel import open_channel
+from framework.polling.commit_session import CommitSession, SentChunk
 from framework.polling.config import ConnectorConfig
 from framework.polling.slots import check_one_slot
 
@@ -105,6 +106,45 @@ class StateStore:
         self._cached_generation = fields.get("generation", "")
         return _state_from(fields, versions)
 
+    @asynccontextmanager
+    async def open_commit(self, state: ConnectorState) -> AsyncIterator[CommitSession]:
+        """A commit on top of ``state`` that takes changes as they are found
+        (:mod:`framework.polling.commit_session`)."""
+        session = CommitSession(
+            config=self._config,
+            channel=open_channel(self._redis, self._commit, self._keys),
+            token=lambda: self._fence.token,
+            generation=state.generation,
+            chunk_items=self._chunk_items,
+            on_applied=self._apply_to_cache,
+        )
+        try:
+            yield session
+        except BaseException:
+            # Refused, or it may or may not have run: reread before the next commit.
+            self.invalidate()
+            raise
+        finally:
+            await session.aclose()
+
+    def commit_meta(
+        self,
+        state: ConnectorState,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        cursors: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """The state fields a commit saves with its last chunk."""
+        meta = {"updatedAt": iso_utc(self._clock.time())}
+        if etag is not None:
+            meta["etag"] = etag
+        if last_modified is not None:
+            meta["lastModified"] = last_modified
+        if cursors:
+            meta["cursors"] = orjson.dumps({**state.cursors, **cursors}).decode()
+        return meta
+
     async def commit(
         self,
         state: ConnectorState,
@@ -120,79 +160,25 @@ class StateStore:
 
         Raises :class:`LeaseLostError` if this instance's token no longer holds
         the lease, :class:`StateConflictError` if the state moved since
-        ``load``. Either way nothing of the failing chunk was applied.
+        ``load``. Either way nothing of the failing chunk, nor of any chunk after
+        it, was applied.
         """
-        meta = {"updatedAt": iso_utc(self._clock.time())}
-        if etag is not None:
-            meta["etag"] = etag
-        if last_modified is not None:
-            meta["lastModified"] = last_modified
-        if cursors:
-            meta["cursors"] = orjson.dumps({**state.cursors, **cursors}).decode()
-        generation = state.generation
-        steps = self._steps(changes, removed)
-        for index, (chunk, gone) in enumerate(steps):
-            last = index == len(steps) - 1
-            generation = await self._commit_chunk(generation, chunk, gone, meta if last else {})
+        meta = self.commit_meta(state, etag=etag, last_modified=last_modified, cursors=cursors)
+        async with self.open_commit(state) as session:
+            for change in changes:
+                if session.add(change):
+                    await session.send_full()
+            await session.finish(removed, meta, force=True)
 
-    def _steps(
-        self, changes: Sequence[Change], removed: Sequence[str]
-    ) -> list[tuple[Sequence[Change], Sequence[str]]]:
-        """The changes, then the removals, ``chunk_items`` per script: one script
-        over 100,000 ids would hold Redis (and the lease renewals) for seconds."""
-        size = self._chunk_items
-        steps: list[tuple[Sequence[Change], Sequence[str]]] = [
-            (changes[i : i + size], ()) for i in range(0, len(changes), size)
-        ]
-        steps += [((), removed[i : i + size]) for i in range(0, len(removed), size)]
-        return steps or [((), ())]
-
-    async def _commit_chunk(
-        self,
-        generation: str,
-        chunk: Sequence[Change],
-        removed: Sequence[str],
-        meta: Mapping[str, str],
-    ) -> str:
-        config = self._config
-        args: list[str | bytes | int] = [
-            self._fence.token,
-            generation,
-            config.stream_max_len,
-            config.name,
-            config.type,
-            len(meta),
-        ]
-        for key, value in meta.items():
-            args += (key, value)
-        args.append(len(removed))
-        args.extend(removed)
-        for change in chunk:
-            args += (change.item_id, change.version, change.payload)
-        try:
-            async with redis_failures(config.name):
-                new_generation = str(await self._commit(keys=self._keys, args=args))
-        except redis_errors.ResponseError as exc:
-            self.invalidate()
-            raise _commit_refusal(exc, config.name) from None
-        except BaseException:
-            # The script may or may not have run: reread before the next commit.
-            self.invalidate()
-            raise
-        self._apply_to_cache(generation, new_generation, chunk, removed)
-        return new_generation
-
-    def _apply_to_cache(
-        self, old: str, new: str, chunk: Sequence[Change], removed: Sequence[str]
-    ) -> None:
+    def _apply_to_cache(self, old: str, new: str, chunk: SentChunk) -> None:
         if self._cached_versions is None or self._cached_generation != old:
             self.invalidate()
             return
         versions = self._cached_versions
-        for item_id in removed:
+        for item_id in chunk.removed:
             versions.pop(item_id, None)
-        for change in chunk:
-            versions[change.item_id] = change.version
+        for item_id, version, _ in chunk.changes:
+            versions[item_id] = version
         self._cached_generation = new
 
     async def reset(self) -> None:
@@ -211,16 +197,3 @@ def _state_from(fields: Mapping[str, str], versions: Mapping[str, str]) -> Conne
         cursors=cursors,
         item_versions=versions,
     )
-
-
-def _commit_refusal(exc: redis_errors.ResponseError, connector: str) -> Exception:
-    message = str(exc)
-    if message.startswith("LEASE_LOST"):
-        holder = message.removeprefix("LEASE_LOST").strip()
-        return LeaseLostError(f"lease is held by {holder}; commit refused", connector=connector)
-    if message.startswith("STATE_CONFLICT"):
-        return StateConflictError(
-            "state changed since it was read (another writer or a reset); will reload",
-            connector=connector,
-        )
-    return exc

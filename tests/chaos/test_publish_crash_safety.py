@@ -26,19 +26,35 @@ KILLS = 12
 def test_sigkill_at_random_moments_publishes_every_version_exactly_once(
     tmp_path: Path, redis_server: RedisServer, replay: ReplayServer
 ) -> None:
-    feed = ChangingFeed(size=3000, change_every=10)
+    kill_at_random_moments(tmp_path, redis_server, replay, ChangingFeed(size=3000),
+                           kills=KILLS, max_delay_s=0.6)
+
+
+def test_sigkill_during_pipelined_multi_chunk_polls_publishes_every_version_once(
+    tmp_path: Path, redis_server: RedisServer, replay: ReplayServer
+) -> None:
+    # Every poll changes about 6,000 items: 6 or more chunks of COMMIT_CHUNK_ITEMS,
+    # several in flight at once, so kills land between, during and after them.
+    feed = ChangingFeed(size=12_000, change_every=2)
+    kill_at_random_moments(tmp_path, redis_server, replay, feed, kills=8, max_delay_s=2.0)
+
+
+def kill_at_random_moments(
+    tmp_path: Path, redis_server: RedisServer, replay: ReplayServer, feed: ChangingFeed,
+    *, kills: int, max_delay_s: float,
+) -> None:
     replay.route("/alerts/active", lambda _: Reply(body=feed.next_body()))
     config = write_config(tmp_path / "c.json", noaa_entry(NAME, replay.url, pollIntervalMs=50))
     client = sync_redis.Redis.from_url(redis_server.url, decode_responses=True)
     client.flushall()
     rng = random.Random(20261122)
 
-    for round_number in range(KILLS):
+    for round_number in range(kills):
         worker = ConnectorProcess(NAME, redis_url=redis_server.url, config=config,
                                   log=tmp_path / f"run-{round_number}.log")
         try:
             worker.wait_for("lease_acquired")
-            time.sleep(rng.uniform(0.05, 0.6))
+            time.sleep(rng.uniform(0.05, max_delay_s))
             worker.signal(signal.SIGKILL)
             worker.wait()
         finally:
@@ -62,5 +78,5 @@ def test_sigkill_at_random_moments_publishes_every_version_exactly_once(
     assert missing == []
     # Most kills landed during real polling (on a loaded machine a few land before
     # the first request of their round).
-    assert feed.requests > KILLS // 2
+    assert feed.requests > kills // 2
     client.close()
