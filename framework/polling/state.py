@@ -23,6 +23,9 @@ from framework.core.errors import LeaseLostError, StateConflictError
 from framework.core.keys import COMMIT_CHUNK_ITEMS, lease_key, state_key, versions_key
 from framework.core.scripts import lua
 from framework.polling.config import ConnectorConfig
+from framework.polling.durability import ReplicaAcks, execute_acknowledged, queue_script
+
+NO_ACKS = ReplicaAcks()
 
 
 class Fence(Protocol):
@@ -65,8 +68,11 @@ class StateStore:
         *,
         clock: Clock,
         chunk_items: int = COMMIT_CHUNK_ITEMS,
+        acks: ReplicaAcks = NO_ACKS,
     ) -> None:
+        """``acks``: how many replicas must acknowledge each commit (durability)."""
         self._redis = redis
+        self._acks = acks
         self._config = config
         self._fence = fence
         self._clock = clock
@@ -169,7 +175,7 @@ class StateStore:
             args += (change.item_id, change.version, change.payload)
         try:
             async with redis_failures(config.name):
-                new_generation = str(await self._commit(keys=self._keys, args=args))
+                new_generation = str(await self._run_commit(args))
         except redis_errors.ResponseError as exc:
             self.invalidate()
             raise _commit_refusal(exc, config.name) from None
@@ -179,6 +185,18 @@ class StateStore:
             raise
         self._apply_to_cache(generation, new_generation, chunk, removed)
         return new_generation
+
+    async def _run_commit(self, args: list[str | bytes | int]) -> object:
+        """The commit script's answer; with ``acks``, once enough replicas hold it."""
+        if not self._acks.required:
+            return await self._commit(keys=self._keys, args=args)
+        (answer,) = await execute_acknowledged(
+            self._redis, self._acks,
+            lambda pipe: queue_script(pipe, self._commit, self._keys, args),
+            connector=self._config.name)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     def _apply_to_cache(
         self, old: str, new: str, chunk: Sequence[Change], removed: Sequence[str]

@@ -36,7 +36,8 @@ class ConnectorSetup:
 
     def build(self, config: ConnectorConfig, lease: Lease, logger: Logger) -> None:
         """(Re)build the connector for ``config``; the caller closes the old one."""
-        store = StateStore(self._runtime.redis, config, lease, clock=self._runtime.clock)
+        store = StateStore(self._runtime.redis, config, lease, clock=self._runtime.clock,
+                           acks=self._runtime.replica_acks)
         context = ConnectorContext(store=store, clock=self._runtime.clock, logger=logger,
                                    **self._context_extras)
         self.connector = self._runtime.registry.create(config, context)

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from framework.core import Clock, KnownSecrets, Logger
-from framework.polling import ConnectorRegistry, FleetConfig
+from framework.polling import ConnectorRegistry, FleetConfig, ReplicaAcks
 
 
 @dataclass(frozen=True)
@@ -27,3 +27,5 @@ class Runtime:
     drain_timeout_s: float
     # The ${VAR} values loaded so far; the process's log renderer redacts them.
     secrets: KnownSecrets = field(default_factory=KnownSecrets)
+    # How many replicas must acknowledge each fenced commit (REDIS_MIN_REPLICAS_ACKS).
+    replica_acks: ReplicaAcks = field(default_factory=ReplicaAcks)
