@@ -74,9 +74,11 @@ async def redis_failures(connector: str | None = None) -> AsyncIterator[None]:
     """Turn "Redis is unavailable / out of memory" into :class:`RedisUnavailableError`."""
     try:
         yield
-    except redis_errors.ClusterCrossSlotError as exc:
+    except (redis_errors.ClusterCrossSlotError, redis_errors.RedisClusterException) as exc:
+        if not is_cross_slot(exc):
+            raise RedisUnavailableError(describe_unavailable(exc), connector=connector) from exc
         raise RedisUnavailableError(
-            "Redis Cluster refused a command over keys in different slots (CROSSSLOT): "
+            "Redis Cluster refuses a command over keys in different slots (CROSSSLOT): "
             "this key layout is not cluster-ready yet", connector=connector) from exc
     except UNAVAILABLE as exc:
         raise RedisUnavailableError(describe_unavailable(exc), connector=connector) from exc
@@ -86,6 +88,13 @@ async def redis_failures(connector: str | None = None) -> AsyncIterator[None]:
                 "Redis is out of memory (maxmemory reached); writes refused", connector=connector
             ) from exc
         raise
+
+
+def is_cross_slot(exc: BaseException) -> bool:
+    """A command over keys of several slots, refused by a cluster node (CROSSSLOT) or,
+    before it is sent, by the cluster client: not transient, the keys must change."""
+    return isinstance(exc, redis_errors.ClusterCrossSlotError) or (
+        isinstance(exc, redis_errors.RedisClusterException) and "same key slot" in str(exc))
 
 
 def describe_unavailable(exc: BaseException) -> str:

@@ -62,8 +62,11 @@ def _backoff() -> ExponentialWithJitterBackoff:
 def _common(target: RedisTarget, client_name: str | None) -> dict[str, Any]:
     """The options every data connection of ``target`` gets (not the Sentinels')."""
     return {
-        "decode_responses": True, "client_name": client_name,
-        "username": target.username, "password": target.password, "ssl": target.tls,
+        "decode_responses": True,
+        "client_name": client_name,
+        "username": target.username,
+        "password": target.password,
+        "ssl": target.tls,
     }
 
 
@@ -76,50 +79,85 @@ def create_redis(
     target = parse_redis_target(url)
     retry = Retry(_backoff(), retries=3)
     timeouts: dict[str, Any] = {
-        "socket_connect_timeout": CONNECT_TIMEOUT_S, "socket_timeout": SOCKET_TIMEOUT_S}
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+    }
     if target.mode == "single":
         return Redis.from_url(
-            url, decode_responses=True, **timeouts, health_check_interval=15, retry=retry,
-            retry_on_error=[redis_errors.BusyLoadingError], client_name=client_name,
-            max_connections=max_connections)
+            url,
+            decode_responses=True,
+            **timeouts,
+            health_check_interval=15,
+            retry=retry,
+            retry_on_error=[redis_errors.BusyLoadingError],
+            client_name=client_name,
+            max_connections=max_connections,
+        )
     if target.mode == "sentinel":
         sentinel = async_sentinel.Sentinel(  # type: ignore[no-untyped-call]  # untyped upstream
-            target.hosts, sentinel_kwargs={**timeouts, "decode_responses": True},
-            **timeouts, retry=retry, retry_on_error=[redis_errors.BusyLoadingError],
-            db=target.db, **_common(target, client_name))
-        master = cast(SentinelMasterRedis, sentinel.master_for(
-            target.service_name, redis_class=SentinelMasterRedis,
-            max_connections=max_connections or 100))
+            target.hosts,
+            sentinel_kwargs={**timeouts, "decode_responses": True},
+            **timeouts,
+            retry=retry,
+            retry_on_error=[redis_errors.BusyLoadingError],
+            db=target.db,
+            **_common(target, client_name),
+        )
+        master = cast(
+            SentinelMasterRedis,
+            sentinel.master_for(
+                target.service_name,
+                redis_class=SentinelMasterRedis,
+                max_connections=max_connections or 100,
+            ),
+        )
         master.sentinel_clients = tuple(sentinel.sentinels)
         return master
     cluster = async_cluster.RedisCluster(
         startup_nodes=[async_cluster.ClusterNode(host, port) for host, port in target.hosts],
-        **timeouts, retry=retry, max_connections=CLUSTER_MAX_CONNECTIONS_PER_NODE,
-        **_common(target, client_name))
+        **timeouts,
+        retry=retry,
+        max_connections=CLUSTER_MAX_CONNECTIONS_PER_NODE,
+        **_common(target, client_name),
+    )
     return cast(Redis, cluster)
 
 
-def create_sync_redis(url: str, *, client_name: str | None = None,
-                      socket_timeout_s: float = SOCKET_TIMEOUT_S) -> sync_redis.Redis:
+def create_sync_redis(
+    url: str, *, client_name: str | None = None, socket_timeout_s: float = SOCKET_TIMEOUT_S
+) -> sync_redis.Redis:
     """The blocking twin of :func:`create_redis`, for work on its own thread."""
     target = parse_redis_target(url)
     timeouts: dict[str, Any] = {
         "socket_connect_timeout": min(CONNECT_TIMEOUT_S, socket_timeout_s),
-        "socket_timeout": socket_timeout_s}
+        "socket_timeout": socket_timeout_s,
+    }
     if target.mode == "single":
         return sync_redis.Redis.from_url(
-            url, decode_responses=True, client_name=client_name, **timeouts)
+            url, decode_responses=True, client_name=client_name, **timeouts
+        )
     if target.mode == "sentinel":
         sentinel = sync_sentinel.Sentinel(  # type: ignore[no-untyped-call]  # untyped upstream
-            target.hosts, sentinel_kwargs={**timeouts, "decode_responses": True},
-            **timeouts, db=target.db, **_common(target, client_name))
-        master = cast(SyncSentinelMasterRedis, sentinel.master_for(  # type: ignore[no-untyped-call]
-            target.service_name, redis_class=SyncSentinelMasterRedis))  # (untyped upstream)
+            target.hosts,
+            sentinel_kwargs={**timeouts, "decode_responses": True},
+            **timeouts,
+            db=target.db,
+            **_common(target, client_name),
+        )
+        master = cast(
+            SyncSentinelMasterRedis,
+            sentinel.master_for(  # type: ignore[no-untyped-call]
+                target.service_name, redis_class=SyncSentinelMasterRedis
+            ),
+        )  # (untyped upstream)
         master.sentinel_clients = tuple(sentinel.sentinels)
         return master
     cluster = sync_cluster.RedisCluster(
         startup_nodes=[_sync_node(host, port) for host, port in target.hosts],
-        **timeouts, retry=SyncRetry(_backoff(), retries=3), **_common(target, client_name))
+        **timeouts,
+        retry=SyncRetry(_backoff(), retries=3),
+        **_common(target, client_name),
+    )
     return cast(sync_redis.Redis, cluster)
 
 

@@ -33,7 +33,7 @@ class RedisTarget:
     """A parsed Redis URL: the mode, the addresses to ask first and the credentials."""
 
     mode: Mode
-    url: str  # for "single": the URL itself, handed to redis-py unchanged
+    url: str = field(repr=False)  # handed to redis-py unchanged (single); holds the password
     hosts: tuple[tuple[str, int], ...] = ()  # sentinels, or cluster seed nodes
     service_name: str = ""  # sentinel: the monitored master's name
     db: int = 0
@@ -67,15 +67,22 @@ def _sentinel_target(url: str) -> RedisTarget:
     if not path:
         raise ValueError(
             "redis+sentinel:// needs the master's service name: "
-            "redis+sentinel://host:port[,host:port...]/service_name[/db]")
+            "redis+sentinel://host:port[,host:port...]/service_name[/db]"
+        )
     if len(path) > 2:
         raise ValueError("redis+sentinel:// path is /service_name[/db]: too many parts")
     db = _db_of(path[1]) if len(path) == 2 else 0
     username, password = _credentials(parts.netloc)
     return RedisTarget(
-        mode="sentinel", url=url, hosts=_hosts_of(parts.netloc, 26379),
-        service_name=unquote(path[0]), db=db, username=username, password=password,
-        tls=parts.scheme.lower().startswith("rediss"))
+        mode="sentinel",
+        url=url,
+        hosts=_hosts_of(parts.netloc, 26379),
+        service_name=unquote(path[0]),
+        db=db,
+        username=username,
+        password=password,
+        tls=parts.scheme.lower().startswith("rediss"),
+    )
 
 
 def _cluster_target(url: str) -> RedisTarget:
@@ -84,8 +91,13 @@ def _cluster_target(url: str) -> RedisTarget:
         raise ValueError("a Redis Cluster has only database 0: drop the /db part")
     username, password = _credentials(parts.netloc)
     return RedisTarget(
-        mode="cluster", url=url, hosts=_hosts_of(parts.netloc, 6379), username=username,
-        password=password, tls=parts.scheme.lower().startswith("rediss"))
+        mode="cluster",
+        url=url,
+        hosts=_hosts_of(parts.netloc, 6379),
+        username=username,
+        password=password,
+        tls=parts.scheme.lower().startswith("rediss"),
+    )
 
 
 def _credentials(netloc: str) -> tuple[str | None, str | None]:

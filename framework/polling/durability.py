@@ -71,11 +71,14 @@ def check_acks(acked: object, acks: ReplicaAcks, *, connector: str) -> None:
     if count < acks.replicas:
         raise ReplicasNotAckedError(
             f"commit acknowledged by {count} of {acks.replicas} required replicas within "
-            f"{acks.timeout_ms} ms; not counted as published", connector=connector)
+            f"{acks.timeout_ms} ms; not counted as published",
+            connector=connector,
+        )
 
 
-def queue_script(pipe: Pipeline, script: AsyncScript, keys: Sequence[str],
-                 args: Sequence[str | bytes | int]) -> None:
+def queue_script(
+    pipe: Pipeline, script: AsyncScript, keys: Sequence[str], args: Sequence[str | bytes | int]
+) -> None:
     """Add an EVALSHA of ``script`` to ``pipe`` (the pipeline loads it if Redis lacks it)."""
     pipe.scripts.add(script)  # type: ignore[arg-type]  # typed for Script; async one works
     pipe.evalsha(script.sha, len(keys), *keys, *args)

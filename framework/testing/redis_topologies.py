@@ -58,13 +58,24 @@ class SentinelTrio:
     def __init__(self, *, replicas: int = 2, binary: str = "redis-server") -> None:
         self.master_server = RedisServer(binary=binary, extra_args=_REPLICATION_ARGS)
         self.replicas = [
-            RedisServer(binary=binary, extra_args=(*_REPLICATION_ARGS, "--replicaof", "127.0.0.1",
-                                                   str(self.master_server.port)))
-            for _ in range(replicas)]
+            RedisServer(
+                binary=binary,
+                extra_args=(
+                    *_REPLICATION_ARGS,
+                    "--replicaof",
+                    "127.0.0.1",
+                    str(self.master_server.port),
+                ),
+            )
+            for _ in range(replicas)
+        ]
         self.servers = [self.master_server, *self.replicas]
         self.sentinel_ports = [free_port() for _ in range(3)]
-        self.url = "redis+sentinel://" + ",".join(
-            f"127.0.0.1:{port}" for port in self.sentinel_ports) + f"/{SERVICE_NAME}"
+        self.url = (
+            "redis+sentinel://"
+            + ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+            + f"/{SERVICE_NAME}"
+        )
         self._binary = binary
         self._dir = Path(tempfile.mkdtemp(prefix="connector-fleet-sentinel-"))
         self._sentinels: list[subprocess.Popen[bytes]] = []
@@ -82,26 +93,40 @@ class SentinelTrio:
 
     def _start_sentinel(self, port: int) -> subprocess.Popen[bytes]:
         conf = self._dir / f"sentinel-{port}.conf"  # Sentinel rewrites it: must be writable
-        conf.write_text("\n".join([
-            f"port {port}", "bind 127.0.0.1", f"dir {self._dir}",
-            f"logfile {self._dir / f'sentinel-{port}.log'}",
-            f"sentinel monitor {SERVICE_NAME} 127.0.0.1 {self.master_server.port} 2",
-            f"sentinel down-after-milliseconds {SERVICE_NAME} {DOWN_AFTER_MS}",
-            f"sentinel failover-timeout {SERVICE_NAME} 5000",
-            f"sentinel parallel-syncs {SERVICE_NAME} 1", ""]))
-        return subprocess.Popen([self._binary, str(conf), "--sentinel"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        conf.write_text(
+            "\n".join(
+                [
+                    f"port {port}",
+                    "bind 127.0.0.1",
+                    f"dir {self._dir}",
+                    f"logfile {self._dir / f'sentinel-{port}.log'}",
+                    f"sentinel monitor {SERVICE_NAME} 127.0.0.1 {self.master_server.port} 2",
+                    f"sentinel down-after-milliseconds {SERVICE_NAME} {DOWN_AFTER_MS}",
+                    f"sentinel failover-timeout {SERVICE_NAME} 5000",
+                    f"sentinel parallel-syncs {SERVICE_NAME} 1",
+                    "",
+                ]
+            )
+        )
+        return subprocess.Popen(
+            [self._binary, str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def _sentinel_sees_all(self, port: int) -> bool:
         with redis.Redis(port=port, socket_timeout=1.0, decode_responses=True) as client:
             state = client.sentinel_master(SERVICE_NAME)
-        return (int(state["num-slaves"]) == len(self.replicas)
-                and int(state["num-other-sentinels"]) == 2)
+        return (
+            int(state["num-slaves"]) == len(self.replicas)
+            and int(state["num-other-sentinels"]) == 2
+        )
 
     def master_port(self) -> int:
         """The port of the master the Sentinels name now."""
-        with redis.Redis(port=self.sentinel_ports[0], socket_timeout=1.0,
-                         decode_responses=True) as client:
+        with redis.Redis(
+            port=self.sentinel_ports[0], socket_timeout=1.0, decode_responses=True
+        ) as client:
             _, port = client.sentinel_get_master_addr_by_name(SERVICE_NAME)
         return int(port)
 
@@ -117,9 +142,14 @@ class SentinelTrio:
 
     def wait_for_failover(self, old_port: int, timeout_s: float = 30.0) -> RedisServer:
         """Wait until the Sentinels name another master and it accepts writes."""
-        wait_until(lambda: self.master_port() != old_port
-                   and _info(self.master_port(), "replication").get("role") == "master",
-                   "a replica promoted by Sentinel", timeout_s)
+        wait_until(
+            lambda: (
+                self.master_port() != old_port
+                and _info(self.master_port(), "replication").get("role") == "master"
+            ),
+            "a replica promoted by Sentinel",
+            timeout_s,
+        )
         return self.master()
 
     def close(self) -> None:
@@ -138,8 +168,12 @@ class SentinelTrio:
             self.close()
             raise
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -166,10 +200,20 @@ class RedisCluster:
 
     def __init__(self, *, masters: int = 3, binary: str = "redis-server") -> None:
         self.nodes = [
-            RedisServer(binary=binary, port=_cluster_port(), extra_args=(
-                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "1000"))
-            for _ in range(masters)]
+            RedisServer(
+                binary=binary,
+                port=_cluster_port(),
+                extra_args=(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                ),
+            )
+            for _ in range(masters)
+        ]
         self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
         cli = shutil.which("redis-cli")
         if cli is None:
@@ -180,9 +224,19 @@ class RedisCluster:
         for node in self.nodes:
             node.start()
         subprocess.run(
-            [self._cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=30)
+            [
+                self._cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
         for node in self.nodes:
             wait_until(partial(self._state_ok, node.port), f"cluster_state:ok on {node.port}")
         return self
@@ -203,6 +257,10 @@ class RedisCluster:
             self.close()
             raise
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()

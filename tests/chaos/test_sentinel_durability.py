@@ -62,8 +62,9 @@ def stream_ids(port: int) -> set[str]:
         return {fields["item_id"] for _, fields in client.xrange(STREAM)}
 
 
-async def publish_through_partition_and_failover(trio: SentinelTrio, acks: ReplicaAcks
-                                                 ) -> tuple[Publisher, set[str]]:
+async def publish_through_partition_and_failover(
+    trio: SentinelTrio, acks: ReplicaAcks
+) -> tuple[Publisher, set[str]]:
     """Publish; cut the replicas off (frozen, their links to the master closed);
     publish on; kill the master, thaw the replicas, let Sentinel promote one; the
     publisher goes on against the new master. The items the new master holds."""
@@ -106,7 +107,8 @@ async def test_with_wait_no_acknowledged_commit_is_lost_when_the_master_dies(
     trio: SentinelTrio,
 ) -> None:
     publisher, held = await publish_through_partition_and_failover(
-        trio, ReplicaAcks(replicas=1, timeout_ms=200))
+        trio, ReplicaAcks(replicas=1, timeout_ms=200)
+    )
 
     acknowledged = set(publisher.acked) | set(publisher.acked_in_partition)
     assert publisher.refused > 0  # the partition's commits: no replica acknowledged them

@@ -43,8 +43,9 @@ def trio() -> Iterator[SentinelTrio]:
 def config(tmp_path: Path, replay: ReplayServer) -> Path:
     feed = ChangingFeed(size=20, change_every=4)
     replay.route("/alerts/active", lambda _: Reply(body=feed.next_body()))
-    return write_config(tmp_path / "connectors.json",
-                        noaa_entry(NAME, replay.url, pollIntervalMs=200))
+    return write_config(
+        tmp_path / "connectors.json", noaa_entry(NAME, replay.url, pollIntervalMs=200)
+    )
 
 
 @pytest.fixture
@@ -53,9 +54,13 @@ def start(tmp_path: Path, trio: SentinelTrio, config: Path) -> Iterator[Start]:
 
     def _start(*command: str, env: dict[str, str] | None = None) -> ConnectorProcess:
         process = ConnectorProcess(
-            "", redis_url=trio.url, config=config, log=tmp_path / f"p{len(started)}.log",
-            command=command, env={"FLEET_RESTART_BASE_S": "0.1", "PYTHONPATH": str(REPO_ROOT),
-                                  **(env or {})})
+            "",
+            redis_url=trio.url,
+            config=config,
+            log=tmp_path / f"p{len(started)}.log",
+            command=command,
+            env={"FLEET_RESTART_BASE_S": "0.1", "PYTHONPATH": str(REPO_ROOT), **(env or {})},
+        )
         started.append(process)
         return process
 
@@ -81,7 +86,9 @@ def assert_no_traceback(*processes: ConnectorProcess) -> None:
 
 @pytest.mark.parametrize("process", PROCESSES)
 def test_publishes_through_sentinel_and_after_the_master_fails_over(
-    start: Start, trio: SentinelTrio, process: str,
+    start: Start,
+    trio: SentinelTrio,
+    process: str,
 ) -> None:
     runner = start(*PROCESSES[process], env={"REDIS_MIN_REPLICAS_ACKS": "1"})
     runner.wait_for("poll_completed", connector=NAME, timeout_s=30)
@@ -101,11 +108,23 @@ def test_publishes_through_sentinel_and_after_the_master_fails_over(
 
 
 def test_consume_reads_through_sentinel_and_after_the_master_fails_over(
-    start: Start, trio: SentinelTrio,
+    start: Start,
+    trio: SentinelTrio,
 ) -> None:
-    consumer = start("connector-fleet", "consume", "--stream", "jobs", "--group", "g",
-                     "--consumer", "c1", "--start-id", "0",
-                     "--handler", "tests.consumer_handlers:recording")
+    consumer = start(
+        "connector-fleet",
+        "consume",
+        "--stream",
+        "jobs",
+        "--group",
+        "g",
+        "--consumer",
+        "c1",
+        "--start-id",
+        "0",
+        "--handler",
+        "tests.consumer_handlers:recording",
+    )
     with master_client(trio) as client:
         first = client.xadd("jobs", {"n": "1"})
         assert client.wait(2, 2000) == 2
@@ -123,14 +142,18 @@ def test_consume_reads_through_sentinel_and_after_the_master_fails_over(
 
 
 def test_the_cli_and_the_ops_api_answer_through_sentinel(
-    start: Start, trio: SentinelTrio, config: Path, capsys: pytest.CaptureFixture[str],
+    start: Start,
+    trio: SentinelTrio,
+    config: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     port = free_port()
     runner = start("connector-run", NAME, env={"METRICS_PORT": str(port)})
     runner.wait_for("poll_completed", connector=NAME, timeout_s=30)
-    cli = FleetCli(capsys, monkeypatch, {"REDIS_URL": trio.url,
-                                         "CONNECTORS_CONFIG_PATH": str(config)})
+    cli = FleetCli(
+        capsys, monkeypatch, {"REDIS_URL": trio.url, "CONNECTORS_CONFIG_PATH": str(config)}
+    )
 
     status = cli("status")
     leases = cli("leases")
