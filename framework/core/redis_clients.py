@@ -27,6 +27,9 @@ from framework.core.redis_target import RedisTarget, parse_redis_target
 
 CONNECT_TIMEOUT_S = 2.0
 SOCKET_TIMEOUT_S = 10.0
+# The Sentinels are asked in turn, each once (redis-py's default would retry each one
+# with up to 10 s of backoff): the data connection's own retries ask them all again.
+SENTINEL_RETRIES = 0
 # A cluster client keeps a pool per node; redis-py's per-node default (100) is kept,
 # like the single-server pool, and grown by nothing (see grow_pool).
 CLUSTER_MAX_CONNECTIONS_PER_NODE = 100
@@ -53,6 +56,41 @@ class SyncSentinelMasterRedis(sync_redis.Redis):
         super().close()
         for client in self.sentinel_clients:
             client.close()
+
+
+def _short_master_error(
+    service_name: str, exc: redis_errors.ConnectionError
+) -> redis_errors.ConnectionError:
+    """redis-py's message lists the repr of every Sentinel client (kilobytes); one
+    line instead, saying whether the Sentinels did not answer or knew no master."""
+    unreachable = str(exc).count(" - ")
+    why = (
+        f"{unreachable} Sentinel(s) did not answer"
+        if unreachable
+        else "the Sentinels know no master that is up"
+    )
+    kind = type(exc)  # the async module has a MasterNotFoundError of its own
+    return kind(f"No master found for {service_name!r} ({why})")
+
+
+class OneLineSentinel(async_sentinel.Sentinel):
+    """A Sentinel whose "No master found" fits on one line."""
+
+    async def discover_master(self, service_name: str) -> Any:
+        try:
+            return await super().discover_master(service_name)
+        except async_sentinel.MasterNotFoundError as exc:
+            raise _short_master_error(service_name, exc) from None
+
+
+class SyncOneLineSentinel(sync_sentinel.Sentinel):
+    """The blocking twin of :class:`OneLineSentinel`."""
+
+    def discover_master(self, service_name: str) -> Any:
+        try:
+            return super().discover_master(service_name)  # type: ignore[no-untyped-call]
+        except sync_sentinel.MasterNotFoundError as exc:
+            raise _short_master_error(service_name, exc) from None
 
 
 def _backoff() -> ExponentialWithJitterBackoff:
@@ -94,9 +132,13 @@ def create_redis(
             max_connections=max_connections,
         )
     if target.mode == "sentinel":
-        sentinel = async_sentinel.Sentinel(  # type: ignore[no-untyped-call]  # untyped upstream
+        sentinel = OneLineSentinel(  # type: ignore[no-untyped-call]  # untyped upstream
             target.hosts,
-            sentinel_kwargs={**timeouts, "decode_responses": True},
+            sentinel_kwargs={
+                **timeouts,
+                "decode_responses": True,
+                "retry": Retry(_backoff(), SENTINEL_RETRIES),
+            },
             **timeouts,
             retry=retry,
             retry_on_error=[redis_errors.BusyLoadingError],
@@ -137,9 +179,13 @@ def create_sync_redis(
             url, decode_responses=True, client_name=client_name, **timeouts
         )
     if target.mode == "sentinel":
-        sentinel = sync_sentinel.Sentinel(  # type: ignore[no-untyped-call]  # untyped upstream
+        sentinel = SyncOneLineSentinel(  # type: ignore[no-untyped-call]  # untyped upstream
             target.hosts,
-            sentinel_kwargs={**timeouts, "decode_responses": True},
+            sentinel_kwargs={
+                **timeouts,
+                "decode_responses": True,
+                "retry": SyncRetry(_backoff(), 0),
+            },
             **timeouts,
             db=target.db,
             **_common(target, client_name),

@@ -162,3 +162,26 @@ def test_the_cli_and_the_ops_api_answer_through_sentinel(
     assert status.returncode == 0 and NAME in status.stdout, status
     assert leases.returncode == 0 and NAME in leases.stdout, leases
     assert health.status_code == 200 and NAME in health.text
+
+
+def test_no_sentinel_answering_is_one_short_line_without_the_password(
+    config: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ports = ",".join(f"127.0.0.1:{free_port()}" for _ in range(2))
+    cli = FleetCli(
+        capsys,
+        monkeypatch,
+        {
+            "REDIS_URL": f"redis+sentinel://:pw-s3cret@{ports}/svc",
+            "CONNECTORS_CONFIG_PATH": str(config),
+        },
+    )
+
+    status = cli("status")
+
+    assert status.returncode == 69
+    problem = (status.stdout + status.stderr).strip()
+    assert problem.endswith("No master found for 'svc' (2 Sentinel(s) did not answer)"), problem
+    assert "pw-s3cret" not in problem and len(problem.splitlines()) == 1
