@@ -16,6 +16,7 @@ from framework.core.clock import (
 from framework.core.connections import (
     UNAVAILABLE,
     create_redis,
+    create_sync_redis,
     grow_pool,
     is_out_of_memory,
     pool_size_for,
@@ -90,6 +91,11 @@ from framework.core.redaction import (
     redact,
     redact_url,
 )
+from framework.core.redis_target import (
+    REDIS_URL_SCHEMES,
+    RedisTarget,
+    parse_redis_target,
+)
 from framework.core.scripts import (
     lua,
 )
@@ -99,7 +105,6 @@ from framework.core.secrets import (
     Secrets,
 )
 from framework.core.settings import (
-    REDIS_URL_SCHEMES,
     Settings,
     check_redis_url,
     read_settings,
@@ -116,6 +121,8 @@ __all__ = [
     "read_settings",
     "check_redis_url",
     "REDIS_URL_SCHEMES",
+    "RedisTarget",
+    "parse_redis_target",
     "Secrets",
     "KnownSecrets",
     "MIN_SECRET_LENGTH",
@@ -165,6 +172,7 @@ __all__ = [
     "configure_logging",
     "consumer_heartbeat_key",
     "create_redis",
+    "create_sync_redis",
     "grow_pool",
     "pool_size_for",
     "redis_failures",

@@ -7,17 +7,32 @@ from contextlib import asynccontextmanager
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 
 from framework.core.errors import RedisUnavailableError
+from framework.core.redis_clients import create_redis, create_sync_redis
 
-# Connection-level failures: Redis is down, restarting, failing over or loading.
+__all__ = [
+    "UNAVAILABLE",
+    "create_redis",
+    "create_sync_redis",
+    "grow_pool",
+    "is_out_of_memory",
+    "pool_size_for",
+    "redis_failures",
+]
+
+# Transient failures: Redis is down, restarting, loading or failing over (a replica
+# not yet promoted answers READONLY, Sentinel knows no master yet, a cluster slot is
+# moving or its master is down). Each is retried with backoff by its caller.
 UNAVAILABLE = (
-    redis_errors.ConnectionError,
+    redis_errors.ConnectionError,  # includes Sentinel's MasterNotFoundError
     redis_errors.TimeoutError,
     redis_errors.BusyLoadingError,
     redis_errors.ReadOnlyError,
+    redis_errors.AskError,  # and MovedError
+    redis_errors.TryAgainError,
+    redis_errors.ClusterError,  # ClusterDownError, MasterDownError
+    redis_errors.RedisClusterException,  # the cluster's slots cannot be read (yet)
     OSError,
 )
 
@@ -37,27 +52,11 @@ def pool_size_for(connectors: int) -> int:
 def grow_pool(redis: Redis, max_connections: int) -> int:
     """Raise the client's pool limit to at least ``max_connections`` (never lower it:
     connections in use stay valid); the limit now in force."""
-    pool = redis.connection_pool
+    pool = getattr(redis, "connection_pool", None)
+    if pool is None:  # a RedisCluster: a pool per node, sized when it was built
+        return int(getattr(redis, "max_connections", max_connections))
     pool.max_connections = max(pool.max_connections, max_connections)
-    return pool.max_connections
-
-
-def create_redis(
-    url: str, *, client_name: str | None = None, max_connections: int | None = None
-) -> Redis:
-    """A client with bounded retries on connection errors and sane timeouts.
-    ``max_connections``: the pool's limit (redis-py's default, 100, when None)."""
-    return Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=2.0,
-        socket_timeout=10.0,
-        health_check_interval=15,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3),
-        retry_on_error=[redis_errors.BusyLoadingError],
-        client_name=client_name,
-        max_connections=max_connections,
-    )
+    return int(pool.max_connections)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -75,13 +74,34 @@ async def redis_failures(connector: str | None = None) -> AsyncIterator[None]:
     """Turn "Redis is unavailable / out of memory" into :class:`RedisUnavailableError`."""
     try:
         yield
-    except UNAVAILABLE as exc:
+    except (redis_errors.ClusterCrossSlotError, redis_errors.RedisClusterException) as exc:
+        if not is_cross_slot(exc):
+            raise RedisUnavailableError(describe_unavailable(exc), connector=connector) from exc
         raise RedisUnavailableError(
-            f"Redis unavailable: {type(exc).__name__}: {exc}", connector=connector
-        ) from exc
+            "Redis Cluster refuses a command over keys in different slots (CROSSSLOT): "
+            "this key layout is not cluster-ready yet", connector=connector) from exc
+    except UNAVAILABLE as exc:
+        raise RedisUnavailableError(describe_unavailable(exc), connector=connector) from exc
     except redis_errors.ResponseError as exc:
         if is_out_of_memory(exc):
             raise RedisUnavailableError(
                 "Redis is out of memory (maxmemory reached); writes refused", connector=connector
             ) from exc
         raise
+
+
+def is_cross_slot(exc: BaseException) -> bool:
+    """A command over keys of several slots, refused by a cluster node (CROSSSLOT) or,
+    before it is sent, by the cluster client: not transient, the keys must change."""
+    return isinstance(exc, redis_errors.ClusterCrossSlotError) or (
+        isinstance(exc, redis_errors.RedisClusterException) and "same key slot" in str(exc))
+
+
+def describe_unavailable(exc: BaseException) -> str:
+    """One line for a transient Redis failure; a MOVED answer to a single-server
+    client means REDIS_URL points at a cluster node, which the line says."""
+    line = f"Redis unavailable: {type(exc).__name__}: {exc}"
+    if isinstance(exc, redis_errors.AskError) and not isinstance(
+            exc, redis_errors.ClusterError):
+        line += " (a cluster node: use redis+cluster:// or REDIS_CLUSTER=true)"
+    return line

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from framework.core.errors import ConfigError
@@ -25,20 +24,18 @@ from framework.core.keys import (
     DEFAULT_STREAM_TRIM_INTERVAL_S,
     KeyScheme,
 )
-
-# The one list of the Redis URL schemes a process accepts (REDIS_URL and
-# FLEET_REDIS_DEFAULT_URL); a new kind of deployment adds its scheme here.
-REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
+from framework.core.redis_target import parse_redis_target, scheme_of
 
 
-def check_redis_url(url: str) -> str:
-    """``url`` if its scheme is one of REDIS_URL_SCHEMES; else a ValueError that
-    names the scheme and the accepted ones (never the URL: it may hold a password)."""
-    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
-    if scheme not in REDIS_URL_SCHEMES:
-        accepted = ", ".join(f"{s}://" for s in REDIS_URL_SCHEMES)
-        given = f"scheme {scheme + '://'!r}" if scheme else "no scheme"
-        raise ValueError(f"{given} is not accepted (accepted: {accepted})")
+def check_redis_url(url: str, *, cluster: bool = False) -> str:
+    """``url`` if it is one of the accepted forms (framework.core.redis_target), with
+    redis:// turned into redis+cluster:// when ``cluster`` (REDIS_CLUSTER=true), so
+    that the URL alone says which client to build; else a ValueError that names the
+    bad part (never the URL: it may hold a password)."""
+    target = parse_redis_target(url, cluster=cluster)
+    if target.mode == "cluster" and "+cluster" not in scheme_of(url):
+        scheme = scheme_of(url)
+        return f"{scheme}+cluster{url[len(scheme):]}"
     return url
 
 
@@ -52,6 +49,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
+    # Declared before the URLs, which read it: a redis:// URL names a cluster seed node.
+    redis_cluster: bool = Field(False, validation_alias="REDIS_CLUSTER")
     redis_url: str | None = Field(None, validation_alias="REDIS_URL")
     # Tried when REDIS_URL is unset; if nothing answers there, an embedded
     # redis-server is started on that host and port.
@@ -78,6 +77,11 @@ class Settings(BaseSettings):
     # Cluster hash tags in the connectors' keys (lease:{NAME}...); off: the documented
     # names (lease:NAME), for a single server or Sentinel. See framework.core.keys.
     redis_hash_tags: bool = Field(False, validation_alias="FLEET_REDIS_HASH_TAGS")
+    # Durability (framework.polling.durability): each fenced commit waits for this many
+    # replicas to acknowledge it (WAIT) before the poll counts as published.
+    redis_min_replicas_acks: int = Field(0, ge=0, validation_alias="REDIS_MIN_REPLICAS_ACKS")
+    redis_replicas_ack_timeout_ms: int = Field(
+        1000, gt=0, validation_alias="REDIS_REPLICAS_ACK_TIMEOUT_MS")
 
     restart_base_s: float = Field(1.0, gt=0, validation_alias="FLEET_RESTART_BASE_S")
     restart_max_s: float = Field(60.0, gt=0, validation_alias="FLEET_RESTART_MAX_S")
@@ -103,8 +107,9 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url", "redis_default_url")
     @classmethod
-    def _accepted_redis_scheme(cls, value: str | None) -> str | None:
-        return None if value is None else check_redis_url(value)
+    def _accepted_redis_scheme(cls, value: str | None, info: ValidationInfo) -> str | None:
+        cluster = bool(info.data.get("redis_cluster", False))
+        return None if value is None else check_redis_url(value, cluster=cluster)
 
     @field_validator("log_level", mode="before")
     @classmethod

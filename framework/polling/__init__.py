@@ -14,6 +14,13 @@ from framework.polling.config import (
     load_fleet_config,
     parse_provider_config,
 )
+from framework.polling.durability import (
+    ReplicaAcks,
+    ReplicasNotAckedError,
+    check_acks,
+    execute_acknowledged,
+    queue_script,
+)
 from framework.polling.exchange import (
     read_limited,
 )
@@ -101,6 +108,11 @@ __all__ = [
     "HttpClient",
     "HttpSourceType",
     "Lease",
+    "ReplicaAcks",
+    "ReplicasNotAckedError",
+    "check_acks",
+    "execute_acknowledged",
+    "queue_script",
     "LinkHeader",
     "MetricsRecorder",
     "NextLink",

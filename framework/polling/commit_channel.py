@@ -26,6 +26,8 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 
+from framework.core.errors import RedisUnavailableError
+
 Arg = str | bytes | int
 
 
@@ -40,6 +42,11 @@ class ChunkChannel(Protocol):
     async def receive(self) -> int:
         """The new generation the oldest chunk in flight moved to; a refusal is
         raised as redis-py's ``ResponseError``."""
+        ...
+
+    async def wait_replicas(self, replicas: int, timeout_ms: int) -> int:
+        """WAIT on the connection the chunks went out on (every reply read first):
+        how many replicas acknowledged them within ``timeout_ms``."""
         ...
 
     async def aclose(self) -> None: ...
@@ -84,6 +91,20 @@ class PipelinedChannel:
                 self._pending.popleft()
             if is_chunk:
                 return int(reply)
+
+    async def wait_replicas(self, replicas: int, timeout_ms: int) -> int:
+        if self._connection is None:
+            return 0  # nothing went out on this channel: nothing acknowledged
+        assert not self._pending
+        await self._connection.send_packed_command(
+            _packed(("WAIT", replicas, timeout_ms)), check_health=False
+        )
+        self._pending.append(False)
+        try:
+            acked = await self._connection.read_response()
+        finally:
+            self._pending.popleft()
+        return int(acked) if isinstance(acked, int) else 0
 
     async def _connect(self) -> AbstractConnection:
         if self._connection is None:
@@ -134,6 +155,14 @@ class ScriptChannel:
     async def receive(self) -> int:
         args = self._queued.popleft()
         return int(await self._script(keys=self._keys, args=list(args)))
+
+    async def wait_replicas(self, replicas: int, timeout_ms: int) -> int:
+        # A cluster client sends each chunk on whichever connection its node's pool
+        # gives, and WAIT counts only the writes of its own connection.
+        raise RedisUnavailableError(
+            "REDIS_MIN_REPLICAS_ACKS needs a single-master client (redis:// or "
+            "redis+sentinel://); it is not available with a Redis Cluster client yet"
+        )
 
     async def aclose(self) -> None:
         self._queued.clear()

@@ -26,6 +26,7 @@ from framework.core.connections import redis_failures
 from framework.core.errors import LeaseLostError, StateConflictError
 from framework.polling.commit_channel import Arg, ChunkChannel
 from framework.polling.config import ConnectorConfig
+from framework.polling.durability import ReplicaAcks, check_acks
 
 # Chunks written ahead of their replies: enough to keep Redis and the client both
 # busy, few enough that the changes held for them stay small.
@@ -60,8 +61,10 @@ class CommitSession:
         generation: str,
         chunk_items: int,
         on_applied: OnApplied,
+        acks: ReplicaAcks,
     ) -> None:
         self._config = config
+        self._acks = acks
         self._channel = channel
         self._token = token
         self._generation = generation  # what the next chunk sent expects
@@ -103,6 +106,16 @@ class CommitSession:
             await self._send((), gone, meta if index == len(removals) - 1 else {})
         while self._sent:
             await self._receive()
+        if self._acks.required:
+            await self._wait_for_replicas()
+
+    async def _wait_for_replicas(self) -> None:
+        """Durability: the commit counts only once enough replicas hold every chunk
+        (:mod:`framework.polling.durability`); otherwise ReplicasNotAckedError."""
+        acks = self._acks
+        async with redis_failures(self._config.name):
+            acked = await self._channel.wait_replicas(acks.replicas, acks.timeout_ms)
+        check_acks(acked, acks, connector=self._config.name)
 
     async def _send(
         self,

@@ -24,7 +24,10 @@ from framework.core.scripts import lua
 from framework.polling.commit_channel import open_channel
 from framework.polling.commit_session import CommitSession, SentChunk
 from framework.polling.config import ConnectorConfig
+from framework.polling.durability import ReplicaAcks
 from framework.polling.slots import check_one_slot
+
+NO_ACKS = ReplicaAcks()
 
 
 class Fence(Protocol):
@@ -68,9 +71,12 @@ class StateStore:
         clock: Clock,
         chunk_items: int = COMMIT_CHUNK_ITEMS,
         scheme: KeyScheme | None = None,
+        acks: ReplicaAcks = NO_ACKS,
     ) -> None:
-        """``scheme``: the fleet's key names (default the untagged ones, single server)."""
+        """``scheme``: the fleet's key names (default the untagged ones, single server);
+        ``acks``: how many replicas must acknowledge each commit (durability)."""
         self._redis = redis
+        self._acks = acks
         self._config = config
         self._fence = fence
         self._clock = clock
@@ -117,6 +123,7 @@ class StateStore:
             generation=state.generation,
             chunk_items=self._chunk_items,
             on_applied=self._apply_to_cache,
+            acks=self._acks,
         )
         try:
             yield session

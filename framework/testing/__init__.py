@@ -14,6 +14,10 @@ from framework.testing.redis_server import (
     RedisServer,
     free_port,
 )
+from framework.testing.redis_topologies import (
+    RedisCluster,
+    SentinelTrio,
+)
 from framework.testing.replay_http import (
     ReplayServer,
     Reply,
@@ -23,7 +27,9 @@ __all__ = [
     "FakeClock",
     "ProviderCase",
     "Recording",
+    "RedisCluster",
     "RedisServer",
+    "SentinelTrio",
     "ReplayServer",
     "Reply",
     "Routes",

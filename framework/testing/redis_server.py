@@ -27,14 +27,14 @@ class RedisServer:
     """
 
     def __init__(self, *, binary: str = "redis-server", persistence: bool = False,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), port: int | None = None) -> None:
         found = shutil.which(binary)
         if found is None:
             raise RuntimeError(
                 f"{binary} not found on PATH: install it (Debian: apt-get install redis-server)"
             )
         self.binary = found
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.persistence = persistence
         self.extra_args = extra_args

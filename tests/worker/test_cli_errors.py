@@ -15,7 +15,9 @@ from framework.testing import RedisServer
 from tests.cli import FleetCli
 from tests.process import ConnectorProcess, noaa_entry, write_config
 
-ACCEPTED = "accepted: redis://, rediss://, unix://"
+ACCEPTED = (
+    "accepted: redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, "
+    "redis+cluster://, rediss+cluster://")
 
 
 @pytest.fixture
@@ -39,7 +41,8 @@ def test_a_wrong_redis_url_scheme_is_one_line_naming_the_variable_and_the_scheme
 
     assert str(caught.value) == (
         f"invalid settings: REDIS_URL: scheme 'http://' is not accepted ({ACCEPTED})")
-    assert REDIS_URL_SCHEMES == ("redis", "rediss", "unix")
+    assert REDIS_URL_SCHEMES == ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel",
+                                 "redis+cluster", "rediss+cluster")
 
 
 @pytest.mark.parametrize("argv", [("status",), ("config", "check"), ("state", "show", "x")])

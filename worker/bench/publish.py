@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis as sync_redis
@@ -24,12 +26,14 @@ from framework.polling import (
     ConnectorState,
     FetchResult,
     Lease,
+    ReplicaAcks,
     SourceParts,
     StateStore,
     UniversalPollingConnector,
     encode_signal,
 )
 from framework.testing import RedisServer
+from framework.testing.redis_topologies import wait_until
 from worker.bench.publish_baselines import (
     bare_lua_seconds,
     items_from_payloads,
@@ -68,7 +72,7 @@ def _transform(raw: dict[str, Any]) -> dict[str, Any]:
     return {"id": raw["id"], "severity": raw["severity"], "value": raw["value"], "rev": raw["rev"]}
 
 
-async def _bench_size(redis: Redis, count: int, changed_ratio: float) -> Row:
+async def _bench_size(redis: Redis, count: int, changed_ratio: float, acks: ReplicaAcks) -> Row:
     await redis.flushdb()
     config = ConnectorConfig(name=f"bench-{count}", type="BENCH", stream_max_len=10 * count)
     lease = Lease(redis, config.name, ttl_s=300)
@@ -80,7 +84,7 @@ async def _bench_size(redis: Redis, count: int, changed_ratio: float) -> Row:
         parts=SourceParts(
             provider=source, fetcher=_fetch, item_id=lambda raw: raw["id"], transformer=_transform
         ),
-        store=StateStore(redis, config, lease, clock=clock),
+        store=StateStore(redis, config, lease, clock=clock, acks=acks),
         logger=get_logger(connector=config.name),
     )
     started = time.perf_counter()
@@ -112,16 +116,18 @@ def _baseline_rates(url: str, items: list[dict[str, Any]], max_len: int) -> Row:
     return {"lua_rate": count / lua_s, "pipeline_rate": count / pipeline_s}
 
 
-async def _polls(sizes: list[int], changed_ratio: float, url: str) -> list[Row]:
+async def _polls(sizes: list[int], changed_ratio: float, url: str, acks: ReplicaAcks
+                 ) -> list[Row]:
     redis = create_redis(url)
     try:
-        return [await _bench_size(redis, size, changed_ratio) for size in sizes]
+        return [await _bench_size(redis, size, changed_ratio, acks) for size in sizes]
     finally:
         await redis.aclose()
 
 
-def _measure_at(url: str, sizes: list[int], changed_ratio: float) -> list[Row]:
-    rows = asyncio.run(_polls(sizes, changed_ratio, url))
+def _measure_at(url: str, sizes: list[int], changed_ratio: float, acks: ReplicaAcks
+                ) -> list[Row]:
+    rows = asyncio.run(_polls(sizes, changed_ratio, url, acks))
     for row in rows:
         count = int(row["items"])
         row.update(_baseline_rates(url, _synthetic_items(count, 0, changed_ratio), 10 * count))
@@ -133,16 +139,33 @@ def _measure_at(url: str, sizes: list[int], changed_ratio: float) -> list[Row]:
 def measure(params: Row) -> list[Row]:
     """One run (in the process ``worker.bench.once`` started): every size, its rows."""
     sizes, ratio, url = params["sizes"], params["changed_ratio"], params["redis_url"]
+    # WAIT for this many replicas after each commit (REDIS_MIN_REPLICAS_ACKS).
+    acks = ReplicaAcks(replicas=params.get("replica_acks", 0), timeout_ms=10_000)
     if url is not None:
-        return _measure_at(url, sizes, ratio)
-    with RedisServer() as server:
-        return _measure_at(server.url, sizes, ratio)
+        return _measure_at(url, sizes, ratio, acks)
+    with ExitStack() as servers:
+        master = servers.enter_context(RedisServer())
+        for _ in range(max(acks.replicas, params.get("replicas", 0))):
+            replica = servers.enter_context(RedisServer(
+                extra_args=("--replicaof", "127.0.0.1", str(master.port))))
+            wait_until(partial(_in_sync, replica.port), "a replica in sync")
+        return _measure_at(master.url, sizes, ratio, acks)
+
+
+def _in_sync(port: int) -> bool:
+    with sync_redis.Redis(port=port, decode_responses=True) as client:
+        return bool(client.info("replication")["master_link_status"] == "up")
 
 
 def run_publish_bench(
-    sizes: list[int], changed_ratio: float, redis_url: str | None, runs: int
+    sizes: list[int], changed_ratio: float, redis_url: str | None, runs: int,
+    replica_acks: int = 0, replicas: int = 0,
 ) -> int:
-    params = {"sizes": sizes, "changed_ratio": changed_ratio, "redis_url": redis_url}
+    params = {"sizes": sizes, "changed_ratio": changed_ratio, "redis_url": redis_url,
+              "replica_acks": replica_acks, "replicas": replicas}
+    if replicas or replica_acks:
+        print(f"Redis with {max(replicas, replica_acks)} replica(s); each commit waits "
+              f"for {replica_acks} (WAIT)")
     repeated = repeat_in_fresh_processes("publish", params, runs, timeout_s=1800)
     print(repeated.describe())
     print_publish_report(summarize(repeated.runs, _KEY_FIELDS), changed_ratio)

@@ -23,6 +23,11 @@ def add_bench_commands(commands: Subparsers) -> None:
     publish.add_argument("--changed-ratio", type=float, default=0.1)
     publish.add_argument("--redis-url", default=None, help=_PRIVATE_REDIS)
     publish.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
+    publish.add_argument("--replica-acks", type=int, default=0,
+                         help="WAIT for N replicas after each commit (private Redis: "
+                              "starts N replicas)")
+    publish.add_argument("--replicas", type=int, default=0,
+                         help="replicas of the private Redis (at least --replica-acks)")
     publish.set_defaults(handler=_publish)
     fleet = kinds.add_parser("fleet", help="run-all at scale: memory, CPU, jitter")
     fleet.add_argument("--connectors", type=int, nargs="+", default=[50, 200])
@@ -65,7 +70,8 @@ def add_bench_commands(commands: Subparsers) -> None:
 def _publish(args: argparse.Namespace) -> int:
     from worker.bench.publish import run_publish_bench
 
-    return run_publish_bench(args.items, args.changed_ratio, args.redis_url, args.runs)
+    return run_publish_bench(args.items, args.changed_ratio, args.redis_url, args.runs,
+                             args.replica_acks, args.replicas)
 
 
 def _fleet(args: argparse.Namespace) -> int:

@@ -44,7 +44,7 @@ class ConnectorSetup:
             raise ConfigError(f"this change moves its keys ({lease.key} -> {moved_to}): "
                               "restart it to apply", connector=config.name)
         store = StateStore(self._runtime.redis, config, lease, clock=self._runtime.clock,
-                           scheme=self._runtime.keys)
+                           scheme=self._runtime.keys, acks=self._runtime.replica_acks)
         context = ConnectorContext(store=store, clock=self._runtime.clock, logger=logger,
                                    **self._context_extras)
         self.connector = self._runtime.registry.create(config, context)

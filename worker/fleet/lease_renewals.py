@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import redis as sync_redis
 
-from framework.core import LEASE_RENEW_FRACTION, Clock, Logger, lua
+from framework.core import LEASE_RENEW_FRACTION, Clock, Logger, create_sync_redis, lua
 from framework.polling import Lease
 
 # How often the thread looks for due renewals, and how soon it retries one that failed.
@@ -46,9 +46,9 @@ class LeaseRenewals:
     """``start`` on the event loop, ``keep``/``drop`` each lease, ``close`` at the end."""
 
     def __init__(self, redis_url: str, *, clock: Clock, logger: Logger) -> None:
-        self._client = sync_redis.Redis.from_url(
-            redis_url, decode_responses=True, socket_connect_timeout=_SOCKET_TIMEOUT_S,
-            socket_timeout=_SOCKET_TIMEOUT_S, client_name="connector-fleet:lease-renewals")
+        self._client = create_sync_redis(
+            redis_url, client_name="connector-fleet:lease-renewals",
+            socket_timeout_s=_SOCKET_TIMEOUT_S)
         self._extend = self._client.register_script(lua("framework.polling", "lease_extend"))
         self._clock = clock
         self._log = logger

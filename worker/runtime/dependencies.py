@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from framework.core import Clock, KeyScheme, KnownSecrets, Logger
-from framework.polling import ConnectorRegistry, FleetConfig
+from framework.polling import ConnectorRegistry, FleetConfig, ReplicaAcks
 
 
 @dataclass(frozen=True)
@@ -29,3 +29,5 @@ class Runtime:
     secrets: KnownSecrets = field(default_factory=KnownSecrets)
     # The Redis key names: hash tags on for a Cluster (FLEET_REDIS_HASH_TAGS).
     keys: KeyScheme = field(default_factory=KeyScheme)
+    # How many replicas must acknowledge each fenced commit (REDIS_MIN_REPLICAS_ACKS).
+    replica_acks: ReplicaAcks = field(default_factory=ReplicaAcks)

@@ -29,7 +29,7 @@ from framework.core import (
     SystemClock,
     create_redis,
 )
-from framework.polling import FleetConfig, load_fleet_config
+from framework.polling import FleetConfig, ReplicaAcks, load_fleet_config
 from providers.builtin import default_registry
 from worker.exit_codes import ExitCode
 from worker.ops import OpsContext, OpsServer, build_app
@@ -75,6 +75,8 @@ async def run_service(settings: Settings, *, client_name: str, logger: Logger,
             clock=SystemClock(), logger=logger, prometheus=CollectorRegistry(),
             drain_timeout_s=settings.drain_timeout_s, secrets=known,
             keys=settings.key_scheme,
+            replica_acks=ReplicaAcks(settings.redis_min_replicas_acks,
+                                     settings.redis_replicas_ack_timeout_ms),
         )
         service, ops = build(runtime, stack)
         ops = replace(ops, secrets=ops.secrets or known)

@@ -31,6 +31,7 @@ from framework.consuming.metrics import ConsumerMetrics
 from framework.consuming.options import ConsumerOptions, order_key
 from framework.core.cancellation import cancel_and_wait
 from framework.core.clock import Clock
+from framework.core.connections import grow_pool
 from framework.core.errors import DeadLetterError, RetryLaterError
 from framework.core.logs import Logger
 
@@ -49,8 +50,7 @@ class Consumer:
         self._log = log = logger.bind(group=options.group, consumer=options.consumer)
         # Each entry in flight may have a command of its handler waiting at once, besides
         # the consumer's own read, heartbeat and acknowledgements: never MaxConnectionsError.
-        pool = redis.connection_pool
-        pool.max_connections = max(pool.max_connections, options.max_in_flight + _POOL_HEADROOM)
+        grow_pool(redis, options.max_in_flight + _POOL_HEADROOM)
         member = GroupMember(
             redis, group=options.group, consumer=options.consumer,
             dead_letter_streams={s: options.dead_letter_stream_of(s) for s in options.streams})

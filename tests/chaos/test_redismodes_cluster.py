@@ -1,0 +1,182 @@
+"""A Redis Cluster of 3 masters (REDIS_URL=redis+cluster://..., or REDIS_CLUSTER=true):
+each process starts, reaches the cluster and names what is not cluster-ready yet (the
+key layout: commits over several slots), retrying without a crash or a traceback. A
+single-server URL pointing at a cluster node says to use the cluster form."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as sync_redis
+
+from framework.testing import RedisCluster, ReplayServer, Reply
+from tests.cli import FleetCli
+from tests.conftest import REPO_ROOT
+from tests.noaa_feed import ChangingFeed
+from tests.process import ConnectorProcess, noaa_entry, write_config
+
+pytestmark = pytest.mark.slow  # a 3-node cluster and real processes: ~5 s each
+
+NAME = "weather-noaa"
+NOT_READY = "not cluster-ready"
+
+Start = Callable[..., ConnectorProcess]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    with RedisCluster(masters=3) as started:
+        yield started
+
+
+@pytest.fixture
+def config(tmp_path: Path, replay: ReplayServer) -> Path:
+    feed = ChangingFeed(size=5)
+    replay.route("/alerts/active", lambda _: Reply(body=feed.next_body()))
+    return write_config(
+        tmp_path / "connectors.json", noaa_entry(NAME, replay.url, pollIntervalMs=200)
+    )
+
+
+@pytest.fixture
+def start(tmp_path: Path, config: Path, cluster: RedisCluster) -> Iterator[Start]:
+    started: list[ConnectorProcess] = []
+    seed = sync_redis.RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    seed.delete(f"lease:{NAME}")  # a lease left by the previous test of the module
+    seed.close()
+
+    def _start(*command: str, url: str, env: dict[str, str] | None = None) -> ConnectorProcess:
+        process = ConnectorProcess(
+            "",
+            redis_url=url,
+            config=config,
+            log=tmp_path / f"p{len(started)}.log",
+            command=command,
+            env={"PYTHONPATH": str(REPO_ROOT), **(env or {})},
+        )
+        started.append(process)
+        return process
+
+    yield _start
+    for process in started:
+        process.close()
+
+
+def wait_for_error(
+    process: ConnectorProcess, event: str, text: str, timeout_s: float = 30.0
+) -> dict[str, Any]:
+    """The first ``event`` whose ``error`` contains ``text``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for entry in process.events():
+            if entry.get("event") == event and text in str(entry.get("error", "")):
+                return entry
+        time.sleep(0.1)
+    raise AssertionError(f"no {event} with {text!r}: {process.events()[-10:]}")
+
+
+def stop_cleanly(process: ConnectorProcess) -> None:
+    assert process.process.poll() is None  # still running: no crash, no restart
+    process.signal(signal.SIGTERM)
+    assert process.wait(20) == 0
+    assert "Traceback" not in process.log_path.read_text(errors="replace")
+
+
+def node_not_owning(cluster: RedisCluster, key: str) -> int:
+    """The port of a node that does not serve ``key``'s slot (it answers MOVED)."""
+    with sync_redis.Redis(port=cluster.nodes[0].port) as client:
+        slot = int(client.cluster("keyslot", key))
+        owners = {
+            int(entry[2][1])
+            for entry in client.execute_command("CLUSTER", "SLOTS")
+            if int(entry[0]) <= slot <= int(entry[1])
+        }
+    return next(node.port for node in cluster.nodes if node.port not in owners)
+
+
+@pytest.mark.parametrize("form", ["url", "flag"])
+def test_connector_run_reaches_the_cluster_and_names_what_is_not_cluster_ready(
+    start: Start,
+    cluster: RedisCluster,
+    form: str,
+) -> None:
+    if form == "url":
+        runner = start("connector-run", NAME, url=cluster.url)
+    else:
+        runner = start(
+            "connector-run",
+            NAME,
+            url=f"redis://127.0.0.1:{cluster.nodes[1].port}",
+            env={"REDIS_CLUSTER": "true"},
+        )
+
+    runner.wait_for("lease_acquired", timeout_s=30)
+    failed = wait_for_error(runner, "poll_failed_redis", NOT_READY)
+
+    assert "CROSSSLOT" in failed["error"]
+    stop_cleanly(runner)
+
+
+def test_consume_reaches_the_cluster_and_names_what_is_not_cluster_ready(
+    start: Start,
+    cluster: RedisCluster,
+) -> None:
+    seed = sync_redis.RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    seed.xadd("jobs", {"n": "1"})  # its settling writes keys of several slots
+    seed.close()
+    consumer = start(
+        "connector-fleet",
+        "consume",
+        "--stream",
+        "jobs",
+        "--group",
+        "g",
+        "--consumer",
+        "c1",
+        "--start-id",
+        "0",
+        "--handler",
+        "tests.consumer_handlers:recording",
+        url=cluster.url,
+    )
+
+    wait_for_error(consumer, "redis_unavailable", NOT_READY)
+
+    stop_cleanly(consumer)
+
+
+def test_a_single_server_url_at_a_cluster_node_says_to_use_the_cluster_form(
+    start: Start,
+    cluster: RedisCluster,
+) -> None:
+    port = node_not_owning(cluster, f"lease:{NAME}")
+    runner = start("connector-run", NAME, url=f"redis://127.0.0.1:{port}")
+
+    wait_for_error(runner, "redis_unavailable", "use redis+cluster:// or REDIS_CLUSTER=true")
+
+    stop_cleanly(runner)
+
+
+def test_the_cli_reads_the_cluster(
+    start: Start,
+    cluster: RedisCluster,
+    config: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner = start("connector-run", NAME, url=cluster.url)
+    runner.wait_for("lease_acquired", timeout_s=30)
+    cli = FleetCli(
+        capsys, monkeypatch, {"REDIS_URL": cluster.url, "CONNECTORS_CONFIG_PATH": str(config)}
+    )
+
+    status = cli("status")
+    leases = cli("leases")
+
+    assert status.returncode == 0 and NAME in status.stdout, status
+    assert leases.returncode == 0 and str(runner.pid) in leases.stdout, leases
