@@ -18,8 +18,6 @@ from framework.polling.durability import (
     ReplicaAcks,
     ReplicasNotAckedError,
     check_acks,
-    execute_acknowledged,
-    queue_script,
 )
 from framework.polling.exchange import (
     read_limited,
@@ -111,8 +109,6 @@ __all__ = [
     "ReplicaAcks",
     "ReplicasNotAckedError",
     "check_acks",
-    "execute_acknowledged",
-    "queue_script",
     "LinkHeader",
     "MetricsRecorder",
     "NextLink",
