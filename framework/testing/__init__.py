@@ -17,6 +17,7 @@ from framework.testing.redis_server import (
 from framework.testing.redis_topologies import (
     RedisCluster,
     SentinelTrio,
+    wait_until,
 )
 from framework.testing.replay_http import (
     ReplayServer,
@@ -33,5 +34,6 @@ __all__ = [
     "ReplayServer",
     "Reply",
     "Routes",
+    "wait_until",
     "free_port",
 ]

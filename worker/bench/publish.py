@@ -32,8 +32,7 @@ from framework.polling import (
     UniversalPollingConnector,
     encode_signal,
 )
-from framework.testing import RedisServer
-from framework.testing.redis_topologies import wait_until
+from framework.testing import RedisServer, wait_until
 from worker.bench.publish_baselines import (
     bare_lua_seconds,
     items_from_payloads,
