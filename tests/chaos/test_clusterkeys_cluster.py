@@ -30,8 +30,8 @@ from framework.polling import (
 from framework.polling.poller import FetchResult, SourceParts, UniversalPollingConnector
 from framework.polling.state import Change
 from framework.testing import FakeClock
+from framework.testing import RedisCluster as ClusterServers
 from tests.helpers import ManualClock
-from tests.redis_cluster import RedisClusterServers
 from worker.connector import ConnectorWorker
 from worker.connector.setup import ConnectorSetup
 from worker.exit_codes import ExitCode
@@ -42,14 +42,16 @@ LUA_DIR = Path(__file__).parents[2] / "framework" / "polling" / "lua"
 
 
 @pytest.fixture(scope="module")
-def cluster_servers() -> Iterator[RedisClusterServers]:
-    with RedisClusterServers() as servers:
+def cluster_servers() -> Iterator[ClusterServers]:
+    with ClusterServers() as servers:
         yield servers
 
 
 @pytest.fixture
-async def cluster(cluster_servers: RedisClusterServers) -> AsyncIterator[Any]:
-    client = RedisCluster.from_url(cluster_servers.url, decode_responses=True)
+async def cluster(cluster_servers: ClusterServers) -> AsyncIterator[Any]:
+    client = RedisCluster.from_url(
+        f"redis://127.0.0.1:{cluster_servers.nodes[0].port}/0", decode_responses=True
+    )
     await client.flushall(target_nodes=RedisCluster.PRIMARIES)
     yield client
     await client.aclose()

@@ -15,8 +15,8 @@ from framework.core import KeyScheme
 from framework.polling import ConnectorConfig, KeyMove, Migration, MoveOutcome, StateStore
 from framework.polling.lease import Lease
 from framework.polling.state import Change
+from framework.testing import RedisCluster as ClusterServers
 from tests.helpers import ManualClock
-from tests.redis_cluster import RedisClusterServers
 
 UNTAGGED, TAGGED = KeyScheme(), KeyScheme(tagged=True)
 
@@ -27,14 +27,16 @@ class Killed(Exception):
 
 
 @pytest.fixture(scope="module")
-def cluster_servers() -> Iterator[RedisClusterServers]:
-    with RedisClusterServers() as servers:
+def cluster_servers() -> Iterator[ClusterServers]:
+    with ClusterServers() as servers:
         yield servers
 
 
 @pytest.fixture
-async def cluster(cluster_servers: RedisClusterServers) -> AsyncIterator[Any]:
-    client = RedisCluster.from_url(cluster_servers.url, decode_responses=True)
+async def cluster(cluster_servers: ClusterServers) -> AsyncIterator[Any]:
+    client = RedisCluster.from_url(
+        f"redis://127.0.0.1:{cluster_servers.nodes[0].port}/0", decode_responses=True
+    )
     await client.flushall(target_nodes=RedisCluster.PRIMARIES)
     yield client
     await client.aclose()
