@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis as sync_redis
 
 from framework.testing import RedisServer, ReplayServer, Reply, free_port
 from tests.process import ConnectorProcess, noaa_entry, write_config
@@ -15,6 +16,12 @@ from worker.exit_codes import ExitCode
 pytestmark = pytest.mark.slow  # real processes
 
 NAME = "weather-noaa"
+
+
+@pytest.fixture(autouse=True)
+def _flushed(sync: sync_redis.Redis) -> None:
+    """Each test starts on an empty Redis: a lease of the same name left by another
+    test on this worker's server would make ``--once`` exit 75."""
 ITEM = {"id": "https://api.weather.gov/alerts/x1", "type": "Feature", "geometry": None,
         "properties": {"id": "x1", "event": "Test Warning", "severity": "Severe",
                        "sent": "2026-11-20T14:00:00Z"}}
