@@ -13,6 +13,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import redis
 
@@ -48,7 +49,32 @@ def _info(port: int, section: str) -> dict[str, object]:
         return dict(client.info(section))
 
 
-class SentinelTrio:
+class _Topology:
+    """Started on ``with`` entry (closed again if starting fails), closed on exit."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SentinelTrio(_Topology):
     """A master, ``replicas`` replicas and three Sentinels watching them.
 
     ``url`` is the ``redis+sentinel://`` URL of the trio; ``master()`` the server
@@ -161,21 +187,6 @@ class SentinelTrio:
             server.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
-    def __enter__(self) -> SentinelTrio:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 _REPLICATION_ARGS = ("--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0")
 
@@ -194,7 +205,7 @@ def _cluster_port() -> int:
         return port
 
 
-class RedisCluster:
+class RedisCluster(_Topology):
     """``masters`` cluster masters sharing the 16,384 slots (no replicas); ``url`` is
     the ``redis+cluster://`` URL naming every node."""
 
@@ -249,18 +260,3 @@ class RedisCluster:
     def close(self) -> None:
         for node in self.nodes:
             node.close()
-
-    def __enter__(self) -> RedisCluster:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
