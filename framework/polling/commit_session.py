@@ -76,10 +76,6 @@ class CommitSession:
         self._previous_id = ""
         self._chunks = 0
 
-    @property
-    def chunks_sent(self) -> int:
-        return self._chunks
-
     def add(self, change: ChangeTuple) -> bool:
         """Buffer ``change``; True when a chunk is full and :meth:`send_full`
         is due (not a coroutine: it runs once per item, sending once per chunk)."""

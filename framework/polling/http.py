@@ -217,11 +217,7 @@ def parse_json(response: httpx.Response, *, connector: str) -> Any:
     try:
         return orjson.loads(response.content.removeprefix(_UTF8_BOM))
     except ValueError as exc:
-        raise MalformedResponseError(
-            f"{_safe_url(str(response.request.url))}: body is not valid JSON ({exc}): "
-            f"{_excerpt(response)}",
-            connector=connector,
-        ) from None
+        raise _not_json(response, exc, connector) from None
 
 
 async def read_json(response: httpx.Response, *, connector: str) -> Any:
@@ -233,11 +229,15 @@ async def read_json(response: httpx.Response, *, connector: str) -> Any:
     try:
         return await loads_in_slices(await _decode_in_slices(content))
     except ValueError as exc:  # UnicodeDecodeError included
-        raise MalformedResponseError(
-            f"{_safe_url(str(response.request.url))}: body is not valid JSON ({exc}): "
-            f"{_excerpt(response)}",
-            connector=connector,
-        ) from None
+        raise _not_json(response, exc, connector) from None
+
+
+def _not_json(response: httpx.Response, exc: ValueError, connector: str) -> MalformedResponseError:
+    return MalformedResponseError(
+        f"{_safe_url(str(response.request.url))}: body is not valid JSON ({exc}): "
+        f"{_excerpt(response)}",
+        connector=connector,
+    )
 
 
 async def _decode_in_slices(content: bytes) -> str:

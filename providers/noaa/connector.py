@@ -106,9 +106,3 @@ def _parts(
 
 create_noaa_weather_connector = http_connector_factory(HttpSourceType(
     settings=NoaaConfig, headers=NoaaConfig.headers, build=_parts))
-
-
-def _shape(body: Any) -> str:
-    if isinstance(body, dict):
-        return "an object with keys " + ", ".join(sorted(body)[:8])
-    return f"a JSON {type(body).__name__}"

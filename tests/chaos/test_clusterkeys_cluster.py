@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
@@ -30,7 +29,6 @@ from framework.polling import (
 from framework.polling.poller import FetchResult, SourceParts, UniversalPollingConnector
 from framework.polling.state import Change
 from framework.testing import FakeClock
-from framework.testing import RedisCluster as ClusterServers
 from tests.helpers import ManualClock
 from worker.connector import ConnectorWorker
 from worker.connector.setup import ConnectorSetup
@@ -39,22 +37,6 @@ from worker.runtime import Runtime
 
 TAGGED = KeyScheme(tagged=True)
 LUA_DIR = Path(__file__).parents[2] / "framework" / "polling" / "lua"
-
-
-@pytest.fixture(scope="module")
-def cluster_servers() -> Iterator[ClusterServers]:
-    with ClusterServers() as servers:
-        yield servers
-
-
-@pytest.fixture
-async def cluster(cluster_servers: ClusterServers) -> AsyncIterator[Any]:
-    client = RedisCluster.from_url(
-        f"redis://127.0.0.1:{cluster_servers.nodes[0].port}/0", decode_responses=True
-    )
-    await client.flushall(target_nodes=RedisCluster.PRIMARIES)
-    yield client
-    await client.aclose()
 
 
 def connector(name: str, **fields: Any) -> ConnectorConfig:

@@ -4,18 +4,15 @@ conflicts and live leases left alone."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 
 from framework.core import KeyScheme
 from framework.polling import ConnectorConfig, KeyMove, Migration, MoveOutcome, StateStore
 from framework.polling.lease import Lease
 from framework.polling.state import Change
-from framework.testing import RedisCluster as ClusterServers
 from tests.helpers import ManualClock
 
 UNTAGGED, TAGGED = KeyScheme(), KeyScheme(tagged=True)
@@ -24,22 +21,6 @@ UNTAGGED, TAGGED = KeyScheme(), KeyScheme(tagged=True)
 class Killed(Exception):
     """Stands for the process dying after some keys (each step is one command, so
     what Redis holds is the same as after a SIGKILL at that point)."""
-
-
-@pytest.fixture(scope="module")
-def cluster_servers() -> Iterator[ClusterServers]:
-    with ClusterServers() as servers:
-        yield servers
-
-
-@pytest.fixture
-async def cluster(cluster_servers: ClusterServers) -> AsyncIterator[Any]:
-    client = RedisCluster.from_url(
-        f"redis://127.0.0.1:{cluster_servers.nodes[0].port}/0", decode_responses=True
-    )
-    await client.flushall(target_nodes=RedisCluster.PRIMARIES)
-    yield client
-    await client.aclose()
 
 
 def connectors(count: int) -> list[ConnectorConfig]:

@@ -28,12 +28,6 @@ NOT_READY = "not cluster-ready"
 Start = Callable[..., ConnectorProcess]
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisCluster]:
-    with RedisCluster(masters=3) as started:
-        yield started
-
-
 @pytest.fixture
 def config(tmp_path: Path, replay: ReplayServer) -> Path:
     feed = ChangingFeed(size=5)
@@ -44,9 +38,9 @@ def config(tmp_path: Path, replay: ReplayServer) -> Path:
 
 
 @pytest.fixture
-def start(tmp_path: Path, config: Path, cluster: RedisCluster) -> Iterator[Start]:
+def start(tmp_path: Path, config: Path, cluster_servers: RedisCluster) -> Iterator[Start]:
     started: list[ConnectorProcess] = []
-    seed = sync_redis.RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    seed = sync_redis.RedisCluster(host="127.0.0.1", port=cluster_servers.nodes[0].port)
     seed.delete(f"lease:{NAME}")  # a lease left by the previous test of the module
     seed.close()
 
@@ -102,16 +96,16 @@ def node_not_owning(cluster: RedisCluster, key: str) -> int:
 @pytest.mark.parametrize("form", ["url", "flag"])
 def test_connector_run_reaches_the_cluster_and_names_what_is_not_cluster_ready(
     start: Start,
-    cluster: RedisCluster,
+    cluster_servers: RedisCluster,
     form: str,
 ) -> None:
     if form == "url":
-        runner = start("connector-run", NAME, url=cluster.url)
+        runner = start("connector-run", NAME, url=cluster_servers.url)
     else:
         runner = start(
             "connector-run",
             NAME,
-            url=f"redis://127.0.0.1:{cluster.nodes[1].port}",
+            url=f"redis://127.0.0.1:{cluster_servers.nodes[1].port}",
             env={"REDIS_CLUSTER": "true"},
         )
 
@@ -124,9 +118,9 @@ def test_connector_run_reaches_the_cluster_and_names_what_is_not_cluster_ready(
 
 def test_consume_reaches_the_cluster_and_names_what_is_not_cluster_ready(
     start: Start,
-    cluster: RedisCluster,
+    cluster_servers: RedisCluster,
 ) -> None:
-    seed = sync_redis.RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    seed = sync_redis.RedisCluster(host="127.0.0.1", port=cluster_servers.nodes[0].port)
     seed.xadd("jobs", {"n": "1"})  # its settling writes keys of several slots
     seed.close()
     consumer = start(
@@ -142,7 +136,7 @@ def test_consume_reaches_the_cluster_and_names_what_is_not_cluster_ready(
         "0",
         "--handler",
         "tests.consumer_handlers:recording",
-        url=cluster.url,
+        url=cluster_servers.url,
     )
 
     wait_for_error(consumer, "redis_unavailable", NOT_READY)
@@ -152,9 +146,9 @@ def test_consume_reaches_the_cluster_and_names_what_is_not_cluster_ready(
 
 def test_a_single_server_url_at_a_cluster_node_says_to_use_the_cluster_form(
     start: Start,
-    cluster: RedisCluster,
+    cluster_servers: RedisCluster,
 ) -> None:
-    port = node_not_owning(cluster, f"lease:{NAME}")
+    port = node_not_owning(cluster_servers, f"lease:{NAME}")
     runner = start("connector-run", NAME, url=f"redis://127.0.0.1:{port}")
 
     wait_for_error(runner, "redis_unavailable", "use redis+cluster:// or REDIS_CLUSTER=true")
@@ -164,16 +158,15 @@ def test_a_single_server_url_at_a_cluster_node_says_to_use_the_cluster_form(
 
 def test_the_cli_reads_the_cluster(
     start: Start,
-    cluster: RedisCluster,
+    cluster_servers: RedisCluster,
     config: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    runner = start("connector-run", NAME, url=cluster.url)
+    runner = start("connector-run", NAME, url=cluster_servers.url)
     runner.wait_for("lease_acquired", timeout_s=30)
-    cli = FleetCli(
-        capsys, monkeypatch, {"REDIS_URL": cluster.url, "CONNECTORS_CONFIG_PATH": str(config)}
-    )
+    env = {"REDIS_URL": cluster_servers.url, "CONNECTORS_CONFIG_PATH": str(config)}
+    cli = FleetCli(capsys, monkeypatch, env)
 
     status = cli("status")
     leases = cli("leases")
