@@ -52,6 +52,8 @@ from dataclasses import dataclass
 LEASE_PREFIX = "lease:"
 STATE_PREFIX = "connector:state:"
 VERSIONS_SUFFIX = ":versions"
+SEEN_SUFFIX = ":seen"
+REJECTED_SUFFIX = ":rejected"
 METRICS_PREFIX = "metrics:connector:"
 
 DEFAULT_OUTPUT_STREAM = "raw-input-signals"
@@ -176,6 +178,15 @@ class ConnectorKeys:
     versions: str
     metrics: str
     output_stream: str  # the stream (or the stream shard) its commits XADD to
+    # A push source's dedupe keys and the messages it could not use
+    # (framework.polling.append).
+    seen: str = ""
+    rejected: str = ""
+
+    @property
+    def append_keys(self) -> list[str]:
+        """KEYS of ``append.lua``, in its order."""
+        return [self.lease, self.state, self.seen, self.output_stream, self.rejected]
 
     @property
     def commit_keys(self) -> list[str]:
@@ -215,6 +226,8 @@ class KeyScheme:
             versions=f"{STATE_PREFIX}{tag}{VERSIONS_SUFFIX}",
             metrics=f"{METRICS_PREFIX}{tag}",
             output_stream=stream,
+            seen=f"{STATE_PREFIX}{tag}{SEEN_SUFFIX}",
+            rejected=f"{STATE_PREFIX}{tag}{REJECTED_SUFFIX}",
         )
 
     def shard_streams(self, output_stream: str, output_shards: int) -> list[str]:

@@ -3,9 +3,17 @@
 Connector configuration and its registry of types, the fenced lease, the state and
 the atomic publish + save (``lua/commit.lua``), the poller (fetch, diff,
 transform, commit, paged), the HTTP client with its rate-limit transport, the
-pagination of HTTP lists, the factory wiring of an HTTP source type, and metrics.
+pagination of HTTP lists, the factory wiring of an HTTP source type, the push
+connector for sources that deliver messages (brokers, receivers) with its
+fenced append (``lua/append.lua``), and metrics.
 It imports the core only."""
 
+from framework.polling.append import (
+    Appended,
+    DedupeWindow,
+    Message,
+    Rejected,
+)
 from framework.polling.config import (
     DEFAULT_MAX_BODY_BYTES,
     ConnectorConfig,
@@ -74,6 +82,14 @@ from framework.polling.poller import (
     content_version,
     encode_signal,
 )
+from framework.polling.push import (
+    PUSH_WINDOW_S,
+    Batch,
+    PushConnector,
+    PushingConnector,
+    PushParts,
+    PushSource,
+)
 from framework.polling.rate_limits import (
     RateLimitRules,
     RateLimitTransport,
@@ -87,12 +103,25 @@ from framework.polling.slots import (
     check_one_slot,
     slots_of,
 )
+from framework.polling.source_event import (
+    source_event,
+)
 from framework.polling.state import (
     ConnectorState,
     StateStore,
 )
 
 __all__ = [
+    "PUSH_WINDOW_S",
+    "Appended",
+    "Batch",
+    "DedupeWindow",
+    "Message",
+    "PushConnector",
+    "PushParts",
+    "PushSource",
+    "PushingConnector",
+    "Rejected",
     "DEFAULT_MAX_BODY_BYTES",
     "BodyPath",
     "ConnectorConfig",
@@ -150,4 +179,5 @@ __all__ = [
     "MoveOutcome",
     "check_one_slot",
     "slots_of",
+    "source_event",
 ]

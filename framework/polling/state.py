@@ -21,6 +21,7 @@ from framework.core.clock import Clock, iso_utc
 from framework.core.connections import redis_failures
 from framework.core.keys import COMMIT_CHUNK_ITEMS, KeyScheme
 from framework.core.scripts import lua
+from framework.polling.append import Appender, DedupeWindow
 from framework.polling.commit_channel import open_channel
 from framework.polling.commit_session import CommitSession, SentChunk
 from framework.polling.config import ConnectorConfig
@@ -82,7 +83,7 @@ class StateStore:
         self._clock = clock
         self._chunk_items = chunk_items
         self._commit = redis.register_script(lua("framework.polling", "commit"))
-        keys = config.keys(scheme or KeyScheme())
+        keys = self.keys = config.keys(scheme or KeyScheme())
         self._keys = keys.commit_keys
         self._state_key, self._versions_key = keys.state, keys.versions
         if scheme is not None and scheme.tagged:
@@ -90,6 +91,11 @@ class StateStore:
         # Versions as of ``_cached_generation``; reread only when it moves.
         self._cached_versions: dict[str, str] | None = None
         self._cached_generation = ""
+
+    def appender(self, window: DedupeWindow) -> Appender:
+        """The commit of a push source (append.lua): same fence, keys and durability."""
+        return Appender(self._redis, self._config, lambda: self._fence.token, clock=self._clock,
+                        keys=self.keys, acks=self._acks, window=window)
 
     def invalidate(self) -> None:
         self._cached_versions = None

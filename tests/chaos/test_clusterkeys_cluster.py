@@ -20,10 +20,13 @@ from framework.core import ConfigError, KeyScheme, LeaseLostError, get_logger, l
 from framework.polling import (
     ConnectorConfig,
     ConnectorRegistry,
+    DedupeWindow,
     FleetConfig,
     Lease,
+    Message,
     MetricsRecorder,
     PrometheusMetrics,
+    Rejected,
     StateStore,
 )
 from framework.polling.poller import FetchResult, SourceParts, UniversalPollingConnector
@@ -162,6 +165,8 @@ async def test_every_polling_script_is_called_with_keys_of_one_slot(
             if config.output_shards:
                 store = StateStore(redis, config, lease, clock=ManualClock(), scheme=TAGGED)
                 await store.commit(await store.load(), [Change("a", "1", b"{}")])
+                await store.appender(DedupeWindow()).append(
+                    [Message("m", b"{}", "key")], rejected=[Rejected("r", "bad", b"?")])
             await MetricsRecorder(redis, config.name, key=keys.metrics).record_poll(
                 at_s=1.0, latency_ms=2.0, summary=None
             )

@@ -30,7 +30,13 @@ from framework.core import (
     redact_url,
     redis_failures,
 )
-from framework.polling import ConnectorConfig, FleetConfig, Lease, PrometheusMetrics
+from framework.polling import (
+    ConnectorConfig,
+    FleetConfig,
+    Lease,
+    PrometheusMetrics,
+    PushingConnector,
+)
 from worker.connector.poll import (
     PollOutcome,
     PollTask,
@@ -230,6 +236,11 @@ class ConnectorWorker:
             await cancel_and_wait(keeper)
             if not self.lease.held:
                 self._prom.lease_held.labels(self.name).set(0)
+            connector = self._setup.connector
+            if isinstance(connector, PushingConnector):
+                # A broker session kept open by a standby would hold messages that
+                # the new holder should get.
+                await connector.suspend()
 
     async def _keep_lease(self) -> None:
         """Renew at a fraction of the TTL; on loss, stop the current poll at once."""
@@ -306,10 +317,13 @@ class ConnectorWorker:
 
     def _next_start(self, due: float, outcome: PollOutcome) -> float:
         now = self._clock.monotonic()
-        slot = next_slot(due, now=now, interval_s=self.config.poll_interval_ms / 1000)
-        if slot.skipped:
-            self._log.warning("poll_overran_interval", skipped_slots=slot.skipped)
-        next_start = slot.start
+        if isinstance(self._setup.connector, PushingConnector):
+            next_start = now  # a push source's windows follow each other
+        else:
+            slot = next_slot(due, now=now, interval_s=self.config.poll_interval_ms / 1000)
+            if slot.skipped:
+                self._log.warning("poll_overran_interval", skipped_slots=slot.skipped)
+            next_start = slot.start
         if outcome.retry_after_s is not None:
             next_start = max(next_start, now + outcome.retry_after_s)
         if outcome.redis_failed:
