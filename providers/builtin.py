@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from framework.consuming import CapabilityRegistry
 from framework.polling import ConnectorRegistry
+from providers.cron import create_cron_connector
 from providers.datadog import create_datadog_connector
 from providers.fleet import fleet_capabilities
 from providers.github import create_github_connector
@@ -19,6 +20,7 @@ def register_builtin_connectors(registry: ConnectorRegistry) -> None:
     registry.register_connector("HTTP_JSON", create_http_json_connector)
     registry.register_connector("JIRA", create_jira_connector)
     registry.register_connector("GITHUB", create_github_connector)
+    registry.register_connector("cron-trigger", create_cron_connector)
 
 
 def default_registry() -> ConnectorRegistry:
