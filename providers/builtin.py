@@ -7,6 +7,7 @@ from framework.polling import ConnectorRegistry
 from providers.cron import create_cron_connector
 from providers.datadog import create_datadog_connector
 from providers.fleet import fleet_capabilities
+from providers.fs import create_fs_watch_connector
 from providers.github import create_github_connector
 from providers.http import HttpActions, create_http_json_connector
 from providers.jira import create_jira_connector
@@ -21,6 +22,7 @@ def register_builtin_connectors(registry: ConnectorRegistry) -> None:
     registry.register_connector("JIRA", create_jira_connector)
     registry.register_connector("GITHUB", create_github_connector)
     registry.register_connector("cron-trigger", create_cron_connector)
+    registry.register_connector("fs-watch", create_fs_watch_connector)
 
 
 def default_registry() -> ConnectorRegistry:

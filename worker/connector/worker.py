@@ -55,6 +55,7 @@ _HEALTHY_INTERVALS = 3
 # ``--once`` gives up on a Redis that does not answer one lease attempt within this
 # (a frozen server would otherwise hold it for the client's timeouts and retries).
 ONCE_REDIS_DEADLINE_S = 15.0
+PUSH_RETRY_S = 1.0
 
 
 class ConnectorWorker:
@@ -318,7 +319,9 @@ class ConnectorWorker:
     def _next_start(self, due: float, outcome: PollOutcome) -> float:
         now = self._clock.monotonic()
         if isinstance(self._setup.connector, PushingConnector):
-            next_start = now  # a push source's windows follow each other
+            # A push source's windows follow each other; after a failed one, the
+            # source is given a moment rather than a tight loop of failures.
+            next_start = now if outcome.summary is not None else now + PUSH_RETRY_S
         else:
             slot = next_slot(due, now=now, interval_s=self.config.poll_interval_ms / 1000)
             if slot.skipped:
@@ -347,9 +350,13 @@ class ConnectorWorker:
                 self._prom.last_success.labels(self.name).set(self.last_success_s)
                 if not outcome.summary.not_modified:
                     self.degraded = outcome.summary.all_items_failed
-                self._log.info("poll_completed", duration_ms=round(duration_s * 1000, 1),
-                               start_delay_ms=round(start_delay_s * 1000, 1),
-                               **summary_fields(outcome.summary))
+                # A push connector's windows follow each other: an idle one is not news.
+                idle = outcome.summary.fetched == 0 and isinstance(
+                    self._setup.connector, PushingConnector)
+                (self._log.debug if idle else self._log.info)(
+                    "poll_completed", duration_ms=round(duration_s * 1000, 1),
+                    start_delay_ms=round(start_delay_s * 1000, 1),
+                    **summary_fields(outcome.summary))
         return outcome
 
     # -- reload ------------------------------------------------------------------
