@@ -10,6 +10,7 @@ from providers.fleet import fleet_capabilities
 from providers.fs import create_fs_watch_connector
 from providers.github import create_github_connector
 from providers.http import HttpActions, create_http_json_connector
+from providers.imap import create_imap_connector
 from providers.jira import create_jira_connector
 from providers.modbus import valve_control_spec
 from providers.noaa import create_noaa_weather_connector
@@ -23,6 +24,7 @@ def register_builtin_connectors(registry: ConnectorRegistry) -> None:
     registry.register_connector("GITHUB", create_github_connector)
     registry.register_connector("cron-trigger", create_cron_connector)
     registry.register_connector("fs-watch", create_fs_watch_connector)
+    registry.register_connector("email-imap", create_imap_connector)
 
 
 def default_registry() -> ConnectorRegistry:

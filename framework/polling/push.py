@@ -15,7 +15,8 @@ it comes, and the worker starts the next window at once (:class:`PushingConnecto
 so a stop drains within a window and metrics move every window. A commit that fails
 (lease lost, state moved, Redis down) stops the source: the next window starts it
 again from the positions saved with the last batch that was appended, and the peer
-redelivers what was not acknowledged.
+redelivers what was not acknowledged. So does a failed ``receive`` (the peer
+went away): the source is stopped and started again by the next window.
 """
 
 from __future__ import annotations
@@ -143,7 +144,11 @@ class PushConnector(Generic[TMsg, TSignal]):
         summary = PollSummary(pages=0)
         while True:
             wait_s = max(0.0, ends - self._clock.monotonic())
-            batch = await self._source.receive(self._parts.max_batch, wait_s)
+            try:
+                batch = await self._source.receive(self._parts.max_batch, wait_s)
+            except Exception:
+                await self.suspend()  # the next window connects again
+                raise
             if batch.messages or _moves(self._positions, batch.positions):
                 summary += await self._commit(batch)
             if self._clock.monotonic() >= ends:
@@ -153,7 +158,11 @@ class PushConnector(Generic[TMsg, TSignal]):
         state = await self._store.load()
         self._generation = state.generation
         self._positions = dict(state.cursors)
-        await self._source.start(self._positions)
+        try:
+            await self._source.start(self._positions)
+        except BaseException:
+            await self._source.stop()  # a half-open session is not left behind
+            raise
         self._started = True
         self._log.info("push_source_started", positions=self._positions)
 

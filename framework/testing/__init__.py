@@ -10,6 +10,9 @@ from framework.testing.contract import (
     Recording,
     Routes,
 )
+from framework.testing.dovecot import (
+    Dovecot,
+)
 from framework.testing.redis_server import (
     RedisServer,
     free_port,
@@ -25,6 +28,7 @@ from framework.testing.replay_http import (
 )
 
 __all__ = [
+    "Dovecot",
     "FakeClock",
     "ProviderCase",
     "Recording",
