@@ -20,6 +20,7 @@ from framework.testing.redis_topologies import (
     wait_until,
 )
 from framework.testing.replay_http import (
+    RecordedRequest,
     ReplayServer,
     Reply,
 )
@@ -27,6 +28,7 @@ from framework.testing.replay_http import (
 __all__ = [
     "FakeClock",
     "ProviderCase",
+    "RecordedRequest",
     "Recording",
     "RedisCluster",
     "RedisServer",

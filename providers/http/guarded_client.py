@@ -52,12 +52,14 @@ class GuardedClient:
 
     async def request(self, method: str, url: str, *, step_hosts: HostPolicy | None,
                       headers: Mapping[str, str] | None = None, content: bytes | None = None,
-                      query: Mapping[str, Any] | None = None) -> httpx.Response:
+                      query: Mapping[str, Any] | None = None,
+                      label: str | None = None) -> httpx.Response:
         """The answer, its body read; ``step_hosts``: the call's ``allowHosts``
-        (``CallContext.hosts``)."""
+        (``CallContext.hosts``); ``label``: how errors name the target instead of
+        the URL (a URL that is itself a credential, such as a Slack webhook's)."""
         hosts = self._hosts.narrowed(step_hosts)
-        check_name(hosts, url)
-        target = f"{method} {redact_url(url)}"
+        check_name(hosts, url, label)
+        target = label or f"{method} {redact_url(url)}"
         try:
             client = self._client_for(hosts)
             request = client.build_request(method, url, headers=headers, content=content,
@@ -79,14 +81,15 @@ class GuardedClient:
         return client
 
 
-def check_name(hosts: HostPolicy, url: str) -> None:
+def check_name(hosts: HostPolicy, url: str, label: str | None = None) -> None:
     """The URL's host against the allow-lists, before any connection."""
+    shown = label or f"URL {redact_url(url)}"
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
-        raise ValueError(f"invalid URL {redact_url(url)}: {exc}") from None
+        raise ValueError(f"invalid {shown}: {exc}") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValueError(f"invalid URL {redact_url(url)}: an http(s) URL with a host is needed")
+        raise ValueError(f"invalid {shown}: an http(s) URL with a host is needed")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     refusal = hosts.refuse_name(parsed.host, port)
     if refusal is not None:

@@ -5,7 +5,7 @@ rule step's do."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +61,15 @@ class Rig:
         return [fields for _, fields in await self.redis.xrange(ALERTS_STREAM)]
 
 
-async def safe_rig(redis: Redis, specs: list[CapabilitySpec],
-                   definitions: list[Path]) -> Rig:
+async def safe_rig(redis: Redis, specs: list[CapabilitySpec], definitions: list[Path], *,
+                   reschedule: bool = False) -> Rig:
+    """``reschedule``: a failed attempt raises RetryLaterError with its delay, as
+    under a stream consumer, instead of being retried in place."""
     registry = CapabilityRegistry()
     for spec in specs:
         registry.register(spec)
     key = PrivateKey.generate()
-    deps = execution_deps(redis, SystemClock())
+    deps = replace(execution_deps(redis, SystemClock()), reschedule_retries=reschedule)
     catalog = Catalog(redis, TrustStore([key.public()]), clock=deps.clock,
                       logger=get_logger(test="messaging-catalog"))
     for path in definitions:
