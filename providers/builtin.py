@@ -17,6 +17,7 @@ from providers.modbus import valve_control_spec
 from providers.noaa import create_noaa_weather_connector
 from providers.outbox import EnvSecrets
 from providers.slack import SlackActions
+from providers.sms import SmsActions, SmsSettings
 
 
 def register_builtin_connectors(registry: ConnectorRegistry) -> None:
@@ -53,12 +54,14 @@ def register_builtin_capabilities(
 
 
 def messaging_capabilities(http: HttpActions, env: Mapping[str, str]) -> list[CapabilitySpec]:
-    """``email_send`` (the SMTP server from ``SMTP_*``) and ``slack_message``, over the
+    """``email_send`` (the SMTP server from ``SMTP_*``), ``slack_message`` and
+    ``sms_send`` (Twilio, or OVH with ``OVH_SMS_SERVICE`` / ``OVH_API_BASE``), over the
     HTTP actions' guarded client; their secrets are read from ``env`` at each call."""
     secrets = EnvSecrets(env)
     return [
         EmailActions(SmtpSettings.from_env(env), client=http.client, secrets=secrets).spec(),
         SlackActions(client=http.client, secrets=secrets).spec(),
+        SmsActions(SmsSettings.from_env(env), client=http.client, secrets=secrets).spec(),
     ]
 
 

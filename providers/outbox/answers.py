@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import email.utils
 from datetime import UTC
+from typing import Any
 
 import httpx
+import orjson
 
 from framework.core import PermanentSourceError, TransientSourceError
 
@@ -51,3 +53,13 @@ def check_answer(response: httpx.Response, *, label: str, detail: str, now_s: fl
     raise PermanentSourceError(what)
 
 
+
+
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object; anything else as ``{"message": <its start>}``, so
+    that an error page is still quoted."""
+    try:
+        answer = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return {"message": response.text[:200]}
+    return answer if isinstance(answer, dict) else {"message": str(answer)[:200]}

@@ -78,7 +78,8 @@ def test_builtins_are_registered_in_one_place() -> None:
     registry = CapabilityRegistry()
     register_builtin_capabilities(registry, http=HttpActions(hosts=LOCAL))
     assert {"emit_event@1.0.0", "http_call@1.0.0", "log@1.0.0",
-            "webhook_call@1.0.0", "email_send@1.0.0", "slack_message@1.0.0"} \
+            "webhook_call@1.0.0", "email_send@1.0.0", "slack_message@1.0.0",
+            "sms_send@1.0.0"} \
         <= set(registry.keys)
 
 
