@@ -9,6 +9,7 @@ from framework.consuming import CapabilityRegistry, CapabilitySpec
 from framework.polling import ConnectorRegistry
 from providers.datadog import create_datadog_connector
 from providers.email import EmailActions, SmtpSettings
+from providers.fhir import FhirActions, FhirSettings
 from providers.fleet import fleet_capabilities
 from providers.github import create_github_connector
 from providers.http import HttpActions, create_http_json_connector
@@ -55,13 +56,16 @@ def register_builtin_capabilities(
 
 def messaging_capabilities(http: HttpActions, env: Mapping[str, str]) -> list[CapabilitySpec]:
     """``email_send`` (the SMTP server from ``SMTP_*``), ``slack_message`` and
-    ``sms_send`` (Twilio, or OVH with ``OVH_SMS_SERVICE`` / ``OVH_API_BASE``), over the
+    ``sms_send`` (Twilio, or OVH with ``OVH_SMS_SERVICE`` / ``OVH_API_BASE``) and
+    ``patient_alert`` (the FHIR server ``FHIR_BASE_URL``, token ``FHIR_TOKEN``), over the
     HTTP actions' guarded client; their secrets are read from ``env`` at each call."""
     secrets = EnvSecrets(env)
     return [
         EmailActions(SmtpSettings.from_env(env), client=http.client, secrets=secrets).spec(),
         SlackActions(client=http.client, secrets=secrets).spec(),
         SmsActions(SmsSettings.from_env(env), client=http.client, secrets=secrets).spec(),
+        FhirActions(FhirSettings(base_url=env.get("FHIR_BASE_URL") or None),
+                    client=http.client, secrets=secrets).spec(),
     ]
 
 

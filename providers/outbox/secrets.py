@@ -34,3 +34,11 @@ class EnvSecrets:
     def redact(self, text: str) -> str:
         """``text`` with every secret read so far replaced by ``***``."""
         return self._seen.redact_text(text)
+
+    def read_optional(self, variable: str) -> str | None:
+        """The value of ``variable``, or None when it is unset or empty."""
+        value = self._env.get(variable, "")
+        if not value:
+            return None
+        self._seen = self._seen | Secrets.of([value])
+        return value
