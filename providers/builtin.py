@@ -12,6 +12,7 @@ from providers.email import EmailActions, SmtpSettings
 from providers.fhir import FhirActions, FhirSettings
 from providers.fleet import fleet_capabilities
 from providers.github import create_github_connector
+from providers.grist import GristActions, GristSettings
 from providers.http import HttpActions, create_http_json_connector
 from providers.jira import create_jira_connector
 from providers.modbus import valve_control_spec
@@ -57,7 +58,8 @@ def register_builtin_capabilities(
 def messaging_capabilities(http: HttpActions, env: Mapping[str, str]) -> list[CapabilitySpec]:
     """``email_send`` (the SMTP server from ``SMTP_*``), ``slack_message`` and
     ``sms_send`` (Twilio, or OVH with ``OVH_SMS_SERVICE`` / ``OVH_API_BASE``) and
-    ``patient_alert`` (the FHIR server ``FHIR_BASE_URL``, token ``FHIR_TOKEN``), over the
+    ``patient_alert`` (the FHIR server ``FHIR_BASE_URL``, token ``FHIR_TOKEN``) and
+    ``grist_sync`` (``GRIST_BASE_URL``, ``GRIST_API_KEY``), over the
     HTTP actions' guarded client; their secrets are read from ``env`` at each call."""
     secrets = EnvSecrets(env)
     return [
@@ -66,6 +68,8 @@ def messaging_capabilities(http: HttpActions, env: Mapping[str, str]) -> list[Ca
         SmsActions(SmsSettings.from_env(env), client=http.client, secrets=secrets).spec(),
         FhirActions(FhirSettings(base_url=env.get("FHIR_BASE_URL") or None),
                     client=http.client, secrets=secrets).spec(),
+        GristActions(GristSettings(base_url=env.get("GRIST_BASE_URL") or None),
+                     client=http.client, secrets=secrets).spec(),
     ]
 
 

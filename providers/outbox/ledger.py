@@ -49,12 +49,13 @@ class SentLedger:
 
     async def once(self, context: CallContext,
                    deliver: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-        """``deliver()``'s result, or the one recorded for this step (marked
-        ``"duplicate": true``) without delivering again."""
+        """``deliver()``'s result marked ``"duplicate": false``, or the one recorded for
+        this step marked ``"duplicate": true``, without delivering again (a
+        postcondition can tell the two apart)."""
         done = await self.recall(context.redis, context.idempotency_key)
         if done is not None:
             context.logger.info("delivery_already_done", idempotency_key=context.idempotency_key)
             return {**done, "duplicate": True}
         result = await deliver()
         await self.remember(context.redis, context.idempotency_key, result)
-        return result
+        return {**result, "duplicate": False}

@@ -79,7 +79,7 @@ def test_builtins_are_registered_in_one_place() -> None:
     register_builtin_capabilities(registry, http=HttpActions(hosts=LOCAL))
     assert {"emit_event@1.0.0", "http_call@1.0.0", "log@1.0.0",
             "webhook_call@1.0.0", "email_send@1.0.0", "slack_message@1.0.0",
-            "sms_send@1.0.0", "patient_alert@1.0.0"} \
+            "sms_send@1.0.0", "patient_alert@1.0.0", "grist_sync@1.0.0"} \
         <= set(registry.keys)
 
 

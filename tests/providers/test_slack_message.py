@@ -76,7 +76,7 @@ async def test_an_incoming_webhook_posts_its_payload(
     rig = await rig_for(redis, slack, client)
     result = await rig.call("slack_message", {"mode": "webhook", "text": "hello",
                                               "blocks": BLOCKS})
-    assert result == {"ok": True, "mode": "webhook"}
+    assert result == {"ok": True, "mode": "webhook", "duplicate": False}
     assert slack.posted == [{"text": "hello", "blocks": BLOCKS}]
 
 
