@@ -25,7 +25,13 @@ from urllib.parse import quote
 import orjson
 from pydantic import ValidationError
 
-from framework.consuming import CallContext, CallPolicy, CapabilitySpec, describe_validation_error
+from framework.consuming import (
+    CallContext,
+    CallPolicy,
+    CapabilitySpec,
+    ResourcePolicy,
+    describe_validation_error,
+)
 from framework.core import MalformedResponseError
 from providers.grist.params import GristSyncParams
 from providers.http import GuardedClient
@@ -33,6 +39,10 @@ from providers.outbox import EnvSecrets, SentLedger, check_answer, json_object
 
 GRIST_SYNC_ID = "grist_sync"
 GRIST_SYNC_VERSION = "1.0.0"
+# One write to a table at a time: the read-back and the rollback of one change must
+# not see (or undo) another's. The order of changes is the stream's only with one
+# entry in flight (docs/actions.md).
+GRIST_TABLE_RESOURCE = ResourcePolicy("grist:{docId}/{table}")
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,7 @@ class GristActions:
         return CapabilitySpec(
             GRIST_SYNC_ID, GRIST_SYNC_VERSION, self.sync, policy=self._policy,
             description="Upsert (or remove) one row of a Grist table",
-            read_state=self.read_row,
+            read_state=self.read_row, resource=GRIST_TABLE_RESOURCE,
             breaker_scope=lambda params: f"grist:{params.get('docId')}")
 
     async def sync(self, params: Mapping[str, Any], context: CallContext) -> dict[str, Any]:

@@ -4,13 +4,21 @@ table in step with a stream of record-change events through a real consumer."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.core import DeadLetterError
+from framework.consuming import (
+    Consumer,
+    ConsumerOptions,
+    RulesHandler,
+    parse_rules,
+)
+from framework.core import DeadLetterError, SystemClock, get_logger
 from framework.core.errors import CallFailedError, CircuitOpenError, RolledBackError
 from framework.testing import ReplayServer
 from providers.grist import GristActions, GristSettings
@@ -173,3 +181,52 @@ async def test_a_redelivered_step_does_not_write_an_old_value_again(
     assert list(grist.rows.values()) == [{"Machine": "press-7", "Status": "OK",
                                           "Temperature": 60.0}]
     assert len([r for r in grist.server.requests if r.method == "PUT"]) == 2
+
+
+STREAM = "items:machines"
+RULES = {"version": 1, "rules": [{
+    "name": "machines-to-grist",
+    "match": {"streams": [STREAM]},
+    "steps": [{"id": "upsert", "call": "grist_sync", "version": "^1",
+               "allowHosts": ["127.0.0.1"],
+               "params": {"docId": DOC, "table": "Machines",
+                          "require": {"Machine": "{{ payload.name }}"},
+                          "fields": {"Status": "{{ payload.status }}",
+                                     "Temperature": "{{ payload.temperature }}"}}}],
+}]}
+
+
+async def _publish_change(redis: Redis, name: str, version: int, **payload: Any) -> None:
+    await redis.xadd(STREAM, {"connector": "machines", "type": "HTTP_JSON", "item_id": name,
+                              "version": str(version),
+                              "payload": orjson.dumps({"name": name, **payload}).decode()})
+
+
+async def test_the_rules_example_keeps_a_flat_table_in_step_with_record_changes(
+        redis: Redis, grist: GristDouble, client: GuardedClient) -> None:
+    rig = await safe_rig(redis, [actions_for(grist, client).spec()], [DEFINITION])
+    handler = RulesHandler(parse_rules(RULES, source="rules.json"), rig.executor, redis=redis)
+    consumer = Consumer(redis, handler, ConsumerOptions(
+        streams=(STREAM,), consumer="grist-1", start_id="0", block_ms=50, max_deliveries=2,
+        max_in_flight=1),  # the changes of one row land in the stream's order
+        clock=SystemClock(), logger=get_logger(test="grist-e2e"))
+    task = asyncio.create_task(consumer.run())
+    try:
+        await _publish_change(redis, "press-7", 1, status="OK", temperature=60.0)
+        await _publish_change(redis, "lathe-2", 1, status="OK", temperature=41.0)
+        await _publish_change(redis, "press-7", 2, status="FAULT", temperature=81.5)
+        await _until_executed(rig, 3)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, timeout=10)
+    assert sorted(grist.rows.values(), key=lambda row: row["Machine"]) == [
+        {"Machine": "lathe-2", "Status": "OK", "Temperature": 41.0},
+        {"Machine": "press-7", "Status": "FAULT", "Temperature": 81.5}]
+    assert (await redis.xpending(STREAM, "connector-fleet"))["pending"] == 0
+
+
+async def _until_executed(rig: Rig, count: int, timeout_s: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while (await rig.kinds()).count("executed") < count:
+        assert asyncio.get_running_loop().time() < deadline, f"{count} calls not executed"
+        await asyncio.sleep(0.02)
