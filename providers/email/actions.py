@@ -76,7 +76,7 @@ class EmailActions:
         password = None
         if settings.username:
             password = self._secrets.read(settings.password_env, capability=EMAIL_SEND_ID,
-                                          what="SMTP password", param="passwordEnv")
+                                          what="SMTP password")
         recipients = call.recipients()
         try:
             refused, reply = await aiosmtplib.send(

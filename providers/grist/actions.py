@@ -121,7 +121,7 @@ class GristActions:
             raise ValueError("grist_sync: no Grist server: give params.baseUrl or configure "
                              "GRIST_BASE_URL")
         key = self._secrets.read(self._settings.api_key_env, capability=GRIST_SYNC_ID,
-                                 what="Grist API key", param="(settings)")
+                                 what="Grist API key")
         url = (f"{base.rstrip('/')}/api/docs/{quote(call.doc_id, safe='')}/tables/"
                f"{quote(call.table, safe='')}/{path}")
         headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}

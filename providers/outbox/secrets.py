@@ -21,13 +21,16 @@ class EnvSecrets:
         self._env = os.environ if env is None else env
         self._seen = Secrets()
 
-    def read(self, variable: str, *, capability: str, what: str, param: str) -> str:
-        """The value of ``variable``; ValueError naming the variable and the parameter
-        that chose it when it is unset or empty (a configuration error, not retried)."""
+    def read(self, variable: str, *, capability: str, what: str,
+             param: str | None = None) -> str:
+        """The value of ``variable``; ValueError naming the variable (and the parameter
+        that chose it, if one did) when it is unset or empty (a configuration error,
+        not retried)."""
         value = self._env.get(variable, "")
         if not value:
+            chosen = f" (params.{param})" if param else ""
             raise ValueError(f"{capability}: no {what}: the environment variable "
-                             f"{variable} (params.{param}) is unset or empty")
+                             f"{variable}{chosen} is unset or empty")
         self._seen = self._seen | Secrets.of([value])
         return value
 

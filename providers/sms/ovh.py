@@ -63,11 +63,11 @@ class OvhSms:
                              "configured OVH_SMS_SERVICE")
         read = self._secrets.read
         app_key = read(settings.application_key_env, capability="sms_send",
-                       what="OVH application key", param="(settings)")
+                       what="OVH application key")
         secret = read(settings.application_secret_env, capability="sms_send",
-                      what="OVH application secret", param="(settings)")
+                      what="OVH application secret")
         consumer = read(settings.consumer_key_env, capability="sms_send",
-                        what="OVH consumer key", param="(settings)")
+                        what="OVH consumer key")
         body: dict[str, Any] = {"message": call.body, "receivers": call.to,
                                 "charset": "UTF-8", "noStopClause": False,
                                 "priority": "high", "senderForResponse": call.sender is None}

@@ -43,9 +43,9 @@ class TwilioSms:
                        context: CallContext) -> dict[str, Any]:
         settings = self._settings
         sid = self._secrets.read(settings.account_sid_env, capability="sms_send",
-                                 what="Twilio account SID", param="(settings)")
+                                 what="Twilio account SID")
         token = self._secrets.read(settings.auth_token_env, capability="sms_send",
-                                   what="Twilio auth token", param="(settings)")
+                                   what="Twilio auth token")
         form = {"To": number, "Body": call.body}
         if call.messaging_service_sid is not None:
             form["MessagingServiceSid"] = call.messaging_service_sid
