@@ -141,6 +141,7 @@ async def test_429_is_retried(redis: Redis, grist: GristDouble,
     assert len(grist.rows) == 1
 
 
+@pytest.mark.slow  # the read-back is polled for its 2 s timeout
 async def test_a_write_not_read_back_rolls_back_to_the_previous_values(
         redis: Redis, grist: GristDouble, client: GuardedClient) -> None:
     row_id = grist.add({"Machine": "press-7", "Status": "OK", "Temperature": 60.0})
@@ -156,6 +157,7 @@ async def test_a_write_not_read_back_rolls_back_to_the_previous_values(
     assert grist.rows == {row_id: {"Machine": "press-7", "Status": "OK", "Temperature": 60.0}}
 
 
+@pytest.mark.slow  # the read-back is polled for its 2 s timeout
 async def test_a_rollback_removes_a_row_that_did_not_exist_before(
         redis: Redis, grist: GristDouble, client: GuardedClient) -> None:
     rig = await rig_for(redis, grist, client)

@@ -136,6 +136,7 @@ async def test_a_rate_limit_is_retried(redis: Redis, fhir: FhirDouble,
     assert len(fhir.resources("Communication")) == 1
 
 
+@pytest.mark.slow  # the read-back is polled for its 2 s timeout
 async def test_a_resource_not_read_back_is_rolled_back_as_entered_in_error(
         redis: Redis, fhir: FhirDouble, client: GuardedClient) -> None:
     fhir.lose_flags = True  # the Flag is acknowledged but never stored
