@@ -20,7 +20,7 @@ from typing import Literal
 
 from aiosmtplib import errors as smtp_errors
 
-from framework.core import PermanentSourceError, SourceError, TransientSourceError
+from framework.core import ConfigError, PermanentSourceError, SourceError, TransientSourceError
 
 Security = Literal["starttls", "tls", "none"]
 _SECURITY: tuple[Security, ...] = ("starttls", "tls", "none")
@@ -44,15 +44,15 @@ class SmtpSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SmtpSettings:
-        """ValueError naming the variable when one is malformed."""
+        """ConfigError (exit 78 at start) naming the variable when one is malformed."""
         security = env.get("SMTP_SECURITY", "starttls").lower()
         if security not in _SECURITY:
-            raise ValueError(f"SMTP_SECURITY must be one of {', '.join(_SECURITY)}, "
+            raise ConfigError(f"SMTP_SECURITY must be one of {', '.join(_SECURITY)}, "
                              f"not {security!r}")
         default_port = {"starttls": 587, "tls": 465, "none": 25}[security]
         port_text = env.get("SMTP_PORT", str(default_port))
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"SMTP_PORT must be a port number, not {port_text!r}")
+            raise ConfigError(f"SMTP_PORT must be a port number, not {port_text!r}")
         return cls(host=env.get("SMTP_HOST") or None, port=int(port_text),
                    security=security,
                    username=env.get("SMTP_USERNAME") or None,

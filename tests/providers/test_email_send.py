@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from framework.core import DeadLetterError
+from framework.core import ConfigError, DeadLetterError
 from framework.core.errors import CallFailedError, CircuitOpenError, RolledBackError
 from framework.testing import ReplayServer, Reply, free_port
 from providers.email import EmailActions, SmtpSettings
@@ -242,9 +242,9 @@ async def test_an_attachment_that_fails_is_named(
 
 def test_settings_from_the_environment_name_the_bad_variable() -> None:
     assert SmtpSettings.from_env({"SMTP_HOST": "mx", "SMTP_SECURITY": "tls"}).port == 465
-    with pytest.raises(ValueError, match="SMTP_SECURITY"):
+    with pytest.raises(ConfigError, match="SMTP_SECURITY"):
         SmtpSettings.from_env({"SMTP_SECURITY": "ssl"})
-    with pytest.raises(ValueError, match="SMTP_PORT"):
+    with pytest.raises(ConfigError, match="SMTP_PORT"):
         SmtpSettings.from_env({"SMTP_PORT": "25x"})
 
 
