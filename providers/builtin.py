@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from framework.consuming import CapabilityRegistry
+import os
+from collections.abc import Mapping
+
+from framework.consuming import CapabilityRegistry, CapabilitySpec
 from framework.polling import ConnectorRegistry
 from providers.cron import create_cron_connector
 from providers.datadog import create_datadog_connector
+from providers.email import EmailActions, SmtpSettings
+from providers.fhir import FhirActions, FhirSettings
 from providers.fleet import fleet_capabilities
 from providers.fs import create_fs_watch_connector
 from providers.github import create_github_connector
+from providers.grist import GristActions, GristSettings
 from providers.http import HttpActions, create_http_json_connector
 from providers.imap import create_imap_connector
 from providers.jira import create_jira_connector
 from providers.modbus import valve_control_spec
 from providers.noaa import create_noaa_weather_connector
+from providers.outbox import EnvSecrets
+from providers.slack import SlackActions
+from providers.sms import SmsActions, SmsSettings
 
 
 def register_builtin_connectors(registry: ConnectorRegistry) -> None:
@@ -36,15 +45,38 @@ def default_registry() -> ConnectorRegistry:
 
 
 def register_builtin_capabilities(
-    registry: CapabilityRegistry, *, http: HttpActions | None = None
+    registry: CapabilityRegistry, *, http: HttpActions | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> HttpActions:
-    """``http_call``, ``webhook_call``, ``emit_event``, ``log`` and ``valve_control``
-    (Modbus; valve address in the call's parameters); returns the
-    HTTP actions' client holder, which the caller closes (``aclose``)."""
+    """``http_call``, ``webhook_call``, ``emit_event``, ``log``, ``valve_control``
+    (Modbus; valve address in the call's parameters) and the messaging actions
+    (:func:`messaging_capabilities`); returns the HTTP actions' client holder, which
+    the caller closes (``aclose``: it closes the messaging actions' connections too).
+    ``env``: where the messaging actions read their settings and secrets (the process
+    environment by default)."""
     http = http or HttpActions()
-    for spec in [*http.specs(), *fleet_capabilities(), valve_control_spec()]:
+    for spec in [*http.specs(), *fleet_capabilities(), valve_control_spec(),
+                 *messaging_capabilities(http, os.environ if env is None else env)]:
         registry.register(spec)
     return http
+
+
+def messaging_capabilities(http: HttpActions, env: Mapping[str, str]) -> list[CapabilitySpec]:
+    """``email_send`` (the SMTP server from ``SMTP_*``), ``slack_message`` and
+    ``sms_send`` (Twilio, or OVH with ``OVH_SMS_SERVICE`` / ``OVH_API_BASE``) and
+    ``patient_alert`` (the FHIR server ``FHIR_BASE_URL``, token ``FHIR_TOKEN``) and
+    ``grist_sync`` (``GRIST_BASE_URL``, ``GRIST_API_KEY``), over the
+    HTTP actions' guarded client; their secrets are read from ``env`` at each call."""
+    secrets = EnvSecrets(env)
+    return [
+        EmailActions(SmtpSettings.from_env(env), client=http.client, secrets=secrets).spec(),
+        SlackActions(client=http.client, secrets=secrets).spec(),
+        SmsActions(SmsSettings.from_env(env), client=http.client, secrets=secrets).spec(),
+        FhirActions(FhirSettings(base_url=env.get("FHIR_BASE_URL") or None),
+                    client=http.client, secrets=secrets).spec(),
+        GristActions(GristSettings(base_url=env.get("GRIST_BASE_URL") or None),
+                     client=http.client, secrets=secrets).spec(),
+    ]
 
 
 def default_capability_registry(

@@ -23,6 +23,7 @@ from framework.testing.redis_topologies import (
     wait_until,
 )
 from framework.testing.replay_http import (
+    RecordedRequest,
     ReplayServer,
     Reply,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "Dovecot",
     "FakeClock",
     "ProviderCase",
+    "RecordedRequest",
     "Recording",
     "RedisCluster",
     "RedisServer",

@@ -29,9 +29,10 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from framework.consuming import CallContext, CallPolicy, CapabilitySpec, describe_validation_error
-from framework.core import HostPolicy, RefusedTargetError, TransientSourceError, redact_url
-from framework.polling import DEFAULT_MAX_BODY_BYTES, raise_for_status, read_limited
-from providers.http.guarded_network import GuardedTransport, Resolver, resolve_host
+from framework.core import HostPolicy
+from framework.polling import DEFAULT_MAX_BODY_BYTES, raise_for_status
+from providers.http.guarded_client import GuardedClient
+from providers.http.guarded_network import Resolver, resolve_host
 from providers.http.signature import SIGNATURE_HEADER, sign_body
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -85,33 +86,21 @@ class HttpActions:
     def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None,
                  policy: CallPolicy | None = None, hosts: HostPolicy | None = None,
                  resolve: Resolver = resolve_host,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 client: GuardedClient | None = None) -> None:
         """``transport`` replaces the guarded one (its connections are not checked);
         ``hosts``: the allow-list of every call (None: any public host);
         ``resolve``: the name resolver of the guarded connections;
         ``max_body_bytes``: a target's answer is read up to this size
-        (ResponseTooLargeError past it)."""
-        self._transport = transport
+        (ResponseTooLargeError past it); ``client``: a client shared with other
+        actions (then the other arguments but ``policy`` are its own)."""
         self._policy = policy or CallPolicy()
-        self._hosts = hosts or HostPolicy()
-        self._resolve = resolve
-        self._max_body_bytes = max_body_bytes
-        self._clients: dict[HostPolicy, httpx.AsyncClient] = {}
+        self.client = client or GuardedClient(hosts=hosts, resolve=resolve,
+                                              transport=transport,
+                                              max_body_bytes=max_body_bytes)
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
-
-    def _client_for(self, hosts: HostPolicy) -> httpx.AsyncClient:
-        if self._transport is not None:
-            hosts = HostPolicy()  # one client: the given transport is closed once
-        client = self._clients.get(hosts)
-        if client is None:
-            transport = self._transport or GuardedTransport(hosts, self._resolve)
-            client = self._clients[hosts] = httpx.AsyncClient(
-                transport=transport, follow_redirects=False, trust_env=False)
-        return client
+        await self.client.aclose()
 
     def specs(self) -> list[CapabilitySpec]:
         return [
@@ -152,32 +141,9 @@ class HttpActions:
     async def _send(self, method: str, url: str, headers: Mapping[str, str],
                     content: bytes | None, query: Mapping[str, Any],
                     context: CallContext) -> dict[str, Any]:
-        target = f"{method} {redact_url(url)}"
-        hosts = self._hosts.narrowed(context.hosts)
-        _check_name(hosts, url)
-        try:
-            client = self._client_for(hosts)
-            request = client.build_request(method, url, headers=headers,
-                                           content=content, params=dict(query) or None)
-            response = await read_limited(await client.send(request, stream=True),
-                                          self._max_body_bytes)
-        except httpx.TransportError as exc:
-            raise TransientSourceError(f"{target} failed: {type(exc).__name__}: {exc}") \
-                from None
+        response = await self.client.request(method, url, step_hosts=context.hosts,
+                                             headers=headers, content=content, query=query)
         return _result(response, now_s=context.clock.time())
-
-
-def _check_name(hosts: HostPolicy, url: str) -> None:
-    """The URL's host against the allow-lists, before any connection (a pooled
-    connection skips the connect-time check, so the name is checked here each time)."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise ValueError(f"invalid URL {redact_url(url)}: {exc}") from None
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    refusal = hosts.refuse_name(parsed.host, port)
-    if refusal is not None:
-        raise RefusedTargetError(f"target refused: {refusal}")
 
 
 def _validated(model: type[P], params: Mapping[str, Any], name: str) -> P:

@@ -78,7 +78,9 @@ def test_builtins_are_registered_in_one_place() -> None:
     registry = CapabilityRegistry()
     register_builtin_capabilities(registry, http=HttpActions(hosts=LOCAL))
     assert {"emit_event@1.0.0", "http_call@1.0.0", "log@1.0.0",
-            "webhook_call@1.0.0"} <= set(registry.keys)
+            "webhook_call@1.0.0", "email_send@1.0.0", "slack_message@1.0.0",
+            "sms_send@1.0.0", "patient_alert@1.0.0", "grist_sync@1.0.0"} \
+        <= set(registry.keys)
 
 
 def test_entry_points_add_capabilities(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,8 @@
 """``connector-fleet bench consume``: one consumer process running one rule with one
 no-op capability, against a raw loop (the limit) and against peers doing the same
-no-op work: Celery, arq, FastStream's Redis Streams subscriber and taskiq-redis.
+no-op work: Celery, arq, FastStream's Redis Streams subscriber and taskiq-redis;
+and the same consumer calling network capabilities (``email_send`` against an
+SMTP server, ``slack_message`` against a Slack double: ``worker.bench.consume_actions``).
 
 The work is nothing, for every system. For connector-fleet it runs behind the
 whole path (``worker.bench.consume_worker``): event validation, rule match,
@@ -29,6 +31,7 @@ from contextlib import contextmanager
 import redis as sync_redis
 
 from framework.testing import RedisServer
+from worker.bench.consume_actions import ACTION_PEERS
 from worker.bench.consume_report import print_consume_report
 from worker.bench.load import (
     DONE_KEY,
@@ -45,14 +48,21 @@ from worker.bench.repeat import repeat_in_fresh_processes
 from worker.bench.stats import Row
 
 # The systems run by this virtualenv's Python: their worker module.
-LOCAL_SYSTEMS = {"connector-fleet": "worker.bench.consume_worker", "limit": "worker.bench.limit"}
+LOCAL_SYSTEMS = {"connector-fleet": "worker.bench.consume_worker", "limit": "worker.bench.limit",
+                 **dict.fromkeys(ACTION_PEERS, "worker.bench.consume_actions")}
 SYSTEMS = (*LOCAL_SYSTEMS, *PEERS)
 DONE_TIMEOUT_S = 600.0
+# A network capability does one real delivery per event (an SMTP session, an HTTP
+# request): its throughput run is capped at this many events, and it has no
+# latency run (it cannot keep up with the latency runs' rates).
+ACTION_EVENTS = 3_000
 
 
 def _start_worker(system: str, url: str, max_in_flight: int) -> subprocess.Popen[bytes]:
+    capability = [system] if system in ACTION_PEERS else []
     return subprocess.Popen(
-        [sys.executable, "-m", LOCAL_SYSTEMS[system], url, str(max_in_flight)], cwd=REPO_ROOT
+        [sys.executable, "-m", LOCAL_SYSTEMS[system], url, str(max_in_flight), *capability],
+        cwd=REPO_ROOT,
     )
 
 
@@ -146,13 +156,15 @@ def _measure_at(url: str, params: Row) -> list[Row]:
     systems, mif = params["systems"], params["max_in_flight"]
     rows: list[Row] = []
     for system in systems:
-        if (row := _throughput(system, url, params["events"], mif)) is not None:
+        events = min(params["events"], ACTION_EVENTS) if system in ACTION_PEERS \
+            else params["events"]
+        if (row := _throughput(system, url, events, mif)) is not None:
             rows.append({"mode": "throughput", **row})
     ours = next((r["events_per_s"] for r in rows if r["system"] == "connector-fleet"), None)
     for row in rows:  # the ratio within the run: the machine is the same for both
         row["ours_vs"] = None if ours is None else ours / row["events_per_s"]
     for rate in params["rates"]:
-        for system in systems:
+        for system in (s for s in systems if s not in ACTION_PEERS):
             row = _latency(system, url, rate, params["duration_s"], mif)
             if row is not None:
                 rows.append({"mode": "latency", **row})

@@ -67,15 +67,24 @@ async def _noop(params: Any, context: CallContext) -> None:
 
 def _stamp_when_settled(completions: Completions) -> Any:
     def settled(delivery: Delivery, outcome: str) -> None:
-        completions.stamp(orjson.loads(delivery.fields["event"])["payload"]["sent_ms"])
+        # A dead letter is no completion: a failing capability never finishes the run.
+        if outcome == "acked":
+            completions.stamp(orjson.loads(delivery.fields["event"])["payload"]["sent_ms"])
 
     return settled
 
 
 async def serve(url: str, max_in_flight: int) -> int:
-    redis = create_redis(url, client_name="bench-consumer")
     registry = CapabilityRegistry()
     registry.register(CapabilitySpec(id="bench_noop", version="1.0.0", handler=_noop, local=True))
+    return await serve_rules(url, max_in_flight, registry, _RULES)
+
+
+async def serve_rules(url: str, max_in_flight: int, registry: CapabilityRegistry,
+                      rules: dict[str, Any]) -> int:
+    """Consume ``bench-events`` with ``rules`` over ``registry``'s capabilities until
+    SIGTERM (``worker.bench.consume_actions`` runs the network capabilities so)."""
+    redis = create_redis(url, client_name="bench-consumer")
     logger = get_logger(component="bench")
     prometheus = CollectorRegistry()
     clock, call_metrics = SystemClock(), CallMetrics.create(prometheus)
@@ -92,7 +101,7 @@ async def serve(url: str, max_in_flight: int) -> int:
             call_metrics=call_metrics,
         ),
     )
-    handler = RulesHandler(parse_rules(_RULES), executor, redis=redis, logger=logger)
+    handler = RulesHandler(parse_rules(rules), executor, redis=redis, logger=logger)
     completions = Completions(redis)
     consumer = Consumer(
         redis,

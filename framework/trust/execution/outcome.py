@@ -95,9 +95,13 @@ class OutcomeStep:
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    # The chain can loop: invoke re-raises a dead letter "from" itself, so its cause is
+    # itself (a RefusedTargetError out of a connection attempt does exactly that).
+    visited: set[int] = set()
     seen: BaseException | None = exc
-    while seen is not None:
+    while seen is not None and id(seen) not in visited:
         if isinstance(seen, kind):
             return True
+        visited.add(id(seen))
         seen = seen.__cause__ or seen.__context__
     return False

@@ -50,7 +50,8 @@ class Rollback:
                 capability_id=action.action, version_range=version_range, params=params,
                 idempotency_key=f"{call.idempotency_key}:rollback", event=call.event,
                 rule=call.rule, step=call.step, handler=found.definition.handler,
-                fencing_token=call.fencing_token))
+                # The undo may reach only where the step itself may (its allowHosts).
+                fencing_token=call.fencing_token, hosts=call.hosts))
         except Exception as exc:
             error = str(exc)
             self._logger.error("rollback_failed", capability=definition.key, rule=call.rule,
