@@ -27,6 +27,9 @@ from framework.polling.durability import (
     ReplicasNotAckedError,
     check_acks,
 )
+from framework.polling.event_contract import (
+    source_event,
+)
 from framework.polling.exchange import (
     read_limited,
 )
@@ -102,9 +105,6 @@ from framework.polling.registry import (
 from framework.polling.slots import (
     check_one_slot,
     slots_of,
-)
-from framework.polling.source_event import (
-    source_event,
 )
 from framework.polling.state import (
     ConnectorState,
