@@ -11,6 +11,7 @@ from providers.http import HttpActions, create_http_json_connector
 from providers.jira import create_jira_connector
 from providers.modbus import valve_control_spec
 from providers.noaa import create_noaa_weather_connector
+from providers.webhook import WEBHOOK_TYPE, create_webhook_connector
 
 
 def register_builtin_connectors(registry: ConnectorRegistry) -> None:
@@ -19,6 +20,8 @@ def register_builtin_connectors(registry: ConnectorRegistry) -> None:
     registry.register_connector("HTTP_JSON", create_http_json_connector)
     registry.register_connector("JIRA", create_jira_connector)
     registry.register_connector("GITHUB", create_github_connector)
+    # Receivers run as several replicas behind a Service, each under lease:NAME:REPLICA.
+    registry.register_connector(WEBHOOK_TYPE, create_webhook_connector, replicas=True)
 
 
 def default_registry() -> ConnectorRegistry:
