@@ -37,6 +37,11 @@ class WebhookReceiver:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
+    @property
+    def pending(self) -> int:
+        """Deliveries waiting for their commit."""
+        return self._inbox.pending
+
     async def start(self, positions: Mapping[str, str]) -> None:
         if self._runner is None:
             await self._listen()
