@@ -31,13 +31,13 @@ async def answers(socket: aiohttp.ClientWebSocketResponse, count: int) -> list[d
 async def test_each_message_is_acknowledged_after_its_commit_and_a_bad_one_is_answered(
     redis: Redis,
 ) -> None:
-    async with running_webhook(redis, ws_config()) as hook, aiohttp.ClientSession() as session:
-        async with session.ws_connect(hook.base + "/stream",
-                                      headers={"X-API-Key": "plant-key-0123"}) as socket:
-            for body in (b'{"v": 1}', b'{"v": "one"}', b"{", b'{"v": 3}'):
-                await socket.send_bytes(body)
-            replies = sorted(await answers(socket, 4), key=lambda r: r["seq"])
-            entries = await stream_events(redis)
+    async with running_webhook(redis, ws_config()) as hook, aiohttp.ClientSession() as session, \
+            session.ws_connect(hook.base + "/stream",
+                               headers={"X-API-Key": "plant-key-0123"}) as socket:
+        for body in (b'{"v": 1}', b'{"v": "one"}', b"{", b'{"v": 3}'):
+            await socket.send_bytes(body)
+        replies = sorted(await answers(socket, 4), key=lambda r: r["seq"])
+        entries = await stream_events(redis)
 
     assert [r["seq"] for r in replies] == [1, 2, 3, 4]
     assert "ack" in replies[0] and "ack" in replies[3]
@@ -50,12 +50,11 @@ async def test_each_message_is_acknowledged_after_its_commit_and_a_bad_one_is_an
 
 
 async def test_an_upgrade_without_a_valid_key_is_refused(redis: Redis) -> None:
-    async with running_webhook(redis, ws_config()) as hook, aiohttp.ClientSession() as session:
-        async with session.get(hook.base + "/stream", headers={
-                "X-API-Key": "wrong", "Connection": "Upgrade", "Upgrade": "websocket",
-                "Sec-WebSocket-Version": "13",
-                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as answer:
-            assert answer.status == 401
+    upgrade = {"X-API-Key": "wrong", "Connection": "Upgrade", "Upgrade": "websocket",
+               "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    async with running_webhook(redis, ws_config()) as hook, aiohttp.ClientSession() as session, \
+            session.get(hook.base + "/stream", headers=upgrade) as answer:
+        assert answer.status == 401
 
 
 async def test_a_slow_stream_stops_the_reading_until_commits_free_a_slot(redis: Redis) -> None:
@@ -66,7 +65,7 @@ async def test_a_slow_stream_stops_the_reading_until_commits_free_a_slot(redis: 
         async with session.ws_connect(hook.base + "/stream",
                                       headers={"X-API-Key": "plant-key-0123"}) as socket:
             # Writes (and so the fenced append) wait while Redis is paused.
-            await redis.execute_command("CLIENT", "PAUSE", "1500", "WRITE")
+            await redis.client_pause(1500, all=False)
             for value in range(20):
                 await socket.send_bytes(orjson.dumps({"v": value}))
             await asyncio.sleep(0.8)

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import orjson
@@ -96,7 +96,8 @@ def timestamped_headers(secret: str, body: bytes, at: float | None = None) -> di
 
 async def stream_events(redis: Redis, stream: str = STREAM) -> list[dict[str, Any]]:
     """Each entry of ``stream``: its fields, with the payload decoded."""
-    entries = await redis.xrange(stream)
+    # decode_responses=True (framework.core.connections): ids and fields are str.
+    entries = cast(list[tuple[str, dict[str, str]]], await redis.xrange(stream))
     return [{**fields, "payload": orjson.loads(fields["payload"])} for _, fields in entries]
 
 
