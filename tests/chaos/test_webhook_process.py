@@ -135,3 +135,26 @@ def test_two_replica_processes_serve_at_once_and_sigterm_drains(
     finally:
         for process in processes:
             process.close()
+
+
+@pytest.mark.parametrize("mode", [(), ("--in-process",)], ids=["children", "in-process"])
+def test_run_all_serves_a_webhook(
+    sync: sync_redis.Redis, redis_server: Any, tmp_path: Path, mode: tuple[str, ...],
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path / "connectors.json", webhook_entry(port))
+    fleet = ConnectorProcess("", redis_url=redis_server.url, config=config,
+                             log=tmp_path / "fleet.log", env={"HOOK_TOKEN": TOKEN},
+                             command=("connector-fleet", "run-all", *mode))
+    try:
+        async def post_once() -> None:
+            async with aiohttp.ClientSession() as session:
+                await deliver(session, f"http://127.0.0.1:{port}/webhook", "k-1",
+                              time.monotonic() + 60)
+
+        asyncio.run(post_once())
+        assert stream_keys(sync) == ["k-1"]
+        fleet.signal(signal.SIGTERM)
+        assert fleet.wait(30) == 0
+    finally:
+        fleet.close()
