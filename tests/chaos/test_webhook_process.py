@@ -49,7 +49,7 @@ async def deliver(session: aiohttp.ClientSession, url: str, key: str, deadline: 
                 if answer.status == 200:
                     return tries
                 assert answer.status == 503, await answer.text()
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientConnectionError):
             pass
         await asyncio.sleep(0.05)
     raise AssertionError(f"{key} was never saved")

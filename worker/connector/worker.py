@@ -72,8 +72,7 @@ class ConnectorWorker:
         once: bool = False,
         first_poll_delay_s: float = 0.0,
         context_extras: dict[str, Any] | None = None,
-        renewer: LeaseRenewer | None = None,
-        replica: str | None = None,
+        renewer: LeaseRenewer | None = None, replica: str | None = None,
     ) -> None:
         self.name = name
         self._runtime = runtime
