@@ -15,15 +15,22 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from framework.core import Logger
+from framework.core import Logger, RateLimitedError
 from framework.polling import Batch
 from providers.webhook.handlers import Endpoint, HttpHandler
 from providers.webhook.intake import Delivery
 from providers.webhook.websocket import WebSocketHandler
 
+# A port that cannot be bound (taken, not permitted) is tried again after this long.
+LISTEN_RETRY_S = 5.0
 # Handlers still running when the server closes are given this long.
 SHUTDOWN_TIMEOUT_S = 5.0
 KEEPALIVE_TIMEOUT_S = 75.0
+
+
+class CannotListenError(RateLimitedError):
+    """The port cannot be bound. A rate-limit error for the worker's sake: its retry
+    delay makes the next window wait instead of trying again at once, in a loop."""
 
 
 class WebhookReceiver:
@@ -80,8 +87,9 @@ class WebhookReceiver:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            raise OSError(exc.errno, f"http-webhook cannot listen on {config.host}:"
-                          f"{config.port}: {exc.strerror}") from None
+            raise CannotListenError(f"http-webhook cannot listen on {config.host}:"
+                                    f"{config.port}: {exc.strerror}",
+                                    retry_after_s=LISTEN_RETRY_S) from None
         self._runner = runner
         self.port = _bound_port(runner, config.port)
         self._log.info("webhook_listening", host=config.host, port=self.port, path=config.path,

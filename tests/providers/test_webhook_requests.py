@@ -4,6 +4,7 @@ idempotency key, and two replicas serving at once under their own leases."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import aiohttp
@@ -142,3 +143,18 @@ async def test_requests_waiting_together_are_saved_together(redis: Redis) -> Non
     assert [a[0] for a in answers] == [200] * 50
     values = sorted(e["payload"]["value"]["n"] for e in await stream_events(redis))
     assert values == list(range(50))
+
+
+async def test_a_port_already_taken_is_retried_after_a_pause_not_in_a_loop(
+    redis: Redis,
+) -> None:
+    config = webhook_config("hooks", {"auth": KEYS})
+    port = config.provider_config["port"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        with pytest.raises(TimeoutError):
+            async with running_webhook(redis, config, listen_timeout_s=2.0):
+                pass
+    # One failed window when it first tried, then a pause: not hundreds in a loop.
+    assert await redis.hget("metrics:connector:hooks", "failedPolls") == "1"

@@ -43,6 +43,7 @@ def webhook_config(name: str, provider: dict[str, Any], **entry: Any) -> Connect
 @asynccontextmanager
 async def running_webhook(
     redis: Redis, config: ConnectorConfig, *, replica: str | None = None,
+    listen_timeout_s: float = 20.0,
 ) -> AsyncIterator[RunningWebhook]:
     """The connector running (lease taken, listening) until the block ends; stopped
     then, and its exit code checked."""
@@ -62,7 +63,7 @@ async def running_webhook(
     running = RunningWebhook(url=base + provider.get("path", "/webhook"), base=base,
                              worker=worker)
     try:
-        await until_listening(base, run)
+        await until_listening(base, run, listen_timeout_s)
         yield running
     finally:
         worker.request_stop()
