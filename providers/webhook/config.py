@@ -38,18 +38,19 @@ class _Model(BaseModel):
 class _Keys(_Model):
     """Keys by client id (``{"partner-a": "${PARTNER_A_KEY}"}``) and/or a file of
     ``client-id:key`` lines, re-read when it changes (rotation without a restart: list
-    the old and the new key of a client during the overlap)."""
+    the old and the new key of a client during the overlap). Named ``secrets`` so that
+    a key written literally in connectors.json is redacted wherever the config prints."""
 
-    keys: dict[str, str] = Field(default_factory=dict)
-    keys_file: Path | None = None
+    secrets: dict[str, str] = Field(default_factory=dict)
+    secrets_file: Path | None = None
 
     @model_validator(mode="after")
     def _some_keys(self) -> _Keys:
-        if not self.keys and self.keys_file is None:
-            raise ValueError("keys or keysFile is required")
-        for client, key in self.keys.items():
+        if not self.secrets and self.secrets_file is None:
+            raise ValueError("secrets or secretsFile is required")
+        for client, key in self.secrets.items():
             if not client or not key:
-                raise ValueError("keys: every client id and key must be non-empty")
+                raise ValueError("secrets: every client id and key must be non-empty")
         return self
 
 

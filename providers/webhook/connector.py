@@ -51,7 +51,7 @@ def create_webhook_connector(
     keys = None
     if not isinstance(settings.auth, NoAuth):
         try:
-            keys = KeyRing(settings.auth.keys, settings.auth.keys_file, logger=logger)
+            keys = KeyRing(settings.auth.secrets, settings.auth.secrets_file, logger=logger)
         except KeyFileError as exc:
             raise ConfigError(f"{config.type} connector {config.name}: auth.{exc}") from None
     store = context.store

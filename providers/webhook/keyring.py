@@ -30,7 +30,7 @@ class KeyFileError(ValueError):
     """A keys file that cannot be used: the line (never the key) and why."""
 
 
-def parse_keys_file(text: str, path: Path) -> list[ClientKey]:
+def parse_secrets_file(text: str, path: Path) -> list[ClientKey]:
     keys: list[ClientKey] = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
@@ -79,12 +79,12 @@ class KeyRing:
             signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
             if signature == self._signature:
                 return
-            keys = parse_keys_file(path.read_text(encoding="utf-8"), path)
+            keys = parse_secrets_file(path.read_text(encoding="utf-8"), path)
         except (OSError, UnicodeDecodeError, KeyFileError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             if first:
-                raise KeyFileError(f"keysFile {path}: {reason}") from None
-            self._log.error("webhook_keys_file_unreadable", path=str(path), error=reason,
+                raise KeyFileError(f"secretsFile {path}: {reason}") from None
+            self._log.error("webhook_secrets_file_unreadable", path=str(path), error=reason,
                             kept=len(self._file_keys))
             return
         self._signature = signature

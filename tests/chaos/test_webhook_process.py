@@ -28,7 +28,7 @@ TOKEN = "storm-token-0123456789"
 def webhook_entry(port: int) -> dict[str, Any]:
     return {"name": "hooks", "type": "http-webhook", "leaseTtlSeconds": 2,
             "providerConfig": {"host": "127.0.0.1", "port": port,
-                               "auth": {"mode": "bearer", "keys": {"sender": "${HOOK_TOKEN}"}},
+                               "auth": {"mode": "bearer", "secrets": {"sender": "${HOOK_TOKEN}"}},
                                "requestTimeoutMs": 2000}}
 
 

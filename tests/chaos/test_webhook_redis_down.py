@@ -18,7 +18,7 @@ from tests.providers.webhook_harness import post, running_webhook, stream_events
 
 pytestmark = pytest.mark.slow
 
-KEYS = {"mode": "bearer", "keys": {"sender": "token-0123456789"}}
+KEYS = {"mode": "bearer", "secrets": {"sender": "token-0123456789"}}
 AUTH = {"Authorization": "Bearer token-0123456789"}
 
 

@@ -25,7 +25,7 @@ from tests.deploy.test_deploy import (
 
 WEBHOOK = {"name": "github-hooks", "type": "http-webhook", "providerConfig": {
     "port": 8443, "path": "/github",
-    "auth": {"mode": "githubHmac", "keys": {"github": "${GITHUB_WEBHOOK_SECRET}"}}}}
+    "auth": {"mode": "githubHmac", "secrets": {"github": "${GITHUB_WEBHOOK_SECRET}"}}}}
 
 
 def check_receiver(objects: list[dict[str, Any]], service_name: str) -> None:

@@ -26,7 +26,7 @@ BODY = orjson.dumps({"sensor": "s-1", "reading": 21.5})
 async def test_an_api_key_names_its_client_and_a_wrong_or_missing_one_is_401(
     redis: Redis,
 ) -> None:
-    config = webhook_config("hooks", {"auth": {"mode": "apiKey", "keys": {
+    config = webhook_config("hooks", {"auth": {"mode": "apiKey", "secrets": {
         "partner-a": "key-a-0123456789", "partner-b": "key-b-0123456789"}}})
     async with running_webhook(redis, config) as hook, aiohttp.ClientSession() as session:
         good = await post(session, hook.url, BODY, {"X-API-Key": "key-b-0123456789"})
@@ -46,7 +46,7 @@ async def test_an_api_key_names_its_client_and_a_wrong_or_missing_one_is_401(
 
 
 async def test_a_bearer_token_is_checked(redis: Redis) -> None:
-    config = webhook_config("hooks", {"auth": {"mode": "bearer", "keys": {
+    config = webhook_config("hooks", {"auth": {"mode": "bearer", "secrets": {
         "ci": "token-0123456789"}}})
     async with running_webhook(redis, config) as hook, aiohttp.ClientSession() as session:
         good = await post(session, hook.url, BODY, {"Authorization": "Bearer token-0123456789"})
@@ -61,7 +61,7 @@ async def test_a_bearer_token_is_checked(redis: Redis) -> None:
 
 async def test_a_github_signature_is_checked_and_a_replay_is_a_no_op(redis: Redis) -> None:
     secret = "github-secret-0123"
-    config = webhook_config("gh", {"auth": {"mode": "githubHmac", "keys": {"github": secret}},
+    config = webhook_config("gh", {"auth": {"mode": "githubHmac", "secrets": {"github": secret}},
                                    "deliveryIdHeader": "X-GitHub-Delivery"})
     async with running_webhook(redis, config) as hook, aiohttp.ClientSession() as session:
         signed = {"X-Hub-Signature-256": github_signature(secret, BODY),
@@ -85,7 +85,7 @@ async def test_a_timestamped_signature_outside_the_replay_window_is_refused(
     redis: Redis,
 ) -> None:
     secret = "shared-secret-0123"
-    config = webhook_config("signed", {"auth": {"mode": "hmac", "keys": {"sender": secret},
+    config = webhook_config("signed", {"auth": {"mode": "hmac", "secrets": {"sender": secret},
                                                 "replayWindowS": 60}})
     async with running_webhook(redis, config) as hook, aiohttp.ClientSession() as session:
         fresh = timestamped_headers(secret, BODY)
@@ -110,7 +110,7 @@ async def test_a_timestamped_signature_outside_the_replay_window_is_refused(
 async def test_keys_in_a_file_rotate_without_a_restart(redis: Redis, tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("# rotated by the secret store\npartner:old-key-0123\n")
-    config = webhook_config("hooks", {"auth": {"mode": "apiKey", "keysFile": str(keys)}})
+    config = webhook_config("hooks", {"auth": {"mode": "apiKey", "secretsFile": str(keys)}})
     async with running_webhook(redis, config) as hook, aiohttp.ClientSession() as session:
         before = await post(session, hook.url, BODY, {"X-API-Key": "old-key-0123"})
         keys.write_text("partner:new-key-4567\n")

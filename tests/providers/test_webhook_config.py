@@ -12,7 +12,7 @@ import pytest
 from framework.polling import ConnectorConfig, ConnectorRegistry, FleetConfig
 from providers.builtin import register_builtin_connectors
 
-KEYS = {"mode": "apiKey", "keys": {"a": "secret-key-0123"}}
+KEYS = {"mode": "apiKey", "secrets": {"a": "secret-key-0123"}}
 
 
 async def problems(provider: dict[str, Any]) -> list[str]:
@@ -33,10 +33,10 @@ async def test_a_valid_config_has_no_problem() -> None:
     ({"port": 80}, "auth is required"),
     ({"port": 80, "auth": {"mode": "basic"}}, "providerConfig.auth: Input tag 'basic' found "
      "using 'mode' does not match any of the expected tags"),
-    ({"port": 80, "auth": {"mode": "apiKey"}}, "keys or keysFile is required"),
-    ({"port": 80, "auth": {"mode": "bearer", "keys": {"a": ""}}},
+    ({"port": 80, "auth": {"mode": "apiKey"}}, "secrets or secretsFile is required"),
+    ({"port": 80, "auth": {"mode": "bearer", "secrets": {"a": ""}}},
      "every client id and key must be non-empty"),
-    ({"port": 80, "auth": {"mode": "hmac", "keys": {"a": "k-0123"}, "replayWindowS": 0}},
+    ({"port": 80, "auth": {"mode": "hmac", "secrets": {"a": "k-0123"}, "replayWindowS": 0}},
      "providerConfig.auth.hmac.replayWindowS: Input should be greater than 0"),
     ({"port": 80, "auth": KEYS, "path": "no-slash"}, "providerConfig.path: String should match"),
     ({"port": 80, "auth": KEYS, "method": "GET"}, "providerConfig.method: Input should be"),
@@ -49,7 +49,7 @@ async def test_a_valid_config_has_no_problem() -> None:
       "Reading"}, "give schema or contract, not both"),
     ({"port": 80, "auth": KEYS, "event": {"nodeIdPath": "a[?"}},
      "providerConfig.event.nodeIdPath: Value error, invalid JMESPath expression 'a[?'"),
-    ({"port": 80, "auth": {"mode": "githubHmac", "keys": {"gh": "k-0123"}},
+    ({"port": 80, "auth": {"mode": "githubHmac", "secrets": {"gh": "k-0123"}},
       "websocketPath": "/ws"}, "websocketPath needs auth mode apiKey, bearer or none"),
     ({"port": 80, "auth": KEYS, "websocketPath": "/webhook"}, "websocketPath must differ"),
     ({"port": 80, "auth": KEYS, "rateLimit": {"requests": 0}},
@@ -63,17 +63,25 @@ async def test_each_config_error_names_its_field(provider: dict[str, Any], expec
     assert "secret-key-0123" not in problem
 
 
-async def test_a_keys_file_that_is_missing_or_malformed_is_a_config_error(
+async def test_a_secrets_file_that_is_missing_or_malformed_is_a_config_error(
     tmp_path: Path,
 ) -> None:
     missing = await problems({"port": 80, "auth": {"mode": "bearer",
-                                                   "keysFile": str(tmp_path / "none")}})
+                                                   "secretsFile": str(tmp_path / "none")}})
     bad = tmp_path / "keys"
     bad.write_text("ok:key-0123\nsecret-without-client\n")
-    malformed = await problems({"port": 80, "auth": {"mode": "bearer", "keysFile": str(bad)}})
+    malformed = await problems({"port": 80, "auth": {"mode": "bearer", "secretsFile": str(bad)}})
 
-    assert missing == [f"http-webhook connector hooks: auth.keysFile "
+    assert missing == [f"http-webhook connector hooks: auth.secretsFile "
                        f"{tmp_path / 'none'}: No such file or directory"]
-    assert malformed == [f"http-webhook connector hooks: auth.keysFile "
+    assert malformed == [f"http-webhook connector hooks: auth.secretsFile "
                          f"{bad}: {bad}:2: expected 'client-id:key'"]
     assert "secret-without-client" not in malformed[0]
+
+
+def test_keys_written_in_the_file_are_redacted_when_the_config_prints() -> None:
+    config = ConnectorConfig(name="hooks", type="http-webhook", provider_config={
+        "port": 80, "auth": {"mode": "apiKey", "secrets": {"a": "literal-key-0123"}}})
+
+    assert "literal-key-0123" not in repr(config)
+    assert "literal-key-0123" not in str(config.redacted())

@@ -20,7 +20,7 @@ from tests.providers.webhook_harness import (
     webhook_config,
 )
 
-KEYS = {"mode": "apiKey", "keys": {"partner-a": "key-a-0123456789",
+KEYS = {"mode": "apiKey", "secrets": {"partner-a": "key-a-0123456789",
                                    "partner-b": "key-b-0123456789"}}
 A = {"X-API-Key": "key-a-0123456789"}
 B = {"X-API-Key": "key-b-0123456789"}

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from providers.webhook import WebhookConnector
 from tests.providers.webhook_harness import running_webhook, stream_events, webhook_config
 
-KEYS = {"mode": "apiKey", "keys": {"plant": "plant-key-0123"}}
+KEYS = {"mode": "apiKey", "secrets": {"plant": "plant-key-0123"}}
 SCHEMA = {"type": "object", "required": ["v"], "properties": {"v": {"type": "number"}}}
 
 

@@ -87,7 +87,7 @@ def _serving(system: str, port: int, redis_url: str, scratch: Path) -> Iterator[
 def _entry(port: int) -> dict[str, Any]:
     return {"name": "bench-hooks", "type": "http-webhook", "providerConfig": {
         "host": "127.0.0.1", "port": port,
-        "auth": {"mode": "bearer", "keys": {"bench": TOKEN}},
+        "auth": {"mode": "bearer", "secrets": {"bench": TOKEN}},
         "schema": {"type": "object", "required": ["sensor", "reading"]},
         "event": {"nodeIdPath": "sensor", "valuePath": "reading"}}}
 
