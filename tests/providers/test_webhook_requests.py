@@ -158,3 +158,26 @@ async def test_a_port_already_taken_is_retried_after_a_pause_not_in_a_loop(
                 pass
     # One failed window when it first tried, then a pause: not hundreds in a loop.
     assert await redis.hget("metrics:connector:hooks", "failedPolls") == "1"
+
+
+async def test_the_event_takes_its_time_and_node_from_the_body_or_refuses_it(
+    redis: Redis,
+) -> None:
+    config = webhook_config("hooks", {"auth": KEYS, "event": {
+        "nodeIdPath": "device.id", "timestampPath": "at", "valuePath": "data.temp"}})
+    async with running_webhook(redis, config) as hook, aiohttp.ClientSession() as session:
+        iso = await post(session, hook.url, orjson.dumps(
+            {"device": {"id": "d-1"}, "at": "2026-12-03T10:00:00+00:00", "data": {"temp": 4}}), A)
+        epoch = await post(session, hook.url, orjson.dumps(
+            {"device": {"id": 7}, "at": 1796292000, "data": {"temp": 5}}), A)
+        no_node = await post(session, hook.url, orjson.dumps({"at": 1, "data": {}}), A)
+        bad_time = await post(session, hook.url, orjson.dumps(
+            {"device": {"id": "d-1"}, "at": "yesterday"}), A)
+
+    assert (iso[0], epoch[0]) == (200, 200)
+    assert no_node == (422, no_node[1], {
+        "error": "nodeIdPath 'device.id' found no string or number in the body"})
+    assert bad_time[0] == 422 and bad_time[2]["error"].startswith("timestampPath 'at'")
+    events = [e["payload"] for e in await stream_events(redis)]
+    assert [(e["nodeId"], e["value"], e["timestamp"]) for e in events] == [
+        ("d-1", 4, "2026-12-03T10:00:00+00:00"), ("7", 5, "2026-12-03T10:00:00+00:00")]
