@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from framework.core import UNAVAILABLE, Logger, RedisUnavailableError
+from framework.core import Logger, RedisUnavailableError, redis_failures
 from providers.webhook.auth import Authenticator, AuthError, Caller
 from providers.webhook.config import WebhookConfig
 from providers.webhook.inbox import Inbox
@@ -59,13 +59,15 @@ class Endpoint:
                            headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)})
 
     async def over_limit(self, client: str) -> int | None:
-        """Seconds the client must wait (429), or None. Raises RedisUnavailableError."""
+        """Seconds the client must wait (429), or None. Raises RedisUnavailableError
+        when Redis is down, out of memory or slower than the request deadline."""
         if self.limiter is None:
             return None
         try:
-            return await self.limiter.retry_after_s(client)
-        except UNAVAILABLE as exc:
-            raise RedisUnavailableError(f"rate limit not checked: {exc}") from exc
+            async with redis_failures(), asyncio.timeout(self.config.request_timeout_ms / 1000):
+                return await self.limiter.retry_after_s(client)
+        except TimeoutError as exc:
+            raise RedisUnavailableError("rate limit not checked in time") from exc
 
     def caller_by_headers(self, request: web.Request) -> Caller | None:
         """The caller when the mode authenticates by headers; None for signed modes."""

@@ -103,3 +103,21 @@ async def test_a_2xx_given_while_redis_is_killed_mid_flow_is_always_in_the_strea
     in_stream = {entry["payload"]["value"]["key"] for entry in await stream_events(durable)}
     assert saved and refused, "the kill did not fall among the requests"
     assert set(saved) <= in_stream
+
+
+async def test_a_redis_out_of_memory_answers_503_not_500_then_recovers(
+    durable: Redis,
+) -> None:
+    config = webhook_config("hooks", {"auth": KEYS, "rateLimit": {"requests": 100}})
+    async with running_webhook(durable, config) as hook, aiohttp.ClientSession() as session:
+        assert await send(session, hook.url, "before") == 200
+        await durable.config_set("maxmemory", "1")  # every write is refused: OOM
+        try:
+            full = [await send(session, hook.url, f"full-{i}") for i in range(3)]
+        finally:
+            await durable.config_set("maxmemory", "0")
+        await retry_until_saved(session, hook.url, "after")
+
+    assert full == [503] * 3
+    keys = [entry["payload"]["value"]["key"] for entry in await stream_events(durable)]
+    assert keys == ["before", "after"]
