@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from tests.providers.webhook_harness import (
@@ -107,6 +108,7 @@ async def test_a_timestamped_signature_outside_the_replay_window_is_refused(
     assert len(await stream_events(redis)) == 1  # the replay added nothing
 
 
+@pytest.mark.slow
 async def test_keys_in_a_file_rotate_without_a_restart(redis: Redis, tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("# rotated by the secret store\npartner:old-key-0123\n")

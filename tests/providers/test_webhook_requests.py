@@ -145,6 +145,7 @@ async def test_requests_waiting_together_are_saved_together(redis: Redis) -> Non
     assert values == list(range(50))
 
 
+@pytest.mark.slow
 async def test_a_port_already_taken_is_retried_after_a_pause_not_in_a_loop(
     redis: Redis,
 ) -> None:
@@ -181,3 +182,24 @@ async def test_the_event_takes_its_time_and_node_from_the_body_or_refuses_it(
     events = [e["payload"] for e in await stream_events(redis)]
     assert [(e["nodeId"], e["value"], e["timestamp"]) for e in events] == [
         ("d-1", 4, "2026-12-03T10:00:00+00:00"), ("7", 5, "2026-12-03T10:00:00+00:00")]
+
+
+@pytest.mark.slow
+async def test_a_slow_stream_answers_503_past_max_pending_and_saves_the_rest(
+    redis: Redis,
+) -> None:
+    config = webhook_config("hooks", {"auth": KEYS, "maxPending": 2})
+    async with running_webhook(redis, config) as hook, aiohttp.ClientSession() as session:
+        await redis.client_pause(3000, all=False)  # the fenced append waits
+        first = [asyncio.create_task(post(session, hook.url, orjson.dumps({"n": n}), A))
+                 for n in range(2)]
+        await asyncio.sleep(0.3)
+        started = asyncio.get_running_loop().time()
+        refused = await post(session, hook.url, orjson.dumps({"n": 2}), A)
+        refused_after_s = asyncio.get_running_loop().time() - started
+        waited = await asyncio.gather(*first)
+
+    assert refused[0] == 503 and refused[1]["Retry-After"] == "1"
+    assert refused_after_s < 2.0  # at once, not after the pause (2.7 s more)
+    assert [w[0] for w in waited] == [200, 200]
+    assert sorted(e["payload"]["value"]["n"] for e in await stream_events(redis)) == [0, 1]

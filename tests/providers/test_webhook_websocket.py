@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from providers.webhook import WebhookConnector
@@ -57,6 +58,7 @@ async def test_an_upgrade_without_a_valid_key_is_refused(redis: Redis) -> None:
         assert answer.status == 401
 
 
+@pytest.mark.slow
 async def test_a_slow_stream_stops_the_reading_until_commits_free_a_slot(redis: Redis) -> None:
     async with running_webhook(redis, ws_config(websocketMaxInFlight=4)) as hook, \
             aiohttp.ClientSession() as session:
