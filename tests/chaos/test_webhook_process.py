@@ -60,6 +60,7 @@ def stream_keys(client: sync_redis.Redis) -> list[str]:
             for _, fields in client.xrange("raw-input-signals")]
 
 
+@pytest.mark.timeout(300)
 def test_a_kill_9_storm_loses_nothing_and_duplicates_nothing_with_idempotency_keys(
     sync: sync_redis.Redis, redis_server: Any, tmp_path: Path,
 ) -> None:

@@ -55,6 +55,7 @@ def test_the_generator_exposes_a_webhook_behind_a_service(tmp_path: Path) -> Non
     assert connector_deployments(objects)["github-hooks"]["spec"]["replicas"] == 3
 
 
+@pytest.mark.slow
 def test_the_generator_refuses_a_webhook_port_it_cannot_render(tmp_path: Path) -> None:
     fleet = tmp_path / "connectors.json"
     entry = {**WEBHOOK, "providerConfig": {**WEBHOOK["providerConfig"], "port": "${PORT}"}}
@@ -67,6 +68,7 @@ def test_the_generator_refuses_a_webhook_port_it_cannot_render(tmp_path: Path) -
     assert "connector github-hooks: providerConfig.port must be a port number" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_chart_exposes_a_webhook_behind_a_service() -> None:
     objects = render_chart(connectors=[WEBHOOK])
 
