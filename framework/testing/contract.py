@@ -147,22 +147,41 @@ def recorded_api() -> Iterator[ReplayServer]:
 def find_case(registry: ConnectorRegistry, type_name: str) -> ProviderCase:
     """The case of ``type_name``, from ``contract_case.CASES`` in the package of its
     factory or a parent package; :class:`LookupError` saying where to add it."""
-    factory = registry.factory_for(ConnectorConfig(name="contract", type=type_name))
-    package = getattr(factory, "__module__", "") or ""
     searched = []
-    while package:
-        searched.append(f"{package}.{CASE_MODULE}")
-        module = _import_optional(f"{package}.{CASE_MODULE}")
+    for name, module in _case_modules(registry, type_name):
+        searched.append(name)
         cases = cast(Sequence[ProviderCase], getattr(module, "CASES", ()))
         for case in cases:
             if case.type_name == type_name:
                 return case
-        package = package.rpartition(".")[0]
     raise LookupError(
         f"connector type {type_name} has no contract case: define CASES = "
         f"[ProviderCase(type_name={type_name!r}, ...)] in one of {', '.join(searched)} "
         "(see framework.testing.contract)"
     )
+
+
+def push_source_reason(registry: ConnectorRegistry, type_name: str) -> str | None:
+    """Why the (polling) contract does not apply to ``type_name``: a push source (a
+    broker consumer, a receiver) names itself in ``contract_case.PUSH_SOURCES`` (type ->
+    where its own tests check the same promises); None for a polled type."""
+    for _, module in _case_modules(registry, type_name):
+        reasons = cast(Mapping[str, str], getattr(module, "PUSH_SOURCES", {}))
+        if reasons.get(type_name):
+            return reasons[type_name]
+    return None
+
+
+def _case_modules(
+    registry: ConnectorRegistry, type_name: str,
+) -> Iterator[tuple[str, ModuleType | None]]:
+    """Each ``contract_case`` module from the factory's package up (None: absent)."""
+    factory = registry.factory_for(ConnectorConfig(name="contract", type=type_name))
+    package = getattr(factory, "__module__", "") or ""
+    while package:
+        name = f"{package}.{CASE_MODULE}"
+        yield name, _import_optional(name)
+        package = package.rpartition(".")[0]
 
 
 def _import_optional(name: str) -> ModuleType | None:
