@@ -67,10 +67,15 @@ async def test_a_slow_stream_stops_the_reading_until_commits_free_a_slot(redis: 
         async with session.ws_connect(hook.base + "/stream",
                                       headers={"X-API-Key": "plant-key-0123"}) as socket:
             # Writes (and so the fenced append) wait while Redis is paused.
-            await redis.client_pause(1500, all=False)
+            await redis.client_pause(3000, all=False)
             for value in range(20):
                 await socket.send_bytes(orjson.dumps({"v": value}))
-            await asyncio.sleep(0.8)
+            async with asyncio.timeout(2):  # it reads up to the limit...
+                for _ in range(100):
+                    if connector.receiver.pending >= 4:
+                        break
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # ...and no further while nothing is committed
             waiting_while_paused = connector.receiver.pending
             acked_while_paused = await _pending_answers(socket)
             replies = await answers(socket, 20)
