@@ -203,3 +203,21 @@ async def test_a_slow_stream_answers_503_past_max_pending_and_saves_the_rest(
     assert refused_after_s < 2.0  # at once, not after the pause (2.7 s more)
     assert [w[0] for w in waited] == [200, 200]
     assert sorted(e["payload"]["value"]["n"] for e in await stream_events(redis)) == [0, 1]
+
+
+async def test_a_body_that_trickles_in_is_answered_503_at_the_deadline_not_held(
+    redis: Redis,
+) -> None:
+    config = webhook_config("hooks", {"auth": KEYS, "requestTimeoutMs": 500})
+    async with running_webhook(redis, config):
+        port = config.provider_config["port"]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"X-API-Key: key-a-0123456789\r\nContent-Length: 100\r\n\r\n{\"n\": ")
+        await writer.drain()  # ...and the other 94 bytes never come
+        async with asyncio.timeout(10):
+            status_line = await reader.readline()
+        writer.close()
+
+    assert status_line.startswith(b"HTTP/1.1 503")
+    assert await stream_events(redis) == []
