@@ -81,6 +81,8 @@ class HttpHandler:
         self._endpoint = endpoint
         self._config = endpoint.config
         self._timeout_s = endpoint.config.request_timeout_ms / 1000
+        # Media types are case-insensitive (RFC 9110); aiohttp gives them lower-cased.
+        self._content_types = {kind.lower() for kind in endpoint.config.content_types}
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         endpoint = self._endpoint
@@ -89,7 +91,7 @@ class HttpHandler:
         length = request.content_length
         if length is not None and length > self._config.max_body_bytes:
             return endpoint.refuse(413, f"the body is over {self._config.max_body_bytes} bytes")
-        if request.content_type.lower() not in self._config.content_types:
+        if request.content_type.lower() not in self._content_types:
             return endpoint.refuse(415, f"content type {request.content_type!r} is not one "
                                    f"of {', '.join(self._config.content_types)}")
         try:
