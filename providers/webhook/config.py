@@ -171,6 +171,9 @@ class WebhookConfig(_Model):
     # Redeliveries with the same key (per client) within the dedupe window are no-ops.
     idempotency_header: str = Field("Idempotency-Key", min_length=1)
     delivery_id_header: str | None = None
+    # Where the body carries its own idempotency key (the only one a WebSocket message
+    # has); used when no header gives one. A JMESPath expression.
+    idempotency_path: Expression | None = None
     event: EventMapping = Field(default_factory=EventMapping)
     # Requests waiting for their commit, at most; more are answered 503.
     max_pending: int = Field(10_000, ge=1)

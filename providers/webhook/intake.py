@@ -166,6 +166,7 @@ class Intake:
     def __init__(self, config: WebhookConfig) -> None:
         self._contract = Contract(config)
         self._events = EventBuilder(config.event)
+        self._id = _compiled(config.idempotency_path) if config.idempotency_path else None
 
     def delivery(self, body: bytes, *, client: str, dedupe_key: str | None,
                  delivery_id: str | None) -> Delivery:
@@ -178,8 +179,17 @@ class Intake:
             raise IntakeError(422, "the body does not match the endpoint's contract", errors)
         event = self._events.build(document, client=client, received_at=datetime.now(UTC),
                                    delivery_id=delivery_id)
+        if dedupe_key is None and self._id is not None:
+            dedupe_key = dedupe_key_of(client, _key_text(self._id.search(document)))
         item_id = dedupe_key or secrets.token_hex(12)
         return Delivery(item_id=item_id, event=event, raw=body, dedupe_key=dedupe_key)
+
+
+def _key_text(found: Any) -> str | None:
+    """An idempotency key found in the body: a string or a number, else none."""
+    if isinstance(found, bool) or not isinstance(found, str | int):
+        return None
+    return str(found)
 
 
 def dedupe_key_of(client: str, key: str | None) -> str | None:

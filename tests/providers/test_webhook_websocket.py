@@ -95,3 +95,22 @@ async def _pending_answers(socket: aiohttp.ClientWebSocketResponse) -> int:
             return 1
     except TimeoutError:
         return 0
+
+
+async def test_a_message_resent_after_a_reconnect_is_a_no_op_with_an_id_in_the_body(
+    redis: Redis,
+) -> None:
+    config = ws_config(idempotencyPath="id")
+    headers = {"X-API-Key": "plant-key-0123"}
+    async with running_webhook(redis, config) as hook, aiohttp.ClientSession() as session:
+        async with session.ws_connect(hook.base + "/stream", headers=headers) as socket:
+            await socket.send_bytes(b'{"id": "m-1", "v": 1}')
+            first = await answers(socket, 1)
+        # The producer did not see its ack (say): it reconnects and sends both again.
+        async with session.ws_connect(hook.base + "/stream", headers=headers) as socket:
+            await socket.send_bytes(b'{"id": "m-1", "v": 1}')
+            await socket.send_bytes(b'{"id": "m-2", "v": 2}')
+            again = sorted(await answers(socket, 2), key=lambda r: r["seq"])
+
+    assert [r.get("ack") for r in first + again] == ["plant:m-1", "plant:m-1", "plant:m-2"]
+    assert [e["payload"]["value"] for e in await stream_events(redis)] == [1, 2]
