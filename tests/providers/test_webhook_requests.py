@@ -221,3 +221,25 @@ async def test_a_body_that_trickles_in_is_answered_503_at_the_deadline_not_held(
 
     assert status_line.startswith(b"HTTP/1.1 503")
     assert await stream_events(redis) == []
+
+
+async def test_without_auth_the_client_is_the_peer_address_and_is_rate_limited(
+    redis: Redis,
+) -> None:
+    config = webhook_config("open", {"auth": {"mode": "none"}, "method": "PUT",
+                                     "path": "/in", "rateLimit": {"requests": 1, "windowS": 60}})
+    async with running_webhook(redis, config) as hook, aiohttp.ClientSession() as session:
+        async with session.put(hook.base + "/in", data=b'{"a": 1}',
+                               headers={"Content-Type": "application/json"}) as answer:
+            first = answer.status
+        async with session.put(hook.base + "/in", data=b'{"a": 2}',
+                               headers={"Content-Type": "application/json"}) as answer:
+            second, retry_after = answer.status, answer.headers.get("Retry-After")
+        async with session.post(hook.base + "/in", data=b"{}") as answer:
+            wrong_method = answer.status
+
+    assert (first, second, wrong_method) == (200, 429, 405)
+    assert retry_after is not None and 1 <= int(retry_after) <= 60
+    [entry] = await stream_events(redis)
+    assert entry["payload"]["nodeId"] == "127.0.0.1"
+    assert await redis.exists("connector:state:open:rate:127.0.0.1") == 1
