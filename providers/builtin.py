@@ -23,6 +23,7 @@ from providers.noaa import create_noaa_weather_connector
 from providers.outbox import EnvSecrets
 from providers.slack import SlackActions
 from providers.sms import SmsActions, SmsSettings
+from providers.webhook import WEBHOOK_TYPE, create_webhook_connector
 
 
 def register_builtin_connectors(registry: ConnectorRegistry) -> None:
@@ -34,6 +35,8 @@ def register_builtin_connectors(registry: ConnectorRegistry) -> None:
     registry.register_connector("cron-trigger", create_cron_connector)
     registry.register_connector("fs-watch", create_fs_watch_connector)
     registry.register_connector("email-imap", create_imap_connector)
+    # Receivers run as several replicas behind a Service, each under lease:NAME:REPLICA.
+    registry.register_connector(WEBHOOK_TYPE, create_webhook_connector, replicas=True)
 
 
 def default_registry() -> ConnectorRegistry:

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     redis_replicas_ack_timeout_ms: int = Field(
         1000, gt=0, validation_alias="REDIS_REPLICAS_ACK_TIMEOUT_MS")
 
+    # This process's replica of a type that runs several at once (an http-webhook
+    # behind a Service): its lease is lease:NAME:REPLICA. Unset: the one instance.
+    connector_replica: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", validation_alias="CONNECTOR_REPLICA")
+
     restart_base_s: float = Field(1.0, gt=0, validation_alias="FLEET_RESTART_BASE_S")
     restart_max_s: float = Field(60.0, gt=0, validation_alias="FLEET_RESTART_MAX_S")
     # Retention (framework.consuming.retention): 0 s turns the consumers' trimming off,

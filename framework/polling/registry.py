@@ -45,13 +45,25 @@ ConnectorFactory = Callable[[ConnectorConfig, ConnectorContext], PollingConnecto
 class ConnectorRegistry:
     def __init__(self) -> None:
         self._factories: dict[str, ConnectorFactory] = {}
+        self._replicated: set[str] = set()
 
     def register_connector(
-        self, type_name: str, factory: ConnectorFactory, *, replace: bool = False
+        self, type_name: str, factory: ConnectorFactory, *, replace: bool = False,
+        replicas: bool = False,
     ) -> None:
+        """``replicas``: instances of this type may run side by side, each under its own
+        lease (``lease:NAME:REPLICA``): receivers whose messages are independent (a
+        webhook behind a load balancer), never a source read from one position."""
         if type_name in self._factories and not replace:
             raise ValueError(f"connector type {type_name} is already registered")
         self._factories[type_name] = factory
+        if replicas:
+            self._replicated.add(type_name)
+        else:
+            self._replicated.discard(type_name)
+
+    def allows_replicas(self, type_name: str) -> bool:
+        return type_name in self._replicated
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> list[str]:
         """Register every type another installed distribution declares."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Protocol, cast
 
 import orjson
@@ -73,9 +73,12 @@ class StateStore:
         chunk_items: int = COMMIT_CHUNK_ITEMS,
         scheme: KeyScheme | None = None,
         acks: ReplicaAcks = NO_ACKS,
+        lease_key: str | None = None,
     ) -> None:
         """``scheme``: the fleet's key names (default the untagged ones, single server);
-        ``acks``: how many replicas must acknowledge each commit (durability)."""
+        ``acks``: how many replicas must acknowledge each commit (durability);
+        ``lease_key``: the key the fence's token is checked against, when it is not the
+        connector's own lease (a receiver replica's ``lease:NAME:REPLICA``)."""
         self._redis = redis
         self._acks = acks
         self._config = config
@@ -83,7 +86,10 @@ class StateStore:
         self._clock = clock
         self._chunk_items = chunk_items
         self._commit = redis.register_script(lua("framework.polling", "commit"))
-        keys = self.keys = config.keys(scheme or KeyScheme())
+        keys = config.keys(scheme or KeyScheme())
+        if lease_key is not None:
+            keys = replace(keys, lease=lease_key)
+        self.keys = keys
         self._keys = keys.commit_keys
         self._state_key, self._versions_key = keys.state, keys.versions
         if scheme is not None and scheme.tagged:
@@ -96,6 +102,11 @@ class StateStore:
         """The commit of a push source (append.lua): same fence, keys and durability."""
         return Appender(self._redis, self._config, lambda: self._fence.token, clock=self._clock,
                         keys=self.keys, acks=self._acks, window=window)
+
+    @property
+    def redis(self) -> Redis:
+        """The client commits go through (a receiver's shared counters use it too)."""
+        return self._redis
 
     def invalidate(self) -> None:
         self._cached_versions = None

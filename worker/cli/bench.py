@@ -1,4 +1,4 @@
-"""``connector-fleet bench publish|fleet|consume``: benchmarks, not tests. Each one's
+"""``connector-fleet bench publish|fleet|consume|webhook``: benchmarks, not tests. Each one's
 module is imported only when it runs."""
 
 from __future__ import annotations
@@ -66,6 +66,14 @@ def add_bench_commands(commands: Subparsers) -> None:
     )
     consume.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     consume.set_defaults(handler=_consume)
+    webhook = kinds.add_parser(
+        "webhook", help="http-webhook requests/s at p99 < 50 ms, against a bare aiohttp XADD")
+    webhook.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32],
+                         help="concurrent senders (a closed loop each)")
+    webhook.add_argument("--duration", type=float, default=5.0,
+                         help="seconds of sending per concurrency")
+    webhook.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
+    webhook.set_defaults(handler=_webhook)
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -93,3 +101,9 @@ def _consume(args: argparse.Namespace) -> int:
         "systems": args.systems or list(SYSTEMS),
     }
     return run_consume_bench(params, args.runs)
+
+
+def _webhook(args: argparse.Namespace) -> int:
+    from worker.bench.webhook import run_webhook_bench
+
+    return run_webhook_bench(args.concurrency, args.duration, args.runs)

@@ -23,7 +23,7 @@ def run_connector_process(
 
     def build(runtime: Runtime, _: AsyncExitStack) -> tuple[Service, OpsContext]:
         worker = ConnectorWorker(name, runtime, PrometheusMetrics.create(runtime.prometheus),
-                                 once=once)
+                                 once=once, replica=settings.connector_replica)
         return worker, OpsContext(redis=runtime.redis, prometheus=runtime.prometheus,
                                   fleet=worker.fleet, clock=runtime.clock, keys=runtime.keys,
                                   process_health=worker.health,

@@ -18,10 +18,12 @@ from worker.runtime import Runtime
 
 
 class ConnectorSetup:
-    def __init__(self, name: str, runtime: Runtime, context_extras: dict[str, Any]) -> None:
+    def __init__(self, name: str, runtime: Runtime, context_extras: dict[str, Any],
+                 replica: str | None = None) -> None:
         self._name = name
         self._runtime = runtime
         self._context_extras = context_extras
+        self._replica = replica
         # Set by load() and build().
         self.fleet: FleetConfig
         self.config: ConnectorConfig
@@ -34,9 +36,22 @@ class ConnectorSetup:
         self.fleet = fleet
         return config
 
+    def lease_key(self, config: ConnectorConfig) -> str:
+        """``lease:NAME``, or ``lease:NAME:REPLICA`` for a replica of a type that runs
+        several instances at once (each fenced by its own lease; they share the state,
+        the dedupe keys and the stream). Raises ConfigError for a replica of a type that
+        runs one instance."""
+        key = config.keys(self._runtime.keys).lease
+        if self._replica is None:
+            return key
+        if not self._runtime.registry.allows_replicas(config.type):
+            raise ConfigError(f"CONNECTOR_REPLICA is set, but type {config.type} runs one "
+                              "instance at a time (unset it)", connector=config.name)
+        return f"{key}:{self._replica}"
+
     def build(self, config: ConnectorConfig, lease: Lease, logger: Logger) -> None:
         """(Re)build the connector for ``config``; the caller closes the old one."""
-        moved_to = config.keys(self._runtime.keys).lease
+        moved_to = self.lease_key(config)
         if moved_to != lease.key:
             # Hash tags with shards: a new outputStream / outputShards moves every key of
             # the connector, its lease and its state with it; the running instance would
@@ -44,7 +59,8 @@ class ConnectorSetup:
             raise ConfigError(f"this change moves its keys ({lease.key} -> {moved_to}): "
                               "restart it to apply", connector=config.name)
         store = StateStore(self._runtime.redis, config, lease, clock=self._runtime.clock,
-                           scheme=self._runtime.keys, acks=self._runtime.replica_acks)
+                           scheme=self._runtime.keys, acks=self._runtime.replica_acks,
+                           lease_key=lease.key)
         context = ConnectorContext(store=store, clock=self._runtime.clock, logger=logger,
                                    **self._context_extras)
         self.connector = self._runtime.registry.create(config, context)

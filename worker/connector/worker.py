@@ -73,7 +73,7 @@ class ConnectorWorker:
         once: bool = False,
         first_poll_delay_s: float = 0.0,
         context_extras: dict[str, Any] | None = None,
-        renewer: LeaseRenewer | None = None,
+        renewer: LeaseRenewer | None = None, replica: str | None = None,
     ) -> None:
         self.name = name
         self._runtime = runtime
@@ -83,7 +83,7 @@ class ConnectorWorker:
         self._once = once
         self._first_poll_delay_s = first_poll_delay_s
         self._renewer = renewer
-        self._setup = ConnectorSetup(name, runtime, context_extras or {})
+        self._setup = ConnectorSetup(name, runtime, context_extras or {}, replica)
         self._backoff = RedisBackoff()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -126,7 +126,7 @@ class ConnectorWorker:
         """Read the config and build the connector; raises ConfigError."""
         config = self._setup.load()
         self.lease = Lease(self._runtime.redis, self.name, ttl_s=config.lease_ttl_seconds,
-                           key=config.keys(self._runtime.keys).lease)
+                           key=self._setup.lease_key(config))
         self._log = self._log.bind(instance=self.lease.token)
         self._setup.build(config, self.lease, self._log)
         self._polls = PollTask(self.name, lease=self.lease, backoff=self._backoff,

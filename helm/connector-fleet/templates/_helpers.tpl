@@ -225,3 +225,18 @@ The Secret keys the rules need, from the Secret `secrets.name` (key VAR): every 
       {{- end }}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The port an http-webhook connector serves on (providerConfig.port, a number in the
+values: the Service and the container port are rendered from it).
+Argument: the connector entry.
+*/}}
+{{- define "connector-fleet.receiverPort" -}}
+{{- $port := (.providerConfig | default dict).port -}}
+{{- if not (kindIs "float64" $port) -}}
+{{- if not (kindIs "int64" $port) -}}
+{{- fail (printf "connector %s: providerConfig.port must be a port number to render its Service" .name) -}}
+{{- end -}}
+{{- end -}}
+{{- int64 $port -}}
+{{- end -}}
