@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     redis_replicas_ack_timeout_ms: int = Field(
         1000, gt=0, validation_alias="REDIS_REPLICAS_ACK_TIMEOUT_MS")
 
+    # The ops API: whether reading (GET /api/v1/...) needs a token too; changing
+    # anything always does, and /metrics, /healthz, /readyz and /health stay open.
+    api_read_auth: bool = Field(False, validation_alias="FLEET_API_READ_AUTH")
+
     restart_base_s: float = Field(1.0, gt=0, validation_alias="FLEET_RESTART_BASE_S")
     restart_max_s: float = Field(60.0, gt=0, validation_alias="FLEET_RESTART_MAX_S")
     # Retention (framework.consuming.retention): 0 s turns the consumers' trimming off,

@@ -35,6 +35,7 @@ class PollOutcome:
     summary: PollSummary | None  # None: the poll failed or was cancelled
     retry_after_s: float | None = None
     redis_failed: bool = False
+    error: tuple[str, str] | None = None  # (type, message) of a failed poll
 
 
 class PollTask:
@@ -65,7 +66,11 @@ class PollTask:
             self._log.warning("poll_cancelled", lease_held=self._lease.held)
             return PollOutcome(None)
         exc = task.exception()
-        return PollOutcome(task.result()) if exc is None else self._outcome_of(exc)
+        if exc is None:
+            return PollOutcome(task.result())
+        outcome = self._outcome_of(exc)
+        outcome.error = (type(exc).__name__, str(exc) or type(exc).__name__)
+        return outcome
 
     def _outcome_of(self, exc: BaseException) -> PollOutcome:
         if isinstance(exc, LeaseLostError):

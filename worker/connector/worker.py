@@ -31,6 +31,7 @@ from framework.core import (
     redis_failures,
 )
 from framework.polling import ConnectorConfig, FleetConfig, Lease, PrometheusMetrics
+from worker.connector.control import ConnectorControl
 from worker.connector.poll import (
     PollOutcome,
     PollTask,
@@ -87,6 +88,8 @@ class ConnectorWorker:
         self.last_outcome: PollOutcome | None = None
         self.degraded = False  # every item of the last poll that fetched any failed
         self._redis_gave_up = False  # --once: Redis did not answer
+        self._control = ConnectorControl(name, runtime.redis, clock=self._clock,
+                                         wake=self._wake.set, restart=self.request_reload)
         # Set by start().
         self.lease: Lease
         self._polls: PollTask
@@ -129,6 +132,7 @@ class ConnectorWorker:
 
     async def run(self) -> int:
         """Standby/active until stopped or disabled; always releases and closes."""
+        watcher = None if self._once else asyncio.create_task(self._control.watch(self._log))
         try:
             while not self._finished:
                 if not await self._wait_for_lease():
@@ -140,6 +144,7 @@ class ConnectorWorker:
                 await self._pause(LOST_LEASE_BACKOFF_S)
             return ExitCode.OK
         finally:
+            await cancel_and_wait(*([watcher] if watcher else []))
             await self._shutdown()
 
     def _standby_exit_code(self) -> ExitCode:
@@ -283,6 +288,9 @@ class ConnectorWorker:
             next_start = await self._sleep_until_next_poll(next_start)
             if not self.lease.held or self._finished:
                 return
+            if not self._once and await self._control.check_paused(self._log):
+                next_start = self._next_start(next_start, PollOutcome(None))
+                continue  # paused by an operator: the lease is kept, no poll runs
             outcome = await self._poll_once(start_delay_s=self._clock.monotonic() - next_start)
             if self._once:
                 return
@@ -301,6 +309,8 @@ class ConnectorWorker:
                 continue
             if remaining <= 0:
                 break
+            if self._control.take_poll_now():
+                return self._clock.monotonic()  # the schedule starts again from now
             await self._pause(remaining)
         return next_start
 
@@ -327,6 +337,8 @@ class ConnectorWorker:
             await record_poll_metrics(self._runtime.redis, self.name, clock=self._clock,
                                       logger=self._log, summary=outcome.summary,
                                       duration_s=duration_s, key=metrics_key)
+            if outcome.error is not None:
+                await self._control.record_error(outcome.error[1], outcome.error[0], self._log)
             if outcome.summary is not None:
                 self._backoff.reset()
                 self.last_success_s = self._clock.time()
@@ -373,8 +385,8 @@ class ConnectorWorker:
             "role": "active" if self.lease.held else "standby",
             "lastSuccessTime": self.last_success_s,
         }
-        if not self.lease.held:
-            return True, details
+        if not self.lease.held or self._control.paused:
+            return True, {**details, "paused": self._control.paused}
         horizon = _HEALTHY_INTERVALS * self.config.poll_interval_ms / 1000
         reference = self.last_success_s or self.started_at_s
         healthy = self._clock.time() - reference <= horizon + self.config.request_timeout_ms / 1000

@@ -10,7 +10,12 @@
 ``GET /healthz``               liveness: the process answers (never reads Redis: a
                                restart would not bring Redis back)
 ``GET /readyz``                readiness: Redis answers
+``/api/v1/...``                the control API (worker.ops.api_*; its OpenAPI
+                               document at ``GET /api/v1/openapi.json``)
+``GET /``                      the operator console (static HTML + JS)
 =============================  ===============================================
+
+The control API needs bearer tokens (worker.ops.auth); the routes above it stay open.
 
 Every request that reads Redis has a total deadline (``OPS_REDIS_DEADLINE_S``); Redis
 down, frozen or failing answers 503 JSON ``{"error": "Redis unavailable", ...}``,
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -40,6 +45,8 @@ from framework.core import (
     redis_failures,
 )
 from framework.polling import FleetConfig
+from worker.ops.api_support import ApiOptions
+from worker.ops.control_api import control_api
 from worker.ops.fleet_status import connector_status, fleet_status
 
 HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
@@ -64,6 +71,7 @@ class OpsContext:
     secrets: KnownSecrets | None = None
     logger: Logger | None = None  # where a request's unexpected failure is logged
     keys: KeyScheme | None = None  # the fleet's key names (None: the untagged ones)
+    api: ApiOptions = field(default_factory=ApiOptions)  # the control API's settings
 
 
 def _guard_failures(ops: OpsContext) -> Middleware:
@@ -77,8 +85,13 @@ def _guard_failures(ops: OpsContext) -> Middleware:
                 return await handler(request)
         except _REDIS_DOWN as exc:
             return web.json_response(redis_unavailable(exc), status=503)
-        except web.HTTPException:
-            raise
+        except web.HTTPException as exc:
+            if exc.status < 400 or exc.content_type == "application/json":
+                raise
+            # aiohttp's own 404 / 405 / 413: JSON too, as every answer of the API.
+            return web.json_response({"error": exc.reason}, status=exc.status,
+                                     headers={k: v for k, v in exc.headers.items()
+                                              if k.lower() == "allow"})
         except Exception as exc:
             if ops.logger is not None:
                 ops.logger.error("ops_request_failed", path=request.path, exc_info=exc,
@@ -154,9 +167,12 @@ def build_app(ops: OpsContext) -> web.Application:
         await ops.redis.ping()  # a failure: 503 naming Redis (the guard)
         return web.json_response({"status": "ready"})
 
+    api_routes, authenticate = control_api(ops)
     middlewares = [_redacting(ops.secrets)] if ops.secrets else []
-    app = web.Application(middlewares=[*middlewares, _guard_failures(ops)])
+    app = web.Application(middlewares=[*middlewares, _guard_failures(ops), authenticate],
+                          client_max_size=2 * 1024 * 1024)
     app.add_routes(routes)
+    app.add_routes(api_routes)
     return app
 
 

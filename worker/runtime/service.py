@@ -32,7 +32,7 @@ from framework.core import (
 from framework.polling import FleetConfig, ReplicaAcks, load_fleet_config
 from providers.builtin import default_registry
 from worker.exit_codes import ExitCode
-from worker.ops import OpsContext, OpsServer, build_app
+from worker.ops import ApiOptions, OpsContext, OpsServer, build_app
 from worker.runtime.dependencies import Runtime
 from worker.runtime.redis import resolve_redis_url
 
@@ -79,7 +79,7 @@ async def run_service(settings: Settings, *, client_name: str, logger: Logger,
                                      settings.redis_replicas_ack_timeout_ms),
         )
         service, ops = build(runtime, stack)
-        ops = replace(ops, secrets=ops.secrets or known)
+        ops = replace(ops, secrets=ops.secrets or known, api=api_options(settings))
         try:
             await service.start()
         except ConfigError as exc:
@@ -89,6 +89,12 @@ async def run_service(settings: Settings, *, client_name: str, logger: Logger,
         await _serve_ops(stack, settings, ops, logger)
         freeze_startup_heap()
         return await service.run()
+
+
+def api_options(settings: Settings) -> ApiOptions:
+    """What the control API reads of the process's settings."""
+    return ApiOptions(read_auth=settings.api_read_auth, rules_path=settings.resolved_rules_path,
+                      audit_signing_key=settings.audit_signing_key)
 
 
 def remembered(fleet: FleetConfig, secrets: KnownSecrets) -> FleetConfig:

@@ -1,0 +1,82 @@
+"""The control API (``/api/v1``) and the operator console (``/``), assembled on the
+ops HTTP server: every route module's routes, the auth middleware, the OpenAPI
+document and the console's static files."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from framework.core import KeyScheme, KnownSecrets
+from worker.ops.api_connectors import connector_routes
+from worker.ops.api_rules import rules_routes
+from worker.ops.api_streams import stream_routes
+from worker.ops.api_support import ApiDeps, api_error, json_response, requires
+from worker.ops.api_tokens import token_routes
+from worker.ops.api_trust import trust_routes
+from worker.ops.auth import authenticating
+from worker.ops.operator_audit import Actor, OperatorAudit
+from worker.ops.tokens import Role, TokenStore
+
+if TYPE_CHECKING:
+    from worker.ops.http_api import OpsContext
+
+# The console's files: name -> content type (nothing else is served from there).
+_CONSOLE_FILES = {"index.html": "text/html", "console.js": "text/javascript",
+                  "console.css": "text/css"}
+
+
+def control_api(ops: OpsContext) -> tuple[list[web.RouteDef], Middleware]:
+    deps = ApiDeps(
+        redis=ops.redis, clock=ops.clock, fleet=ops.fleet, keys=ops.keys or KeyScheme(),
+        secrets=ops.secrets or KnownSecrets(),
+        tokens=TokenStore(ops.redis, clock=ops.clock),
+        audit=OperatorAudit.from_key_file(ops.redis, clock=ops.clock,
+                                          key_path=ops.api.audit_signing_key),
+        options=ops.api,
+    )
+    routes: list[web.RouteDef] = []
+    for table in (connector_routes(deps), stream_routes(deps), rules_routes(deps),
+                  trust_routes(deps), token_routes(deps), _own_routes()):
+        routes.extend(r for r in table if isinstance(r, web.RouteDef))
+    return routes, authenticating(deps)
+
+
+def _own_routes() -> web.RouteTableDef:
+    routes = web.RouteTableDef()
+
+    @routes.get("/api/v1/whoami")
+    @requires(Role.VIEWER)
+    async def whoami(request: web.Request) -> web.Response:
+        actor = request.get("actor")
+        body = actor.as_json() if isinstance(actor, Actor) else None
+        return json_response({"actor": body})
+
+    @routes.get("/api/v1/openapi.json")
+    async def openapi(_: web.Request) -> web.Response:
+        text = resources.files("worker.ops").joinpath("openapi.json").read_text("utf-8")
+        return web.Response(text=text, content_type="application/json")
+
+    @routes.get("/")
+    async def console(_: web.Request) -> web.Response:
+        return _console_file("index.html")
+
+    @routes.get("/console/{file}")
+    async def console_asset(request: web.Request) -> web.Response:
+        return _console_file(request.match_info["file"])
+
+    return routes
+
+
+def _console_file(name: str) -> web.Response:
+    content_type = _CONSOLE_FILES.get(name)
+    if content_type is None:
+        raise api_error(404, f"no console file {name[:60]!r}")
+    text = resources.files("worker.ops").joinpath("console", name).read_text("utf-8")
+    return web.Response(text=text, content_type=content_type,
+                        headers={"Cache-Control": "no-cache",
+                                 "Content-Security-Policy": "default-src 'self'",
+                                 "X-Frame-Options": "DENY"})
