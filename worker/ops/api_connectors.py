@@ -17,6 +17,7 @@ from aiohttp import web
 from framework.polling import ConnectorConfig, read_lease
 from worker.ops.api_support import (
     ApiDeps,
+    actor_of,
     api_error,
     audited,
     json_body,
@@ -61,7 +62,7 @@ def connector_routes(deps: ApiDeps) -> web.RouteTableDef:
     async def pause(request: web.Request) -> web.Response:
         config = _config(deps, request)
         reason = text_field(await json_body(request), "reason", default="paused by an operator")
-        actor = request["actor"]
+        actor = actor_of(request)
         await set_paused(deps.redis, config.name, by=actor.name, reason=reason,
                          at_s=deps.clock.time())
         audit_id = await audited(deps, request, "pause", config.name, {"reason": reason})

@@ -17,6 +17,7 @@ from framework.consuming import BaseEventV1, DeadLetterStream, describe_validati
 from framework.core import DEFAULT_STREAM_MAXLEN, UNAVAILABLE
 from worker.ops.api_support import (
     ApiDeps,
+    actor_of,
     api_error,
     audited,
     checked_name,
@@ -89,7 +90,7 @@ def stream_routes(deps: ApiDeps) -> web.RouteTableDef:
     async def inject(request: web.Request) -> web.Response:
         stream = checked_name(request.match_info["stream"], "stream")
         fields = event_fields(await json_body(request))
-        fields["injected_by"] = request["actor"].id
+        fields["injected_by"] = actor_of(request).id
         entry_id = await deps.redis.xadd(stream, fields,  # type: ignore[arg-type]
                                          maxlen=DEFAULT_STREAM_MAXLEN, approximate=True)
         await audited(deps, request, "inject_event", stream, {"entryId": entry_id})

@@ -26,6 +26,9 @@ MAX_BODY_BYTES = 1_048_576
 # A stream or connector name taken from a URL or a body: what keys may be named.
 _NAME = re.compile(r"^[A-Za-z0-9_.:{}-]{1,200}$")
 
+# Who made the request (set by the auth middleware when a token was given).
+ACTOR: web.RequestKey[Actor] = web.RequestKey("actor", Actor)
+
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 R = TypeVar("R", bound=Route)
 
@@ -77,7 +80,7 @@ def api_error(status: int, message: str, **extra: Any) -> web.HTTPException:
     """An HTTP error whose body is ``{"error": message, ...}``."""
     body = orjson.dumps({"error": message, **extra}).decode()
     error = web.HTTPException(text=body, content_type="application/json")
-    error.status_code = status
+    error.set_status(status)
     return error
 
 
@@ -124,8 +127,8 @@ def text_field(body: Mapping[str, Any], name: str, *, default: str | None = None
 
 def actor_of(request: web.Request) -> Actor:
     """Who made this request (the auth middleware set it: mutating calls need a token)."""
-    actor = request.get("actor")
-    if not isinstance(actor, Actor):
+    actor = request.get(ACTOR)
+    if actor is None:
         raise api_error(401, "a token is required")
     return actor
 

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from worker.ops.api_support import (
     ApiDeps,
+    actor_of,
     api_error,
     audited,
     json_body,
@@ -32,7 +33,7 @@ def token_routes(deps: ApiDeps) -> web.RouteTableDef:
         try:
             role = Role.parse(text_field(body, "role", max_len=20))
             token, info = await deps.tokens.create(name=text_field(body, "name", max_len=100),
-                                                   role=role, created_by=request["actor"].id)
+                                                   role=role, created_by=actor_of(request).id)
         except ValueError as exc:
             raise api_error(400, f"request body: {exc}") from None
         await audited(deps, request, "token_create", info.id, info.as_json())

@@ -22,9 +22,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_urldispatcher import MatchInfoError
 
 from framework.core import API_AUTH_FAILURES_PREFIX
-from worker.ops.api_support import ApiDeps, api_error, required_role
+from worker.ops.api_support import ACTOR, ApiDeps, api_error, required_role
 from worker.ops.operator_audit import Actor
 from worker.ops.tokens import Role
 
@@ -36,8 +37,8 @@ def authenticating(deps: ApiDeps) -> Middleware:
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         role = required_role(request.match_info.handler)
         safe = request.method in _SAFE_METHODS
-        if role is None and safe:
-            return await handler(request)  # an open route
+        if (role is None and safe) or isinstance(request.match_info, MatchInfoError):
+            return await handler(request)  # an open route, or no route (404, 405)
         needed = role or Role.OPERATOR
         if not safe:
             _check_origin(request)
@@ -51,7 +52,7 @@ def authenticating(deps: ApiDeps) -> Middleware:
         if Role.parse(actor.role) < needed:
             raise api_error(403, f"role {actor.role} may not {request.method} {request.path}: "
                                  f"it needs {needed.label}", required=needed.label)
-        request["actor"] = actor
+        request[ACTOR] = actor
         return await handler(request)
 
     return authenticate

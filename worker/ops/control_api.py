@@ -14,11 +14,11 @@ from framework.core import KeyScheme, KnownSecrets
 from worker.ops.api_connectors import connector_routes
 from worker.ops.api_rules import rules_routes
 from worker.ops.api_streams import stream_routes
-from worker.ops.api_support import ApiDeps, api_error, json_response, requires
+from worker.ops.api_support import ACTOR, ApiDeps, api_error, json_response, requires
 from worker.ops.api_tokens import token_routes
 from worker.ops.api_trust import trust_routes
 from worker.ops.auth import authenticating
-from worker.ops.operator_audit import Actor, OperatorAudit
+from worker.ops.operator_audit import OperatorAudit
 from worker.ops.tokens import Role, TokenStore
 
 if TYPE_CHECKING:
@@ -51,8 +51,8 @@ def _own_routes() -> web.RouteTableDef:
     @routes.get("/api/v1/whoami")
     @requires(Role.VIEWER)
     async def whoami(request: web.Request) -> web.Response:
-        actor = request.get("actor")
-        body = actor.as_json() if isinstance(actor, Actor) else None
+        actor = request.get(ACTOR)
+        body = actor.as_json() if actor is not None else None
         return json_response({"actor": body})
 
     @routes.get("/api/v1/openapi.json")
