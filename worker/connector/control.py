@@ -30,12 +30,14 @@ class ConnectorControl:
     poll would fail anyway, and a paused connector must not start polling)."""
 
     def __init__(self, name: str, redis: Redis, *, clock: Clock, wake: Callable[[], None],
-                 restart: Callable[[], None]) -> None:
+                 reload: Callable[[], None], restart: Callable[[], None]) -> None:
+        """``restart`` marks the next ``reload`` as a rebuild, which it then requests."""
         self._name = name
         self._redis = redis
         self._clock = clock
         self._wake = wake
         self._restart = restart
+        self._reload = reload
         self.paused = False
         self._poll_now = False
 
@@ -68,6 +70,7 @@ class ConnectorControl:
             return
         if parsed[1] == "restart":
             self._restart()
+            self._reload()
             return
         if parsed[1] == "poll_now":
             self._poll_now = True

@@ -89,7 +89,8 @@ class ConnectorWorker:
         self.degraded = False  # every item of the last poll that fetched any failed
         self._redis_gave_up = False  # --once: Redis did not answer
         self._control = ConnectorControl(name, runtime.redis, clock=self._clock,
-                                         wake=self._wake.set, restart=self.request_reload)
+                                         wake=self._wake.set, reload=self.request_reload,
+                                         restart=self._setup.request_restart)
         # Set by start().
         self.lease: Lease
         self._polls: PollTask
