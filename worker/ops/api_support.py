@@ -128,7 +128,7 @@ def text_field(body: Mapping[str, Any], name: str, *, default: str | None = None
 def actor_of(request: web.Request) -> Actor:
     """Who made this request (the auth middleware set it: mutating calls need a token)."""
     actor = request.get(ACTOR)
-    if actor is None:
+    if not isinstance(actor, Actor):
         raise api_error(401, "a token is required")
     return actor
 
