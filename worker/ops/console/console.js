@@ -1,0 +1,256 @@
+// The operator console: plain JavaScript over the control API (/api/v1), no build step.
+// The token lives in sessionStorage and goes in the Authorization header, never in a
+// cookie, so another site cannot make the browser act with it. Every URL is relative
+// to the page, so the console works behind an ingress that adds a path prefix.
+// Data is put in the page with textContent only (never as HTML).
+"use strict";
+
+const REFRESH_MS = 2000;
+const TOKEN_KEY = "connector-fleet-token";
+const state = { role: null, stream: "" };
+
+function api(path) {
+  return new URL(`api/v1/${path}`, document.baseURI).toString();
+}
+
+async function call(method, path, body) {
+  const headers = { Accept: "application/json" };
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(api(path), {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (error) {
+    showBanner(`The ops server does not answer: ${error.message}`);
+    throw error;
+  }
+  const data = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+  if (response.status === 503) {
+    showBanner(`Redis is unavailable: ${data.reason || data.error}. ` +
+               "What this page shows may be out of date.");
+    throw new Error(data.error);
+  }
+  hideBanner();
+  if (!response.ok) {
+    const error = new Error(data.error || `HTTP ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+function showBanner(text) {
+  const banner = document.getElementById("banner");
+  banner.textContent = text;
+  banner.hidden = false;
+}
+
+function hideBanner() {
+  document.getElementById("banner").hidden = true;
+}
+
+function notify(text) {
+  const notice = document.getElementById("notice");
+  notice.textContent = text;
+  notice.hidden = false;
+}
+
+function cell(row, text, className) {
+  const td = document.createElement("td");
+  td.textContent = text === null || text === undefined ? "-" : String(text);
+  if (className) td.className = className;
+  row.appendChild(td);
+  return td;
+}
+
+function button(label, onClick, minimumRole) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = label;
+  b.disabled = !hasRole(minimumRole);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+const RANKS = { viewer: 1, operator: 2, admin: 3 };
+function hasRole(role) {
+  return state.role !== null && RANKS[state.role] >= RANKS[role];
+}
+
+function stateOf(connector) {
+  if (connector.paused) return ["paused", `paused by ${connector.paused.by}`];
+  if (connector.healthy) return ["healthy", "healthy"];
+  return ["unhealthy", connector.reason || "unhealthy"];
+}
+
+async function act(name, action, body) {
+  try {
+    await call("POST", `connectors/${encodeURIComponent(name)}/${action}`, body);
+    notify(`${action}: ${name} done`);
+  } catch (error) {
+    notify(`${action}: ${name} failed: ${error.message}`);
+  }
+  await refresh();
+}
+
+function renderConnectors(connectors) {
+  const body = document.getElementById("connectors");
+  body.replaceChildren();
+  for (const c of connectors) {
+    const row = document.createElement("tr");
+    row.dataset.connector = c.name;
+    const [kind, label] = stateOf(c);
+    cell(row, c.name);
+    cell(row, c.type);
+    cell(row, label, `state state-${kind}`);
+    cell(row, c.lastSuccessTime);
+    cell(row, c.lagMs === null ? null : `${(c.lagMs / 1000).toFixed(1)} s`);
+    cell(row, c.totalPolls);
+    cell(row, c.failedPolls);
+    cell(row, c.itemsPublished);
+    cell(row, c.leaseHolder);
+    cell(row, c.lastError ? `${c.lastError.at}: ${c.lastError.error}` : null, "error");
+    const actions = cell(row, "");
+    actions.replaceChildren(
+      c.paused
+        ? button("Resume", () => act(c.name, "resume"), "operator")
+        : button("Pause", () => act(c.name, "pause", { reason: "paused from the console" }),
+                 "operator"),
+      button("Restart", () => act(c.name, "restart"), "operator"),
+      button("Poll now", () => act(c.name, "poll"), "operator"),
+    );
+    body.appendChild(row);
+  }
+}
+
+function renderGroups(groups) {
+  const body = document.getElementById("groups");
+  body.replaceChildren();
+  for (const g of groups) {
+    const row = document.createElement("tr");
+    cell(row, g.stream);
+    cell(row, g.group);
+    cell(row, g.pending);
+    cell(row, g.lag);
+    cell(row, g.consumers.map((c) => `${c.name}${c.alive ? "" : " (gone)"}`).join(", "));
+    const open = cell(row, "");
+    open.replaceChildren(button("Show", () => showLetters(g.stream), "viewer"));
+    body.appendChild(row);
+  }
+}
+
+async function showLetters(stream) {
+  state.stream = stream;
+  document.getElementById("dlq-stream").value = stream;
+  await refreshLetters();
+}
+
+async function refreshLetters() {
+  if (!state.stream) return;
+  const stream = encodeURIComponent(state.stream);
+  const data = await call("GET", `streams/${stream}/dead-letters?count=200`);
+  document.getElementById("dlq-summary").textContent =
+    `${data.deadLetterStream}: ${data.total} dead letter(s)`;
+  const body = document.getElementById("dead-letters");
+  body.replaceChildren();
+  for (const letter of data.deadLetters) {
+    const row = document.createElement("tr");
+    row.dataset.deadLetter = letter.id;
+    cell(row, letter.id);
+    cell(row, letter.entryId);
+    cell(row, letter.rule);
+    cell(row, letter.errorType);
+    cell(row, letter.reason, "reason");
+    cell(row, letter.attempts);
+    cell(row, letter.deadLetteredAt);
+    const actions = cell(row, "");
+    actions.replaceChildren(button("Replay", () => replay({ ids: [letter.id] }), "operator"));
+    body.appendChild(row);
+  }
+}
+
+async function replay(selection) {
+  const stream = encodeURIComponent(state.stream);
+  try {
+    const result = await call("POST", `streams/${stream}/dead-letters/replay`, selection);
+    notify(`replayed ${result.replayed.length}, missing ${result.missing.length}, ` +
+           `failed ${result.failed.length}`);
+  } catch (error) {
+    notify(`replay failed: ${error.message}`);
+  }
+  await refreshLetters();
+}
+
+async function refreshCatalog() {
+  const data = await call("GET", "catalog");
+  const body = document.getElementById("catalog");
+  body.replaceChildren();
+  for (const entry of data.capabilities) {
+    const row = document.createElement("tr");
+    cell(row, entry.id);
+    cell(row, entry.version);
+    cell(row, entry.keyId);
+    cell(row, entry.revoked ? `revoked: ${entry.revoked.reason}` : entry.problem || "ok");
+    body.appendChild(row);
+  }
+}
+
+async function verifyAudit() {
+  const report = await call("GET", "audit/verify");
+  document.getElementById("audit-status").textContent = report.ok
+    ? `audit chain OK: ${report.records} records, ${report.signed} signed`
+    : `audit chain BROKEN: ${report.broken}`;
+}
+
+async function refresh() {
+  try {
+    const [connectors, groups] = await Promise.all([call("GET", "connectors"),
+                                                    call("GET", "groups")]);
+    renderConnectors(connectors.connectors);
+    renderGroups(groups.groups);
+    await refreshLetters();
+    await refreshCatalog();
+  } catch (error) {
+    if (error.status === 401) notify("Sign in with a token to see the fleet.");
+  }
+}
+
+async function signIn(token) {
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  try {
+    const me = await call("GET", "whoami");
+    state.role = me.actor ? me.actor.role : null;
+    document.getElementById("who").textContent = me.actor
+      ? `${me.actor.name} (${me.actor.role})` : "not signed in (read only)";
+  } catch (error) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    state.role = null;
+    document.getElementById("who").textContent = "not signed in";
+    if (error.status === 401 || error.status === 429) notify(`Sign-in failed: ${error.message}`);
+  }
+  await refresh();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("login").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = document.getElementById("token");
+    signIn(input.value.trim());
+    input.value = "";
+  });
+  document.getElementById("sign-out").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    signIn("");
+  });
+  document.getElementById("dlq-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    showLetters(document.getElementById("dlq-stream").value.trim());
+  });
+  document.getElementById("replay-all").addEventListener("click", () => replay({ all: true }));
+  document.getElementById("verify-audit").addEventListener("click", verifyAudit);
+  signIn("");
+  setInterval(refresh, REFRESH_MS);
+});
