@@ -27,6 +27,7 @@ from tests.process import ConnectorProcess, noaa_entry, write_config
 from worker.ops import Role
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", REPO_ROOT / "test-artifacts")) / "console"
 NAME = "weather-noaa"
 
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.slow  # a browser, and for some a connector process
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
+    if not HAVE_CHROMIUM:
         pytest.fail("Debian's chromium is missing: apt-get install chromium "
                     "(scripts/setup --dev installs it)")
     async with async_playwright() as playwright:

@@ -61,23 +61,23 @@ async def ingress(upstream: str) -> AsyncIterator[str]:
 
 async def test_console_and_api_work_behind_a_path_prefix(redis: Redis) -> None:
     operator = (await tokens_for_every_role(redis))[Role.OPERATOR]
-    async with serving(redis, empty_fleet) as (_, upstream), ingress(upstream) as outside:
-        async with httpx.AsyncClient(timeout=10) as browser:
-            page_url = f"{outside}{PREFIX}/"
-            page = await browser.get(page_url)
-            assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
-            assert sorted(assets) == ["console/console.css", "console/console.js"]
-            for asset in assets:  # relative: resolved against the prefixed page
-                assert (await browser.get(str(httpx.URL(page_url).join(asset)))
-                        ).status_code == 200
-            # The script builds API URLs relative to the page too.
-            script = (await browser.get(f"{page_url}console/console.js")).text
-            assert "new URL(`api/v1/${path}`, document.baseURI)" in script
-            listed = await browser.get(f"{page_url}api/v1/connectors")
-            injected = await browser.post(
-                f"{page_url}api/v1/streams/s/events",
-                json={"fields": {"a": "b"}},
-                headers={"Authorization": f"Bearer {operator}", "Origin": outside})
+    async with (serving(redis, empty_fleet) as (_, upstream), ingress(upstream) as outside,
+                httpx.AsyncClient(timeout=10) as browser):
+        page_url = f"{outside}{PREFIX}/"
+        page = await browser.get(page_url)
+        assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert sorted(assets) == ["console/console.css", "console/console.js"]
+        for asset in assets:  # relative: resolved against the prefixed page
+            assert (await browser.get(str(httpx.URL(page_url).join(asset)))
+                    ).status_code == 200
+        # The script builds API URLs relative to the page too.
+        script = (await browser.get(f"{page_url}console/console.js")).text
+        assert "new URL(`api/v1/${path}`, document.baseURI)" in script
+        listed = await browser.get(f"{page_url}api/v1/connectors")
+        injected = await browser.post(
+            f"{page_url}api/v1/streams/s/events",
+            json={"fields": {"a": "b"}},
+            headers={"Authorization": f"Bearer {operator}", "Origin": outside})
     assert listed.status_code == 200 and listed.json() == {"connectors": []}
     assert injected.status_code == 201, injected.text
     assert await redis.xlen("s") == 1
