@@ -5,7 +5,6 @@ document and the console's static files."""
 from __future__ import annotations
 
 from importlib import resources
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -18,11 +17,9 @@ from worker.ops.api_support import ACTOR, ApiDeps, api_error, json_response, req
 from worker.ops.api_tokens import token_routes
 from worker.ops.api_trust import trust_routes
 from worker.ops.auth import authenticating
+from worker.ops.context import OpsContext
 from worker.ops.operator_audit import OperatorAudit
 from worker.ops.tokens import Role, TokenStore
-
-if TYPE_CHECKING:
-    from worker.ops.http_api import OpsContext
 
 # The console's files: name -> content type (nothing else is served from there).
 _CONSOLE_FILES = {"index.html": "text/html", "console.js": "text/javascript",

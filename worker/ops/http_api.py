@@ -26,52 +26,28 @@ its traceback goes to the log only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from redis.asyncio import Redis
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from framework.core import (
     UNAVAILABLE,
-    Clock,
-    KeyScheme,
     KnownSecrets,
-    Logger,
     RedisUnavailableError,
     redis_failures,
 )
-from framework.polling import FleetConfig
-from worker.ops.api_support import ApiOptions
+from worker.ops.context import OpsContext
 from worker.ops.control_api import control_api
 from worker.ops.fleet_status import connector_status, fleet_status
-
-HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
 
 # A request that reads Redis gives up after this long (a frozen Redis would otherwise
 # hold it for the client's socket timeout times its retries).
 OPS_REDIS_DEADLINE_S = 3.0
 # The failures that mean "Redis cannot answer now": 503, not 500.
 _REDIS_DOWN = (*UNAVAILABLE, RedisUnavailableError, TimeoutError)
-
-
-@dataclass(frozen=True)
-class OpsContext:
-    redis: Redis
-    prometheus: CollectorRegistry
-    fleet: Callable[[], FleetConfig]  # the configuration currently applied
-    clock: Clock
-    process_health: HealthCheck
-    # The supervisor's live view of its children; None: read what it wrote to Redis.
-    children: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
-    # The ${VAR} values the process loaded: redacted in every JSON answer.
-    secrets: KnownSecrets | None = None
-    logger: Logger | None = None  # where a request's unexpected failure is logged
-    keys: KeyScheme | None = None  # the fleet's key names (None: the untagged ones)
-    api: ApiOptions = field(default_factory=ApiOptions)  # the control API's settings
 
 
 def _guard_failures(ops: OpsContext) -> Middleware:
