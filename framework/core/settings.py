@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from framework.core.errors import ConfigError
@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # The ops API: whether reading (GET /api/v1/...) needs a token too; changing
     # anything always does, and /metrics, /healthz, /readyz and /health stay open.
     api_read_auth: bool = Field(False, validation_alias="FLEET_API_READ_AUTH")
+    # An admin token for the ops API that the deployment provides (a Secret): stored
+    # (hashed) at start. Never printed: a SecretStr.
+    api_admin_token: SecretStr | None = Field(None, validation_alias="FLEET_API_ADMIN_TOKEN")
 
     restart_base_s: float = Field(1.0, gt=0, validation_alias="FLEET_RESTART_BASE_S")
     restart_max_s: float = Field(60.0, gt=0, validation_alias="FLEET_RESTART_MAX_S")

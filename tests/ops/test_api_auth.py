@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from framework.core import SystemClock
@@ -152,3 +153,23 @@ async def test_an_oversized_body_is_refused_before_it_is_parsed(redis: Redis) ->
         assert answer.status_code == 413
         assert await redis.exists("s") == 0
 
+
+
+async def test_the_deployments_admin_token_is_stored_at_start(redis: Redis) -> None:
+    token = "cft_" + "k" * 40
+    options = ApiOptions(admin_token=SecretStr(token))
+    async with serving(redis, empty_fleet, options=options) as (api, _):
+        me = await api.call("GET", "/api/v1/whoami", token)
+    async with serving(redis, empty_fleet, options=options):
+        pass  # a restart keeps the one record
+    assert me.json()["actor"]["role"] == "admin"
+    assert me.json()["actor"]["name"] == "deployment"
+    assert await redis.hlen("fleet:api:tokens") == 1
+    assert token not in str(await redis.hgetall("fleet:api:tokens"))
+
+
+async def test_a_malformed_admin_token_is_not_stored(redis: Redis) -> None:
+    options = ApiOptions(admin_token=SecretStr("short"))
+    async with serving(redis, empty_fleet, options=options) as (api, _):
+        assert (await api.call("GET", "/api/v1/whoami", "short")).status_code == 401
+    assert await redis.exists("fleet:api:tokens") == 0

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from framework.core import Clock, KeyScheme, KnownSecrets
@@ -39,6 +40,9 @@ class ApiOptions:
     AUDIT_SIGNING_KEY, CATALOG_TRUSTED_KEYS[_JSON])."""
 
     read_auth: bool = False
+    # FLEET_API_ADMIN_TOKEN: an admin token the deployment provides (a Kubernetes
+    # Secret), stored at start so the API is usable without a shell on a pod.
+    admin_token: SecretStr | None = None
     rules_path: Path | None = None
     audit_signing_key: Path | None = None
     trust: Callable[[], TrustStore] = field(default=lambda: trust_store_from_env(os.environ))

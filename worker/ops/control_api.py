@@ -4,12 +4,15 @@ document and the console's static files."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from importlib import resources
+from typing import NamedTuple
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from framework.core import KeyScheme, KnownSecrets
+from framework.core import KeyScheme, KnownSecrets, Logger, get_logger
 from worker.ops.api_connectors import connector_routes
 from worker.ops.api_rules import rules_routes
 from worker.ops.api_streams import stream_routes
@@ -21,12 +24,20 @@ from worker.ops.context import OpsContext
 from worker.ops.operator_audit import OperatorAudit
 from worker.ops.tokens import Role, TokenStore
 
+# Storing FLEET_API_ADMIN_TOKEN at start gives up after this long (Redis down).
+OPS_STARTUP_DEADLINE_S = 5.0
 # The console's files: name -> content type (nothing else is served from there).
 _CONSOLE_FILES = {"index.html": "text/html", "console.js": "text/javascript",
                   "console.css": "text/css"}
 
 
-def control_api(ops: OpsContext) -> tuple[list[web.RouteDef], Middleware]:
+class ControlApi(NamedTuple):
+    routes: list[web.RouteDef]
+    middleware: Middleware
+    on_startup: Callable[[web.Application], Awaitable[None]]
+
+
+def control_api(ops: OpsContext) -> ControlApi:
     deps = ApiDeps(
         redis=ops.redis, clock=ops.clock, fleet=ops.fleet, keys=ops.keys or KeyScheme(),
         secrets=ops.secrets or KnownSecrets(),
@@ -39,7 +50,28 @@ def control_api(ops: OpsContext) -> tuple[list[web.RouteDef], Middleware]:
     for table in (connector_routes(deps), stream_routes(deps), rules_routes(deps),
                   trust_routes(deps), token_routes(deps), _own_routes()):
         routes.extend(r for r in table if isinstance(r, web.RouteDef))
-    return routes, authenticating(deps)
+    return ControlApi(routes, authenticating(deps), _storing_admin_token(deps, ops.logger))
+
+
+def _storing_admin_token(deps: ApiDeps, logger: Logger | None
+                         ) -> Callable[[web.Application], Awaitable[None]]:
+    async def store(_: web.Application) -> None:
+        token = deps.options.admin_token
+        if token is None:
+            return
+        log = logger or get_logger(component="ops_api")
+        try:
+            async with asyncio.timeout(OPS_STARTUP_DEADLINE_S):
+                info = await deps.tokens.ensure(token.get_secret_value(), name="deployment",
+                                                role=Role.ADMIN, created_by="FLEET_API_ADMIN_TOKEN")
+        except ValueError as exc:
+            log.error("admin_token_invalid", variable="FLEET_API_ADMIN_TOKEN", error=str(exc))
+        except Exception as exc:  # Redis down at start: the API works once it is back
+            log.warning("admin_token_not_stored", error=f"{type(exc).__name__}: {exc}")
+        else:
+            log.info("admin_token_stored", token_id=info.id)
+
+    return store
 
 
 def _own_routes() -> web.RouteTableDef:

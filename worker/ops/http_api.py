@@ -143,12 +143,13 @@ def build_app(ops: OpsContext) -> web.Application:
         await ops.redis.ping()  # a failure: 503 naming Redis (the guard)
         return web.json_response({"status": "ready"})
 
-    api_routes, authenticate = control_api(ops)
+    api = control_api(ops)
     middlewares = [_redacting(ops.secrets)] if ops.secrets else []
-    app = web.Application(middlewares=[*middlewares, _guard_failures(ops), authenticate],
+    app = web.Application(middlewares=[*middlewares, _guard_failures(ops), api.middleware],
                           client_max_size=2 * 1024 * 1024)
     app.add_routes(routes)
-    app.add_routes(api_routes)
+    app.add_routes(api.routes)
+    app.on_startup.append(api.on_startup)
     return app
 
 

@@ -84,6 +84,20 @@ class TokenStore:
                                orjson.dumps(info.as_json()).decode())
         return token, info
 
+    async def ensure(self, token: str, *, name: str, role: Role, created_by: str) -> TokenInfo:
+        """Store ``token`` (one given by the deployment, e.g. FLEET_API_ADMIN_TOKEN) if it
+        is not stored yet; its record. ValueError when it is not a well-formed token."""
+        if not token.startswith(TOKEN_PREFIX) or not 40 <= len(token) <= 200:
+            raise ValueError(f"a token must be {TOKEN_PREFIX} followed by at least 36 "
+                             "random characters")
+        digest = token_digest(token)
+        info = TokenInfo(id="tok_" + digest[:12], name=name, role=role,
+                         created_at=iso_utc(self._clock.time()), created_by=created_by)
+        await self._redis.hsetnx(self._key, digest, orjson.dumps(info.as_json()).decode())
+        found = await self.find(token)
+        assert found is not None  # just stored, or stored before
+        return found
+
     async def find(self, token: str) -> TokenInfo | None:
         """The token's record; None for an unknown, revoked or malformed token."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:

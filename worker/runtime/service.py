@@ -94,7 +94,8 @@ async def run_service(settings: Settings, *, client_name: str, logger: Logger,
 def api_options(settings: Settings) -> ApiOptions:
     """What the control API reads of the process's settings."""
     return ApiOptions(read_auth=settings.api_read_auth, rules_path=settings.resolved_rules_path,
-                      audit_signing_key=settings.audit_signing_key)
+                      audit_signing_key=settings.audit_signing_key,
+                      admin_token=settings.api_admin_token)
 
 
 def remembered(fleet: FleetConfig, secrets: KnownSecrets) -> FleetConfig:
