@@ -7,12 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from framework.consuming.dead_letters import DeadLetterStream, Failure
 from framework.consuming.delivery import Delivery
 from tests.ops.api_client import Api, empty_fleet, serving, tokens_for_every_role
-from worker.ops import Role
+from worker.ops import Role, api_streams
 
 STREAM = "orders"
 GROUP = "workers"
@@ -135,3 +136,20 @@ async def test_inject_a_test_event_and_refuse_invalid_ones(redis: Redis) -> None
     assert "field source: Field required" in invalid.json()["error"]
     assert raw.status_code == 400
     assert bad_stream.status_code == 400 and "stream" in bad_stream.json()["error"]
+
+
+async def test_a_large_replay_goes_on_in_batches(redis: Redis,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api_streams, "MAX_REPLAY_PER_REQUEST", 2)
+    ids = await three_letters(redis)
+    operator = (await tokens_for_every_role(redis))[Role.OPERATOR]
+    async with serving(redis, empty_fleet) as (api, _):
+        first = await replay(api, operator, {"all": True})
+        second = await replay(api, operator, {"all": True, "after": first["next"]})
+        bad = await api.call("POST", REPLAY, operator, stream=STREAM,
+                             json_body={"all": True, "after": "x"})
+    assert [r["id"] for r in first["replayed"]] == ids[:2] and first["more"] is True
+    assert [r["id"] for r in second["replayed"]] == ids[2:] and second["more"] is False
+    assert second["next"] is None
+    assert bad.status_code == 400
+    assert await redis.xlen(f"{STREAM}:dlq") == 0

@@ -28,8 +28,11 @@ from worker.ops.api_support import (
 from worker.ops.consumer_groups import read_consumer_groups
 from worker.ops.tokens import Role
 
-# One replay request handles at most this many dead letters; ``more`` says the rest.
-MAX_REPLAY_PER_REQUEST = 10_000
+# One request replays at most this many dead letters and reads at most MAX_SCAN of
+# them looking for matches, so that it ends well within the request's deadline;
+# ``next`` is where the following request goes on (``after``), None when done.
+MAX_REPLAY_PER_REQUEST = 500
+MAX_SCAN = 5_000
 _PAGE = 500
 
 
@@ -51,7 +54,7 @@ def stream_routes(deps: ApiDeps) -> web.RouteTableDef:
         letters = _letters(deps, request)
         count = _int_query(request, "count", default=100, low=1, high=1000)
         after = request.query.get("after")
-        page = await letters.read(count=count, after=after)
+        page = await letters.read(count=count, after=_entry_id(after) if after else None)
         return json_response({"stream": letters.stream, "deadLetterStream": letters.name,
                               "total": await letters.count(),
                               "deadLetters": [letter.as_json() for letter in page]})
@@ -70,12 +73,13 @@ def stream_routes(deps: ApiDeps) -> web.RouteTableDef:
     async def replay(request: web.Request) -> web.Response:
         letters = _letters(deps, request)
         selection = await json_body(request)
-        ids, more = await _selected(letters, selection)
+        ids, next_after = await _selected(letters, selection)
         result = await _replay_each(letters, ids)
         await audited(deps, request, "dlq_replay", letters.stream,
                       {"selection": selection, "replayed": len(result["replayed"]),
                        "missing": len(result["missing"]), "failed": len(result["failed"])})
-        return json_response({**result, "more": more})
+        return json_response({**result, "more": next_after is not None,
+                              "next": next_after})
 
     @routes.delete("/api/v1/streams/{stream}/dead-letters")
     @requires(Role.ADMIN)
@@ -122,31 +126,36 @@ def _int_query(request: web.Request, name: str, *, default: int, low: int, high:
 
 
 async def _selected(letters: DeadLetterStream, selection: dict[str, Any]
-                    ) -> tuple[list[str], bool]:
+                    ) -> tuple[list[str], str | None]:
     """The ids a replay request names: ``ids``, or ``all``, or a ``filter`` of
-    ``rule``, ``errorType`` and ``reasonContains`` (every given one must hold)."""
+    ``rule``, ``errorType`` and ``reasonContains`` (every given one must hold), from
+    ``after`` on; and where the next request goes on (None: nothing is left)."""
     if "ids" in selection:
         ids = selection["ids"]
         if not isinstance(ids, list) or not ids or len(ids) > MAX_REPLAY_PER_REQUEST:
             raise api_error(400, "request body: ids: expected a list of 1 to "
                                  f"{MAX_REPLAY_PER_REQUEST} dead letter ids")
-        return [_entry_id(str(i)) for i in ids], False
+        return [_entry_id(str(i)) for i in ids], None
     wanted = selection.get("filter")
     if selection.get("all") is not True and not isinstance(wanted, dict):
         raise api_error(400, "request body: give ids (a list), all (true) or filter "
                              "(rule, errorType, reasonContains)")
+    after = selection.get("after")
+    after = _entry_id(str(after)) if after is not None else None
     chosen: list[str] = []
-    after: str | None = None
-    while True:
+    scanned = 0
+    while scanned < MAX_SCAN:
         page = await letters.read(count=_PAGE, after=after)
         if not page:
-            return chosen, False
+            return chosen, None
         for letter in page:
+            if len(chosen) == MAX_REPLAY_PER_REQUEST:
+                return chosen, after
             if wanted is None or _fits(letter.as_json(), wanted):
-                if len(chosen) == MAX_REPLAY_PER_REQUEST:
-                    return chosen, True
                 chosen.append(letter.id)
-        after = page[-1].id
+            after = letter.id
+        scanned += len(page)
+    return chosen, after
 
 
 def _fits(letter: dict[str, Any], wanted: dict[str, Any]) -> bool:

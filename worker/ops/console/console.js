@@ -174,12 +174,21 @@ async function refreshLetters() {
 
 async function replay(selection) {
   const stream = encodeURIComponent(state.stream);
+  const total = { replayed: 0, missing: 0, failed: 0 };
+  let request = selection;
   try {
-    const result = await call("POST", `streams/${stream}/dead-letters/replay`, selection);
-    notify(`replayed ${result.replayed.length}, missing ${result.missing.length}, ` +
-           `failed ${result.failed.length}`);
+    // A request replays a bounded batch; "next" says where the following one goes on.
+    for (let batch = 0; batch < 1000; batch += 1) {
+      const result = await call("POST", `streams/${stream}/dead-letters/replay`, request);
+      total.replayed += result.replayed.length;
+      total.missing += result.missing.length;
+      total.failed += result.failed.length;
+      if (!result.more) break;
+      request = { ...selection, after: result.next };
+    }
+    notify(`replayed ${total.replayed}, missing ${total.missing}, failed ${total.failed}`);
   } catch (error) {
-    notify(`replay failed: ${error.message}`);
+    notify(`replay failed after ${total.replayed} replayed: ${error.message}`);
   }
   await refreshLetters();
 }
