@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     # An admin token for the ops API that the deployment provides (a Secret): stored
     # (hashed) at start. Never printed: a SecretStr.
     api_admin_token: SecretStr | None = Field(None, validation_alias="FLEET_API_ADMIN_TOKEN")
+    # OIDC / JWT bearer tokens (worker.ops.jwt_tokens): the identity provider's public
+    # keys (a JWKS file), the issuer and audience tokens must name, the role claim.
+    api_jwks_path: Path | None = Field(None, validation_alias="FLEET_API_JWKS_PATH")
+    api_jwt_issuer: str | None = Field(None, validation_alias="FLEET_API_JWT_ISSUER")
+    api_jwt_audience: str | None = Field(None, validation_alias="FLEET_API_JWT_AUDIENCE")
+    api_jwt_role_claim: str = Field("role", min_length=1,
+                                    validation_alias="FLEET_API_JWT_ROLE_CLAIM")
 
     restart_base_s: float = Field(1.0, gt=0, validation_alias="FLEET_RESTART_BASE_S")
     restart_max_s: float = Field(60.0, gt=0, validation_alias="FLEET_RESTART_MAX_S")

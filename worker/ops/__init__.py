@@ -14,12 +14,14 @@ from worker.ops.context import HealthCheck, OpsContext
 from worker.ops.controls import parse_announcement, record_last_error
 from worker.ops.fleet_status import ConnectorStatus, connector_status, fleet_status, read_children
 from worker.ops.http_api import OpsServer, build_app
+from worker.ops.jwt_tokens import JwtVerifier
 from worker.ops.operator_audit import Actor, OperatorAudit
 from worker.ops.tokens import Role, TokenInfo, TokenStore
 
 __all__ = [
     "Actor",
     "ApiOptions",
+    "JwtVerifier",
     "OperatorAudit",
     "Role",
     "TokenInfo",

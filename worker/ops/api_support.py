@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from framework.core import Clock, KeyScheme, KnownSecrets
 from framework.polling import FleetConfig
 from framework.trust import TrustStore, trust_store_from_env
+from worker.ops.jwt_tokens import JwtVerifier
 from worker.ops.operator_audit import Actor, OperatorAudit
 from worker.ops.tokens import Role, TokenStore
 
@@ -43,6 +44,8 @@ class ApiOptions:
     # FLEET_API_ADMIN_TOKEN: an admin token the deployment provides (a Kubernetes
     # Secret), stored at start so the API is usable without a shell on a pod.
     admin_token: SecretStr | None = None
+    # FLEET_API_JWKS_PATH...: JWTs of the site's identity provider, besides our tokens.
+    jwt: JwtVerifier | None = None
     rules_path: Path | None = None
     audit_signing_key: Path | None = None
     trust: Callable[[], TrustStore] = field(default=lambda: trust_store_from_env(os.environ))

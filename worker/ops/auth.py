@@ -11,6 +11,8 @@
   header, which a browser never adds to a request another site makes (no cookie
   is used), so a forged form or image cannot act. On top of that a mutating
   request whose ``Origin`` is not this server's is refused (403).
+* Tokens: ours (``cft_...``, :mod:`worker.ops.tokens`), or, when a JWKS file is
+  configured, the identity provider's JWTs (:mod:`worker.ops.jwt_tokens`).
 * Failed logins: a client address with ``max_auth_failures`` failed tokens within
   ``auth_failure_window_s`` gets 429 (with ``Retry-After``) until the window ends,
   counted in Redis so that every replica of the API shares the count.
@@ -26,8 +28,9 @@ from aiohttp.web_urldispatcher import MatchInfoError
 
 from framework.core import API_AUTH_FAILURES_PREFIX
 from worker.ops.api_support import ACTOR, ApiDeps, api_error, required_role
+from worker.ops.jwt_tokens import InvalidJwtError
 from worker.ops.operator_audit import Actor
-from worker.ops.tokens import Role
+from worker.ops.tokens import TOKEN_PREFIX, Role
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -69,17 +72,29 @@ async def _actor(deps: ApiDeps, request: web.Request, header: str) -> Actor:
         error.headers["Retry-After"] = str(retry_s)
         raise error
     scheme, _, token = header.partition(" ")
-    info = await deps.tokens.find(token.strip()) if scheme.lower() == "bearer" else None
-    if info is None:
+    token = token.strip()
+    actor: Actor | None = None
+    refusal = "invalid, revoked or malformed token (expected Authorization: Bearer cft_...)"
+    if scheme.lower() != "bearer":
+        pass
+    elif token.startswith(TOKEN_PREFIX) or deps.options.jwt is None:
+        info = await deps.tokens.find(token)
+        actor = None if info is None else Actor(id=info.id, name=info.name,
+                                                role=info.role.label)
+    else:
+        try:
+            actor = deps.options.jwt.actor(token, now_s=deps.clock.time())
+        except InvalidJwtError as exc:
+            refusal = str(exc)
+    if actor is None:
         async with deps.redis.pipeline(transaction=True) as pipe:
             pipe.incr(failures_key)
             pipe.expire(failures_key, deps.options.auth_failure_window_s, nx=True)
             await pipe.execute()
-        error = api_error(401, "invalid, revoked or malformed token "
-                               "(expected Authorization: Bearer cft_...)")
+        error = api_error(401, refusal)
         error.headers["WWW-Authenticate"] = 'Bearer realm="connector-fleet"'
         raise error
-    return Actor(id=info.id, name=info.name, role=info.role.label)
+    return actor
 
 
 def _check_origin(request: web.Request) -> None:
