@@ -5,6 +5,7 @@ every route in the OpenAPI document."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -173,3 +174,15 @@ async def test_a_malformed_admin_token_is_not_stored(redis: Redis) -> None:
     async with serving(redis, empty_fleet, options=options) as (api, _):
         assert (await api.call("GET", "/api/v1/whoami", "short")).status_code == 401
     assert await redis.exists("fleet:api:tokens") == 0
+
+
+async def test_a_damaged_token_record_grants_nothing_and_breaks_nothing(redis: Redis) -> None:
+    token = "cft_" + "d" * 40
+    await redis.hset("fleet:api:tokens", hashlib.sha256(token.encode()).hexdigest(),
+                     '{"id": "tok_x", "role": "superuser"}')
+    admin = (await tokens_for_every_role(redis))[Role.ADMIN]
+    async with serving(redis, empty_fleet) as (api, _):
+        refused = await api.call("GET", "/api/v1/whoami", token)
+        listed = await api.call("GET", "/api/v1/tokens", admin)
+    assert refused.status_code == 401
+    assert len(listed.json()["tokens"]) == 3  # the three good ones

@@ -14,6 +14,7 @@ from worker.ops.api_support import (
     ApiDeps,
     api_error,
     audited,
+    checked_name,
     json_body,
     json_response,
     requires,
@@ -38,8 +39,9 @@ def trust_routes(deps: ApiDeps) -> web.RouteTableDef:
     @requires(Role.VIEWER)
     async def show_capability(request: web.Request) -> web.Response:
         try:
-            definition = await catalog().show(request.match_info["id"],
-                                              request.query.get("version"))
+            definition = await catalog().show(
+                checked_name(request.match_info["id"], "capability id"),
+                request.query.get("version"))
         except CatalogError as exc:
             raise api_error(404, str(exc)) from None
         return json_response(definition.fields())
@@ -50,7 +52,7 @@ def trust_routes(deps: ApiDeps) -> web.RouteTableDef:
         body = await json_body(request)
         version_range = text_field(body, "versionRange", max_len=100)
         reason = text_field(body, "reason")
-        capability_id = request.match_info["id"]
+        capability_id = checked_name(request.match_info["id"], "capability id")
         try:
             revocation = await catalog().revoke(capability_id, version_range, reason)
         except CatalogError as exc:

@@ -105,22 +105,36 @@ class TokenStore:
         raw = cast(str | None, await self._redis.hget(self._key, token_digest(token)))
         return None if raw is None else _info(raw)
 
-    async def list(self) -> list[TokenInfo]:
+    async def _records(self) -> dict[str, TokenInfo]:
+        """Digest -> record of every readable token (an unreadable record, written by
+        hand, is skipped: it grants nothing)."""
         raw = cast(dict[str, str], await self._redis.hgetall(self._key))
-        return sorted((_info(value) for value in raw.values()), key=lambda t: t.created_at)
+        found = {}
+        for digest, value in raw.items():
+            info = _info(value)
+            if info is not None:
+                found[digest] = info
+        return found
+
+    async def list(self) -> list[TokenInfo]:
+        return sorted((await self._records()).values(), key=lambda t: t.created_at)
 
     async def revoke(self, token_id: str) -> TokenInfo | None:
         """Delete the token with ``token_id``; None if there is none."""
-        raw = cast(dict[str, str], await self._redis.hgetall(self._key))
-        for digest, value in raw.items():
-            info = _info(value)
+        for digest, info in (await self._records()).items():
             if info.id == token_id:
                 await self._redis.hdel(self._key, digest)
                 return info
         return None
 
 
-def _info(raw: str) -> TokenInfo:
-    data = orjson.loads(raw)
-    return TokenInfo(id=data["id"], name=data["name"], role=Role.parse(data["role"]),
-                     created_at=data["createdAt"], created_by=data.get("createdBy", ""))
+def _info(raw: str) -> TokenInfo | None:
+    """The stored record; None when it is not one (written by hand, damaged)."""
+    try:
+        data = orjson.loads(raw)
+        return TokenInfo(id=str(data["id"]), name=str(data["name"]),
+                         role=Role.parse(str(data["role"])),
+                         created_at=str(data["createdAt"]),
+                         created_by=str(data.get("createdBy", "")))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None
