@@ -74,6 +74,8 @@ async def test_sign_in_see_the_fleet_and_pause_a_connector(
         await expect(page.locator("#who")).to_have_text("operator-tester (operator)")
         row = page.locator(f'tr[data-connector="{NAME}"]')
         await expect(row.locator(".state")).to_have_text("healthy", timeout=10_000)
+        await row.get_by_role("button", name=NAME).click()
+        await expect(page.locator("#details")).to_contain_text('"pollIntervalMs": 200')
         await screenshot(page, "1-fleet")
 
         await row.get_by_role("button", name="Pause").click()
