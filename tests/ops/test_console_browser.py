@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from framework.consuming.dead_letters import DeadLetterStream, Failure
 from framework.consuming.delivery import Delivery
 from framework.core import create_redis
+from framework.polling import load_fleet_config
 from framework.testing import RedisServer, ReplayServer, Reply, free_port
 from tests.conftest import REPO_ROOT
 from tests.helpers import wait_until
@@ -158,3 +159,21 @@ async def test_the_page_says_when_redis_is_down(browser: Browser) -> None:
                 await screenshot(page, "7-redis-down")
         finally:
             await redis.aclose()
+
+
+async def test_the_page_follows_the_event_stream(browser: Browser, redis: Redis,
+                                                 tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.json", noaa_entry(NAME, "http://127.0.0.1:9"))
+    fleet = load_fleet_config(config)
+    async with serving(redis, lambda: fleet) as (_, base):
+        page = await browser.new_page()
+        async with page.expect_request("**/api/v1/events"):
+            await page.goto(f"{base}/")
+        row = page.locator(f'tr[data-connector="{NAME}"]')
+        await expect(row).to_be_attached()
+        # Another operator pauses it (here: straight in Redis): the page shows it.
+        await redis.hset(f"fleet:control:{NAME}", "paused",
+                         '{"by": "someone-else", "reason": "r", "at": "now"}')
+        await expect(row.locator(".state")).to_have_text("paused by someone-else",
+                                                         timeout=10_000)
+        await screenshot(page, "8-live")

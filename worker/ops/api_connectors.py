@@ -43,11 +43,7 @@ def connector_routes(deps: ApiDeps) -> web.RouteTableDef:
     @routes.get("/api/v1/connectors")
     @requires(Role.VIEWER)
     async def list_connectors(_: web.Request) -> web.Response:
-        children = await read_children(deps.redis)
-        found = []
-        for config in deps.fleet().connectors.values():
-            found.append(await _view(deps, config, children))
-        return json_response({"connectors": found})
+        return json_response({"connectors": await connector_views(deps)})
 
     @routes.get("/api/v1/connectors/{name}")
     @requires(Role.VIEWER)
@@ -110,6 +106,12 @@ async def _announced(deps: ApiDeps, request: web.Request, action: Any) -> web.Re
     audit_id = await audited(deps, request, action, config.name, {"listeners": listeners})
     return json_response({"connector": config.name, "action": action,
                           "listeners": listeners, "auditId": audit_id}, status=202)
+
+
+async def connector_views(deps: ApiDeps) -> list[dict[str, Any]]:
+    """Every connector as the API shows it (without its configuration)."""
+    children = await read_children(deps.redis)
+    return [await _view(deps, config, children) for config in deps.fleet().connectors.values()]
 
 
 def _config(deps: ApiDeps, request: web.Request) -> ConnectorConfig:

@@ -78,6 +78,17 @@ def requires(role: Role) -> Callable[[R], R]:
     return mark
 
 
+def streaming(route: R) -> R:
+    """Mark a route that answers a long-lived stream: it bounds each read itself,
+    instead of the whole request being bounded by the Redis deadline."""
+    route.streaming = True  # type: ignore[attr-defined]  # read by the guard middleware
+    return route
+
+
+def is_streaming(route: object) -> bool:
+    return getattr(route, "streaming", False) is True
+
+
 def required_role(route: object) -> Role | None:
     role = getattr(route, "required_role", None)
     return role if isinstance(role, Role) else None

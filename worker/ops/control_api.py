@@ -14,6 +14,7 @@ from aiohttp.typedefs import Middleware
 
 from framework.core import KeyScheme, KnownSecrets, Logger, get_logger
 from worker.ops.api_connectors import connector_routes
+from worker.ops.api_events import event_routes
 from worker.ops.api_rules import rules_routes
 from worker.ops.api_streams import stream_routes
 from worker.ops.api_support import ACTOR, ApiDeps, api_error, json_response, requires
@@ -35,6 +36,7 @@ class ControlApi(NamedTuple):
     routes: list[web.RouteDef]
     middleware: Middleware
     on_startup: Callable[[web.Application], Awaitable[None]]
+    on_shutdown: Callable[[web.Application], Awaitable[None]]
 
 
 def control_api(ops: OpsContext) -> ControlApi:
@@ -46,11 +48,18 @@ def control_api(ops: OpsContext) -> ControlApi:
                                           key_path=ops.api.audit_signing_key),
         options=ops.api,
     )
+    stopping = asyncio.Event()
+
+    async def stop_streams(_: web.Application) -> None:
+        stopping.set()
+
     routes: list[web.RouteDef] = []
     for table in (connector_routes(deps), stream_routes(deps), rules_routes(deps),
-                  trust_routes(deps), token_routes(deps), _own_routes()):
+                  trust_routes(deps), token_routes(deps), event_routes(deps, stopping),
+                  _own_routes()):
         routes.extend(r for r in table if isinstance(r, web.RouteDef))
-    return ControlApi(routes, authenticating(deps), _storing_admin_token(deps, ops.logger))
+    return ControlApi(routes, authenticating(deps), _storing_admin_token(deps, ops.logger),
+                      stop_streams)
 
 
 def _storing_admin_token(deps: ApiDeps, logger: Logger | None

@@ -34,20 +34,14 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from framework.core import (
-    UNAVAILABLE,
     KnownSecrets,
-    RedisUnavailableError,
     redis_failures,
 )
+from worker.ops.api_support import is_streaming
 from worker.ops.context import OpsContext
 from worker.ops.control_api import control_api
 from worker.ops.fleet_status import connector_status, fleet_status
-
-# A request that reads Redis gives up after this long (a frozen Redis would otherwise
-# hold it for the client's socket timeout times its retries).
-OPS_REDIS_DEADLINE_S = 3.0
-# The failures that mean "Redis cannot answer now": 503, not 500.
-_REDIS_DOWN = (*UNAVAILABLE, RedisUnavailableError, TimeoutError)
+from worker.ops.redis_outage import OPS_REDIS_DEADLINE_S, REDIS_DOWN, redis_unavailable
 
 
 def _guard_failures(ops: OpsContext) -> Middleware:
@@ -56,10 +50,12 @@ def _guard_failures(ops: OpsContext) -> Middleware:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # A stream (server-sent events) bounds each of its reads itself.
+        deadline_s = None if is_streaming(request.match_info.handler) else OPS_REDIS_DEADLINE_S
         try:
-            async with asyncio.timeout(OPS_REDIS_DEADLINE_S), redis_failures():
+            async with asyncio.timeout(deadline_s), redis_failures():
                 return await handler(request)
-        except _REDIS_DOWN as exc:
+        except REDIS_DOWN as exc:
             return web.json_response(redis_unavailable(exc), status=503)
         except web.HTTPException as exc:
             if exc.status < 400 or exc.content_type == "application/json":
@@ -76,13 +72,6 @@ def _guard_failures(ops: OpsContext) -> Middleware:
                                      status=500)
 
     return guard
-
-
-def redis_unavailable(exc: BaseException) -> dict[str, Any]:
-    """The 503 body: what is unavailable, and why (the error's type and message)."""
-    reason = str(exc) or f"no answer within {OPS_REDIS_DEADLINE_S:g} s"
-    return {"status": "redis unavailable", "error": "Redis unavailable", "dependency": "redis",
-            "reason": f"{type(exc).__name__}: {reason}"}
 
 
 def build_app(ops: OpsContext) -> web.Application:
@@ -128,7 +117,7 @@ def build_app(ops: OpsContext) -> web.Application:
         healthy, details = ops.process_health()
         try:
             await ops.redis.ping()
-        except _REDIS_DOWN as exc:
+        except REDIS_DOWN as exc:
             # The process is fine, but it cannot do its work: say so, naming Redis.
             return web.json_response({**details, **redis_unavailable(exc)}, status=503)
         details["status"] = "ok" if healthy else "unhealthy"
@@ -150,6 +139,7 @@ def build_app(ops: OpsContext) -> web.Application:
     app.add_routes(routes)
     app.add_routes(api.routes)
     app.on_startup.append(api.on_startup)
+    app.on_shutdown.append(api.on_shutdown)
     return app
 
 

@@ -5,7 +5,10 @@
 // Data is put in the page with textContent only (never as HTML).
 "use strict";
 
-const REFRESH_MS = 2000;
+// Connectors and groups arrive live (server-sent events, GET api/v1/events); the rest,
+// and everything while the stream is down, is read every REFRESH_MS.
+const REFRESH_MS = 5000;
+const RECONNECT_MS = 2000;
 const TOKEN_KEY = "connector-fleet-token";
 const state = { role: null, stream: "" };
 
@@ -242,6 +245,55 @@ async function refresh() {
   }
 }
 
+// The event stream, read with fetch (EventSource cannot send the Authorization header).
+async function follow() {
+  for (;;) {
+    try {
+      const headers = { Accept: "text/event-stream" };
+      const token = sessionStorage.getItem(TOKEN_KEY);
+      if (token) headers.Authorization = `Bearer ${token}`;
+      const response = await fetch(api("events"), { headers });
+      if (response.ok && response.body) await readEvents(response.body.getReader());
+    } catch (error) {
+      // The server went away or restarted: try again shortly; the polling goes on.
+    }
+    await new Promise((resolve) => setTimeout(resolve, RECONNECT_MS));
+  }
+}
+
+async function readEvents(reader) {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      onEvent(buffer.slice(0, end));
+      buffer = buffer.slice(end + 2);
+    }
+  }
+}
+
+function onEvent(block) {
+  let kind = "message";
+  let data = "";
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event: ")) kind = line.slice(7);
+    else if (line.startsWith("data: ")) data += line.slice(6);
+  }
+  const body = JSON.parse(data);
+  if (kind === "unavailable") {
+    showBanner(`Redis is unavailable: ${body.reason || body.error}. ` +
+               "What this page shows may be out of date.");
+  } else if (kind === "fleet") {
+    hideBanner();
+    renderConnectors(body.connectors);
+    renderGroups(body.groups);
+  }
+}
+
 async function signIn(token) {
   if (token) sessionStorage.setItem(TOKEN_KEY, token);
   try {
@@ -277,4 +329,5 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("verify-audit").addEventListener("click", verifyAudit);
   signIn("");
   setInterval(refresh, REFRESH_MS);
+  follow();
 });
