@@ -25,7 +25,7 @@ from worker.ops.api_support import (
     requires,
     text_field,
 )
-from worker.ops.controls import announce, clear_paused, set_paused
+from worker.ops.controls import Action, announce, clear_paused, set_paused
 from worker.ops.fleet_status import ConnectorStatus, connector_status, read_children
 from worker.ops.tokens import Role
 
@@ -100,7 +100,7 @@ def connector_routes(deps: ApiDeps) -> web.RouteTableDef:
     return routes
 
 
-async def _announced(deps: ApiDeps, request: web.Request, action: Any) -> web.Response:
+async def _announced(deps: ApiDeps, request: web.Request, action: Action) -> web.Response:
     config = _config(deps, request)
     listeners = await announce(deps.redis, config.name, action)
     audit_id = await audited(deps, request, action, config.name, {"listeners": listeners})

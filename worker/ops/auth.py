@@ -72,20 +72,8 @@ async def _actor(deps: ApiDeps, request: web.Request, header: str) -> Actor:
         error.headers["Retry-After"] = str(retry_s)
         raise error
     scheme, _, token = header.partition(" ")
-    token = token.strip()
-    actor: Actor | None = None
-    refusal = "invalid, revoked or malformed token (expected Authorization: Bearer cft_...)"
-    if scheme.lower() != "bearer":
-        pass
-    elif token.startswith(TOKEN_PREFIX) or deps.options.jwt is None:
-        info = await deps.tokens.find(token)
-        actor = None if info is None else Actor(id=info.id, name=info.name,
-                                                role=info.role.label)
-    else:
-        try:
-            actor = deps.options.jwt.actor(token, now_s=deps.clock.time())
-        except InvalidJwtError as exc:
-            refusal = str(exc)
+    actor, refusal = await _verified(deps, token.strip()) if scheme.lower() == "bearer" else (
+        None, "expected Authorization: Bearer TOKEN")
     if actor is None:
         async with deps.redis.pipeline(transaction=True) as pipe:
             pipe.incr(failures_key)
@@ -95,6 +83,21 @@ async def _actor(deps: ApiDeps, request: web.Request, header: str) -> Actor:
         error.headers["WWW-Authenticate"] = 'Bearer realm="connector-fleet"'
         raise error
     return actor
+
+
+async def _verified(deps: ApiDeps, token: str) -> tuple[Actor | None, str]:
+    """The token's actor, or None and why it is refused."""
+    verifier = deps.options.jwt
+    if token.startswith(TOKEN_PREFIX) or verifier is None:
+        info = await deps.tokens.find(token)
+        if info is None:
+            return None, ("invalid, revoked or malformed token "
+                          "(expected Authorization: Bearer cft_...)")
+        return Actor(id=info.id, name=info.name, role=info.role.label), ""
+    try:
+        return verifier.actor(token, now_s=deps.clock.time()), ""
+    except InvalidJwtError as exc:
+        return None, str(exc)
 
 
 def _check_origin(request: web.Request) -> None:
