@@ -32,6 +32,7 @@ from framework.core import (
 )
 from framework.polling import ConnectorConfig, FleetConfig, Lease, PrometheusMetrics
 from worker.connector.control import ConnectorControl
+from worker.connector.health import connector_health
 from worker.connector.poll import (
     PollOutcome,
     PollTask,
@@ -45,8 +46,6 @@ from worker.connector.setup import ConnectorSetup
 from worker.exit_codes import ExitCode
 from worker.runtime import Runtime
 
-# Unhealthy when no poll succeeded within this many intervals.
-_HEALTHY_INTERVALS = 3
 # ``--once`` gives up on a Redis that does not answer one lease attempt within this
 # (a frozen server would otherwise hold it for the client's timeouts and retries).
 ONCE_REDIS_DEADLINE_S = 15.0
@@ -381,19 +380,4 @@ class ConnectorWorker:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, details) for the /health endpoint."""
-        details: dict[str, Any] = {
-            "connector": self.name,
-            "role": "active" if self.lease.held else "standby",
-            "lastSuccessTime": self.last_success_s,
-        }
-        if not self.lease.held or self._control.paused:
-            return True, {**details, "paused": self._control.paused}
-        horizon = _HEALTHY_INTERVALS * self.config.poll_interval_ms / 1000
-        reference = self.last_success_s or self.started_at_s
-        healthy = self._clock.time() - reference <= horizon + self.config.request_timeout_ms / 1000
-        if not healthy:
-            details["reason"] = f"no successful poll within {_HEALTHY_INTERVALS} intervals"
-        elif self.degraded:
-            healthy = False
-            details["reason"] = "every item failed in the last poll (none published)"
-        return healthy, details
+        return connector_health(self, paused=self._control.paused, now_s=self._clock.time())
