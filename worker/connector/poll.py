@@ -28,6 +28,7 @@ from framework.polling import (
     PrometheusMetrics,
 )
 from worker.connector.schedule import RedisBackoff
+from worker.exit_codes import ExitCode
 
 
 @dataclass
@@ -95,6 +96,17 @@ class PollTask:
             self._log.error("poll_crashed", error=f"{type(exc).__name__}: {exc}",
                             exc_info=exc)
         return PollOutcome(None)
+
+
+def once_exit_code(outcome: PollOutcome | None, *, finished: bool) -> ExitCode:
+    """--once: whether its one poll did its job (a stop before it ran is not a failure)."""
+    if outcome is None:
+        return ExitCode.OK if finished else ExitCode.POLL_FAILED
+    if outcome.redis_failed:
+        return ExitCode.UNAVAILABLE
+    if outcome.summary is None or outcome.summary.all_items_failed:
+        return ExitCode.POLL_FAILED
+    return ExitCode.OK
 
 
 def redis_error_kind(exc: BaseException) -> str:

@@ -36,6 +36,7 @@ from worker.connector.health import connector_health
 from worker.connector.poll import (
     PollOutcome,
     PollTask,
+    once_exit_code,
     record_poll_metrics,
     redis_error_kind,
     summary_fields,
@@ -139,7 +140,7 @@ class ConnectorWorker:
                     return self._standby_exit_code()
                 await self._lead()
                 if self._once:
-                    return self._once_exit_code()
+                    return once_exit_code(self.last_outcome, finished=self._finished)
                 # Give the standbys the first chance at the lease this one just lost.
                 await self._pause(LOST_LEASE_BACKOFF_S)
             return ExitCode.OK
@@ -151,17 +152,6 @@ class ConnectorWorker:
         if not self._once or self._finished:
             return ExitCode.OK
         return ExitCode.UNAVAILABLE if self._redis_gave_up else ExitCode.LEASE_HELD
-
-    def _once_exit_code(self) -> ExitCode:
-        """--once: whether its one poll did its job (a stop before it ran is not a failure)."""
-        outcome = self.last_outcome
-        if outcome is None:
-            return ExitCode.OK if self._finished else ExitCode.POLL_FAILED
-        if outcome.redis_failed:
-            return ExitCode.UNAVAILABLE
-        if outcome.summary is None or outcome.summary.all_items_failed:
-            return ExitCode.POLL_FAILED
-        return ExitCode.OK
 
     @property
     def _finished(self) -> bool:
