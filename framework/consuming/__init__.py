@@ -57,6 +57,9 @@ from framework.consuming.retention import (
     StreamRetention,
     Trimmed,
 )
+from framework.consuming.rules.dry_run import (
+    dry_run,
+)
 from framework.consuming.rules.handler import (
     RulesHandler,
 )
@@ -100,6 +103,7 @@ __all__ = [
     "build_executor",
     "default_consumer_name",
     "describe_validation_error",
+    "dry_run",
     "is_retryable",
     "load_rules",
     "parse_rules",

@@ -8,6 +8,9 @@ The core imports no side."""
 from framework.core.cancellation import (
     cancel_and_wait,
 )
+from framework.core.channel_watch import (
+    ChannelWatch,
+)
 from framework.core.clock import (
     Clock,
     SystemClock,
@@ -59,7 +62,10 @@ from framework.core.host_policy import (
     special_kind,
 )
 from framework.core.keys import (
+    API_AUTH_FAILURES_PREFIX,
+    API_TOKENS_KEY,
     CONSUMER_HEARTBEAT_PREFIX,
+    CONTROL_CHANNEL,
     DEFAULT_CLAIM_IDLE_MS,
     DEFAULT_CONSUMER_GROUP,
     DEFAULT_MAX_DELIVERIES,
@@ -75,6 +81,8 @@ from framework.core.keys import (
     KeyScheme,
     consumer_group_start_key,
     consumer_heartbeat_key,
+    control_key,
+    dead_letter_stream,
     lease_key,
     shard_of,
     state_key,
@@ -114,6 +122,12 @@ from framework.core.substitution import (
 )
 
 __all__ = [
+    "API_AUTH_FAILURES_PREFIX",
+    "API_TOKENS_KEY",
+    "CONTROL_CHANNEL",
+    "ChannelWatch",
+    "control_key",
+    "dead_letter_stream",
     "AllowList",
     "HostPolicy",
     "RefusedTargetError",

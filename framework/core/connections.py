@@ -38,8 +38,9 @@ UNAVAILABLE = (
 
 
 # Redis connections one connector may hold at once: its poll (state, commit), its
-# lease renewal and its metrics write; plus a few for the ops API and reloads.
-CONNECTIONS_PER_CONNECTOR = 3
+# lease renewal, its metrics write and its subscription to the operator controls
+# (held for good); plus a few for the ops API and reloads.
+CONNECTIONS_PER_CONNECTOR = 4
 SPARE_CONNECTIONS = 16
 
 

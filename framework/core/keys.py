@@ -41,6 +41,12 @@ key                                type    holds
 ``catalog:capability:{id}``        hash    version -> signed definition JSON
 ``catalog:revocations:{id}``       hash    version range -> JSON revocation (reason, time)
 ``catalog:changes``                pubsub  JSON {id, kind} on every register / revoke
+``fleet:control:{name}``           hash    operator controls of connector {name}: ``paused``
+                                           (JSON by, at, reason), ``lastError`` (JSON)
+``fleet:control``                  pubsub  JSON {connector, action}: pause, resume, restart,
+                                           poll_now (wakes the connector's worker)
+``fleet:api:tokens``               hash    SHA-256 of an API token -> JSON id, name, role
+``fleet:api:auth-failures:{ip}``   string  failed API logins from {ip}, with TTL
 =================================  ======  ==============================================
 """
 
@@ -130,6 +136,19 @@ DEFAULT_MAX_DELIVERIES = 5
 # A consumer re-claims its in-flight entries at this fraction of the visibility
 # timeout: two heartbeats may fail before another consumer may take them.
 CONSUMER_HEARTBEAT_FRACTION = 1 / 3
+
+
+# Operator controls (worker.ops control API -> worker.connector): a durable hash per
+# connector, and a channel that wakes the worker at once (the hash is what counts).
+CONTROL_PREFIX = "fleet:control:"
+CONTROL_CHANNEL = "fleet:control"
+# The ops API's bearer tokens, and its count of failed logins per client address.
+API_TOKENS_KEY = "fleet:api:tokens"
+API_AUTH_FAILURES_PREFIX = "fleet:api:auth-failures:"
+
+
+def control_key(connector: str) -> str:
+    return f"{CONTROL_PREFIX}{connector}"
 
 
 def dead_letter_stream(stream: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from framework.core.errors import ConfigError
@@ -87,6 +87,19 @@ class Settings(BaseSettings):
     # behind a Service): its lease is lease:NAME:REPLICA. Unset: the one instance.
     connector_replica: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", validation_alias="CONNECTOR_REPLICA")
+    # The ops API: whether reading (GET /api/v1/...) needs a token too; changing
+    # anything always does, and /metrics, /healthz, /readyz and /health stay open.
+    api_read_auth: bool = Field(False, validation_alias="FLEET_API_READ_AUTH")
+    # An admin token for the ops API that the deployment provides (a Secret): stored
+    # (hashed) at start. Never printed: a SecretStr.
+    api_admin_token: SecretStr | None = Field(None, validation_alias="FLEET_API_ADMIN_TOKEN")
+    # OIDC / JWT bearer tokens (worker.ops.jwt_tokens): the identity provider's public
+    # keys (a JWKS file), the issuer and audience tokens must name, the role claim.
+    api_jwks_path: Path | None = Field(None, validation_alias="FLEET_API_JWKS_PATH")
+    api_jwt_issuer: str | None = Field(None, validation_alias="FLEET_API_JWT_ISSUER")
+    api_jwt_audience: str | None = Field(None, validation_alias="FLEET_API_JWT_AUDIENCE")
+    api_jwt_role_claim: str = Field("role", min_length=1,
+                                    validation_alias="FLEET_API_JWT_ROLE_CLAIM")
 
     restart_base_s: float = Field(1.0, gt=0, validation_alias="FLEET_RESTART_BASE_S")
     restart_max_s: float = Field(60.0, gt=0, validation_alias="FLEET_RESTART_MAX_S")

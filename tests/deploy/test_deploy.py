@@ -441,6 +441,31 @@ def test_chart_with_one_connector_disabled(tmp_path: Path) -> None:
         "MIRROR_API_TOKEN", "PRIVATE_MIRROR_URL"]
 
 
+def test_chart_console_values_give_the_api_its_settings_and_an_ingress() -> None:
+    objects = render_chart(CHART / "ci" / "console-values.yaml")
+    validate_manifests(objects)
+    (ingress,) = of_kind(objects, "Ingress")
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    (service,) = of_kind(objects, "Service")
+    assert path["backend"]["service"] == {"name": service["metadata"]["name"],
+                                          "port": {"name": "metrics"}}
+    assert rule["host"] == "fleet.example.com"
+    assert ingress["metadata"]["annotations"] == {
+        "nginx.ingress.kubernetes.io/rewrite-target": "/$2"}
+    for deployment in connector_deployments(objects).values():
+        env = env_of(deployment)
+        assert env["FLEET_API_READ_AUTH"]["value"] == "true"
+        assert env["FLEET_API_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "name": "fleet-api", "key": "admin-token"}
+    # Off by default: no Ingress, reads open, no admin token.
+    default = render_chart()
+    assert of_kind(default, "Ingress") == []
+    for deployment in connector_deployments(default).values():
+        assert env_of(deployment)["FLEET_API_READ_AUTH"]["value"] == "false"
+        assert "FLEET_API_ADMIN_TOKEN" not in env_of(deployment)
+
+
 def test_chart_config_change_rolls_the_pods() -> None:
     def checksum(objects: list[dict[str, Any]]) -> str:
         deployment = connector_deployments(objects)["weather-noaa"]

@@ -19,6 +19,7 @@ from worker.cli.migrate import add_migrate_command
 from worker.cli.processes import add_run_commands, run_connector
 from worker.cli.rules import add_rules_commands
 from worker.cli.streams import add_streams_commands
+from worker.cli.tokens import add_tokens_commands
 
 
 def connector_run(argv: Sequence[str] | None = None) -> None:
@@ -53,4 +54,5 @@ def build_parser() -> argparse.ArgumentParser:
     add_dead_letter_commands(commands)
     add_rules_commands(commands)
     add_streams_commands(commands)
+    add_tokens_commands(commands)
     return parser

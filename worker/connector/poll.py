@@ -28,6 +28,7 @@ from framework.polling import (
     PrometheusMetrics,
 )
 from worker.connector.schedule import RedisBackoff
+from worker.exit_codes import ExitCode
 
 
 @dataclass
@@ -35,6 +36,7 @@ class PollOutcome:
     summary: PollSummary | None  # None: the poll failed or was cancelled
     retry_after_s: float | None = None
     redis_failed: bool = False
+    error: tuple[str, str] | None = None  # (type, message) of a failed poll
 
 
 class PollTask:
@@ -65,7 +67,11 @@ class PollTask:
             self._log.warning("poll_cancelled", lease_held=self._lease.held)
             return PollOutcome(None)
         exc = task.exception()
-        return PollOutcome(task.result()) if exc is None else self._outcome_of(exc)
+        if exc is None:
+            return PollOutcome(task.result())
+        outcome = self._outcome_of(exc)
+        outcome.error = (type(exc).__name__, str(exc) or type(exc).__name__)
+        return outcome
 
     def _outcome_of(self, exc: BaseException) -> PollOutcome:
         if isinstance(exc, LeaseLostError):
@@ -90,6 +96,17 @@ class PollTask:
             self._log.error("poll_crashed", error=f"{type(exc).__name__}: {exc}",
                             exc_info=exc)
         return PollOutcome(None)
+
+
+def once_exit_code(outcome: PollOutcome | None, *, finished: bool) -> ExitCode:
+    """--once: whether its one poll did its job (a stop before it ran is not a failure)."""
+    if outcome is None:
+        return ExitCode.OK if finished else ExitCode.POLL_FAILED
+    if outcome.redis_failed:
+        return ExitCode.UNAVAILABLE
+    if outcome.summary is None or outcome.summary.all_items_failed:
+        return ExitCode.POLL_FAILED
+    return ExitCode.OK
 
 
 def redis_error_kind(exc: BaseException) -> str:

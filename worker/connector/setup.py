@@ -24,6 +24,7 @@ class ConnectorSetup:
         self._runtime = runtime
         self._context_extras = context_extras
         self._replica = replica
+        self._restart = False  # request_restart(): the next reload rebuilds
         # Set by load() and build().
         self.fleet: FleetConfig
         self.config: ConnectorConfig
@@ -67,9 +68,15 @@ class ConnectorSetup:
         self.config = config
         lease.ttl_s = config.lease_ttl_seconds
 
+    def request_restart(self) -> None:
+        """The next reload rebuilds the connector even if its configuration is unchanged
+        (an operator's restart: a fresh client, connections and caches)."""
+        self._restart = True
+
     async def reload(self, lease: Lease, logger: Logger) -> bool:
         """Apply the configuration on disk; False when the connector must stop (removed
         or disabled). An invalid configuration is logged and the running one stays."""
+        restart, self._restart = self._restart, False
         try:
             fleet = self._runtime.load_config()
             config = self._config_from(fleet)
@@ -82,7 +89,7 @@ class ConnectorSetup:
         if not config.enabled:
             logger.info("connector_disabled")
             return False
-        if config == self.config:
+        if config == self.config and not restart:
             self.fleet = fleet
             logger.info("reload_unchanged")
             return True

@@ -37,9 +37,12 @@ from framework.polling import (
     PrometheusMetrics,
     PushingConnector,
 )
+from worker.connector.control import ConnectorControl
+from worker.connector.health import connector_health
 from worker.connector.poll import (
     PollOutcome,
     PollTask,
+    once_exit_code,
     record_poll_metrics,
     redis_error_kind,
     summary_fields,
@@ -50,8 +53,6 @@ from worker.connector.setup import ConnectorSetup
 from worker.exit_codes import ExitCode
 from worker.runtime import Runtime
 
-# Unhealthy when no poll succeeded within this many intervals.
-_HEALTHY_INTERVALS = 3
 # ``--once`` gives up on a Redis that does not answer one lease attempt within this
 # (a frozen server would otherwise hold it for the client's timeouts and retries).
 ONCE_REDIS_DEADLINE_S = 15.0
@@ -94,6 +95,9 @@ class ConnectorWorker:
         self.last_outcome: PollOutcome | None = None
         self.degraded = False  # every item of the last poll that fetched any failed
         self._redis_gave_up = False  # --once: Redis did not answer
+        self._control = ConnectorControl(name, runtime.redis, clock=self._clock,
+                                         wake=self._wake.set, reload=self.request_reload,
+                                         restart=self._setup.request_restart)
         # Set by start().
         self.lease: Lease
         self._polls: PollTask
@@ -136,34 +140,25 @@ class ConnectorWorker:
 
     async def run(self) -> int:
         """Standby/active until stopped or disabled; always releases and closes."""
+        watcher = None if self._once else asyncio.create_task(self._control.watch(self._log))
         try:
             while not self._finished:
                 if not await self._wait_for_lease():
                     return self._standby_exit_code()
                 await self._lead()
                 if self._once:
-                    return self._once_exit_code()
+                    return once_exit_code(self.last_outcome, finished=self._finished)
                 # Give the standbys the first chance at the lease this one just lost.
                 await self._pause(LOST_LEASE_BACKOFF_S)
             return ExitCode.OK
         finally:
+            await cancel_and_wait(*([watcher] if watcher else []))
             await self._shutdown()
 
     def _standby_exit_code(self) -> ExitCode:
         if not self._once or self._finished:
             return ExitCode.OK
         return ExitCode.UNAVAILABLE if self._redis_gave_up else ExitCode.LEASE_HELD
-
-    def _once_exit_code(self) -> ExitCode:
-        """--once: whether its one poll did its job (a stop before it ran is not a failure)."""
-        outcome = self.last_outcome
-        if outcome is None:
-            return ExitCode.OK if self._finished else ExitCode.POLL_FAILED
-        if outcome.redis_failed:
-            return ExitCode.UNAVAILABLE
-        if outcome.summary is None or outcome.summary.all_items_failed:
-            return ExitCode.POLL_FAILED
-        return ExitCode.OK
 
     @property
     def _finished(self) -> bool:
@@ -295,6 +290,9 @@ class ConnectorWorker:
             next_start = await self._sleep_until_next_poll(next_start)
             if not self.lease.held or self._finished:
                 return
+            if not self._once and await self._control.check_paused(self._log):
+                next_start = self._next_start(next_start, PollOutcome(None))
+                continue  # paused by an operator: the lease is kept, no poll runs
             outcome = await self._poll_once(start_delay_s=self._clock.monotonic() - next_start)
             if self._once:
                 return
@@ -313,6 +311,8 @@ class ConnectorWorker:
                 continue
             if remaining <= 0:
                 break
+            if self._control.take_poll_now():
+                return self._clock.monotonic()  # the schedule starts again from now
             await self._pause(remaining)
         return next_start
 
@@ -344,6 +344,8 @@ class ConnectorWorker:
             await record_poll_metrics(self._runtime.redis, self.name, clock=self._clock,
                                       logger=self._log, summary=outcome.summary,
                                       duration_s=duration_s, key=metrics_key)
+            if outcome.error is not None:
+                await self._control.record_error(outcome.error[1], outcome.error[0], self._log)
             if outcome.summary is not None:
                 self._backoff.reset()
                 self.last_success_s = self._clock.time()
@@ -389,19 +391,4 @@ class ConnectorWorker:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, details) for the /health endpoint."""
-        details: dict[str, Any] = {
-            "connector": self.name,
-            "role": "active" if self.lease.held else "standby",
-            "lastSuccessTime": self.last_success_s,
-        }
-        if not self.lease.held:
-            return True, details
-        horizon = _HEALTHY_INTERVALS * self.config.poll_interval_ms / 1000
-        reference = self.last_success_s or self.started_at_s
-        healthy = self._clock.time() - reference <= horizon + self.config.request_timeout_ms / 1000
-        if not healthy:
-            details["reason"] = f"no successful poll within {_HEALTHY_INTERVALS} intervals"
-        elif self.degraded:
-            healthy = False
-            details["reason"] = "every item failed in the last poll (none published)"
-        return healthy, details
+        return connector_health(self, paused=self._control.paused, now_s=self._clock.time())

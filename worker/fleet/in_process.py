@@ -3,7 +3,7 @@ task of one process, each still with its own lease, state and schedule.
 
 The same :class:`~worker.connector.ConnectorWorker` as ``connector-run`` runs each
 connector; they share one Redis connection pool and one Prometheus registry. The
-pool is sized from the fleet (``pool_size_for``: 3 per enabled connector + 16) and
+pool is sized from the fleet (``pool_size_for``: 4 per enabled connector + 16) and
 grows on reload: with redis-py's default of 100, 200 connectors were refused
 connections ("Too many connections") and lost their leases while Redis was healthy.
 Every lease is renewed on a thread of its own (:class:`LeaseRenewals`), so a loop

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from framework.core import SUPERVISOR_CHILDREN_KEY, KeyScheme
 from framework.polling import ConnectorConfig, FleetConfig, get_metrics, read_lease
+from worker.ops.controls import read_controls
 
 # Unhealthy when the last successful poll is older than this many intervals.
 HEALTHY_INTERVALS = 3
@@ -28,6 +29,9 @@ class ConnectorStatus:
     child: Mapping[str, Any] | None
     healthy: bool
     reason: str | None
+    # The operator controls (worker.ops.controls): paused flag and last poll error.
+    paused: Mapping[str, Any] | None = None
+    last_error: Mapping[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         metrics = dict(self.metrics or {"connectorName": self.config.name})
@@ -41,6 +45,8 @@ class ConnectorStatus:
             "supervisor": dict(self.child) if self.child else None,
             "healthy": self.healthy,
             "reason": self.reason,
+            "paused": dict(self.paused) if self.paused else None,
+            "lastError": dict(self.last_error) if self.last_error else None,
         }
 
 
@@ -58,10 +64,14 @@ async def connector_status(
     lease = await read_lease(redis, config.name, key=keys.lease)
     metrics = await get_metrics(redis, config.name, key=keys.metrics)
     child = (children or {}).get(config.name)
-    reason = _unhealthy_reason(config, lease.holder, metrics, child, now_s)
+    controls = await read_controls(redis, config.name)
+    # A paused connector is not polling on purpose: that is not a failure.
+    reason = None if controls["paused"] else _unhealthy_reason(
+        config, lease.holder, metrics, child, now_s)
     return ConnectorStatus(
         config=config, lease_holder=lease.holder, lease_ttl_ms=lease.ttl_ms, metrics=metrics,
-        child=child, healthy=reason is None, reason=reason,
+        child=child, healthy=reason is None, reason=reason, paused=controls["paused"],
+        last_error=controls["lastError"],
     )
 
 

@@ -10,7 +10,12 @@
 ``GET /healthz``               liveness: the process answers (never reads Redis: a
                                restart would not bring Redis back)
 ``GET /readyz``                readiness: Redis answers
+``/api/v1/...``                the control API (worker.ops.api_*; its OpenAPI
+                               document at ``GET /api/v1/openapi.json``)
+``GET /``                      the operator console (static HTML + JS)
 =============================  ===============================================
+
+The control API needs bearer tokens (worker.ops.auth); the routes above it stay open.
 
 Every request that reads Redis has a total deadline (``OPS_REDIS_DEADLINE_S``); Redis
 down, frozen or failing answers 503 JSON ``{"error": "Redis unavailable", ...}``,
@@ -21,49 +26,22 @@ its traceback goes to the log only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from redis.asyncio import Redis
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from framework.core import (
-    UNAVAILABLE,
-    Clock,
-    KeyScheme,
     KnownSecrets,
-    Logger,
-    RedisUnavailableError,
     redis_failures,
 )
-from framework.polling import FleetConfig
+from worker.ops.api_support import is_streaming
+from worker.ops.context import OpsContext
+from worker.ops.control_api import control_api
 from worker.ops.fleet_status import connector_status, fleet_status
-
-HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
-
-# A request that reads Redis gives up after this long (a frozen Redis would otherwise
-# hold it for the client's socket timeout times its retries).
-OPS_REDIS_DEADLINE_S = 3.0
-# The failures that mean "Redis cannot answer now": 503, not 500.
-_REDIS_DOWN = (*UNAVAILABLE, RedisUnavailableError, TimeoutError)
-
-
-@dataclass(frozen=True)
-class OpsContext:
-    redis: Redis
-    prometheus: CollectorRegistry
-    fleet: Callable[[], FleetConfig]  # the configuration currently applied
-    clock: Clock
-    process_health: HealthCheck
-    # The supervisor's live view of its children; None: read what it wrote to Redis.
-    children: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
-    # The ${VAR} values the process loaded: redacted in every JSON answer.
-    secrets: KnownSecrets | None = None
-    logger: Logger | None = None  # where a request's unexpected failure is logged
-    keys: KeyScheme | None = None  # the fleet's key names (None: the untagged ones)
+from worker.ops.redis_outage import OPS_REDIS_DEADLINE_S, REDIS_DOWN, redis_unavailable
 
 
 def _guard_failures(ops: OpsContext) -> Middleware:
@@ -72,13 +50,20 @@ def _guard_failures(ops: OpsContext) -> Middleware:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # A stream (server-sent events) bounds each of its reads itself.
+        deadline_s = None if is_streaming(request.match_info.handler) else OPS_REDIS_DEADLINE_S
         try:
-            async with asyncio.timeout(OPS_REDIS_DEADLINE_S), redis_failures():
+            async with asyncio.timeout(deadline_s), redis_failures():
                 return await handler(request)
-        except _REDIS_DOWN as exc:
+        except REDIS_DOWN as exc:
             return web.json_response(redis_unavailable(exc), status=503)
-        except web.HTTPException:
-            raise
+        except web.HTTPException as exc:
+            if exc.status < 400 or exc.content_type == "application/json":
+                raise
+            # aiohttp's own 404 / 405 / 413: JSON too, as every answer of the API.
+            return web.json_response({"error": exc.reason}, status=exc.status,
+                                     headers={k: v for k, v in exc.headers.items()
+                                              if k.lower() == "allow"})
         except Exception as exc:
             if ops.logger is not None:
                 ops.logger.error("ops_request_failed", path=request.path, exc_info=exc,
@@ -87,13 +72,6 @@ def _guard_failures(ops: OpsContext) -> Middleware:
                                      status=500)
 
     return guard
-
-
-def redis_unavailable(exc: BaseException) -> dict[str, Any]:
-    """The 503 body: what is unavailable, and why (the error's type and message)."""
-    reason = str(exc) or f"no answer within {OPS_REDIS_DEADLINE_S:g} s"
-    return {"status": "redis unavailable", "error": "Redis unavailable", "dependency": "redis",
-            "reason": f"{type(exc).__name__}: {reason}"}
 
 
 def build_app(ops: OpsContext) -> web.Application:
@@ -139,7 +117,7 @@ def build_app(ops: OpsContext) -> web.Application:
         healthy, details = ops.process_health()
         try:
             await ops.redis.ping()
-        except _REDIS_DOWN as exc:
+        except REDIS_DOWN as exc:
             # The process is fine, but it cannot do its work: say so, naming Redis.
             return web.json_response({**details, **redis_unavailable(exc)}, status=503)
         details["status"] = "ok" if healthy else "unhealthy"
@@ -154,9 +132,14 @@ def build_app(ops: OpsContext) -> web.Application:
         await ops.redis.ping()  # a failure: 503 naming Redis (the guard)
         return web.json_response({"status": "ready"})
 
+    api = control_api(ops)
     middlewares = [_redacting(ops.secrets)] if ops.secrets else []
-    app = web.Application(middlewares=[*middlewares, _guard_failures(ops)])
+    app = web.Application(middlewares=[*middlewares, _guard_failures(ops), api.middleware],
+                          client_max_size=2 * 1024 * 1024)
     app.add_routes(routes)
+    app.add_routes(api.routes)
+    app.on_startup.append(api.on_startup)
+    app.on_shutdown.append(api.on_shutdown)
     return app
 
 

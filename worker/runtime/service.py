@@ -32,7 +32,7 @@ from framework.core import (
 from framework.polling import FleetConfig, ReplicaAcks, load_fleet_config
 from providers.builtin import default_registry
 from worker.exit_codes import ExitCode
-from worker.ops import OpsContext, OpsServer, build_app
+from worker.ops import ApiOptions, JwtVerifier, OpsContext, OpsServer, build_app
 from worker.runtime.dependencies import Runtime
 from worker.runtime.redis import resolve_redis_url
 
@@ -61,6 +61,11 @@ async def run_service(settings: Settings, *, client_name: str, logger: Logger,
     (the same object the process's log renderer redacts)."""
     known = KnownSecrets() if secrets is None else secrets
     try:
+        api = api_options(settings)
+    except ConfigError as exc:
+        logger.error("config_invalid", error=str(exc))
+        return ExitCode.CONFIG
+    try:
         url = await resolve_redis_url(settings, logger)
     except RedisUnavailableError as exc:
         logger.error("redis_unavailable", error=str(exc))
@@ -79,7 +84,7 @@ async def run_service(settings: Settings, *, client_name: str, logger: Logger,
                                      settings.redis_replicas_ack_timeout_ms),
         )
         service, ops = build(runtime, stack)
-        ops = replace(ops, secrets=ops.secrets or known)
+        ops = replace(ops, secrets=ops.secrets or known, api=api)
         try:
             await service.start()
         except ConfigError as exc:
@@ -89,6 +94,17 @@ async def run_service(settings: Settings, *, client_name: str, logger: Logger,
         await _serve_ops(stack, settings, ops, logger)
         freeze_startup_heap()
         return await service.run()
+
+
+def api_options(settings: Settings) -> ApiOptions:
+    """What the control API reads of the process's settings; ConfigError when its JWKS
+    file is unreadable or incomplete."""
+    jwt = None if settings.api_jwks_path is None else JwtVerifier.from_file(
+        settings.api_jwks_path, issuer=settings.api_jwt_issuer,
+        audience=settings.api_jwt_audience, role_claim=settings.api_jwt_role_claim)
+    return ApiOptions(read_auth=settings.api_read_auth, rules_path=settings.resolved_rules_path,
+                      audit_signing_key=settings.audit_signing_key,
+                      admin_token=settings.api_admin_token, jwt=jwt)
 
 
 def remembered(fleet: FleetConfig, secrets: KnownSecrets) -> FleetConfig:

@@ -93,6 +93,15 @@ Argument: the root context.
   value: {{ .Values.logLevel | quote }}
 - name: LOG_FORMAT
   value: {{ .Values.logFormat | quote }}
+- name: FLEET_API_READ_AUTH
+  value: {{ .Values.api.readAuth | default false | quote }}
+{{- if .Values.api.adminTokenSecret }}
+- name: FLEET_API_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.api.adminTokenSecret }}
+      key: {{ .Values.api.adminTokenSecretKey | default "admin-token" }}
+{{- end }}
 {{- end -}}
 
 {{/*
