@@ -95,6 +95,10 @@ class FetchResult(Generic[TRaw]):
     whole set.
     ``etag`` / ``last_modified`` / ``cursors``: the values to save with this
     poll (for a page: the cursor that is safe to resume from after it).
+
+    ``items`` are handed over to the poll: a list is emptied as it is diffed (each
+    item replaced by None), so that a poll's items are freed a slice at a time. A
+    fetcher that needs its items afterwards gives a copy (or a tuple).
     """
 
     items: Sequence[TRaw] = ()
@@ -258,7 +262,13 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
         seen, slices = counts.seen, LoopSlices()
         id_of, version_of, transform = self._item_id, self._change_detector, self._transformer
         known_version, add = known.get, session.add
+        # A list is handed over (FetchResult): each item is released once diffed, so
+        # that the items of a big poll are freed as the slices go, not in one go at
+        # its end (freeing 100,000 parsed items holds the loop for about 100 ms).
+        handed_over: list[Any] | None = items if isinstance(items, list) else None
         for position, raw in enumerate(items):
+            if handed_over is not None:
+                handed_over[position] = None
             if slices.due():
                 await slices.pause_if_due()
             item_id: str | None = None
