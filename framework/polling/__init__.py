@@ -14,6 +14,7 @@ from framework.polling.config import (
     load_fleet_config,
     parse_provider_config,
 )
+from framework.polling.diff import encode_signal
 from framework.polling.durability import (
     ReplicaAcks,
     ReplicasNotAckedError,
@@ -72,7 +73,6 @@ from framework.polling.poller import (
     SourceParts,
     UniversalPollingConnector,
     content_version,
-    encode_signal,
 )
 from framework.polling.rate_limits import (
     RateLimitRules,

@@ -16,9 +16,9 @@ Bounds: a poll has a deadline (``pollTimeoutMs``, see
 :attr:`~framework.polling.config.ConnectorConfig.poll_deadline_ms`) and ends
 in :class:`~framework.core.errors.PollTimeoutError` past it, keeping what it
 committed. It never holds the event loop for long, whatever its size: items are
-diffed and transformed in slices of about 10 ms (:class:`LoopSlices`), yielding
-to the loop in between, so the lease keeps being renewed during a poll of
-100,000 items.
+diffed and transformed in batches (:mod:`framework.polling.diff`), yielding to the
+loop once about 10 ms are spent, and released as they go, so the lease keeps being
+renewed during a poll of 100,000 items.
 """
 
 from __future__ import annotations
@@ -30,22 +30,16 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
-from pydantic import BaseModel
 
 from framework.core.errors import PollTimeoutError
 from framework.core.logs import Logger
-from framework.polling.commit_session import CommitSession
 from framework.polling.config import ConnectorConfig
-from framework.polling.loop_slices import LoopSlices
-from framework.polling.state import Change, ConnectorState, StateStore
+from framework.polling.diff import Differ
+from framework.polling.state import ConnectorState, StateStore
 
 TProvider = TypeVar("TProvider")
 TRaw = TypeVar("TRaw")
 TSignal = TypeVar("TSignal")
-
-# Items diffed between two readings of the clock: a few hundred microseconds of work,
-# well within a slice's budget.
-_ITEMS_PER_CHECK = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +123,6 @@ def content_version(raw: Any) -> str:
     return hasher.hexdigest()
 
 
-def encode_signal(signal: Any) -> bytes:
-    if isinstance(signal, BaseModel):
-        return orjson.dumps(signal.model_dump(mode="json"))
-    return orjson.dumps(signal)
-
-
 @dataclass(frozen=True)
 class SourceParts(Generic[TProvider, TRaw, TSignal]):
     """What a source supplies to the polling loop: the client it calls (handed to the
@@ -167,9 +155,8 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
         self.provider = parts.provider
         self._fetcher = parts.fetcher
         self._page_fetcher = parts.page_fetcher
-        self._item_id = parts.item_id
-        self._transformer = parts.transformer
-        self._change_detector = parts.change_detector
+        self._differ = Differ(item_id=parts.item_id, version=parts.change_detector,
+                              transformer=parts.transformer, log=logger)
         self._store = store
         self._log = logger
         self._on_close = on_close
@@ -248,7 +235,8 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
             state, etag=result.etag, last_modified=result.last_modified, cursors=result.cursors
         )
         async with self._store.open_commit(state) as session:
-            counts = await self._detect_changes(result.items, state.item_versions, session)
+            counts = await self._differ.detect_changes(result.items, state.item_versions,
+                                                       session)
             removed = list(state.item_versions.keys() - counts.seen) if prune else []
             await session.finish(removed, meta, force=_meta_changed(state, result))
         summary = PollSummary(
@@ -260,70 +248,9 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
         )
         return summary, counts.seen
 
-    async def _detect_changes(
-        self, items: Sequence[TRaw], known: Mapping[str, str], session: CommitSession
-    ) -> _DiffCounts:
-        """Hands each new or changed item to ``session``. ``known`` may gain the
-        ids of this fetch as its chunks are applied: each id is looked up once,
-        before its own change is sent. The loop runs once per item of polls of
-        100,000s: what it calls is bound to locals and nothing in it awaits
-        unless a chunk is full or a slice is spent."""
-        counts = _DiffCounts()
-        seen, slices = counts.seen, LoopSlices()
-        id_of, version_of, transform = self._item_id, self._change_detector, self._transformer
-        known_version, add = known.get, session.add
-        # A list is handed over (FetchResult): each item is released once diffed, so
-        # that the items of a big poll are freed as the slices go, not in one go at
-        # its end (freeing 100,000 parsed items holds the loop for about 100 ms).
-        handed_over: list[Any] | None = items if isinstance(items, list) else None
-        skipped = 0
-        for position, raw in enumerate(items):
-            if handed_over is not None:
-                handed_over[position] = None
-            # The clock is read every _ITEMS_PER_CHECK items, not for each one.
-            if not position % _ITEMS_PER_CHECK and slices.due():
-                await slices.pause_if_due()
-            item_id: str | None = None
-            try:
-                item_id = id_of(raw)
-                if not item_id:
-                    raise ValueError("item has no id")
-                if item_id in seen:
-                    raise ValueError("duplicate item id in one fetch; the first copy is kept")
-                seen.add(item_id)
-                version = version_of(raw)
-                if known_version(item_id) == version:
-                    skipped += 1
-                    continue
-                payload = encode_signal(transform(raw))
-            except Exception as exc:
-                self._item_failed(counts, item_id, position, exc)
-                continue
-            counts.published += 1
-            if add(Change(item_id, version, payload)):
-                await session.send_full()
-        counts.skipped = skipped
-        return counts
-
-    def _item_failed(
-        self, counts: _DiffCounts, item_id: str | None, position: int, exc: Exception
-    ) -> None:
-        counts.failed += 1
-        self._log.warning(
-            "item_failed", item_id=item_id, position=position, error=f"{type(exc).__name__}: {exc}"
-        )
-
     async def aclose(self) -> None:
         if self._on_close is not None:
             await self._on_close()
-
-
-@dataclass(slots=True)
-class _DiffCounts:
-    seen: set[str] = field(default_factory=set)
-    published: int = 0
-    skipped: int = 0
-    failed: int = 0
 
 
 def _meta_changed(state: ConnectorState, result: FetchResult[Any]) -> bool:
