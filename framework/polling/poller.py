@@ -95,8 +95,9 @@ class FetchResult(Generic[TRaw]):
     poll (for a page: the cursor that is safe to resume from after it).
 
     ``items`` are handed over to the poll: a list is emptied as it is diffed (each
-    item replaced by None), so that a poll's items are freed a slice at a time. A
-    fetcher that needs its items afterwards gives a copy (or a tuple).
+    item replaced by None), so that a poll's items are freed a batch at a time, not
+    all at once at its end. A fetcher that needs its items afterwards gives a copy
+    (or a tuple, which is left as it is).
     """
 
     items: Sequence[TRaw] = ()
