@@ -2,15 +2,13 @@
 changes a commit publishes.
 
 A poll of 100,000 items diffs every one of them, most unchanged, so the per-item
-work is what a poll costs. :class:`Differ` takes the items a batch at a time
-(:data:`BATCH_ITEMS`): the ids, versions and known versions of a batch are
-computed by ``map`` (the loop in C, the provider's functions called from it), and
-only the changed items go through Python code one by one. A batch where anything
-is unusual (an id or a version that raises, an empty or a duplicate id) is
-diffed again item by item, so that each bad item is counted and logged with its
-position and never stops the others.
+work is what a poll costs: :class:`Differ` keeps it to the source's id and version
+functions, a set and a dict lookup. Each bad item (an id or a version or a signal
+that raises, an empty or a duplicate id) is counted and logged with its position
+and never stops the others.
 
-Between batches it yields to the event loop once a slice's time is spent
+It takes the items a batch at a time (:data:`BATCH_ITEMS`). Between batches it
+reads the clock and yields to the event loop once a slice's time is spent
 (:class:`LoopSlices`), and it releases the items of a list it was handed as it
 goes (see :class:`~framework.polling.poller.FetchResult`): a big poll's items are
 freed a batch at a time, never in one go at its end.
@@ -20,8 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import ne
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -86,43 +82,26 @@ class Differ(Generic[TRaw, TSignal]):
     def _changes_in(
         self, batch: Sequence[TRaw], start: int, known: Mapping[str, str], counts: DiffCounts
     ) -> list[Change]:
-        try:
-            ids = list(map(self.item_id, batch))
-            versions = list(map(self.version, batch))
-        except Exception:
-            return self._changes_one_by_one(batch, start, known, counts)
-        seen = counts.seen
-        if not all(ids) or len(set(ids)) != len(ids) or not seen.isdisjoint(ids):
-            return self._changes_one_by_one(batch, start, known, counts)
-        seen.update(ids)
-        changed = list(compress(range(len(ids)), map(ne, map(known.get, ids), versions)))
-        counts.skipped += len(ids) - len(changed)
+        # Each item's id, version and signal are asked for in that order, one item
+        # after the other: a source may keep what the first two computed for the
+        # third (HTTP_JSON does, so that each item is hashed once).
         changes = []
-        for index in changed:
-            change = self._change(batch[index], ids[index], versions[index], start + index,
-                                  counts)
-            if change is not None:
-                changes.append(change)
-        return changes
-
-    def _changes_one_by_one(
-        self, batch: Sequence[TRaw], start: int, known: Mapping[str, str], counts: DiffCounts
-    ) -> list[Change]:
-        changes = []
+        seen, known_version = counts.seen, known.get
+        id_of, version_of = self.item_id, self.version
         for index, raw in enumerate(batch):
             item_id: str | None = None
             try:
-                item_id = self.item_id(raw)
+                item_id = id_of(raw)
                 if not item_id:
                     raise ValueError("item has no id")
-                if item_id in counts.seen:
+                if item_id in seen:
                     raise ValueError("duplicate item id in one fetch; the first copy is kept")
-                counts.seen.add(item_id)
-                version = self.version(raw)
+                seen.add(item_id)
+                version = version_of(raw)
             except Exception as exc:
                 self._item_failed(counts, item_id, start + index, exc)
                 continue
-            if known.get(item_id) == version:
+            if known_version(item_id) == version:
                 counts.skipped += 1
                 continue
             change = self._change(raw, item_id, version, start + index, counts)
