@@ -88,6 +88,7 @@ class Differ(Generic[TRaw, TSignal]):
         changes = []
         seen, known_version = counts.seen, known.get
         id_of, version_of = self.item_id, self.version
+        skipped = 0
         for index, raw in enumerate(batch):
             item_id: str | None = None
             try:
@@ -102,11 +103,12 @@ class Differ(Generic[TRaw, TSignal]):
                 self._item_failed(counts, item_id, start + index, exc)
                 continue
             if known_version(item_id) == version:
-                counts.skipped += 1
+                skipped += 1
                 continue
             change = self._change(raw, item_id, version, start + index, counts)
             if change is not None:
                 changes.append(change)
+        counts.skipped += skipped
         return changes
 
     def _change(

@@ -113,14 +113,16 @@ PageFetcher = Callable[[TProvider, ConnectorState], AsyncIterator[FetchResult[TR
 
 
 # Copied for each item: a third cheaper than building a hasher from its arguments.
-_VERSION_HASHER = hashlib.blake2b(digest_size=12)
+# Bound once, as the version of every item of every poll is computed with them.
+_new_version_hasher = hashlib.blake2b(digest_size=12).copy
+_dumps, _SORTED_KEYS = orjson.dumps, orjson.OPT_SORT_KEYS
 
 
 def content_version(raw: Any) -> str:
     """The default change detector: a hash of the item's canonical JSON
     (BLAKE2b, 96 bits, in hex)."""
-    hasher = _VERSION_HASHER.copy()
-    hasher.update(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS))
+    hasher = _new_version_hasher()
+    hasher.update(_dumps(raw, option=_SORTED_KEYS))
     return hasher.hexdigest()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import orjson
 import pytest
 import structlog
@@ -251,3 +253,10 @@ async def test_cursors_and_validators_are_saved_and_given_back(redis: Redis) -> 
     assert seen[0].cursors == {} and seen[0].etag is None
     assert seen[1].cursors == {"updatedSince": "2026-11-21"} and seen[1].etag == '"e1"'
     assert seen[1].last_modified == "Fri, 20 Nov 2026 22:00:00 GMT"
+
+
+def test_the_version_format_is_kept_as_stored_versions_depend_on_it() -> None:
+    # Every stored version was made this way: another format would make every known
+    # item look changed once, and republish it.
+    expected = hashlib.blake2b(b'{"a":[1,{"c":null}],"b":"\xc3\xa9"}', digest_size=12)
+    assert content_version({"b": "é", "a": [1, {"c": None}]}) == expected.hexdigest()
