@@ -50,6 +50,7 @@ async def make_connector(
     name: str = "test-source",
     lease: Lease | None = None,
     chunk_items: int = 5_000,
+    id_of: Callable[[Item], str] = item_id,
     **config_fields: Any,
 ) -> tuple[UniversalPollingConnector[ListSource, Item, Item], Lease]:
     config = ConnectorConfig(name=name, type="TEST", **config_fields)
@@ -59,7 +60,7 @@ async def make_connector(
     store = StateStore(redis, config, lease, clock=SystemClock(), chunk_items=chunk_items)
     connector = UniversalPollingConnector[ListSource, Item, Item](
         config=config,
-        parts=SourceParts(provider=source, fetcher=fetch_list, item_id=item_id,
+        parts=SourceParts(provider=source, fetcher=fetch_list, item_id=id_of,
                           transformer=transform),
         store=store,
         logger=get_logger(connector=name),

@@ -22,6 +22,7 @@ from framework.polling.config import (
     load_fleet_config,
     parse_provider_config,
 )
+from framework.polling.diff import encode_signal
 from framework.polling.durability import (
     ReplicaAcks,
     ReplicasNotAckedError,
@@ -83,7 +84,6 @@ from framework.polling.poller import (
     SourceParts,
     UniversalPollingConnector,
     content_version,
-    encode_signal,
 )
 from framework.polling.push import (
     PUSH_WINDOW_S,

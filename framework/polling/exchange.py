@@ -12,12 +12,16 @@ its body, as browsers do.
 Body: a declared ``Content-Length`` over the limit is refused before reading; any
 other body is read chunk by chunk (decoded, which is what takes memory) and
 refused as soon as it passes the limit, so at most the limit plus one chunk is
-ever held.
+ever held. The body read is kept as the chunks it came in (:class:`ReadResponse`):
+joining tens of MB into one ``bytes`` is one copy that holds the event loop, which
+a reader of big bodies (:func:`~framework.polling.json_slices.loads_in_slices`)
+avoids by reading :func:`body_chunks`; ``content`` joins them when first asked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import httpx
 
@@ -67,6 +71,7 @@ async def read_limited(
                 f"{max_body_bytes}; not read", connector=connector)
         chunks: list[bytes] = []
         size = 0
+        # Read by chunk (not in one piece): see the module docstring.
         async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > max_body_bytes:
@@ -76,7 +81,7 @@ async def read_limited(
             chunks.append(chunk)
     finally:
         await response.aclose()
-    return _with_body(response, b"".join(chunks))
+    return _with_body(response, chunks, size)
 
 
 def same_origin(url: httpx.URL, other: httpx.URL) -> bool:
@@ -128,10 +133,47 @@ def _origin(url: httpx.URL) -> str:
     return f"{url.scheme}://{url.host}{port}"
 
 
-def _with_body(response: httpx.Response, body: bytes) -> httpx.Response:
+def body_chunks(response: httpx.Response) -> Sequence[bytes]:
+    """The body of a response that was read, without joining it into one piece."""
+    if isinstance(response, ReadResponse):
+        return response.chunks
+    return (response.content,)
+
+
+class ReadResponse(httpx.Response):
+    """A response whose body was read whole and is kept as ``chunks``: the
+    ``content`` that httpx's ``content``, ``text``, ``json()``, ``read()`` and
+    ``iter_bytes()`` serve is joined from them the first time one of them is used."""
+
+    def __init__(self, status_code: int, *, chunks: Sequence[bytes], size: int,
+                 headers: list[tuple[str, str]], request: httpx.Request,
+                 extensions: dict[str, Any]) -> None:
+        self.chunks = tuple(chunks)
+        self._joined: bytes | None = None
+        headers = [*headers, ("content-length", str(size))]
+        # A stream is given so that httpx neither reads it nor adds headers; the body
+        # is served by ``_content`` below, and nothing is left to read or close.
+        super().__init__(status_code, headers=headers, stream=httpx.ByteStream(b""),
+                         request=request, extensions=extensions)
+        self.is_stream_consumed = self.is_closed = True
+
+    # httpx reads and writes the body it serves in ``_content`` (once read, every
+    # accessor uses it): the join is made on the first of those reads.
+    @property
+    def _content(self) -> bytes:
+        if self._joined is None:
+            self._joined = b"".join(self.chunks)
+        return self._joined
+
+    @_content.setter
+    def _content(self, value: bytes) -> None:
+        self._joined = value
+
+
+def _with_body(response: httpx.Response, chunks: list[bytes], size: int) -> ReadResponse:
     headers = [(k, v) for k, v in response.headers.multi_items()
                if k.lower() not in _WIRE_HEADERS]
     extensions = {k: response.extensions[k] for k in _KEPT_EXTENSIONS
                   if k in response.extensions}
-    return httpx.Response(response.status_code, headers=headers, content=body,
-                          request=response.request, extensions=extensions)
+    return ReadResponse(response.status_code, chunks=chunks, size=size, headers=headers,
+                        request=response.request, extensions=extensions)

@@ -15,7 +15,6 @@ Status handling: 2xx and 304 are answers; 408, 429 and 5xx are retried
 from __future__ import annotations
 
 import asyncio
-import codecs
 import random
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -35,13 +34,14 @@ from framework.core.errors import (
 from framework.core.logs import Logger
 from framework.core.redaction import is_secret_key
 from framework.polling.config import ConnectorConfig, RetryConfig
-from framework.polling.exchange import exchange
-from framework.polling.json_slices import SLICE_CHARS, loads_in_slices
-from framework.polling.loop_slices import LoopSlices
+from framework.polling.exchange import body_chunks, exchange
+from framework.polling.json_slices import loads_in_slices
 
 _RETRYABLE_STATUS = {408, 429}
 _BODY_EXCERPT_CHARS = 200
 _UTF8_BOM = b"\xef\xbb\xbf"
+# Smaller bodies are decoded in one call: a few ms on a loaded machine.
+SMALL_BODY_BYTES = 64 * 1024
 
 
 def backoff_delay_s(retry: RetryConfig, attempt: int, rng: random.Random) -> float:
@@ -222,13 +222,14 @@ def parse_json(response: httpx.Response, *, connector: str) -> Any:
 
 async def read_json(response: httpx.Response, *, connector: str) -> Any:
     """:func:`parse_json` for a body of any size: a big one is decoded in slices
-    (:mod:`framework.polling.json_slices`), so that the loop is never held long."""
-    content = response.content.removeprefix(_UTF8_BOM)
-    if len(content) <= SLICE_CHARS:
+    (:mod:`framework.polling.json_slices`) from the chunks it came in, so that the
+    loop is never held long."""
+    chunks = body_chunks(response)
+    if sum(len(chunk) for chunk in chunks) <= SMALL_BODY_BYTES:
         return parse_json(response, connector=connector)
     try:
-        return await loads_in_slices(await _decode_in_slices(content))
-    except ValueError as exc:  # UnicodeDecodeError included
+        return await loads_in_slices(chunks)
+    except ValueError as exc:
         raise _not_json(response, exc, connector) from None
 
 
@@ -238,17 +239,6 @@ def _not_json(response: httpx.Response, exc: ValueError, connector: str) -> Malf
         f"{_excerpt(response)}",
         connector=connector,
     )
-
-
-async def _decode_in_slices(content: bytes) -> str:
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    pieces = []
-    slices = LoopSlices()
-    for start in range(0, len(content), SLICE_CHARS):
-        pieces.append(decoder.decode(content[start : start + SLICE_CHARS]))
-        await slices.pause_if_due()
-    pieces.append(decoder.decode(b"", final=True))
-    return "".join(pieces)
 
 
 def describe_shape(body: Any) -> str:
@@ -266,7 +256,20 @@ def describe_shape(body: Any) -> str:
 
 
 def _excerpt(response: httpx.Response) -> str:
-    text = response.text.strip().replace("\n", " ")
+    # Decoded from the body's first bytes only: a body of tens of MB is never joined
+    # or decoded whole to quote 200 characters of it.
+    head, wanted = [], _BODY_EXCERPT_CHARS * 4 + 4  # 4: the longest UTF-8 character
+    for chunk in body_chunks(response):
+        head.append(chunk[:wanted])
+        wanted -= len(head[-1])
+        if wanted <= 0:
+            break
+    encoding = response.charset_encoding or "utf-8"
+    try:
+        text = b"".join(head).decode(encoding, errors="replace")
+    except LookupError:  # a charset Python does not know
+        text = b"".join(head).decode("utf-8", errors="replace")
+    text = text.strip().replace("\n", " ")
     if len(text) > _BODY_EXCERPT_CHARS:
         return text[:_BODY_EXCERPT_CHARS] + "..."
     return text or "(empty body)"

@@ -16,9 +16,9 @@ Bounds: a poll has a deadline (``pollTimeoutMs``, see
 :attr:`~framework.polling.config.ConnectorConfig.poll_deadline_ms`) and ends
 in :class:`~framework.core.errors.PollTimeoutError` past it, keeping what it
 committed. It never holds the event loop for long, whatever its size: items are
-diffed and transformed in slices of about 10 ms (:class:`LoopSlices`), yielding
-to the loop in between, so the lease keeps being renewed during a poll of
-100,000 items.
+diffed and transformed in batches (:mod:`framework.polling.diff`), yielding to the
+loop once about 10 ms are spent, and released as they go, so the lease keeps being
+renewed during a poll of 100,000 items.
 """
 
 from __future__ import annotations
@@ -30,14 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
-from pydantic import BaseModel
 
 from framework.core.errors import PollTimeoutError
 from framework.core.logs import Logger
-from framework.polling.commit_session import CommitSession
 from framework.polling.config import ConnectorConfig
-from framework.polling.loop_slices import LoopSlices
-from framework.polling.state import Change, ConnectorState, StateStore
+from framework.polling.diff import Differ
+from framework.polling.state import ConnectorState, StateStore
 
 TProvider = TypeVar("TProvider")
 TRaw = TypeVar("TRaw")
@@ -95,6 +93,11 @@ class FetchResult(Generic[TRaw]):
     whole set.
     ``etag`` / ``last_modified`` / ``cursors``: the values to save with this
     poll (for a page: the cursor that is safe to resume from after it).
+
+    ``items`` are handed over to the poll: a list is emptied as it is diffed (each
+    item replaced by None), so that a poll's items are freed a batch at a time, not
+    all at once at its end. A fetcher that needs its items afterwards gives a copy
+    (or a tuple, which is left as it is).
     """
 
     items: Sequence[TRaw] = ()
@@ -109,16 +112,18 @@ Fetcher = Callable[[TProvider, ConnectorState], Awaitable[FetchResult[TRaw]]]
 PageFetcher = Callable[[TProvider, ConnectorState], AsyncIterator[FetchResult[TRaw]]]
 
 
+# Copied for each item: a third cheaper than building a hasher from its arguments.
+# Bound once, as the version of every item of every poll is computed with them.
+_new_version_hasher = hashlib.blake2b(digest_size=12).copy
+_dumps, _SORTED_KEYS = orjson.dumps, orjson.OPT_SORT_KEYS
+
+
 def content_version(raw: Any) -> str:
-    """The default change detector: a hash of the item's canonical JSON."""
-    canonical = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(canonical, digest_size=12).hexdigest()
-
-
-def encode_signal(signal: Any) -> bytes:
-    if isinstance(signal, BaseModel):
-        return orjson.dumps(signal.model_dump(mode="json"))
-    return orjson.dumps(signal)
+    """The default change detector: a hash of the item's canonical JSON
+    (BLAKE2b, 96 bits, in hex)."""
+    hasher = _new_version_hasher()
+    hasher.update(_dumps(raw, option=_SORTED_KEYS))
+    return hasher.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -153,9 +158,8 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
         self.provider = parts.provider
         self._fetcher = parts.fetcher
         self._page_fetcher = parts.page_fetcher
-        self._item_id = parts.item_id
-        self._transformer = parts.transformer
-        self._change_detector = parts.change_detector
+        self._differ = Differ(item_id=parts.item_id, version=parts.change_detector,
+                              transformer=parts.transformer, log=logger)
         self._store = store
         self._log = logger
         self._on_close = on_close
@@ -219,7 +223,7 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
     async def _prune(self, seen: set[str]) -> PollSummary:
         """After a complete paged fetch: forget the ids that no page held."""
         state = await self._store.load()
-        removed = [i for i in state.item_versions if i not in seen]
+        removed = list(state.item_versions.keys() - seen)
         if removed:
             await self._store.commit(state, [], removed=removed)
         return PollSummary(removed=len(removed), pages=0)
@@ -234,8 +238,9 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
             state, etag=result.etag, last_modified=result.last_modified, cursors=result.cursors
         )
         async with self._store.open_commit(state) as session:
-            counts = await self._detect_changes(result.items, state.item_versions, session)
-            removed = [i for i in state.item_versions if i not in counts.seen] if prune else []
+            counts = await self._differ.detect_changes(result.items, state.item_versions,
+                                                       session)
+            removed = list(state.item_versions.keys() - counts.seen) if prune else []
             await session.finish(removed, meta, force=_meta_changed(state, result))
         summary = PollSummary(
             fetched=len(result.items),
@@ -246,61 +251,9 @@ class UniversalPollingConnector(Generic[TProvider, TRaw, TSignal]):
         )
         return summary, counts.seen
 
-    async def _detect_changes(
-        self, items: Sequence[TRaw], known: Mapping[str, str], session: CommitSession
-    ) -> _DiffCounts:
-        """Hands each new or changed item to ``session``. ``known`` may gain the
-        ids of this fetch as its chunks are applied: each id is looked up once,
-        before its own change is sent. The loop runs once per item of polls of
-        100,000s: what it calls is bound to locals and nothing in it awaits
-        unless a chunk is full or a slice is spent."""
-        counts = _DiffCounts()
-        seen, slices = counts.seen, LoopSlices()
-        id_of, version_of, transform = self._item_id, self._change_detector, self._transformer
-        known_version, add = known.get, session.add
-        for position, raw in enumerate(items):
-            if slices.due():
-                await slices.pause_if_due()
-            item_id: str | None = None
-            try:
-                item_id = id_of(raw)
-                if not item_id:
-                    raise ValueError("item has no id")
-                if item_id in seen:
-                    raise ValueError("duplicate item id in one fetch; the first copy is kept")
-                seen.add(item_id)
-                version = version_of(raw)
-                if known_version(item_id) == version:
-                    counts.skipped += 1
-                    continue
-                payload = encode_signal(transform(raw))
-            except Exception as exc:
-                self._item_failed(counts, item_id, position, exc)
-                continue
-            counts.published += 1
-            if add(Change(item_id, version, payload)):
-                await session.send_full()
-        return counts
-
-    def _item_failed(
-        self, counts: _DiffCounts, item_id: str | None, position: int, exc: Exception
-    ) -> None:
-        counts.failed += 1
-        self._log.warning(
-            "item_failed", item_id=item_id, position=position, error=f"{type(exc).__name__}: {exc}"
-        )
-
     async def aclose(self) -> None:
         if self._on_close is not None:
             await self._on_close()
-
-
-@dataclass(slots=True)
-class _DiffCounts:
-    seen: set[str] = field(default_factory=set)
-    published: int = 0
-    skipped: int = 0
-    failed: int = 0
 
 
 def _meta_changed(state: ConnectorState, result: FetchResult[Any]) -> bool:

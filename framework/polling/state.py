@@ -29,6 +29,9 @@ from framework.polling.durability import ReplicaAcks
 from framework.polling.slots import check_one_slot
 
 NO_ACKS = ReplicaAcks()
+# Versions read per round trip when they are not cached: a reply small enough to be
+# parsed in well under a millisecond.
+VERSIONS_PER_READ = 1_000
 
 
 class Fence(Protocol):
@@ -120,14 +123,28 @@ class StateStore:
                 if fields.get("generation", "") == self._cached_generation:
                     return _state_from(fields, self._cached_versions)
             # Not MULTI: Redis refuses EXEC when over maxmemory, even for reads. A commit
-            # between the two reads is caught by the generation check of the next commit.
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(self._state_key)
-                pipe.hgetall(self._versions_key)
-                fields, versions = await pipe.execute()
+            # after the generation was read is caught by the generation check of the
+            # next commit, however many reads the versions take.
+            fields = cast(dict[str, str], await self._redis.hgetall(self._state_key))
+            versions = await self._read_versions()
         self._cached_versions = versions
         self._cached_generation = fields.get("generation", "")
         return _state_from(fields, versions)
+
+    async def _read_versions(self) -> dict[str, str]:
+        """Every known version, :data:`VERSIONS_PER_READ` at a time (HSCAN): one
+        HGETALL of 100,000 versions is a reply parsed in one step, which holds the
+        event loop for 100 ms and more. HSCAN may give a field twice (harmless here)
+        and never misses one that exists throughout the scan; a field that a commit
+        changes meanwhile is caught by the generation, which was read first."""
+        versions: dict[str, str] = {}
+        cursor = 0
+        while True:
+            cursor, page = await self._redis.hscan(
+                self._versions_key, cursor, count=VERSIONS_PER_READ)
+            versions.update(cast(dict[str, str], page))
+            if cursor == 0:
+                return versions
 
     @asynccontextmanager
     async def open_commit(self, state: ConnectorState) -> AsyncIterator[CommitSession]:

@@ -103,8 +103,7 @@ async def test_chunks_are_committed_while_the_poll_still_diffs(
         return str(raw["id"])
 
     source = ListSource(numbered(2000, 1))
-    connector, _ = await make_connector(redis, source, chunk_items=100)
-    connector._item_id = item_id
+    connector, _ = await make_connector(redis, source, chunk_items=100, id_of=item_id)
 
     summary = await connector.poll()
     watcher.close()

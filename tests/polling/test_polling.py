@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import orjson
 import pytest
+import structlog
 from redis.asyncio import Redis
 
 from framework.core.errors import LeaseLostError, StateConflictError
@@ -101,6 +104,29 @@ async def test_bad_items_are_counted_and_the_others_published(redis: Redis) -> N
     assert "bad" not in await redis.hkeys("connector:state:test-source:versions")
     source.items = [{"id": "a", "value": 1}, {"id": "bad", "value": 2}, {"id": "c", "value": 3}]
     assert (await connector.poll()).published == 1
+
+
+async def test_bad_items_in_any_batch_fail_alone_with_their_position(redis: Redis) -> None:
+    # Several batches (framework.polling.diff): bad items in the middle of some, a
+    # duplicate of an item of an earlier batch, a duplicate within one batch.
+    raw: list[dict[str, object]] = [{"id": f"i{n}", "value": n} for n in range(300)]
+    raw[70] = {"value": "no id"}
+    raw[130] = {"id": "i10", "value": -1}
+    raw[140] = {"id": "i135", "value": -2}
+    raw[150] = {"id": "i150", "poison": True}
+    connector, _ = await make_connector(redis, ListSource(raw))
+
+    with structlog.testing.capture_logs() as logs:
+        summary = await connector.poll()
+
+    assert summary == PollSummary(fetched=300, published=296, failed=4)
+    failures = [entry for entry in logs if entry["event"] == "item_failed"]
+    assert [(f["position"], f["item_id"]) for f in failures] == [
+        (70, ""), (130, "i10"), (140, "i135"), (150, "i150")]
+    published = [e["item_id"] for e in await stream_items(redis)]
+    assert published == [f"i{n}" for n in range(300) if n not in (70, 130, 140, 150)]
+    values = {e["item_id"]: orjson.loads(e["payload"])["value"] for e in await stream_items(redis)}
+    assert values["i10"] == 10 and values["i135"] == 135  # the first copies were kept
 
 
 async def test_a_connector_without_the_lease_cannot_publish(redis: Redis) -> None:
@@ -227,3 +253,10 @@ async def test_cursors_and_validators_are_saved_and_given_back(redis: Redis) -> 
     assert seen[0].cursors == {} and seen[0].etag is None
     assert seen[1].cursors == {"updatedSince": "2026-11-21"} and seen[1].etag == '"e1"'
     assert seen[1].last_modified == "Fri, 20 Nov 2026 22:00:00 GMT"
+
+
+def test_the_version_format_is_kept_as_stored_versions_depend_on_it() -> None:
+    # Every stored version was made this way: another format would make every known
+    # item look changed once, and republish it.
+    expected = hashlib.blake2b(b'{"a":[1,{"c":null}],"b":"\xc3\xa9"}', digest_size=12)
+    assert content_version({"b": "é", "a": [1, {"c": None}]}) == expected.hexdigest()
