@@ -34,6 +34,8 @@ key                                type    holds
 ``fleet:steps:{stream}:{identity}`` hash   ``{rule}:{step}`` -> JSON result, with TTL
                                            (identity: ``item:{connector}:{item_id}:{version}``
                                            or the entry id; deleted or shortened at the XACK)
+``fleet:emitted:{T}:{steps key}`` hash   a rule's emit to stream T recorded in T's slot
+                                           (Cluster, when T's slot is not the entry's)
 ``{stream}:dlq``                   stream  dead letters of ``{stream}`` (consuming.dead_letters)
 ``fleet:consumers:{group}:{name}`` string  JSON heartbeat of a live stream consumer, with TTL
 ``fleet:consumer-errors:{group}:{stream}`` hash  entry id -> JSON last handler error
@@ -148,6 +150,22 @@ def consumer_errors_key(group: str, stream: str) -> str:
 
 def steps_key(stream: str, entry_id: str) -> str:
     return f"{STEPS_PREFIX}{stream}:{entry_id}"
+
+
+# A rule's emit recorded in the target stream's slot, when that is not the slot of the
+# entry's step records (Redis Cluster): hash "{rule}:{step}" -> JSON result, with TTL.
+EMITTED_PREFIX = "fleet:emitted:"
+
+
+def emitted_key(target_stream: str, steps: str) -> str:
+    """``fleet:emitted:{TAG}:STEPS``: TAG is the target's hash tag (its slot), STEPS the
+    entry's step-records key (which emit of which entry)."""
+    tag = target_stream
+    start = tag.find("{")
+    end = tag.find("}", start + 1) if start >= 0 else -1
+    if start >= 0 and end > start + 1:
+        tag = tag[start + 1 : end]
+    return f"{EMITTED_PREFIX}{{{tag}}}:{steps}"
 
 
 def lease_key(name: str) -> str:

@@ -1,0 +1,115 @@
+"""``SlotReads``: new entries from streams that live in several Redis Cluster slots.
+
+One XREADGROUP may name several streams only when they share a slot, so on a cluster
+the streams (e.g. the shards ``{signals:0}``, ``{signals:1}``...) are read with one
+XREADGROUP per slot group, concurrently, each on its own node. A blocking read of a
+quiet shard must not delay the entries of a busy one, yet it cannot be cancelled
+either (the entries Redis hands to a cancelled read would sit pending, unseen, until
+reclaimed): so a read still blocked when another one returns is kept for the next
+turn. The entries it may return are reserved from the capacity meanwhile, so the
+consumer never holds more than ``max_in_flight``. On one server, or when every
+stream shares a slot, this is one XREADGROUP as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from framework.consuming.group import Entry
+from framework.core.cancellation import cancel_and_wait
+from framework.core.slots import slot_groups
+
+# (streams, count per stream, block ms) -> the entries read
+ReadCall = Callable[[list[str], int, int], Coroutine[Any, Any, list[Entry]]]
+
+
+class SlotReads:
+    def __init__(self, streams: Sequence[str], read: ReadCall, *, cluster: bool) -> None:
+        self._read = read
+        self._groups = [[streams[i] for i in group]
+                        for group in slot_groups(list(streams), cluster=cluster)]
+        self._outstanding: dict[int, tuple[asyncio.Task[list[Entry]], int]] = {}
+        self._next_group = 0
+
+    @property
+    def split(self) -> bool:
+        """The streams span several slots (several reads per turn)."""
+        return len(self._groups) > 1
+
+    @property
+    def reserved(self) -> int:
+        """Entries that the reads still under way may return."""
+        return sum(count for _, count in self._outstanding.values())
+
+    async def read(self, streams: list[str], *, capacity: int, block_ms: int,
+                   wait_all: bool = False) -> list[Entry]:
+        """At most ``capacity`` new entries (counting the reserved ones). ``streams``
+        is the plan for one server (all, or some in turn); a split read plans by slot
+        group itself. ``wait_all``: wait for every read (burst mode's "nothing left")."""
+        if not self.split:
+            return await self._read(streams, max(1, capacity // len(streams)), block_ms)
+        self._start(capacity - self.reserved, block_ms)
+        if not self._outstanding:
+            return []
+        tasks = [task for task, _ in self._outstanding.values()]
+        if wait_all:
+            await asyncio.wait(tasks)
+        else:
+            await asyncio.wait(tasks, timeout=block_ms / 1000,
+                               return_when=asyncio.FIRST_COMPLETED)
+        return self._harvest()
+
+    def _start(self, free: int, block_ms: int) -> None:
+        """A read for each idle slot group, in turn while ``free`` is short."""
+        idle = [(self._next_group + i) % len(self._groups) for i in range(len(self._groups))]
+        idle = [g for g in idle if g not in self._outstanding][:max(free, 0)]
+        if not idle:
+            return
+        self._next_group = (idle[-1] + 1) % len(self._groups)
+        per_group = free // len(idle)
+        for group in idle:
+            streams = self._groups[group]
+            count = max(1, per_group // len(streams))
+            task = asyncio.create_task(self._read(streams, count, block_ms),
+                                       name=f"xreadgroup:{streams[0]}")
+            self._outstanding[group] = (task, count * len(streams))
+
+    def _harvest(self) -> list[Entry]:
+        """The entries of the reads that finished; the first failure is raised (after
+        every finished read's entries were taken: none is dropped)."""
+        entries: list[Entry] = []
+        failure: BaseException | None = None
+        for group, (task, _) in list(self._outstanding.items()):
+            if not task.done():
+                continue
+            del self._outstanding[group]
+            if task.cancelled():
+                continue
+            error = task.exception()
+            if error is None:
+                entries += task.result()
+            elif failure is None:
+                failure = error
+        if failure is not None and not entries:
+            raise failure
+        return entries
+
+    async def finish(self) -> list[Entry]:
+        """Wait for the reads under way (bounded by their BLOCK): what they returned is
+        ours now, and must be run or handed over, not left unseen."""
+        if not self._outstanding:
+            return []
+        await asyncio.wait([task for task, _ in self._outstanding.values()])
+        try:
+            return self._harvest()
+        except Exception:  # Redis failed on the way out: the entries stay pending
+            return []
+
+    async def cancel(self) -> None:
+        """On a forced stop: entries handed to a cancelled read stay pending (reclaimed
+        after the visibility timeout)."""
+        for task, _ in list(self._outstanding.values()):
+            await cancel_and_wait(task)
+        self._outstanding.clear()
