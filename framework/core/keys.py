@@ -42,8 +42,12 @@ key                                type    holds
 ``catalog:capabilities``           set     ids of every capability in the catalog
 ``catalog:capability:{id}``        hash    version -> signed definition JSON
 ``catalog:revocations:{id}``       hash    version range -> JSON revocation (reason, time)
-``catalog:changes``                pubsub  JSON {id, kind} on every register / revoke
+``catalog:changes``                pubsub  JSON {id, kind} after every register / revoke
 =================================  ======  ==============================================
+
+On a Redis Cluster the audit chain's keys are ``{audit:chain}``, ``{audit:chain}:head``,
+``{audit:chain}:checkpoint`` and a capability's ``catalog:capability:{ID}``...: the
+braces are literal hash tags there (see audit_keys, catalog_definitions_key).
 """
 
 from __future__ import annotations
@@ -274,12 +278,28 @@ CATALOG_CHANGES_CHANNEL = "catalog:changes"
 CATALOG_WATCH_RETRY_S = 0.5
 
 
-def catalog_definitions_key(capability_id: str) -> str:
-    return f"{CATALOG_DEFINITIONS_PREFIX}{capability_id}"
+# On a Redis Cluster (``tagged``) a capability's keys carry its id as hash tag
+# (``catalog:capability:{ID}``): the reads of its definitions and revocations stay one
+# transaction; untagged, the documented names (``catalog:capability:ID``) stay.
+def catalog_definitions_key(capability_id: str, *, tagged: bool = False) -> str:
+    return f"{CATALOG_DEFINITIONS_PREFIX}{_tag(capability_id, tagged)}"
 
 
-def catalog_revocations_key(capability_id: str) -> str:
-    return f"{CATALOG_REVOCATIONS_PREFIX}{capability_id}"
+def catalog_revocations_key(capability_id: str, *, tagged: bool = False) -> str:
+    return f"{CATALOG_REVOCATIONS_PREFIX}{_tag(capability_id, tagged)}"
+
+
+def _tag(name: str, tagged: bool) -> str:
+    return f"{{{name}}}" if tagged else name
+
+
+def audit_keys(*, tagged: bool = False) -> tuple[str, str, str]:
+    """``(stream, head, checkpoint)`` of the audit chain; on a Cluster (``tagged``)
+    ``{audit:chain}``... so that appending and trimming stay single-slot scripts."""
+    if not tagged:
+        return AUDIT_STREAM, AUDIT_HEAD_KEY, AUDIT_CHECKPOINT_KEY
+    stream = _tag(AUDIT_STREAM, True)
+    return stream, f"{stream}:head", f"{stream}:checkpoint"
 
 
 # Stored versions a lookup skipped and audited (hash: "version@sha256" -> when), so
@@ -287,8 +307,8 @@ def catalog_revocations_key(capability_id: str) -> str:
 CATALOG_SKIPPED_PREFIX = "catalog:skipped:"
 
 
-def catalog_skipped_key(capability_id: str) -> str:
-    return f"{CATALOG_SKIPPED_PREFIX}{capability_id}"
+def catalog_skipped_key(capability_id: str, *, tagged: bool = False) -> str:
+    return f"{CATALOG_SKIPPED_PREFIX}{_tag(capability_id, tagged)}"
 
 
 # The field a dead letter's replay carries: the id of the entry it replays, so the
