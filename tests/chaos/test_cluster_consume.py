@@ -186,3 +186,16 @@ async def _groups_exist(cluster: Any) -> bool:
         if not [g for g in await cluster.xinfo_groups(stream) if g["name"] == "g"]:
             return False
     return True
+
+
+async def test_a_burst_over_the_shards_stops_only_once_every_shard_is_empty(
+    cluster: Any,
+) -> None:
+    for i in range(150):
+        await cluster.xadd(SHARDS[i % 2], item("src", f"b{i}"))  # {sig:2} stays empty
+
+    consumer = consumer_on(cluster, burst=True, max_in_flight=8)
+    await asyncio.wait_for(consumer.run(), 60)
+
+    assert len(await emitted_items(cluster)) == 150
+    assert await pending(cluster) == 0

@@ -99,15 +99,14 @@ class Reader:
         await self._reclaim_due()
         if self._in_flight.capacity() and not self._in_flight.stopping:
             read = await self._read_new()
-            if self._options.burst and not read:
+            if self._options.burst and not read and self._reads.drained:
                 self._log.info("burst_done")
                 self._stop()
 
     async def _read_new(self) -> int:
         capacity = self._in_flight.capacity()
         entries = await self._reads.read(self._read_plan(capacity), capacity=capacity,
-                                         block_ms=self._block_ms(),
-                                         wait_all=self._options.burst)
+                                         block_ms=self._block_ms())
         await self._dispatch_entries(entries)
         return len(entries)
 

@@ -32,6 +32,8 @@ class SlotReads:
                         for group in slot_groups(list(streams), cluster=cluster)]
         self._outstanding: dict[int, tuple[asyncio.Task[list[Entry]], int]] = {}
         self._next_group = 0
+        # Groups whose last read found nothing (all of them: nothing is left to read).
+        self._found_nothing: set[int] = set()
 
     @property
     def split(self) -> bool:
@@ -43,22 +45,24 @@ class SlotReads:
         """Entries that the reads still under way may return."""
         return sum(count for _, count in self._outstanding.values())
 
-    async def read(self, streams: list[str], *, capacity: int, block_ms: int,
-                   wait_all: bool = False) -> list[Entry]:
+    @property
+    def drained(self) -> bool:
+        """The last read of every slot group found nothing new (burst mode's end)."""
+        return len(self._found_nothing) == len(self._groups)
+
+    async def read(self, streams: list[str], *, capacity: int, block_ms: int) -> list[Entry]:
         """At most ``capacity`` new entries (counting the reserved ones). ``streams``
         is the plan for one server (all, or some in turn); a split read plans by slot
-        group itself. ``wait_all``: wait for every read (burst mode's "nothing left")."""
+        group itself."""
         if not self.split:
-            return await self._read(streams, max(1, capacity // len(streams)), block_ms)
+            entries = await self._read(streams, max(1, capacity // len(streams)), block_ms)
+            self._found_nothing = set() if entries else {0}
+            return entries
         self._start(capacity - self.reserved, block_ms)
         if not self._outstanding:
             return []
-        tasks = [task for task, _ in self._outstanding.values()]
-        if wait_all:
-            await asyncio.wait(tasks)
-        else:
-            await asyncio.wait(tasks, timeout=block_ms / 1000,
-                               return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([task for task, _ in self._outstanding.values()],
+                           timeout=block_ms / 1000, return_when=asyncio.FIRST_COMPLETED)
         return self._harvest()
 
     def _start(self, free: int, block_ms: int) -> None:
@@ -89,7 +93,12 @@ class SlotReads:
                 continue
             error = task.exception()
             if error is None:
-                entries += task.result()
+                found = task.result()
+                entries += found
+                if found:
+                    self._found_nothing.discard(group)
+                else:
+                    self._found_nothing.add(group)
             elif failure is None:
                 failure = error
         if failure is not None and not entries:
