@@ -40,7 +40,8 @@ class Reader:
         self._next_claim_s = dict.fromkeys(ctx.options.streams, 0.0)
         self._claim_interval_s = ctx.options.claim_idle_ms / 4000
         member = ctx.member
-        self._reads = SlotReads(ctx.options.streams, self._read_call, cluster=member.cluster)
+        self._reads = SlotReads(ctx.options.streams, self._read_call, cluster=member.cluster,
+                                max_in_flight=ctx.options.max_in_flight)
 
     async def ensure_groups(self) -> None:
         while not self._in_flight.stopping:
@@ -78,7 +79,7 @@ class Reader:
             in_flight.changed.clear()
             # Each turn, not each entry: it is sampled, not summed.
             self._ctx.publish_in_flight(len(in_flight))
-            if in_flight.capacity() == 0:
+            if not self._reads.can_read(in_flight.capacity()):
                 await in_flight.changed.wait()
                 continue
             try:

@@ -6,9 +6,10 @@ XREADGROUP per slot group, concurrently, each on its own node. A blocking read o
 quiet shard must not delay the entries of a busy one, yet it cannot be cancelled
 either (the entries Redis hands to a cancelled read would sit pending, unseen, until
 reclaimed): so a read still blocked when another one returns is kept for the next
-turn. The entries it may return are reserved from the capacity meanwhile, so the
-consumer never holds more than ``max_in_flight``. On one server, or when every
-stream shares a slot, this is one XREADGROUP as before.
+turn. Each slot group reads up to its share of ``max_in_flight`` at a time, reserved
+from the capacity until its read returns, so the consumer never holds more than
+``max_in_flight`` and no read asks for a handful of entries. On one server, or when
+every stream shares a slot, this is one XREADGROUP as before.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ ReadCall = Callable[[list[str], int, int], Coroutine[Any, Any, list[Entry]]]
 
 
 class SlotReads:
-    def __init__(self, streams: Sequence[str], read: ReadCall, *, cluster: bool) -> None:
+    def __init__(self, streams: Sequence[str], read: ReadCall, *, cluster: bool,
+                 max_in_flight: int) -> None:
         self._read = read
         self._groups = [[streams[i] for i in group]
                         for group in slot_groups(list(streams), cluster=cluster)]
+        self._share = max(1, max_in_flight // len(self._groups))
         self._outstanding: dict[int, tuple[asyncio.Task[list[Entry]], int]] = {}
         self._next_group = 0
         # Groups whose last read found nothing (all of them: nothing is left to read).
@@ -44,6 +47,13 @@ class SlotReads:
     def reserved(self) -> int:
         """Entries that the reads still under way may return."""
         return sum(count for _, count in self._outstanding.values())
+
+    def can_read(self, capacity: int) -> bool:
+        """A read is under way, or one may start with ``capacity`` free slots (else
+        wait for entries to finish)."""
+        if not self.split:
+            return capacity > 0
+        return bool(self._outstanding) or capacity >= self._share
 
     @property
     def drained(self) -> bool:
@@ -66,16 +76,15 @@ class SlotReads:
         return self._harvest()
 
     def _start(self, free: int, block_ms: int) -> None:
-        """A read for each idle slot group, in turn while ``free`` is short."""
+        """A read of its share for each idle slot group, in turn while ``free`` lasts."""
         idle = [(self._next_group + i) % len(self._groups) for i in range(len(self._groups))]
-        idle = [g for g in idle if g not in self._outstanding][:max(free, 0)]
+        idle = [g for g in idle if g not in self._outstanding][:max(free, 0) // self._share]
         if not idle:
             return
         self._next_group = (idle[-1] + 1) % len(self._groups)
-        per_group = free // len(idle)
         for group in idle:
             streams = self._groups[group]
-            count = max(1, per_group // len(streams))
+            count = max(1, self._share // len(streams))
             task = asyncio.create_task(self._read(streams, count, block_ms),
                                        name=f"xreadgroup:{streams[0]}")
             self._outstanding[group] = (task, count * len(streams))
