@@ -199,3 +199,33 @@ async def test_a_burst_over_the_shards_stops_only_once_every_shard_is_empty(
 
     assert len(await emitted_items(cluster)) == 150
     assert await pending(cluster) == 0
+
+
+class _Concurrency:
+    """A handler that holds each entry a moment and notes how many run at once."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.most = 0
+        self.done = 0
+
+    async def handle(self, delivery: Any) -> None:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        await asyncio.sleep(0.01)
+        self.running -= 1
+        self.done += 1
+
+
+async def test_split_reads_never_hold_more_than_max_in_flight(cluster: Any) -> None:
+    for i in range(120):
+        await cluster.xadd(SHARDS[i % 3], item("src", f"m{i}"))
+    handler = _Concurrency()
+    consumer = Consumer(cluster, handler, ConsumerOptions(
+        streams=tuple(SHARDS), group="g", consumer="c1", start_id="0", block_ms=100,
+        max_in_flight=5, burst=True), clock=SystemClock(), logger=get_logger(test="bound"))
+
+    await asyncio.wait_for(consumer.run(), 60)
+
+    assert handler.done == 120
+    assert 1 < handler.most <= 5
