@@ -2,7 +2,8 @@
 faults: with REDIS_MIN_REPLICAS_ACKS the commit waits (WAIT) on the master that owns the
 connector's slot; its slot moved to another master in the middle of a run (resharding,
 keys migrated a few at a time); its master killed and its replica taking over. In each,
-every commit that was acknowledged is in the stream and in the versions afterwards."""
+every commit that was acknowledged is in the stream and in the versions afterwards. And a
+consumer reading the shards while one of their masters is killed: every entry still runs."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from framework.polling import ConnectorConfig, Lease, StateStore
 from framework.polling.durability import ReplicaAcks, ReplicasNotAckedError
 from framework.polling.state import Change
 from framework.testing import RedisCluster
+from tests.chaos.test_cluster_consume import SHARDS, consumer_on, emitted_items, eventually, item
 
 pytestmark = pytest.mark.slow  # a 6-node cluster, runs of several seconds
 
@@ -200,3 +202,43 @@ def _replica_stream_length(server: Any, stream: str) -> int:
     with sync_redis.Redis(port=server.port, decode_responses=True) as client:
         client.execute_command("READONLY")
         return int(client.xlen(stream))
+
+
+async def test_a_consumer_rides_out_a_master_killed_under_it_and_loses_no_entry(
+    fresh: RedisCluster,
+) -> None:
+    redis: Any = create_redis(fresh.url)
+    consumer = consumer_on(redis, claim_idle_ms=1000)
+    task = asyncio.create_task(consumer.run())
+    sent = [await _send(redis, i) for i in range(30)]
+    await eventually(lambda: _emitted_all(redis, sent), timeout_s=30)
+    victim = fresh.master_of(SHARDS[0])
+    try:
+        victim.stop()  # SIGKILL, with the consumer reading it
+        await asyncio.to_thread(fresh.wait_for_takeover, victim.port, SHARDS[0])
+        sent += [await _send(redis, i) for i in range(30, 60)]
+        await eventually(lambda: _emitted_all(redis, sent), timeout_s=60)
+        assert not task.done()  # it rode the failover out
+    finally:
+        victim.start()
+        consumer.stop()
+        await asyncio.wait_for(task, 30)
+        await redis.aclose()
+
+
+async def _send(redis: Any, n: int) -> str:
+    """XADD item n to its shard, retried while the cluster fails over."""
+    for _ in range(200):
+        try:
+            await redis.xadd(SHARDS[n % 3], item("src", f"f{n}"))
+            return f"f{n}"
+        except (redis_errors.RedisError, OSError):
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"item f{n} could not be sent")
+
+
+async def _emitted_all(redis: Any, sent: list[str]) -> bool:
+    try:
+        return set(await emitted_items(redis)) >= set(sent)
+    except (redis_errors.RedisError, OSError):
+        return False
