@@ -73,6 +73,7 @@ from framework.core.keys import (
     SUPERVISOR_CHILDREN_KEY,
     ConnectorKeys,
     KeyScheme,
+    audit_chain_of,
     consumer_group_start_key,
     consumer_heartbeat_key,
     lease_key,
@@ -190,5 +191,6 @@ __all__ = [
     "versions_key",
     "ConnectorKeys",
     "KeyScheme",
+    "audit_chain_of",
     "shard_of",
 ]

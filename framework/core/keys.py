@@ -293,13 +293,22 @@ def _tag(name: str, tagged: bool) -> str:
     return f"{{{name}}}" if tagged else name
 
 
-def audit_keys(*, tagged: bool = False) -> tuple[str, str, str]:
-    """``(stream, head, checkpoint)`` of the audit chain; on a Cluster (``tagged``)
-    ``{audit:chain}``... so that appending and trimming stay single-slot scripts."""
-    if not tagged:
+def audit_keys(*, tagged: bool = False, chain: int | None = None) -> tuple[str, str, str]:
+    """``(stream, head, checkpoint)`` of the audit chain: ``audit:chain``..., or with
+    ``chain`` I (FLEET_AUDIT_CHAINS > 1) ``audit:chain:I``...; on a Cluster (``tagged``)
+    the name is the hash tag (``{audit:chain}``...), so that appending and trimming stay
+    single-slot scripts, and separate chains may sit on separate masters."""
+    name = AUDIT_STREAM if chain is None else f"{AUDIT_STREAM}:{chain}"
+    if not tagged and chain is None:
         return AUDIT_STREAM, AUDIT_HEAD_KEY, AUDIT_CHECKPOINT_KEY
-    stream = _tag(AUDIT_STREAM, True)
+    stream = _tag(name, tagged)
     return stream, f"{stream}:head", f"{stream}:checkpoint"
+
+
+def audit_chain_of(consumer: str, chains: int) -> int | None:
+    """The chain a consumer process appends to when the records are spread over
+    ``chains`` chains (FLEET_AUDIT_CHAINS; None: the one chain ``audit:chain``)."""
+    return None if chains <= 1 else shard_of(consumer, chains)
 
 
 # Stored versions a lookup skipped and audited (hash: "version@sha256" -> when), so

@@ -24,7 +24,7 @@ from framework.consuming.dead_letters import DeadLetterStream
 from framework.consuming.group import GroupMember
 from framework.consuming.rules.handler import RulesHandler
 from framework.consuming.rules.loader import parse_rules
-from framework.core import KeyScheme, lua
+from framework.core import KeyScheme, audit_chain_of, lua
 from framework.core.clock import SystemClock
 from framework.core.logs import get_logger
 from framework.testing import RedisCluster
@@ -197,3 +197,23 @@ async def test_a_catalog_change_is_published_after_its_write(cluster: Any) -> No
         assert await cluster.hkeys("catalog:capability:{valve_control}") == ["1.0.0"]
     finally:
         await pubsub.aclose()
+
+
+async def test_audit_records_spread_over_chains_verify_each_on_the_cluster(
+    cluster: Any,
+) -> None:
+    # FLEET_AUDIT_CHAINS=3: a consumer process appends to the chain its name picks.
+    names = [f"worker-{n}" for n in range(12)]
+    chains = {name: AuditChain(cluster, chain=audit_chain_of(name, 3)) for name in names}
+    for name, chain in chains.items():
+        await chain.append("executed", {"by": name})
+
+    streams = {chain.stream for chain in chains.values()}
+    assert streams <= {"{audit:chain:0}", "{audit:chain:1}", "{audit:chain:2}"}
+    assert len(streams) >= 2  # more than one chain in use
+    for stream in streams:
+        index = int(stream.strip("{}").rsplit(":", 1)[1])
+        report = await AuditChain(cluster, chain=index).verify()
+        assert report.broken is None
+        assert report.records == sum(c.stream == stream for c in chains.values())
+    assert audit_chain_of("worker-0", 1) is None  # one chain: the documented names

@@ -102,10 +102,13 @@ class AuditChain:
         stream: str | None = None,
         head_key: str | None = None,
         checkpoint_key: str | None = None,
+        chain: int | None = None,
     ) -> None:
-        # Unnamed: the documented keys, hash-tagged on a Redis Cluster (one slot for the
-        # append and trim scripts).
-        default_stream, default_head, default_checkpoint = audit_keys(tagged=is_cluster(redis))
+        """Unnamed keys: the documented ones (of chain ``chain`` when the records are
+        spread over several chains, FLEET_AUDIT_CHAINS), hash-tagged on a Redis Cluster
+        (one slot for the append and trim scripts)."""
+        default_stream, default_head, default_checkpoint = audit_keys(
+            tagged=is_cluster(redis), chain=chain)
         self.stream = stream or default_stream
         self.head_key = head_key or default_head
         self.checkpoint_key = checkpoint_key or default_checkpoint
