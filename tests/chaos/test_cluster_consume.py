@@ -229,3 +229,33 @@ async def test_split_reads_never_hold_more_than_max_in_flight(cluster: Any) -> N
 
     assert handler.done == 120
     assert 1 < handler.most <= 5
+
+
+async def test_a_shard_whose_group_vanished_is_read_again_while_others_are_busy(
+    cluster: Any, running: Callable[..., Consumer],
+) -> None:
+    running()
+    await eventually(lambda: _groups_exist(cluster))
+    done = asyncio.Event()
+    feeding = asyncio.create_task(_feed(cluster, SHARDS[:2], done))
+    await cluster.xgroup_destroy(SHARDS[2], "g")  # its read fails with NOGROUP
+    await cluster.xadd(SHARDS[2], item("src", "late"))
+
+    try:
+        await eventually(lambda: _emitted(cluster, "late"), timeout_s=30)
+    finally:
+        done.set()
+        await feeding
+
+
+async def _feed(cluster: Any, streams: list[str], done: asyncio.Event) -> None:
+    """Entries on ``streams`` until ``done``: their reads keep returning some."""
+    n = 0
+    while not done.is_set():
+        await cluster.xadd(streams[n % len(streams)], item("src", f"busy{n}"))
+        n += 1
+        await asyncio.sleep(0.002)
+
+
+async def _emitted(cluster: Any, item_id: str) -> bool:
+    return item_id in await emitted_items(cluster)

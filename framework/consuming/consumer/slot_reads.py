@@ -37,6 +37,8 @@ class SlotReads:
         self._next_group = 0
         # Groups whose last read found nothing (all of them: nothing is left to read).
         self._found_nothing: set[int] = set()
+        # A read that failed while others returned entries: raised by the next read.
+        self._failure: BaseException | None = None
 
     @property
     def split(self) -> bool:
@@ -68,6 +70,9 @@ class SlotReads:
             entries = await self._read(streams, max(1, capacity // len(streams)), block_ms)
             self._found_nothing = set() if entries else {0}
             return entries
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
         self._start(capacity - self.reserved, block_ms)
         if not self._outstanding:
             return []
@@ -90,8 +95,9 @@ class SlotReads:
             self._outstanding[group] = (task, count * len(streams))
 
     def _harvest(self) -> list[Entry]:
-        """The entries of the reads that finished; the first failure is raised (after
-        every finished read's entries were taken: none is dropped)."""
+        """The entries of the reads that finished. A failure is raised now if no read
+        returned entries, else by the next read (the entries are run first: none is
+        dropped, and a failing slot is never left unread in silence)."""
         entries: list[Entry] = []
         failure: BaseException | None = None
         for group, (task, _) in list(self._outstanding.items()):
@@ -112,6 +118,7 @@ class SlotReads:
                 failure = error
         if failure is not None and not entries:
             raise failure
+        self._failure = failure
         return entries
 
     async def finish(self) -> list[Entry]:
