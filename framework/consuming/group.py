@@ -87,10 +87,22 @@ class GroupMember:
         """New entries (``>``), at most ``count`` per stream, each decoded on its own."""
         reply = await self._redis.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
-            "BLOCK", block_ms, "STREAMS", *streams, *[">"] * len(streams), NEVER_DECODE=True)
+            "BLOCK", block_ms, "STREAMS", *streams, *[">"] * len(streams), NEVER_DECODE=True,
+            **await self._node_of(streams[0]))
         return [(text(stream), text(entry_id), decode_fields(fields))
                 for stream, entries in _stream_replies(reply)
                 for entry_id, fields in entries]
+
+    async def _node_of(self, key: str) -> dict[str, Any]:
+        """On a cluster, the master that owns ``key``'s slot, named for the command: the
+        cluster client would otherwise ask a node (COMMAND GETKEYS) for the keys of
+        every XREADGROUP, twice. MOVED and ASK are still followed by the client."""
+        if not self.cluster:
+            return {}
+        cluster: Any = self._redis
+        await cluster.initialize()  # after a failure it rereads the slots; else nothing
+        node = cluster.get_node_from_key(key)
+        return {} if node is None else {"target_nodes": node}
 
     async def reclaim(self, stream: str, *, min_idle_ms: int, count: int,
                       skip: set[str]) -> Claimed:
