@@ -70,26 +70,30 @@ def emitted(client: sync_redis.RedisCluster) -> list[str]:
     return sorted(orjson.loads(f["event"])["payload"]["id"] for _, f in client.xrange(SEEN))
 
 
+@pytest.mark.parametrize("fleet", ["connector-run", "run-all --in-process"])
 def test_connectors_and_a_consumer_run_end_to_end_on_the_cluster(
     tmp_path: Path, cluster_servers: RedisCluster, files: tuple[Path, Path],
-    client: sync_redis.RedisCluster,
+    client: sync_redis.RedisCluster, fleet: str,
 ) -> None:
     config, rules_path = files
     env = {**ENV, "RULES_PATH": str(rules_path)}
-    processes = [ConnectorProcess(
-        "", redis_url=cluster_servers.url, config=config, log=tmp_path / "fleet.log",
-        command=("connector-fleet", "run-all", "--in-process"), env=env)]
-    processes.append(ConnectorProcess(
+    commands = ([("connector-run", name) for name in CONNECTORS] if fleet == "connector-run"
+                else [("connector-fleet", "run-all", "--in-process")])
+    connectors = [ConnectorProcess(
+        "", redis_url=cluster_servers.url, config=config, log=tmp_path / f"fleet{i}.log",
+        command=command, env=env) for i, command in enumerate(commands)]
+    consumer = ConnectorProcess(
         "", redis_url=cluster_servers.url, config=config, log=tmp_path / "consume.log",
         command=("connector-fleet", "consume", "--group", "g", "--consumer", "c1",
-                 "--start-id", "0"), env=env))
+                 "--start-id", "0"), env=env)
+    processes = [*connectors, consumer]
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(published(client)) < 30:
             time.sleep(0.2)
-        fleet = processes[0]
-        fleet.signal(signal.SIGTERM)
-        assert fleet.wait(30) == 0
+        for process in connectors:
+            process.signal(signal.SIGTERM)
+        assert [process.wait(30) for process in connectors] == [0] * len(connectors)
         items = published(client)
         while time.monotonic() < deadline and len(emitted(client)) < len(items):
             time.sleep(0.2)
