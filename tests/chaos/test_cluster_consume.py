@@ -21,6 +21,8 @@ from framework.consuming.rules.loader import parse_rules
 from framework.core import ConfigError, KeyScheme
 from framework.core.clock import SystemClock
 from framework.core.logs import get_logger
+from framework.testing import RedisCluster
+from tests.cli import FleetCli
 from tests.execution_deps import execution_deps
 
 SHARDS = KeyScheme(tagged=True).shard_streams("sig", 3)  # {sig:0}, {sig:1}, {sig:2}
@@ -259,3 +261,30 @@ async def _feed(cluster: Any, streams: list[str], done: asyncio.Event) -> None:
 
 async def _emitted(cluster: Any, item_id: str) -> bool:
     return item_id in await emitted_items(cluster)
+
+
+async def test_the_consumer_commands_of_the_cli_work_on_the_cluster(
+    cluster: Any, cluster_servers: RedisCluster, running: Callable[..., Consumer],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await cluster.xadd(SHARDS[2], {"nothing": "useful"})
+    await cluster.xadd(SHARDS[0], item("src", "ok"))
+    consumer = running()
+    await eventually(lambda: _dead_letters(cluster, f"{SHARDS[2]}:dlq", 1))
+    await eventually(lambda: _has(cluster, 1))
+    consumer.stop()
+    cli = FleetCli(capsys, monkeypatch, {"REDIS_URL": cluster_servers.url})
+
+    def run(*argv: str) -> Any:
+        return asyncio.to_thread(cli, *argv)
+
+    groups = await run("consumers", "--stream", SHARDS[2], "--json")
+    letters = await run("dlq", "list", SHARDS[2], "--json")
+    replayed = await run("dlq", "replay", SHARDS[2], "--all")
+    trimmed = await run("streams", "trim", *SHARDS, "--json")
+
+    assert groups.returncode == 0 and '"g"' in groups.stdout, groups
+    assert letters.returncode == 0 and "no event contract fits" in letters.stdout, letters
+    assert replayed.returncode == 0 and await cluster.xlen(f"{SHARDS[2]}:dlq") == 0, replayed
+    assert trimmed.returncode == 0, trimmed
+    assert [f for _, f in await cluster.xrange(SHARDS[2])][-1]["nothing"] == "useful"
