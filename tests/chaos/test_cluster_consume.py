@@ -16,6 +16,7 @@ import pytest
 from framework.consuming import RegistryExecutor
 from framework.consuming.capabilities.registry import CapabilityRegistry
 from framework.consuming.consumer import Consumer, ConsumerOptions
+from framework.consuming.group import GroupMember
 from framework.consuming.rules.handler import RulesHandler
 from framework.consuming.rules.loader import parse_rules
 from framework.core import ConfigError, KeyScheme
@@ -288,3 +289,20 @@ async def test_the_consumer_commands_of_the_cli_work_on_the_cluster(
     assert replayed.returncode == 0 and await cluster.xlen(f"{SHARDS[2]}:dlq") == 0, replayed
     assert trimmed.returncode == 0, trimmed
     assert [f for _, f in await cluster.xrange(SHARDS[2])][-1]["nothing"] == "useful"
+
+
+async def test_entries_of_a_crashed_consumer_are_reclaimed_from_every_shard(
+    cluster: Any, running: Callable[..., Consumer],
+) -> None:
+    crashed = GroupMember(cluster, group="g", consumer="crashed",
+                          dead_letter_streams={s: f"{s}:dlq" for s in SHARDS})
+    for shard in SHARDS:
+        await crashed.create_group(shard, start_id="0", at_s=0.0)
+        await cluster.xadd(shard, item("src", f"held-{shard}"))
+        [(_, _, _)] = await crashed.read([shard], count=1, block_ms=10)  # never acked
+
+    running(claim_idle_ms=200)
+
+    await eventually(lambda: _has(cluster, 3))
+    await eventually(lambda: _none_pending(cluster))
+    assert await emitted_items(cluster) == sorted(f"held-{s}" for s in SHARDS)
