@@ -107,7 +107,8 @@ class Reader:
     async def _read_new(self) -> int:
         capacity = self._in_flight.capacity()
         entries = await self._reads.read(self._read_plan(capacity), capacity=capacity,
-                                         block_ms=self._block_ms())
+                                         block_ms=self._block_ms(),
+                                         wake=self._in_flight.changed)
         await self._dispatch_entries(entries)
         return len(entries)
 

@@ -8,8 +8,10 @@ either (the entries Redis hands to a cancelled read would sit pending, unseen, u
 reclaimed): so a read still blocked when another one returns is kept for the next
 turn. Each slot group reads up to its share of ``max_in_flight`` at a time, reserved
 from the capacity until its read returns, so the consumer never holds more than
-``max_in_flight`` and no read asks for a handful of entries. On one server, or when
-every stream shares a slot, this is one XREADGROUP as before.
+``max_in_flight`` and no read asks for a handful of entries; a group whose last read
+found nothing asks for one entry (it reserves one slot while it waits, not a share the
+busy groups could use). On one server, or when every stream shares a slot, this is one
+XREADGROUP as before.
 """
 
 from __future__ import annotations
@@ -55,17 +57,24 @@ class SlotReads:
         wait for entries to finish)."""
         if not self.split:
             return capacity > 0
-        return bool(self._outstanding) or capacity >= self._share
+        return bool(self._outstanding) or any(
+            capacity >= self._wanted(g) for g in range(len(self._groups)))
+
+    def _wanted(self, group: int) -> int:
+        """Entries a read of ``group`` asks for: its share, or one while it is quiet."""
+        return 1 if group in self._found_nothing else self._share
 
     @property
     def drained(self) -> bool:
         """The last read of every slot group found nothing new (burst mode's end)."""
         return len(self._found_nothing) == len(self._groups)
 
-    async def read(self, streams: list[str], *, capacity: int, block_ms: int) -> list[Entry]:
+    async def read(self, streams: list[str], *, capacity: int, block_ms: int,
+                   wake: asyncio.Event | None = None) -> list[Entry]:
         """At most ``capacity`` new entries (counting the reserved ones). ``streams``
         is the plan for one server (all, or some in turn); a split read plans by slot
-        group itself."""
+        group itself, and returns when one of its reads does, or ``wake`` is set (an
+        entry finished: a busy group may read again while quiet ones still block)."""
         if not self.split:
             entries = await self._read(streams, max(1, capacity // len(streams)), block_ms)
             self._found_nothing = set() if entries else {0}
@@ -76,23 +85,31 @@ class SlotReads:
         self._start(capacity - self.reserved, block_ms)
         if not self._outstanding:
             return []
-        await asyncio.wait([task for task, _ in self._outstanding.values()],
-                           timeout=block_ms / 1000, return_when=asyncio.FIRST_COMPLETED)
+        waiting: list[asyncio.Future[Any]] = [task for task, _ in self._outstanding.values()]
+        woken = None if wake is None else asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait([*waiting, *([woken] if woken else [])],
+                               timeout=block_ms / 1000, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if woken is not None:
+                woken.cancel()
         return self._harvest()
 
     def _start(self, free: int, block_ms: int) -> None:
-        """A read of its share for each idle slot group, in turn while ``free`` lasts."""
-        idle = [(self._next_group + i) % len(self._groups) for i in range(len(self._groups))]
-        idle = [g for g in idle if g not in self._outstanding][:max(free, 0) // self._share]
-        if not idle:
-            return
-        self._next_group = (idle[-1] + 1) % len(self._groups)
-        for group in idle:
+        """A read for each idle slot group, in turn while ``free`` lasts."""
+        order = [(self._next_group + i) % len(self._groups) for i in range(len(self._groups))]
+        for group in order:
+            if group in self._outstanding:
+                continue
             streams = self._groups[group]
-            count = max(1, self._share // len(streams))
+            count = max(1, self._wanted(group) // len(streams))
+            if count * len(streams) > free:
+                continue
             task = asyncio.create_task(self._read(streams, count, block_ms),
                                        name=f"xreadgroup:{streams[0]}")
             self._outstanding[group] = (task, count * len(streams))
+            free -= count * len(streams)
+            self._next_group = (group + 1) % len(self._groups)
 
     def _harvest(self) -> list[Entry]:
         """The entries of the reads that finished. A failure is raised now if no read
