@@ -306,3 +306,20 @@ async def test_entries_of_a_crashed_consumer_are_reclaimed_from_every_shard(
     await eventually(lambda: _has(cluster, 3))
     await eventually(lambda: _none_pending(cluster))
     assert await emitted_items(cluster) == sorted(f"held-{s}" for s in SHARDS)
+
+
+async def test_quiet_shards_leave_their_share_of_max_in_flight_to_a_busy_one(
+    cluster: Any,
+) -> None:
+    for i in range(60):
+        await cluster.xadd(SHARDS[0], item("src", f"q{i}"))  # the other two stay empty
+    handler = _Concurrency()
+    consumer = Consumer(cluster, handler, ConsumerOptions(
+        streams=tuple(SHARDS), group="g", consumer="c1", start_id="0", block_ms=200,
+        max_in_flight=6, burst=True), clock=SystemClock(), logger=get_logger(test="share"))
+
+    await asyncio.wait_for(consumer.run(), 60)
+
+    assert handler.done == 60
+    # A share is 6 // 3 = 2: more at once means the quiet shards' reads held back less.
+    assert handler.most > 2
