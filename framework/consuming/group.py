@@ -22,12 +22,15 @@ from framework.consuming.dead_letters import DeadLetterStream, Failure
 from framework.consuming.delivery import AckWrite, Delivery
 from framework.consuming.entries import Fields, Undecodable, decode_fields, text
 from framework.core.clock import iso_utc
+from framework.core.errors import ConfigError
 from framework.core.keys import (
     consumer_errors_key,
     consumer_group_start_key,
     consumer_heartbeat_key,
+    steps_key,
 )
 from framework.core.scripts import lua
+from framework.core.slots import check_same_slot, is_cluster
 
 # stream, entry id, fields (Undecodable when not UTF-8: dead-lettered, never run)
 Entry = tuple[str, str, Fields]
@@ -47,12 +50,16 @@ class GroupMember:
                  dead_letter_streams: Mapping[str, str]) -> None:
         self.group = group
         self.consumer = consumer
+        self.cluster = is_cluster(redis)  # streams of different slots are read apart
         self._redis = redis
         self._touch = redis.register_script(lua("framework.consuming", "consumer_touch"))
         self._ack_script = redis.register_script(lua("framework.consuming", "consumer_ack"))
         self._dead_letters = {stream: DeadLetterStream(redis, stream, name=name)
                               for stream, name in dead_letter_streams.items()}
         self._cursors: dict[str, str] = {}
+        if self.cluster:
+            for stream, name in dead_letter_streams.items():
+                check_stream_keys(stream, group=group, dead_letter_stream=name)
 
     def delivery(self, stream: str, entry_id: str, fields: Mapping[str, str],
                  count: int) -> Delivery:
@@ -80,10 +87,22 @@ class GroupMember:
         """New entries (``>``), at most ``count`` per stream, each decoded on its own."""
         reply = await self._redis.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
-            "BLOCK", block_ms, "STREAMS", *streams, *[">"] * len(streams), NEVER_DECODE=True)
+            "BLOCK", block_ms, "STREAMS", *streams, *[">"] * len(streams), NEVER_DECODE=True,
+            **await self._node_of(streams[0]))
         return [(text(stream), text(entry_id), decode_fields(fields))
                 for stream, entries in _stream_replies(reply)
                 for entry_id, fields in entries]
+
+    async def _node_of(self, key: str) -> dict[str, Any]:
+        """On a cluster, the master that owns ``key``'s slot, named for the command: the
+        cluster client would otherwise ask a node (COMMAND GETKEYS) for the keys of
+        every XREADGROUP, twice. MOVED and ASK are still followed by the client."""
+        if not self.cluster:
+            return {}
+        cluster: Any = self._redis
+        await cluster.initialize()  # after a failure it rereads the slots; else nothing
+        node = cluster.get_node_from_key(key)
+        return {} if node is None else {"target_nodes": node}
 
     async def reclaim(self, stream: str, *, min_idle_ms: int, count: int,
                       skip: set[str]) -> Claimed:
@@ -205,6 +224,19 @@ class GroupMember:
 
     async def forget_heartbeat(self) -> None:
         await self._redis.delete(consumer_heartbeat_key(self.group, self.consumer))
+
+
+def check_stream_keys(stream: str, *, group: str, dead_letter_stream: str) -> None:
+    """On a Redis Cluster, the keys that one script touches with ``stream`` (its dead
+    letters, its step records, its group's last errors) must share its slot: they
+    derive from its hash tag. ConfigError naming the stream otherwise."""
+    try:
+        check_same_slot(f"stream {stream!r}", [
+            stream, dead_letter_stream, consumer_errors_key(group, stream),
+            steps_key(stream, "0-0")])
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (the dead-letter stream {dead_letter_stream!r} and the "
+                          f"group name {group!r} must not carry another tag)") from None
 
 
 def _stream_replies(reply: Any) -> list[tuple[bytes, Any]]:

@@ -79,6 +79,7 @@ from framework.core.keys import (
     SUPERVISOR_CHILDREN_KEY,
     ConnectorKeys,
     KeyScheme,
+    audit_chain_of,
     consumer_group_start_key,
     consumer_heartbeat_key,
     control_key,
@@ -204,5 +205,6 @@ __all__ = [
     "versions_key",
     "ConnectorKeys",
     "KeyScheme",
+    "audit_chain_of",
     "shard_of",
 ]

@@ -34,13 +34,15 @@ key                                type    holds
 ``fleet:steps:{stream}:{identity}`` hash   ``{rule}:{step}`` -> JSON result, with TTL
                                            (identity: ``item:{connector}:{item_id}:{version}``
                                            or the entry id; deleted or shortened at the XACK)
+``fleet:emitted:{T}:{steps key}`` hash   a rule's emit to stream T recorded in T's slot
+                                           (Cluster, when T's slot is not the entry's)
 ``{stream}:dlq``                   stream  dead letters of ``{stream}`` (consuming.dead_letters)
 ``fleet:consumers:{group}:{name}`` string  JSON heartbeat of a live stream consumer, with TTL
 ``fleet:consumer-errors:{group}:{stream}`` hash  entry id -> JSON last handler error
 ``catalog:capabilities``           set     ids of every capability in the catalog
 ``catalog:capability:{id}``        hash    version -> signed definition JSON
 ``catalog:revocations:{id}``       hash    version range -> JSON revocation (reason, time)
-``catalog:changes``                pubsub  JSON {id, kind} on every register / revoke
+``catalog:changes``                pubsub  JSON {id, kind} after every register / revoke
 ``fleet:control:{name}``           hash    operator controls of connector {name}: ``paused``
                                            (JSON by, at, reason), ``lastError`` (JSON)
 ``fleet:control``                  pubsub  JSON {connector, action}: pause, resume, restart,
@@ -48,6 +50,10 @@ key                                type    holds
 ``fleet:api:tokens``               hash    SHA-256 of an API token -> JSON id, name, role
 ``fleet:api:auth-failures:{ip}``   string  failed API logins from {ip}, with TTL
 =================================  ======  ==============================================
+
+On a Redis Cluster the audit chain's keys are ``{audit:chain}``, ``{audit:chain}:head``,
+``{audit:chain}:checkpoint`` and a capability's ``catalog:capability:{ID}``...: the
+braces are literal hash tags there (see audit_keys, catalog_definitions_key).
 """
 
 from __future__ import annotations
@@ -171,6 +177,22 @@ def steps_key(stream: str, entry_id: str) -> str:
     return f"{STEPS_PREFIX}{stream}:{entry_id}"
 
 
+# A rule's emit recorded in the target stream's slot, when that is not the slot of the
+# entry's step records (Redis Cluster): hash "{rule}:{step}" -> JSON result, with TTL.
+EMITTED_PREFIX = "fleet:emitted:"
+
+
+def emitted_key(target_stream: str, steps: str) -> str:
+    """``fleet:emitted:{TAG}:STEPS``: TAG is the target's hash tag (its slot), STEPS the
+    entry's step-records key (which emit of which entry)."""
+    tag = target_stream
+    start = tag.find("{")
+    end = tag.find("}", start + 1) if start >= 0 else -1
+    if start >= 0 and end > start + 1:
+        tag = tag[start + 1 : end]
+    return f"{EMITTED_PREFIX}{{{tag}}}:{steps}"
+
+
 def lease_key(name: str) -> str:
     """``lease:NAME``: the untagged name (single server, Sentinel); see KeyScheme."""
     return KeyScheme().connector(name).lease
@@ -288,12 +310,37 @@ CATALOG_CHANGES_CHANNEL = "catalog:changes"
 CATALOG_WATCH_RETRY_S = 0.5
 
 
-def catalog_definitions_key(capability_id: str) -> str:
-    return f"{CATALOG_DEFINITIONS_PREFIX}{capability_id}"
+# On a Redis Cluster (``tagged``) a capability's keys carry its id as hash tag
+# (``catalog:capability:{ID}``): the reads of its definitions and revocations stay one
+# transaction; untagged, the documented names (``catalog:capability:ID``) stay.
+def catalog_definitions_key(capability_id: str, *, tagged: bool = False) -> str:
+    return f"{CATALOG_DEFINITIONS_PREFIX}{_tag(capability_id, tagged)}"
 
 
-def catalog_revocations_key(capability_id: str) -> str:
-    return f"{CATALOG_REVOCATIONS_PREFIX}{capability_id}"
+def catalog_revocations_key(capability_id: str, *, tagged: bool = False) -> str:
+    return f"{CATALOG_REVOCATIONS_PREFIX}{_tag(capability_id, tagged)}"
+
+
+def _tag(name: str, tagged: bool) -> str:
+    return f"{{{name}}}" if tagged else name
+
+
+def audit_keys(*, tagged: bool = False, chain: int | None = None) -> tuple[str, str, str]:
+    """``(stream, head, checkpoint)`` of the audit chain: ``audit:chain``..., or with
+    ``chain`` I (FLEET_AUDIT_CHAINS > 1) ``audit:chain:I``...; on a Cluster (``tagged``)
+    the name is the hash tag (``{audit:chain}``...), so that appending and trimming stay
+    single-slot scripts, and separate chains may sit on separate masters."""
+    name = AUDIT_STREAM if chain is None else f"{AUDIT_STREAM}:{chain}"
+    if not tagged and chain is None:
+        return AUDIT_STREAM, AUDIT_HEAD_KEY, AUDIT_CHECKPOINT_KEY
+    stream = _tag(name, tagged)
+    return stream, f"{stream}:head", f"{stream}:checkpoint"
+
+
+def audit_chain_of(consumer: str, chains: int) -> int | None:
+    """The chain a consumer process appends to when the records are spread over
+    ``chains`` chains (FLEET_AUDIT_CHAINS; None: the one chain ``audit:chain``)."""
+    return None if chains <= 1 else shard_of(consumer, chains)
 
 
 # Stored versions a lookup skipped and audited (hash: "version@sha256" -> when), so
@@ -301,8 +348,8 @@ def catalog_revocations_key(capability_id: str) -> str:
 CATALOG_SKIPPED_PREFIX = "catalog:skipped:"
 
 
-def catalog_skipped_key(capability_id: str) -> str:
-    return f"{CATALOG_SKIPPED_PREFIX}{capability_id}"
+def catalog_skipped_key(capability_id: str, *, tagged: bool = False) -> str:
+    return f"{CATALOG_SKIPPED_PREFIX}{_tag(capability_id, tagged)}"
 
 
 # The field a dead letter's replay carries: the id of the entry it replays, so the

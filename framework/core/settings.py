@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = Field("json", validation_alias="LOG_FORMAT")
     # A PEM Ed25519 private key: consumers sign every audit record they append with it.
     audit_signing_key: Path | None = Field(None, validation_alias="AUDIT_SIGNING_KEY")
+    # Audit records spread over this many chains (audit:chain:I, one per consumer
+    # process by name): on a Redis Cluster, appends then run on several masters.
+    audit_chains: int = Field(1, ge=1, le=1024, validation_alias="FLEET_AUDIT_CHAINS")
     drain_timeout_s: float = Field(
         DEFAULT_DRAIN_TIMEOUT_S, gt=0, validation_alias="FLEET_DRAIN_TIMEOUT_S"
     )

@@ -7,8 +7,14 @@ rather than by redis-py's asyncio connection (pure Python, about 40% of a poll
 with 3,000 arguments per chunk). Replies come back in the order the chunks went
 out, on that one connection, so chunk k+1 always reaches Redis after chunk k.
 
+:class:`PipelinedChannel` does the same on a Redis Cluster, on a connection of the
+master that owns the commit's slot (every key of a commit shares one hash tag): so
+``WAIT`` after the last chunk counts that master's replicas acknowledging exactly the
+commit's writes. If the slot moved meanwhile (resharding, failover), the master
+answers MOVED: the poll fails as Redis being unavailable, and the cluster client,
+redirected by the next poll's reads, sends the next commit to the new owner.
 :class:`ScriptChannel` sends one chunk at a time through a registered script: the
-fallback for clients that have no plain connection pool (a cluster client).
+fallback for any other client.
 
 Exactness never depends on the overlap: every chunk names the chunk that must
 have been applied just before it (``commit.lua``), so once a chunk is refused
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import hiredis
 from redis.asyncio import Redis
@@ -27,6 +33,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 
 from framework.core.errors import RedisUnavailableError
+from framework.core.slots import is_cluster
 
 Arg = str | bytes | int
 
@@ -52,17 +59,50 @@ class ChunkChannel(Protocol):
     async def aclose(self) -> None: ...
 
 
+class Connections(Protocol):
+    """Where a channel borrows its one connection (a pool, or a cluster node's)."""
+
+    async def get_connection(self) -> AbstractConnection: ...
+
+    async def release(self, connection: AbstractConnection) -> None: ...
+
+
 def open_channel(redis: Redis, script: AsyncScript, keys: Sequence[str]) -> ChunkChannel:
     if isinstance(redis, Redis):
-        return PipelinedChannel(redis, script, keys)
+        return PipelinedChannel(redis.connection_pool, script, keys)
+    if is_cluster(redis):
+        return PipelinedChannel(SlotMasterConnections(redis, keys[0]), script, keys)
     return ScriptChannel(script, keys)
 
 
-class PipelinedChannel:
-    """Chunks written back to back on one connection of the client's pool."""
+class SlotMasterConnections:
+    """A connection of the master that a cluster client knows owns ``key``'s slot."""
 
-    def __init__(self, redis: Redis, script: AsyncScript, keys: Sequence[str]) -> None:
-        self._pool = redis.connection_pool
+    def __init__(self, cluster: Any, key: str) -> None:
+        self._cluster = cluster
+        self._key = key
+        self._node: Any = None
+
+    async def get_connection(self) -> AbstractConnection:
+        await self._cluster.initialize()  # reads the slots once; nothing after that
+        node = self._cluster.get_node_from_key(self._key, replica=False)
+        if node is None:
+            raise RedisUnavailableError(f"no cluster master serves the slot of {self._key}")
+        self._node = node
+        connection: AbstractConnection = node.acquire_connection()
+        return connection
+
+    async def release(self, connection: AbstractConnection) -> None:
+        if self._node is not None:
+            self._node.release(connection)
+
+
+class PipelinedChannel:
+    """Chunks written back to back on one connection borrowed from ``connections``."""
+
+    def __init__(self, connections: Connections, script: AsyncScript,
+                 keys: Sequence[str]) -> None:
+        self._pool = connections
         self._script = script
         self._head: tuple[Arg, ...] = ("EVALSHA", script.sha, len(keys), *keys)
         self._connection: AbstractConnection | None = None
@@ -108,8 +148,7 @@ class PipelinedChannel:
 
     async def _connect(self) -> AbstractConnection:
         if self._connection is None:
-            # redis-py leaves this one unannotated.
-            self._connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            self._connection = await self._pool.get_connection()
             # Loaded ahead of the first chunk on the same connection, its reply read
             # with the chunk's: a restarted Redis has an empty script cache.
             await self._connection.send_packed_command(
@@ -157,11 +196,11 @@ class ScriptChannel:
         return int(await self._script(keys=self._keys, args=list(args)))
 
     async def wait_replicas(self, replicas: int, timeout_ms: int) -> int:
-        # A cluster client sends each chunk on whichever connection its node's pool
-        # gives, and WAIT counts only the writes of its own connection.
+        # Each chunk goes out on whichever connection the client gives, and WAIT
+        # counts only the writes of its own connection.
         raise RedisUnavailableError(
-            "REDIS_MIN_REPLICAS_ACKS needs a single-master client (redis:// or "
-            "redis+sentinel://); it is not available with a Redis Cluster client yet"
+            "REDIS_MIN_REPLICAS_ACKS needs a client made by framework.core.create_redis "
+            "(one server, Sentinel or Cluster)"
         )
 
     async def aclose(self) -> None:

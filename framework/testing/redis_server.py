@@ -55,6 +55,10 @@ class RedisServer:
         return self
 
     @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
     def pid(self) -> int:
         """The server's process id (tests freeze it with SIGSTOP, thaw it with SIGCONT)."""
         if self._process is None:

@@ -206,11 +206,15 @@ def _cluster_port() -> int:
 
 
 class RedisCluster(_Topology):
-    """``masters`` cluster masters sharing the 16,384 slots (no replicas); ``url`` is
-    the ``redis+cluster://`` URL naming every node."""
+    """``masters`` cluster masters sharing the 16,384 slots, each with ``replicas``
+    replicas; ``url`` is the ``redis+cluster://`` URL naming every master.
+    ``master_of(key)`` is the server owning the key's slot now; ``kill(server)`` and
+    ``wait_for_takeover(port)`` let a replica take over from a killed master."""
 
-    def __init__(self, *, masters: int = 3, binary: str = "redis-server") -> None:
-        self.nodes = [
+    def __init__(self, *, masters: int = 3, replicas: int = 0,
+                 binary: str = "redis-server") -> None:
+        self.replicas_per_master = replicas
+        self.servers = [
             RedisServer(
                 binary=binary,
                 port=_cluster_port(),
@@ -221,10 +225,13 @@ class RedisCluster(_Topology):
                     "nodes.conf",
                     "--cluster-node-timeout",
                     "1000",
+                    *_REPLICATION_ARGS,
                 ),
             )
-            for _ in range(masters)
+            for _ in range(masters * (1 + replicas))
         ]
+        # redis-cli makes the first ``masters`` addresses the masters.
+        self.nodes = self.servers[:masters]
         self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
         cli = shutil.which("redis-cli")
         if cli is None:
@@ -232,25 +239,85 @@ class RedisCluster(_Topology):
         self._cli = cli
 
     def start(self) -> RedisCluster:
-        for node in self.nodes:
-            node.start()
+        for server in self.servers:
+            server.start()
         subprocess.run(
             [
                 self._cli,
                 "--cluster",
                 "create",
-                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                *(f"127.0.0.1:{n.port}" for n in self.servers),
                 "--cluster-replicas",
-                "0",
+                str(self.replicas_per_master),
                 "--cluster-yes",
             ],
             check=True,
             capture_output=True,
             timeout=30,
         )
-        for node in self.nodes:
-            wait_until(partial(self._state_ok, node.port), f"cluster_state:ok on {node.port}")
+        for server in self.servers:
+            wait_until(partial(self._state_ok, server.port), f"cluster_state:ok on {server.port}")
+        for server in self.servers[len(self.nodes):]:
+            wait_until(partial(_in_sync, server.port), f"replica {server.port} in sync")
         return self
+
+    def cli(self, *args: str, timeout_s: float = 60.0) -> str:
+        """``redis-cli ARGS`` (e.g. ``--cluster reshard ...``); its output."""
+        done = subprocess.run([self._cli, *args], check=True, capture_output=True,
+                              timeout=timeout_s, text=True)
+        return done.stdout
+
+    def master_of(self, key: str) -> RedisServer:
+        """The live server that owns ``key``'s slot now."""
+        for server in self.servers:
+            if not server.running:
+                continue
+            try:
+                with redis.Redis(port=server.port, socket_timeout=1.0,
+                                 decode_responses=True) as client:
+                    slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+                    for first, last, owner, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                        if int(first) <= slot <= int(last):
+                            port = int(owner[1])
+                            return next(s for s in self.servers if s.port == port)
+            except (redis.exceptions.RedisError, OSError):
+                continue
+        raise RuntimeError(f"no live node answers for the slot of {key!r}")
+
+    def move_slot_of(self, key: str, to: RedisServer, *, batch: int = 10,
+                     between: Callable[[], None] | None = None) -> None:
+        """Reshard: move ``key``'s slot to master ``to`` as redis-cli --cluster reshard
+        does (IMPORTING/MIGRATING, MIGRATE its keys ``batch`` at a time, calling
+        ``between`` after each batch, then SETSLOT NODE on every master)."""
+        source = self.master_of(key)
+        with redis.Redis(port=source.port, decode_responses=True) as src, redis.Redis(
+                port=to.port, decode_responses=True) as dst:
+            slot = int(src.execute_command("CLUSTER", "KEYSLOT", key))
+            src_id = str(src.execute_command("CLUSTER", "MYID"))
+            dst_id = str(dst.execute_command("CLUSTER", "MYID"))
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch):
+                src.execute_command("MIGRATE", "127.0.0.1", to.port, "", 0, 5000,
+                                    "KEYS", *keys)
+                if between is not None:
+                    between()
+            for master in (to, source, *[s for s in self.servers if s not in (to, source)]):
+                if not master.running:
+                    continue
+                with redis.Redis(port=master.port) as client:
+                    role = client.execute_command("ROLE")[0]
+                    if role in (b"master", "master"):
+                        client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+
+    def wait_for_takeover(self, old_port: int, key: str, timeout_s: float = 30.0) -> RedisServer:
+        """Wait until a replica owns ``key``'s slot instead of ``old_port`` and every
+        live node says cluster_state:ok."""
+        wait_until(
+            lambda: self.master_of(key).port != old_port and all(
+                self._state_ok(s.port) for s in self.servers if s.running),
+            f"a replica taking over from {old_port}", timeout_s)
+        return self.master_of(key)
 
     @staticmethod
     def _state_ok(port: int) -> bool:
@@ -258,5 +325,5 @@ class RedisCluster(_Topology):
             return "cluster_state:ok" in str(client.execute_command("CLUSTER", "INFO"))
 
     def close(self) -> None:
-        for node in self.nodes:
-            node.close()
+        for server in self.servers:
+            server.close()

@@ -243,3 +243,22 @@ async def test_the_installed_cli_verifies_the_chain(
                                      env={**env, "REDIS_URL": redis_server.url})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("audit chain OK: 3 record(s), head ")
+
+
+async def test_several_chains_are_verified_one_by_one_with_chain(
+    redis: Redis, audit_cli: AuditCli
+) -> None:
+    # FLEET_AUDIT_CHAINS=2: each consumer process appends to audit:chain:I.
+    await _three_records(AuditChain(redis, chain=1))
+    await AuditChain(redis, chain=0).append("executed", {"capability": "valve_control"})
+    two = {"FLEET_AUDIT_CHAINS": "2"}
+
+    assert await redis.xlen("audit:chain:1") == 3 and not await redis.exists(AUDIT_STREAM)
+    code, _, err = await audit_cli("verify", env=two)
+    assert code == 64 and "give --chain 0 .. 1" in err
+    code, out, err = await audit_cli("--chain", "1", "verify", env=two)
+    assert code == 0 and out.startswith("audit chain OK: 3 record(s)"), err
+    code, out, err = await audit_cli("--chain", "0", "verify", env=two)
+    assert code == 0 and out.startswith("audit chain OK: 1 record(s)"), err
+    code, _, err = await audit_cli("--chain", "1", "verify")
+    assert code == 64 and "FLEET_AUDIT_CHAINS above 1" in err

@@ -134,3 +134,18 @@ def test_bench_fleet_reports_memory_cpu_and_jitter_over_runs() -> None:
     assert "bench fleet: 2 run(s)" in result.stdout
     (row,) = [line for line in result.stdout.splitlines() if line.startswith("in-process")]
     assert len(re.findall(RANGE, row)) >= 8, row
+
+
+@pytest.mark.timeout(300)
+def test_bench_scale_reports_one_server_and_the_cluster_with_shards_and_wait() -> None:
+    result = installed_cli("bench", "scale", "--items", "60", "--runs", "1",
+                           env=dict(os.environ), timeout_s=280)
+
+    assert result.returncode == 0, result.stderr
+    assert "bench scale: 1 run(s), each in fresh processes" in result.stdout
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.count("|") == 6]
+    setups = [tuple(cell.strip() for cell in row[:3]) for row in rows[1:]]
+    assert setups == [("single", "1", "0"), ("cluster", "1", "0"), ("cluster", "3", "0"),
+                      ("cluster", "6", "0"), ("cluster", "3", "1")]
+    for row in rows[1:]:
+        assert all(float(cell.replace(",", "")) > 0 for cell in row[3:]), row

@@ -20,6 +20,7 @@ MEASURES = {
     "consume": "worker.bench.consume",
     "fleet": "worker.bench.fleet",
     "webhook": "worker.bench.webhook",
+    "scale": "worker.bench.scale",
 }
 
 

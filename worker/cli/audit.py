@@ -45,7 +45,11 @@ def add_audit_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     audit.set_defaults(handler=redis_command(
         lambda redis, args, session: run_audit_command(
             redis, args, session.console, confirm=session.confirm,
-            signing_key_path=session.settings.audit_signing_key)))
+            signing_key_path=session.settings.audit_signing_key,
+            chains=session.settings.audit_chains)))
+    audit.add_argument("--chain", type=_count, default=None, metavar="I",
+                       help="which chain, when FLEET_AUDIT_CHAINS spreads the records over "
+                            "several (0 .. N-1)")
     ops = audit.add_subparsers(dest="audit_command", required=True)
     verify = ops.add_parser("verify", help="walk the chain (from its checkpoint), report the "
                                            "first broken link")
@@ -106,9 +110,17 @@ def _positive(text: str) -> int:
 
 async def run_audit_command(redis: Redis, args: argparse.Namespace, console: Console,
                             clock: Clock | None = None, *, confirm: Confirm = ask_on_terminal,
-                            signing_key_path: Path | None = None) -> int:
+                            signing_key_path: Path | None = None, chains: int = 1) -> int:
     clock = clock or SystemClock()
-    chain = AuditChain(redis, clock=clock)
+    index = getattr(args, "chain", None)
+    if chains > 1 and (index is None or index >= chains):
+        console.problem(f"audit: FLEET_AUDIT_CHAINS is {chains}: give --chain 0 .. "
+                        f"{chains - 1} (each consumer process appends to one)")
+        return ExitCode.USAGE
+    if chains == 1 and index is not None:
+        console.problem("audit: --chain needs FLEET_AUDIT_CHAINS above 1 (there is one chain)")
+        return ExitCode.USAGE
+    chain = AuditChain(redis, clock=clock, chain=index)
     if args.audit_command == "verify" and args.files:
         return await _verify_files(chain, args, console)
     if args.audit_command == "verify" and args.no_live:

@@ -74,6 +74,13 @@ def add_bench_commands(commands: Subparsers) -> None:
                          help="seconds of sending per concurrency")
     webhook.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     webhook.set_defaults(handler=_webhook)
+    scale = kinds.add_parser(
+        "scale", help="publish and consume: 1 server vs a 3-master cluster with 1, 3, 6 "
+                      "shards, and WAIT 1")
+    scale.add_argument("--items", type=int, default=60_000,
+                       help="items published per setup, over 6 connectors")
+    scale.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
+    scale.set_defaults(handler=_scale)
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -81,6 +88,12 @@ def _publish(args: argparse.Namespace) -> int:
 
     return run_publish_bench(args.items, args.changed_ratio, args.redis_url, args.runs,
                              args.replica_acks, args.replicas)
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from worker.bench.scale import run_scale_bench
+
+    return run_scale_bench(args.items, args.runs)
 
 
 def _fleet(args: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ from framework.consuming import (
     RulesHandler,
     StreamRetention,
     build_executor,
+    default_consumer_name,
     load_rules,
 )
 from framework.core import (
@@ -47,6 +48,7 @@ from framework.core import (
     RedisUnavailableError,
     Settings,
     SigningKeyError,
+    audit_chain_of,
     cancel_and_wait,
     configure_logging,
     get_logger,
@@ -187,7 +189,10 @@ class ConsumerProcess:
                               "CATALOG_TRUSTED_KEYS): capabilities run unsigned, from the "
                               "registry, without preconditions, permits or audit")
             return build_executor(capabilities, deps)
-        audit = AuditChain(self._redis, signing_key=audit_key, clock=self._clock)
+        # Several chains (FLEET_AUDIT_CHAINS): this process's, chosen by its name.
+        consumer = self._request.options.get("consumer") or default_consumer_name()
+        audit = AuditChain(self._redis, signing_key=audit_key, clock=self._clock,
+                           chain=audit_chain_of(str(consumer), self._settings.audit_chains))
         # Stored versions that lookups skip (bad signature) are audited too.
         self._catalog = Catalog(self._redis, trust, clock=self._clock, logger=self._log,
                                 audit=audit)

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis as sync_redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from framework.core import LEASE_RENEW_FRACTION, Clock, Logger, create_sync_redis, lua
 from framework.polling import Lease
@@ -91,15 +93,32 @@ class LeaseRenewals:
     def _renew(self, due: list[_Kept], now: float) -> None:
         results: list[object]
         try:
-            pipe = self._client.pipeline(transaction=False)
-            for kept in due:
-                self._extend(keys=[kept.lease.key],
-                             args=[kept.lease.token, int(kept.lease.ttl_s * 1000)], client=pipe)
-            results = pipe.execute(raise_on_error=False)
-        except (sync_redis.RedisError, OSError) as exc:
+            results = (self._extend_each(due) if isinstance(self._client, RedisCluster)
+                       else self._extend_pipelined(due))
+        except (sync_redis.RedisError, RedisClusterException, OSError) as exc:
             results = [exc] * len(due)
         for kept, result in zip(due, results, strict=True):
             self._settle(kept, result, now)
+
+    def _extend_pipelined(self, due: list[_Kept]) -> list[object]:
+        pipe = self._client.pipeline(transaction=False)
+        for kept in due:
+            self._extend(keys=[kept.lease.key],
+                         args=[kept.lease.token, int(kept.lease.ttl_s * 1000)], client=pipe)
+        return list(pipe.execute(raise_on_error=False))
+
+    def _extend_each(self, due: list[_Kept]) -> list[object]:
+        """A cluster client pipelines no script (each lease's key has its own slot, on
+        its own node): one call per lease, each failure its own."""
+        results: list[object] = []
+        for kept in due:
+            try:
+                results.append(self._extend(keys=[kept.lease.key],
+                                            args=[kept.lease.token,
+                                                  int(kept.lease.ttl_s * 1000)]))
+            except (sync_redis.RedisError, RedisClusterException, OSError) as exc:
+                results.append(exc)
+        return results
 
     def _settle(self, kept: _Kept, result: object, now: float) -> None:
         if isinstance(result, Exception):

@@ -15,9 +15,11 @@ from redis import exceptions as redis_errors
 from framework.consuming.consumer.context import REDIS_DOWN, ConsumerContext
 from framework.consuming.consumer.in_flight import InFlight
 from framework.consuming.consumer.settling import Settler
+from framework.consuming.consumer.slot_reads import SlotReads
 from framework.consuming.dead_letters import Failure
 from framework.consuming.delivery import Delivery
 from framework.consuming.entries import Fields, Undecodable
+from framework.consuming.group import Entry
 from framework.core.connections import redis_failures
 
 # (stream, entry id, fields, delivery count) -> the delivery, held and started.
@@ -37,6 +39,9 @@ class Reader:
         self._read_offset = 0
         self._next_claim_s = dict.fromkeys(ctx.options.streams, 0.0)
         self._claim_interval_s = ctx.options.claim_idle_ms / 4000
+        member = ctx.member
+        self._reads = SlotReads(ctx.options.streams, self._read_call, cluster=member.cluster,
+                                max_in_flight=ctx.options.max_in_flight)
 
     async def ensure_groups(self) -> None:
         while not self._in_flight.stopping:
@@ -60,12 +65,21 @@ class Reader:
                            start_id_ignored=start_id, reason="the group exists already")
 
     async def read_until_stopped(self) -> None:
+        try:
+            await self._read_turns()
+        except BaseException:
+            await self._reads.cancel()
+            raise
+        # Reads of other slots still blocked: what they return is ours, to run now.
+        await self._dispatch_entries(await self._reads.finish())
+
+    async def _read_turns(self) -> None:
         in_flight = self._in_flight
         while not in_flight.stopping:
             in_flight.changed.clear()
             # Each turn, not each entry: it is sampled, not summed.
             self._ctx.publish_in_flight(len(in_flight))
-            if in_flight.capacity() == 0:
+            if not self._reads.can_read(in_flight.capacity()):
                 await in_flight.changed.wait()
                 continue
             try:
@@ -86,16 +100,23 @@ class Reader:
         await self._reclaim_due()
         if self._in_flight.capacity() and not self._in_flight.stopping:
             read = await self._read_new()
-            if self._options.burst and not read:
+            if self._options.burst and not read and self._reads.drained:
                 self._log.info("burst_done")
                 self._stop()
 
     async def _read_new(self) -> int:
         capacity = self._in_flight.capacity()
-        streams = self._read_plan(capacity)
-        # COUNT applies to each stream: split the capacity so the total stays within it.
-        entries = await self._ctx.member.read(streams, count=capacity // len(streams),
-                                              block_ms=self._block_ms())
+        entries = await self._reads.read(self._read_plan(capacity), capacity=capacity,
+                                         block_ms=self._block_ms(),
+                                         wake=self._in_flight.changed)
+        await self._dispatch_entries(entries)
+        return len(entries)
+
+    async def _read_call(self, streams: list[str], count: int, block_ms: int) -> list[Entry]:
+        # COUNT applies to each stream: the caller split the capacity among them.
+        return await self._ctx.member.read(streams, count=count, block_ms=block_ms)
+
+    async def _dispatch_entries(self, entries: list[Entry]) -> None:
         dispatch = self._dispatch
         self._observe_received([dispatch(stream, entry_id, fields, 1)
                                 for stream, entry_id, fields in entries
@@ -103,7 +124,6 @@ class Reader:
         for stream, entry_id, fields in entries:
             if isinstance(fields, Undecodable):
                 await self._dead_letter_undecodable(stream, entry_id, fields, 1)
-        return len(entries)
 
     def _read_plan(self, capacity: int) -> list[str]:
         """The streams to read now: all of them, or in turn when capacity is short."""
@@ -122,10 +142,14 @@ class Reader:
         until_s = wake_s - self._ctx.clock.monotonic()
         return max(1, min(self._options.block_ms, int(until_s * 1000)))
 
+    def _free(self) -> int:
+        """Slots neither held nor reserved by a read of another slot still under way."""
+        return self._in_flight.capacity() - self._reads.reserved
+
     async def _redeliver_due(self) -> None:
         """Entries whose retry backoff is over: delivered to us again (Redis counts it)."""
         in_flight = self._in_flight
-        for delivery in in_flight.take_due(self._ctx.clock.monotonic(), in_flight.capacity()):
+        for delivery in in_flight.take_due(self._ctx.clock.monotonic(), self._free()):
             if not await self._ctx.member.redeliver(delivery):
                 self._log.warning("entry_lost", stream=delivery.stream,
                                   entry_id=delivery.entry_id,
@@ -142,9 +166,9 @@ class Reader:
     async def _reclaim_due(self) -> None:
         for stream in self._options.streams:
             now = self._ctx.clock.monotonic()
-            if self._in_flight.capacity() == 0 or now < self._next_claim_s[stream]:
+            if self._free() <= 0 or now < self._next_claim_s[stream]:
                 continue
-            more = await self._reclaim(stream, self._in_flight.capacity())
+            more = await self._reclaim(stream, self._free())
             self._next_claim_s[stream] = now + (0.0 if more else self._claim_interval_s)
 
     async def _reclaim(self, stream: str, count: int) -> bool:

@@ -1,15 +1,13 @@
--- Delete a consumer from its group only if it holds no pending entry, was idle at least
--- ARGV[3] ms and has no live heartbeat. XGROUP DELCONSUMER drops the consumer's pending
--- entries, so the check and the delete must be one atomic step.
+-- Delete a consumer from its group only if it holds no pending entry and was idle at
+-- least ARGV[3] ms (the caller checked its heartbeat key just before: a key of another
+-- Cluster slot). XGROUP DELCONSUMER drops the consumer's pending entries, so the check
+-- and the delete must be one atomic step.
 --
--- KEYS[1]  stream                  KEYS[2]  heartbeat key fleet:consumers:{group}:{name}
+-- KEYS[1]  stream
 -- ARGV[1]  consumer group          ARGV[2]  consumer name
 -- ARGV[3]  minimum idle time in ms
 --
 -- Returns  1 if deleted; 0 if kept (alive, pending entries, recently active, unknown).
-if redis.call('EXISTS', KEYS[2]) == 1 then
-    return 0
-end
 for _, info in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
     local fields = {}
     for i = 1, #info, 2 do

@@ -61,10 +61,12 @@ from framework.core.keys import (
     DEFAULT_STEP_IDENTITY_TTL_S,
     DEFAULT_STEP_RECORD_TTL_S,
     DEFAULT_STREAM_MAXLEN,
+    emitted_key,
     steps_key,
 )
 from framework.core.logs import Logger, get_logger
 from framework.core.scripts import lua
+from framework.core.slots import is_cluster, same_slot
 
 __all__ = ["RulesHandler"]
 
@@ -108,6 +110,7 @@ class RulesHandler:
         self._stream_max_len = stream_max_len
         self._identity_ttl_s = identity_ttl_s
         self._emit = redis.register_script(lua("framework.consuming", "emit_step"))
+        self._cluster = is_cluster(redis)
         self._records = StepRecords(redis, ttl_s=step_ttl_s)
 
     @property
@@ -223,12 +226,25 @@ class RulesHandler:
             raise DeadLetterError(f"rule {rule.name}, step {step.id}: the emitted event is "
                                   f"invalid: {describe_validation_error(exc)}",
                                   rule=rule.name, step=step.id) from exc
+        target = str(stream)
+        record_key = self._emit_record_key(target, run.key)
         recorded = await self._emit(
-            keys=[str(stream), run.key],
+            keys=[target, record_key],
             args=[self._stream_max_len, field, self._step_ttl_s, "base-event/1",
                   event.model_dump_json(exclude_none=True)],
         )
+        if record_key != run.key:
+            # Recorded in the target's slot (emitted once there); the entry's own record
+            # follows, as a call's does, so the next steps and a redelivery see it.
+            run.unwritten = AckWrite(run.key, field, str(recorded), self._step_ttl_s)
         return orjson.loads(recorded)
+
+    def _emit_record_key(self, target: str, steps: str) -> str:
+        """Where an emit is recorded, atomically with its XADD: with the entry's steps,
+        or on a Cluster where they live in another slot, in the target's slot."""
+        if not self._cluster or same_slot((target, steps)):
+            return steps
+        return emitted_key(target, steps)
 
 
 def _may_have_run(delivery: Delivery) -> bool:

@@ -11,7 +11,8 @@ writes requested while a round trip is under way wait for it and go together
 in the next one (one Lua script each), as the consumer's acknowledgements do.
 Nothing is weakened: :meth:`StepRecords.record` returns only once the record is
 in Redis, and :meth:`StepRecords.completed` only once it has been read; a failed
-round trip fails every caller in it.
+round trip fails every caller in it. On a Redis Cluster a batch is one script call
+per slot (the records of one stream shard share its hash tag), sent concurrently.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Generic, TypeVar, cast
 from redis.asyncio import Redis
 
 from framework.core.scripts import lua
+from framework.core.slots import is_cluster, slot_groups
 
 __all__ = ["StepRecords"]
 
@@ -34,6 +36,7 @@ _MAX_BATCH = 256  # keeps one script call short; more wait for the next
 class StepRecords:
     def __init__(self, redis: Redis, *, ttl_s: int) -> None:
         self._ttl_s = ttl_s
+        self._cluster = is_cluster(redis)
         self._read_script = redis.register_script(lua("framework.consuming", "steps_read"))
         self._write_script = redis.register_script(lua("framework.consuming", "steps_write"))
         self._reads: _Batches[str, dict[str, str]] = _Batches(self._read_many)
@@ -48,16 +51,36 @@ class StepRecords:
         await self._writes.submit((key, field, result_json))
 
     async def _read_many(self, keys: list[str]) -> list[dict[str, str]]:
+        groups = slot_groups(keys, cluster=self._cluster)
+        if len(groups) == 1:
+            return await self._read_group(keys)
+        found: list[dict[str, str]] = [{} for _ in keys]
+        replies = await asyncio.gather(*(self._read_group([keys[i] for i in group])
+                                         for group in groups))
+        for group, reply in zip(groups, replies, strict=True):
+            for index, records in zip(group, reply, strict=True):
+                found[index] = records
+        return found
+
+    async def _read_group(self, keys: list[str]) -> list[dict[str, str]]:
         # decode_responses=True (framework.core.connections): fields are str.
         replies = cast(list[list[str]], await self._read_script(keys=keys))
         return [dict(zip(flat[::2], flat[1::2], strict=True)) for flat in replies]
 
     async def _write_many(self, records: list[tuple[str, str, str]]) -> list[None]:
+        groups = slot_groups([key for key, _, _ in records], cluster=self._cluster)
+        if len(groups) == 1:
+            await self._write_group(records)
+        else:
+            await asyncio.gather(*(self._write_group([records[i] for i in group])
+                                   for group in groups))
+        return [None] * len(records)
+
+    async def _write_group(self, records: list[tuple[str, str, str]]) -> None:
         args: list[Any] = [self._ttl_s]
         for _, field, result_json in records:
             args += [field, result_json]
         await self._write_script(keys=[key for key, _, _ in records], args=args)
-        return [None] * len(records)
 
 
 class _Batches(Generic[ItemT, ResultT]):

@@ -46,8 +46,9 @@ from redis.asyncio import Redis
 
 from framework.core.clock import Clock, SystemClock, iso_utc
 from framework.core.errors import AuditAppendError, SignatureError
-from framework.core.keys import AUDIT_CHECKPOINT_KEY, AUDIT_HEAD_KEY, AUDIT_STREAM
+from framework.core.keys import audit_keys
 from framework.core.scripts import lua
+from framework.core.slots import is_cluster
 from framework.trust.audit.links import (
     GENESIS_HASH,
     Anchor,
@@ -98,13 +99,19 @@ class AuditChain:
         *,
         signing_key: PrivateKey | None = None,
         clock: Clock | None = None,
-        stream: str = AUDIT_STREAM,
-        head_key: str = AUDIT_HEAD_KEY,
-        checkpoint_key: str = AUDIT_CHECKPOINT_KEY,
+        stream: str | None = None,
+        head_key: str | None = None,
+        checkpoint_key: str | None = None,
+        chain: int | None = None,
     ) -> None:
-        self.stream = stream
-        self.head_key = head_key
-        self.checkpoint_key = checkpoint_key
+        """Unnamed keys: the documented ones (of chain ``chain`` when the records are
+        spread over several chains, FLEET_AUDIT_CHAINS), hash-tagged on a Redis Cluster
+        (one slot for the append and trim scripts)."""
+        default_stream, default_head, default_checkpoint = audit_keys(
+            tagged=is_cluster(redis), chain=chain)
+        self.stream = stream or default_stream
+        self.head_key = head_key or default_head
+        self.checkpoint_key = checkpoint_key or default_checkpoint
         self._redis = redis
         self._signing_key = signing_key
         self._clock = clock or SystemClock()

@@ -22,6 +22,7 @@ from framework.core.clock import Clock, iso_utc
 from framework.core.errors import AuditAppendError, CatalogError
 from framework.core.keys import catalog_skipped_key
 from framework.core.logs import Logger
+from framework.core.slots import is_cluster
 from framework.trust.audit.chain import AuditChain
 from framework.trust.catalog.verification import definition_hash
 
@@ -29,6 +30,7 @@ from framework.trust.catalog.verification import definition_hash
 class SkippedVersions:
     def __init__(self, redis: Redis, audit: AuditChain, *, clock: Clock, logger: Logger) -> None:
         self._redis = redis
+        self._tagged = is_cluster(redis)
         self._audit = audit
         self._clock = clock
         self._log = logger
@@ -45,7 +47,7 @@ class SkippedVersions:
         if seen in self._seen:
             return
         self._seen.add(seen)
-        key, field = catalog_skipped_key(capability_id), f"{version}@{digest}"
+        key, field = catalog_skipped_key(capability_id, tagged=self._tagged), f"{version}@{digest}"
         try:
             if not await self._redis.hsetnx(key, field, iso_utc(self._clock.time())):
                 return

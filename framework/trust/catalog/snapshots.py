@@ -24,6 +24,7 @@ from framework.core.keys import (
     catalog_revocations_key,
 )
 from framework.core.logs import Logger
+from framework.core.slots import is_cluster
 from framework.core.versions import parse_version
 from framework.trust.catalog.revocation import Revocation
 
@@ -50,6 +51,7 @@ class SnapshotCache:
     def __init__(self, redis: Redis, logger: Logger) -> None:
         self._redis = redis
         self._log = logger
+        self._tagged = is_cluster(redis)  # a capability's keys share its tag's slot
         self._snapshots: dict[str, Snapshot] = {}
         self._generation = 0
         # Subscribed, no change goes unseen and caching is safe; after any gap in it,
@@ -69,10 +71,10 @@ class SnapshotCache:
             return cached
         generation = self._generation
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(catalog_definitions_key(capability_id))
-            pipe.hgetall(catalog_revocations_key(capability_id))
+            pipe.hgetall(catalog_definitions_key(capability_id, tagged=self._tagged))
+            pipe.hgetall(catalog_revocations_key(capability_id, tagged=self._tagged))
             definitions, revocations = await pipe.execute()
-        where = catalog_revocations_key(capability_id)
+        where = catalog_revocations_key(capability_id, tagged=self._tagged)
         snapshot = Snapshot({}, [
             Revocation.from_json(text, source=f"{where}[{version_range}]")
             for version_range, text in revocations.items()])

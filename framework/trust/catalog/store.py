@@ -31,6 +31,7 @@ from framework.core.keys import (
     catalog_revocations_key,
 )
 from framework.core.logs import Logger
+from framework.core.slots import is_cluster
 from framework.core.versions import VersionRange, parse_version
 from framework.trust.audit.chain import AuditChain
 from framework.trust.catalog.definition import (
@@ -85,6 +86,7 @@ class Catalog:
     def __init__(self, redis: Redis, trust: TrustStore, *, clock: Clock,
                  logger: Logger, audit: AuditChain | None = None) -> None:
         self._redis = redis
+        self._tagged = is_cluster(redis)  # a capability's keys share its tag's slot
         self._clock = clock
         self._log = logger
         self._verifier = Verifier(trust, clock)
@@ -153,7 +155,7 @@ class Catalog:
         if stored is None:
             raise UnknownCapabilityError("this version is not registered",
                                          capability=f"{capability_id}@{chosen}")
-        source = f"{catalog_definitions_key(capability_id)}[{chosen}]"
+        source = f"{catalog_definitions_key(capability_id, tagged=self._tagged)}[{chosen}]"
         return parse_definition(stored, source=source)
 
     async def ids(self) -> list[str]:
@@ -172,7 +174,7 @@ class Catalog:
         return rows
 
     def _entries_of(self, capability_id: str, snapshot: Snapshot) -> list[CatalogEntry]:
-        where = catalog_definitions_key(capability_id)
+        where = catalog_definitions_key(capability_id, tagged=self._tagged)
         rows = [CatalogEntry(capability_id, field_name, None, f"{where}[{field_name}]: {problem}",
                              None) for field_name, problem in snapshot.bad_fields.items()]
         for version in sorted(snapshot.definitions, key=parse_version):
@@ -218,11 +220,14 @@ class Catalog:
             raise InvalidDefinitionError(
                 "this version is already registered with a different definition "
                 "(register a new version, or pass replace)", capability=definition.key)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(catalog_definitions_key(definition.id), definition.version, stored)
-            pipe.sadd(CATALOG_IDS_KEY, definition.id)
-            pipe.publish(CATALOG_CHANGES_CHANNEL, announce_change(definition.id, "register"))
-            await pipe.execute()
+        # The definition, then the index of ids (a crash between them leaves a definition
+        # that resolves but is not listed until registered again), then the announcement:
+        # each in its own slot on a Cluster, and a watcher told of a change reads it.
+        await self._redis.hset(catalog_definitions_key(definition.id, tagged=self._tagged),
+                               definition.version, stored)
+        await self._redis.sadd(CATALOG_IDS_KEY, definition.id)
+        await self._redis.publish(CATALOG_CHANGES_CHANNEL,
+                                  announce_change(definition.id, "register"))
         self._snapshots.forget(definition.id)
         self._log.info("catalog_registered", capability=definition.key, key_id=check.key_id)
         return VerifiedCapability(definition, check.key_id, definition_hash(stored))
@@ -240,10 +245,11 @@ class Catalog:
                            key=parse_version))
         revocation = Revocation(capability_id, wanted.text, reason.strip(),
                                 iso_utc(self._clock.time()), hit)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(catalog_revocations_key(capability_id), wanted.text, revocation.to_json())
-            pipe.publish(CATALOG_CHANGES_CHANNEL, announce_change(capability_id, "revoke"))
-            await pipe.execute()
+        # Written, then announced: a watcher told of the revocation reads it.
+        await self._redis.hset(catalog_revocations_key(capability_id, tagged=self._tagged),
+                               wanted.text, revocation.to_json())
+        await self._redis.publish(CATALOG_CHANGES_CHANNEL,
+                                  announce_change(capability_id, "revoke"))
         self._snapshots.forget(capability_id)
         self._log.warning("catalog_revoked", capability=capability_id, range=wanted.text,
                           versions=list(hit), reason=revocation.reason)
