@@ -37,7 +37,8 @@ from framework.polling.append import (
     Rejected,
 )
 from framework.polling.config import ConnectorConfig
-from framework.polling.poller import PollSummary, encode_signal
+from framework.polling.diff import encode_signal
+from framework.polling.poller import PollSummary
 from framework.polling.state import StateStore
 
 TMsg = TypeVar("TMsg")
