@@ -23,6 +23,10 @@ from framework.testing.replay_http import (
     ReplayServer,
     Reply,
 )
+from framework.testing.tansu import (
+    TansuBroker,
+    tansu_binary,
+)
 
 __all__ = [
     "FakeClock",
@@ -31,6 +35,8 @@ __all__ = [
     "RedisCluster",
     "RedisServer",
     "SentinelTrio",
+    "TansuBroker",
+    "tansu_binary",
     "ReplayServer",
     "Reply",
     "Routes",

@@ -1,0 +1,15 @@
+"""Apache Kafka (any broker speaking its protocol): the ``kafka-source`` connector
+type, which appends records to the stream exactly once, resuming from the
+partitions' offsets saved with each batch."""
+
+from providers.kafka.config import KafkaSourceConfig
+from providers.kafka.connector import KAFKA_SOURCE_TYPE, create_kafka_source_connector
+from providers.kafka.source import KafkaSource, KafkaSourceDeps
+
+__all__ = [
+    "KAFKA_SOURCE_TYPE",
+    "KafkaSource",
+    "KafkaSourceConfig",
+    "KafkaSourceDeps",
+    "create_kafka_source_connector",
+]
