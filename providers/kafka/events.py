@@ -15,7 +15,9 @@ from typing import Any
 import orjson
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from framework.polling import source_event
+# Through the package: ``framework.polling.source_event`` is also a module's name, which
+# the import contracts would read as importing that (internal) module.
+from framework import polling
 
 Record = ConsumerRecord[bytes, bytes]
 
@@ -58,7 +60,7 @@ class RecordEvents:
             return _given_event(raw, metadata, self.source)
         value: Any = raw.decode("utf-8") if self.value_format == "text" else orjson.loads(raw)
         key = metadata.get("key")
-        return source_event(source=self.source, value=value,
+        return polling.source_event(source=self.source, value=value,
                             node_id=key or f"{record.topic}/{record.partition}",
                             timestamp=_timestamp(record), metadata=metadata)
 
@@ -76,7 +78,7 @@ def _given_event(raw: bytes, metadata: dict[str, Any], default_source: str) -> d
     node_id = document.get("nodeId")
     if not isinstance(node_id, str):
         raise ValueError("valueFormat event: 'nodeId' must be a non-empty string")
-    return source_event(
+    return polling.source_event(
         source=str(document.get("source") or default_source), value=document["value"],
         node_id=node_id, timestamp=_string_or_none(document.get("timestamp")),
         unit=_string_or_none(document.get("unit")), metadata={**(given or {}), "kafka": metadata})

@@ -12,9 +12,13 @@ after a start reports the positions resolved, so they are saved before any recor
 a crash before the first batch cannot move a ``latest`` start past records.
 
 Two checks run while idle (every :data:`CHECK_INTERVAL_S`): new partitions of the
-topics are assigned (unless ``partitions`` is fixed), and a position outside the
-partition's log is moved to its beginning, loudly (records that retention deleted,
-or a broker whose log was replaced; a broker answers such fetches with nothing).
+topics are assigned (unless ``partitions`` is fixed), and a position below the
+partition's log start (records that retention deleted while the connector was
+away) moves to the log start, loudly. A position past the log's end (a log that was
+truncated or replaced) moves to its start when the broker says so (Kafka answers
+the fetch with OFFSET_OUT_OF_RANGE; Tansu 0.6 answers with nothing, so there the
+source waits until the log grows past the position). The log's end is not checked
+by ListOffsets: Tansu 0.6 reports the last *batch*'s offset + 1 there.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 from aiokafka.structs import TopicPartition
 
 from framework.core import (
@@ -88,6 +92,8 @@ class KafkaSource:
         # The next offset of every assigned partition: what the stream holds up to.
         self._next: dict[TopicPartition, int] = {}
         self._unsaved = False
+        # Offsets in the stream that the group has not heard of yet.
+        self._acked: dict[TopicPartition, int] = {}
         self._checked_at = 0.0
         self._committed_at = 0.0
 
@@ -132,6 +138,9 @@ class KafkaSource:
         try:
             fetched = await consumer.getmany(timeout_ms=int(wait_s * 1000),
                                              max_records=max_messages)
+        except OffsetOutOfRangeError as exc:
+            # Past the log's end: the log was truncated or replaced under us.
+            return Batch((), self._positions(await self._rewind_to_start(consumer, exc)))
         except KafkaError as exc:
             raise self._failure("fetch", exc) from exc
         records: list[Record] = []
@@ -144,20 +153,28 @@ class KafkaSource:
         return Batch(records, self._positions(after))
 
     async def acknowledge(self, batch: Batch[Record]) -> None:
-        """The batch is in the stream; with a ``groupId``, Kafka hears of it too."""
-        if self._settings.group_id is None or self._consumer is None:
+        """The batch is in the stream; with a ``groupId``, Kafka hears of it too (at
+        most once a second, and at stop)."""
+        if self._settings.group_id is None:
             return
-        now = self._deps.clock.monotonic()
-        if now - self._committed_at < COMMIT_INTERVAL_S:
+        self._acked.update(_saved_offsets(batch.positions))
+        if self._deps.clock.monotonic() - self._committed_at >= COMMIT_INTERVAL_S:
+            await self._commit_acked()
+
+    async def _commit_acked(self) -> None:
+        consumer = self._consumer
+        if consumer is None or not self._acked:
             return
-        self._committed_at = now
+        self._committed_at = self._deps.clock.monotonic()
+        offsets, self._acked = self._acked, {}
         try:
             async with asyncio.timeout(self._timeout_s):
-                await self._consumer.commit(dict(self._next))
+                await consumer.commit(offsets)
         except (KafkaError, TimeoutError) as exc:  # lag tooling only: never a failure
             self._log.warning("kafka_commit_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def stop(self) -> None:
+        await self._commit_acked()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await _stop_quietly(consumer, self._timeout_s)
@@ -235,23 +252,29 @@ class KafkaSource:
         self._unsaved = True
         self._log.info("kafka_assigned", partitions=sorted(map(position_key, self._next)))
 
-    async def _move_out_of_range(self, consumer: Consumer
-                                 ) -> dict[TopicPartition, int]:
+    async def _move_out_of_range(self, consumer: Consumer) -> dict[TopicPartition, int]:
+        """Positions below their partition's log start (records that retention deleted
+        while the connector was away) move to the log start."""
         assigned = list(self._next)
         firsts = await consumer.beginning_offsets(assigned)
-        ends = await consumer.end_offsets(assigned)
-        moved: dict[TopicPartition, int] = {}
-        for tp in assigned:
-            position, first, end = self._next[tp], firsts[tp], ends[tp]
-            if first <= position <= end:
-                continue
+        behind = {tp: firsts[tp] for tp in assigned if self._next[tp] < firsts[tp]}
+        return self._rewind(consumer, behind, reason="below_log_start")
+
+    async def _rewind_to_start(self, consumer: Consumer, exc: OffsetOutOfRangeError
+                               ) -> dict[TopicPartition, int]:
+        named = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        gone = [tp for tp in named if tp in self._next] or list(self._next)
+        firsts = await consumer.beginning_offsets(gone)
+        return self._rewind(consumer, firsts, reason="past_log_end")
+
+    def _rewind(self, consumer: Consumer, to: Mapping[TopicPartition, int], *, reason: str
+                ) -> dict[TopicPartition, int]:
+        for tp, offset in to.items():
             self._log.warning("kafka_position_out_of_range", partition=position_key(tp),
-                              position=position, log_start=first, log_end=end,
-                              skipped=max(0, first - position))
-            consumer.seek(tp, first)
-            moved[tp] = first
-        self._next.update(moved)
-        return moved
+                              position=self._next.get(tp), moved_to=offset, reason=reason)
+            consumer.seek(tp, offset)
+        self._next.update(to)
+        return dict(to)
 
     # -- helpers ----------------------------------------------------------------------
 
