@@ -98,10 +98,13 @@ class _S3Store:
 class TansuBroker:
     """``with TansuBroker() as broker: broker.bootstrap``; killed and removed on exit."""
 
-    def __init__(self, *, port: int | None = None, persistent: bool = False) -> None:
+    def __init__(self, *, port: int | None = None, persistent: bool = False,
+                 advertised_port: int | None = None) -> None:
         self.binary = tansu_binary()
         self.port = free_port() if port is None else port
         self.bootstrap = f"127.0.0.1:{self.port}"
+        # Where clients are told to connect (a TLS-terminating proxy in front, say).
+        self.advertised = f"127.0.0.1:{advertised_port or self.port}"
         self._dir = Path(tempfile.mkdtemp(prefix="connector-fleet-tansu-"))
         self._store = _S3Store(self._dir) if persistent else None
         self._process: subprocess.Popen[bytes] | None = None
@@ -117,7 +120,6 @@ class TansuBroker:
         return self._process.pid
 
     def start(self) -> TansuBroker:
-        url = f"tcp://{self.bootstrap}"
         environment = dict(os.environ)
         storage = "memory://tansu/"
         if self._store is not None:
@@ -125,7 +127,8 @@ class TansuBroker:
             storage = f"s3://{_BUCKET}/"
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                [self.binary, "broker", "--listener-url", f"tcp://{self.bootstrap}",
+                 "--advertised-listener-url", f"tcp://{self.advertised}",
                  "--storage-engine", storage],
                 cwd=self._dir, env=environment, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
