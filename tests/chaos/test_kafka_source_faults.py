@@ -71,7 +71,9 @@ async def stream_ids(redis: Redis) -> list[str]:
 
 async def wait_for_length(redis: Redis, length: int, timeout_s: float) -> None:
     async with asyncio.timeout(timeout_s):
-        while await redis.xlen(STREAM) < length:
+        while True:
+            if await redis.xlen(STREAM) >= length:
+                return
             await asyncio.sleep(0.1)
 
 

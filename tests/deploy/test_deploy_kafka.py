@@ -99,7 +99,9 @@ async def test_run_all_runs_a_kafka_source_into_the_stream(
         await produce(kafka.bootstrap, topic, [json.dumps({"n": i}).encode() for i in range(20)],
                       partitions=2)
         async with asyncio.timeout(60):
-            while await redis.xlen("raw-input-signals") < 20:
+            while True:
+                if await redis.xlen("raw-input-signals") >= 20:
+                    break
                 await asyncio.sleep(0.1)
     finally:
         run_all.signal(signal.SIGTERM)
