@@ -1,4 +1,4 @@
-"""``connector-fleet bench publish|fleet|consume``: benchmarks, not tests. Each one's
+"""``connector-fleet bench publish|fleet|consume|sources``: benchmarks, not tests. Each one's
 module is imported only when it runs."""
 
 from __future__ import annotations
@@ -65,6 +65,15 @@ def add_bench_commands(commands: Subparsers) -> None:
     )
     consume.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     consume.set_defaults(handler=_consume)
+    sources = kinds.add_parser(
+        "sources", help="events/s from a push source's peer into the stream, vs a bare loop")
+    sources.add_argument("--source", nargs="+", default=None, dest="sources",
+                         help="sources to run (default: all of worker.bench.sources.SOURCES)")
+    sources.add_argument("--events", type=int, default=20_000,
+                         help="messages loaded into the peer, then drained")
+    sources.add_argument("--redis-url", default=None, help=_PRIVATE_REDIS)
+    sources.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
+    sources.set_defaults(handler=_sources)
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -92,3 +101,10 @@ def _consume(args: argparse.Namespace) -> int:
         "systems": args.systems or list(SYSTEMS),
     }
     return run_consume_bench(params, args.runs)
+
+
+def _sources(args: argparse.Namespace) -> int:
+    from worker.bench.sources import SOURCES, run_sources_bench
+
+    return run_sources_bench(args.sources or list(SOURCES), args.events, args.redis_url,
+                             args.runs)
