@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
-from framework.core import SystemClock, TransientSourceError
+from framework.core import PermanentSourceError, SystemClock, TransientSourceError
 from framework.core.errors import LeaseLostError
 from framework.core.logs import get_logger
 from framework.polling import (
@@ -267,3 +267,36 @@ async def test_event_values_keep_their_own_fields_and_bad_ones_are_rejected(
         k: good[k] for k in ("source", "value", "unit", "nodeId", "timestamp")}
     assert event["metadata"]["line"] == 2
     assert event["metadata"]["kafka"]["offset"] == 0
+
+
+async def test_a_record_over_max_message_bytes_is_rejected_and_the_next_flows(
+    redis: Redis, kafka: TansuBroker,
+) -> None:
+    topic = unique_topic()
+    await create_topic(kafka.bootstrap, topic, 1)
+    big = orjson.dumps({"v": "x" * 300})
+    await produce(kafka.bootstrap, topic, [big, b'{"v": 2}'])
+    connector = await kafka_connector(redis, "bounded", brokers=[kafka.bootstrap], topic=topic,
+                                      maxMessageBytes=100)
+    try:
+        summary = await poll_until(connector, redis, 1)
+    finally:
+        await connector.aclose()
+
+    assert (summary.published, summary.failed) == (1, 1)
+    [(_, rejected)] = await redis.xrange("connector:state:bounded:rejected")
+    assert "over maxMessageBytes (100)" in rejected["error"]
+    assert [e["payload"]["value"]["v"] for e in await entries(redis)] == [2]
+
+
+async def test_a_partition_the_topic_lacks_fails_the_start_naming_both(
+    redis: Redis, kafka: TansuBroker,
+) -> None:
+    topic = unique_topic()
+    await create_topic(kafka.bootstrap, topic, 2)
+    connector = await kafka_connector(redis, "wrongpart", brokers=[kafka.bootstrap],
+                                      topic=topic, partitions=[1, 5])
+    with pytest.raises(PermanentSourceError, match=rf"topic '{topic}' has no partition \[5\] "
+                                                   r"\(it has \[0, 1\]\)"):
+        await connector.poll()
+    await connector.aclose()
