@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from framework.consuming import CapabilityRegistry
 from framework.polling import ConnectorRegistry
 from providers.datadog import create_datadog_connector
@@ -9,7 +11,7 @@ from providers.fleet import fleet_capabilities
 from providers.github import create_github_connector
 from providers.http import HttpActions, create_http_json_connector
 from providers.jira import create_jira_connector
-from providers.kafka import KAFKA_SOURCE_TYPE, create_kafka_source_connector
+from providers.kafka import KAFKA_SOURCE_TYPE, KafkaActions, create_kafka_source_connector
 from providers.modbus import valve_control_spec
 from providers.noaa import create_noaa_weather_connector
 
@@ -31,23 +33,40 @@ def default_registry() -> ConnectorRegistry:
     return registry
 
 
+@dataclass(frozen=True)
+class BuiltinActions:
+    """The clients the built-in capabilities hold (the HTTP pool, Kafka producers):
+    whoever registered them closes them (``aclose``)."""
+
+    http: HttpActions
+    kafka: KafkaActions
+
+    async def aclose(self) -> None:
+        try:
+            await self.http.aclose()
+        finally:
+            await self.kafka.aclose()
+
+
 def register_builtin_capabilities(
-    registry: CapabilityRegistry, *, http: HttpActions | None = None
-) -> HttpActions:
-    """``http_call``, ``webhook_call``, ``emit_event``, ``log`` and ``valve_control``
-    (Modbus; valve address in the call's parameters); returns the
-    HTTP actions' client holder, which the caller closes (``aclose``)."""
-    http = http or HttpActions()
-    for spec in [*http.specs(), *fleet_capabilities(), valve_control_spec()]:
+    registry: CapabilityRegistry, *, http: HttpActions | None = None,
+    kafka: KafkaActions | None = None,
+) -> BuiltinActions:
+    """``http_call``, ``webhook_call``, ``emit_event``, ``log``, ``valve_control``
+    (Modbus; valve address in the call's parameters) and ``kafka_publish``; returns
+    the clients they hold, which the caller closes (``aclose``)."""
+    actions = BuiltinActions(http=http or HttpActions(), kafka=kafka or KafkaActions())
+    for spec in [*actions.http.specs(), *fleet_capabilities(), valve_control_spec(),
+                 *actions.kafka.specs()]:
         registry.register(spec)
-    return http
+    return actions
 
 
 def default_capability_registry(
-    *, http: HttpActions | None = None
-) -> tuple[CapabilityRegistry, HttpActions]:
+    *, http: HttpActions | None = None, kafka: KafkaActions | None = None,
+) -> tuple[CapabilityRegistry, BuiltinActions]:
     """Built-in capabilities plus every one installed through entry points."""
     registry = CapabilityRegistry()
-    actions = register_builtin_capabilities(registry, http=http)
+    actions = register_builtin_capabilities(registry, http=http, kafka=kafka)
     registry.load_entry_points()
     return registry, actions

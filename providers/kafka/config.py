@@ -128,8 +128,37 @@ class TlsSettings(_Model):
 Protocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 
 
-class KafkaSourceConfig(_Model):
+class KafkaConnection(_Model):
+    """Where the brokers are and how to talk to them (a source's and a publish's)."""
+
     brokers: Annotated[list[Broker], BeforeValidator(_split_commas), Field(min_length=1)]
+    security_protocol: Protocol = "PLAINTEXT"
+    sasl: SaslSettings | None = None
+    tls: TlsSettings | None = None
+
+    @model_validator(mode="after")
+    def _security_consistent(self) -> KafkaConnection:
+        uses_sasl = self.security_protocol.startswith("SASL")
+        if uses_sasl != (self.sasl is not None):
+            raise ValueError("sasl is required with securityProtocol SASL_PLAINTEXT or "
+                             "SASL_SSL, and only then")
+        if self.tls is not None and not self.security_protocol.endswith("SSL"):
+            raise ValueError("tls needs securityProtocol SSL or SASL_SSL")
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """aiokafka's security arguments (shared by consumers and producers)."""
+        options: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.endswith("SSL"):
+            options["ssl_context"] = (self.tls or TlsSettings()).context()
+        if self.sasl is not None:
+            options.update(sasl_mechanism=self.sasl.mechanism,
+                           sasl_plain_username=self.sasl.username,
+                           sasl_plain_password=self.sasl.secret())
+        return options
+
+
+class KafkaSourceConfig(KafkaConnection):
     topic: Topic | None = None
     topics: Annotated[list[Topic] | None, BeforeValidator(_split_commas)] = None
     # None: every partition of each topic (new ones are picked up as they appear).
@@ -144,9 +173,6 @@ class KafkaSourceConfig(_Model):
     value_format: Literal["json", "event", "text"] = "json"
     source: str = Field("kafka", min_length=1)
     max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, gt=0, le=256 * 1024 * 1024)
-    security_protocol: Protocol = "PLAINTEXT"
-    sasl: SaslSettings | None = None
-    tls: TlsSettings | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> KafkaSourceConfig:
@@ -157,25 +183,8 @@ class KafkaSourceConfig(_Model):
         if self.partitions is not None and (
                 not self.partitions or len(set(self.partitions)) != len(self.partitions)):
             raise ValueError("partitions: give distinct partition numbers (or leave it out)")
-        uses_sasl = self.security_protocol.startswith("SASL")
-        if uses_sasl != (self.sasl is not None):
-            raise ValueError("sasl is required with securityProtocol SASL_PLAINTEXT or "
-                             "SASL_SSL, and only then")
-        if self.tls is not None and not self.security_protocol.endswith("SSL"):
-            raise ValueError("tls needs securityProtocol SSL or SASL_SSL")
         return self
 
     @property
     def topic_names(self) -> list[str]:
         return self.topics if self.topics is not None else [self.topic or ""]
-
-    def client_options(self) -> dict[str, Any]:
-        """aiokafka's security arguments (shared by consumers and producers)."""
-        options: dict[str, Any] = {"security_protocol": self.security_protocol}
-        if self.security_protocol.endswith("SSL"):
-            options["ssl_context"] = (self.tls or TlsSettings()).context()
-        if self.sasl is not None:
-            options.update(sasl_mechanism=self.sasl.mechanism,
-                           sasl_plain_username=self.sasl.username,
-                           sasl_plain_password=self.sasl.secret())
-        return options
