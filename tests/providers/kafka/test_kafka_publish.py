@@ -5,7 +5,7 @@ a redelivered event that does not publish twice."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +39,6 @@ from tests.kafka_peer import create_topic, unique_topic
 from tests.trust.test_safe_executor import build_executor
 
 DEADLINES = Deadlines()
-
-
-@pytest.fixture(scope="module")
-def kafka() -> Iterator[TansuBroker]:
-    with TansuBroker() as broker:
-        yield broker
 
 
 @pytest.fixture
