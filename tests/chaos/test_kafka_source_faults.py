@@ -6,6 +6,7 @@ exactly once: offsets are saved in the same fenced commit as the entries."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
 from collections import Counter
@@ -146,3 +147,41 @@ async def test_a_broker_restart_mid_run_loses_and_repeats_nothing(
 
     assert_exactly_once(await stream_ids(redis), topic, before + after)
     assert await redis.xlen(STREAM) == 120
+
+
+async def test_a_frozen_broker_stalls_nothing_else_and_loses_nothing(
+    redis: Redis, redis_server: RedisServer, kafka: TansuBroker, tmp_path: Path,
+) -> None:
+    topic = unique_topic("frozen")
+    await create_topic(kafka.bootstrap, topic, PARTITIONS)
+    config = write_config(tmp_path / "connectors.json",
+                          kafka_entry("frozen", kafka.bootstrap, topic))
+    run = ConnectorProcess("frozen", redis_url=redis_server.url, config=config,
+                           log=tmp_path / "run.log")
+    try:
+        before = await produce_steadily(kafka.bootstrap, topic, 60, per_s=200)
+        await wait_for_length(redis, 60, timeout_s=30)
+        windows_before = windows(run)
+        os.kill(kafka.pid, signal.SIGSTOP)  # longer than requestTimeoutMs (3 s)
+        try:
+            await asyncio.sleep(5.0)
+            assert run.process.poll() is None
+            windows_during = windows(run) - windows_before
+        finally:
+            os.kill(kafka.pid, signal.SIGCONT)
+        after = await produce_steadily(kafka.bootstrap, topic, 60, per_s=200)
+        await wait_for_length(redis, 120, timeout_s=60)
+        await asyncio.sleep(1.0)
+    finally:
+        run.signal(signal.SIGTERM)
+        await asyncio.to_thread(run.wait, 30)
+        run.close()
+
+    assert windows_during >= 2  # its windows went on: nothing waits on the frozen peer
+    assert not [e for e in run.events() if e.get("event") == "lease_lost"]
+    assert_exactly_once(await stream_ids(redis), topic, before + after)
+    assert await redis.xlen(STREAM) == 120
+
+
+def windows(run: ConnectorProcess) -> int:
+    return len([e for e in run.events() if e.get("event") == "poll_completed"])

@@ -3,6 +3,7 @@ appended exactly once with each partition's next offset saved in the same commit
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -300,3 +301,23 @@ async def test_a_partition_the_topic_lacks_fails_the_start_naming_both(
                                                    r"\(it has \[0, 1\]\)"):
         await connector.poll()
     await connector.aclose()
+
+
+async def test_a_peer_that_answers_junk_fails_the_start_and_appends_nothing(
+    redis: Redis,
+) -> None:
+    async def junk(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\nnot kafka at all")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(junk, "127.0.0.1", 0)
+    wrong = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    connector = await kafka_connector(redis, "wrongpeer", brokers=[wrong], topic="t")
+    try:
+        with pytest.raises(TransientSourceError, match=f"start on {wrong} failed"):
+            await connector.poll()
+    finally:
+        await connector.aclose()
+        server.close()
+    assert await redis.xlen(STREAM) == 0
