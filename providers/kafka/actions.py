@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from pydantic import Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 
 from framework.consuming import CallContext, CallPolicy, CapabilitySpec, describe_validation_error
 from framework.core import PermanentSourceError, TransientSourceError
@@ -37,11 +37,16 @@ PUBLISHED_TTL_S = 24 * 3600
 _REQUEST_TIMEOUT_MS = 10_000
 
 
+def _number_as_text(value: Any) -> Any:
+    """A key templated from a numeric field (``{{ payload.id }}`` keeps its type)."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
 class KafkaPublishParams(KafkaConnection):
     topic: Topic
     # Sent as JSON.
     value: Any
-    key: str | None = None
+    key: Annotated[str | None, BeforeValidator(_number_as_text)] = None
     headers: dict[str, str] = Field(default_factory=dict)
     partition: int | None = Field(None, ge=0)
 

@@ -8,6 +8,7 @@ import os
 import re
 
 import pytest
+import redis
 
 from framework.testing import RedisServer
 from tests.cli import installed_cli
@@ -37,3 +38,20 @@ def test_bench_sources_names_an_unknown_source(redis_server: RedisServer) -> Non
 
     assert result.returncode != 0
     assert "carrier-pigeon" in result.stderr and "kafka" in result.stderr
+
+
+@pytest.mark.timeout(300)
+def test_bench_consume_has_a_kafka_publish_row_that_really_publishes(
+    redis_server: RedisServer,
+) -> None:
+    result = installed_cli("bench", "consume", "--systems", "kafka_publish", "--events", "200",
+                           "--rates", "100", "--duration", "1", "--runs", "1",
+                           "--redis-url", redis_server.url, env=dict(os.environ),
+                           timeout_s=280)
+
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines()
+            if line.strip().startswith("kafka_publish |")]
+    assert len(rows) == 2, result.stdout  # throughput and latency
+    with redis.Redis.from_url(redis_server.url) as client:
+        assert client.xlen("bench-events:dlq") == 0  # every call published, none failed

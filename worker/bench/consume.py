@@ -45,7 +45,12 @@ from worker.bench.repeat import repeat_in_fresh_processes
 from worker.bench.stats import Row
 
 # The systems run by this virtualenv's Python: their worker module.
-LOCAL_SYSTEMS = {"connector-fleet": "worker.bench.consume_worker", "limit": "worker.bench.limit"}
+LOCAL_SYSTEMS = {
+    "connector-fleet": "worker.bench.consume_worker",
+    "limit": "worker.bench.limit",
+    # Rows per network capability: the connector-fleet worker calling it for real.
+    "kafka_publish": "worker.bench.consume_kafka",
+}
 SYSTEMS = (*LOCAL_SYSTEMS, *PEERS)
 DONE_TIMEOUT_S = 600.0
 

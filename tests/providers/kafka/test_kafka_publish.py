@@ -93,7 +93,7 @@ async def test_a_redelivered_event_does_not_publish_twice(
     topic = unique_topic("once")
     await create_topic(kafka.bootstrap, topic, 1)
     spec = actions.specs()[0]
-    params = {"brokers": [kafka.bootstrap], "topic": topic, "value": {"n": 1}}
+    params = {"brokers": [kafka.bootstrap], "topic": topic, "value": {"n": 1}, "key": 7}
 
     first = await invoke(spec, params, call_context(redis, "s:7-0:r:step"), deadlines=DEADLINES)
     # The consumer crashed before recording the step: the entry comes back.
@@ -105,6 +105,7 @@ async def test_a_redelivered_event_does_not_publish_twice(
     records = await records_of(kafka.bootstrap, topic)
     assert [dict(r.headers)[DEDUPE_HEADER] for r in records] == [b"s:7-0:r:step",
                                                                   b"s:8-0:r:step"]
+    assert {r.key for r in records} == {b"7"}  # a numeric key is sent as its text
 
 
 BAD: list[tuple[str, dict[str, Any], str]] = [
@@ -115,6 +116,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("bad broker", {"brokers": ["nohost"], "topic": "t", "value": 1}, "not host:port"),
     ("negative partition", {"topic": "t", "value": 1, "partition": -1}, "partition"),
     ("header not text", {"topic": "t", "value": 1, "headers": {"h": 1}}, "headers.h"),
+    ("key not text", {"topic": "t", "value": 1, "key": ["a"]}, "key"),
     ("unknown field", {"topic": "t", "value": 1, "acks": 0}, "acks"),
     ("sasl without protocol", {"topic": "t", "value": 1, "sasl": {
         "mechanism": "PLAIN", "username": "u", "password": "p"}}, "sasl is required"),
