@@ -99,7 +99,8 @@ class TansuBroker:
     """``with TansuBroker() as broker: broker.bootstrap``; killed and removed on exit."""
 
     def __init__(self, *, port: int | None = None, persistent: bool = False,
-                 advertised_port: int | None = None) -> None:
+                 advertised_port: int | None = None, extra_args: tuple[str, ...] = ()
+                 ) -> None:
         self.binary = tansu_binary()
         self.port = free_port() if port is None else port
         self.bootstrap = f"127.0.0.1:{self.port}"
@@ -107,6 +108,8 @@ class TansuBroker:
         self.advertised = f"127.0.0.1:{advertised_port or self.port}"
         self._dir = Path(tempfile.mkdtemp(prefix="connector-fleet-tansu-"))
         self._store = _S3Store(self._dir) if persistent else None
+        # e.g. ("--authentication",): every client must authenticate (SASL SCRAM).
+        self.extra_args = extra_args
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -129,7 +132,7 @@ class TansuBroker:
             self._process = subprocess.Popen(
                 [self.binary, "broker", "--listener-url", f"tcp://{self.bootstrap}",
                  "--advertised-listener-url", f"tcp://{self.advertised}",
-                 "--storage-engine", storage],
+                 "--storage-engine", storage, *self.extra_args],
                 cwd=self._dir, env=environment, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )

@@ -288,6 +288,11 @@ class KafkaSource:
 
     def _failure(self, step: str, exc: Exception) -> TransientSourceError:
         reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, KeyError) and self._settings.sasl is not None:
+            # aiokafka's SCRAM client fails with KeyError('v') when the broker answers
+            # with an error (e=unknown-user, e=invalid-proof) instead of a signature.
+            reason = (f"SASL authentication of user {self._settings.sasl.username!r} "
+                      "failed: the broker refused the credentials")
         return TransientSourceError(
             f"kafka-source {self._deps.connector}: {step} on "
             f"{','.join(self._settings.brokers)} failed: {reason}",

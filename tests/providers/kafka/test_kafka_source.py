@@ -321,3 +321,22 @@ async def test_a_peer_that_answers_junk_fails_the_start_and_appends_nothing(
         await connector.aclose()
         server.close()
     assert await redis.xlen(STREAM) == 0
+
+
+async def test_credentials_the_broker_refuses_fail_the_start_saying_so(redis: Redis) -> None:
+    # Tansu 0.6 cannot keep users before authentication is on, so every login fails
+    # here: what is tested is how a refused SCRAM login is reported.
+    with TansuBroker(extra_args=("--authentication",)) as guarded:
+        connector = await kafka_connector(
+            redis, "refused", brokers=[guarded.bootstrap], topic="t",
+            securityProtocol="SASL_PLAINTEXT",
+            sasl={"mechanism": "SCRAM-SHA-512", "username": "fleet", "password": "wrong-pass"})
+        try:
+            with pytest.raises(TransientSourceError) as failed:
+                await connector.poll()
+        finally:
+            await connector.aclose()
+    message = str(failed.value)
+    assert "SASL authentication of user 'fleet' failed" in message
+    assert "wrong-pass" not in message
+    assert await redis.xlen(STREAM) == 0
