@@ -11,7 +11,7 @@ first start; the beginning for a partition that appeared later. The first receiv
 after a start reports the positions resolved, so they are saved before any record:
 a crash before the first batch cannot move a ``latest`` start past records.
 
-Two checks run while idle (every :data:`CHECK_INTERVAL_S`): new partitions of the
+Two checks run every :data:`CHECK_INTERVAL_S` between fetches: new partitions of the
 topics are assigned (unless ``partitions`` is fixed), and a position below the
 partition's log start (records that retention deleted while the connector was
 away) moves to the log start, loudly. A position past the log's end (a log that was
