@@ -185,3 +185,39 @@ async def test_a_frozen_broker_stalls_nothing_else_and_loses_nothing(
 
 def windows(run: ConnectorProcess) -> int:
     return len([e for e in run.events() if e.get("event") == "poll_completed"])
+
+
+async def test_a_standby_takes_over_from_a_killed_leader_exactly_once(
+    redis: Redis, redis_server: RedisServer, kafka: TansuBroker, tmp_path: Path,
+) -> None:
+    topic = unique_topic("standby")
+    await create_topic(kafka.bootstrap, topic, PARTITIONS)
+    config = write_config(tmp_path / "connectors.json",
+                          kafka_entry("standby", kafka.bootstrap, topic))
+    first = ConnectorProcess("standby", redis_url=redis_server.url, config=config,
+                             log=tmp_path / "first.log")
+    await asyncio.to_thread(first.wait_for, "push_source_started", timeout_s=30)
+    second = ConnectorProcess("standby", redis_url=redis_server.url, config=config,
+                              log=tmp_path / "second.log")
+    try:
+        await asyncio.to_thread(second.wait_for, "standby", timeout_s=30)
+        producing = asyncio.create_task(produce_steadily(kafka.bootstrap, topic, 300,
+                                                         per_s=60))
+        await wait_for_length(redis, 60, timeout_s=30)
+        first.signal(signal.SIGKILL)  # mid-flow; its lease runs out in 2 s
+        await asyncio.to_thread(second.wait_for, "push_source_started", timeout_s=30)
+        sent = await producing
+        await wait_for_length(redis, len(sent), timeout_s=60)
+        await asyncio.sleep(1.0)
+    finally:
+        first.close()
+        second.signal(signal.SIGTERM)
+        await asyncio.to_thread(second.wait, 30)
+        second.close()
+
+    # A standby holds no Kafka session: its consumer started once, after the lease.
+    second_events = [e.get("event") for e in second.events()]
+    assert second_events.count("push_source_started") == 1
+    assert second_events.index("lease_acquired") < second_events.index("push_source_started")
+    assert_exactly_once(await stream_ids(redis), topic, sent)
+    assert await redis.xlen(STREAM) == len(sent)
