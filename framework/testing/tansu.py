@@ -13,6 +13,7 @@ its last record *batch*'s offset + 1.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -76,6 +77,9 @@ class _S3Store:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        if importlib.util.find_spec("moto") is None:
+            raise RuntimeError("a persistent Tansu needs moto's S3 server: pip install "
+                               "'moto[server]' (connector-fleet's dev dependencies)")
         with self._log.open("ab") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
