@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from framework.consuming import CapabilityRegistry, CapabilitySpec
 from framework.polling import ConnectorRegistry
@@ -18,6 +19,7 @@ from providers.grist import GristActions, GristSettings
 from providers.http import HttpActions, create_http_json_connector
 from providers.imap import create_imap_connector
 from providers.jira import create_jira_connector
+from providers.kafka import KAFKA_SOURCE_TYPE, KafkaActions, create_kafka_source_connector
 from providers.modbus import valve_control_spec
 from providers.noaa import create_noaa_weather_connector
 from providers.outbox import EnvSecrets
@@ -37,6 +39,7 @@ def register_builtin_connectors(registry: ConnectorRegistry) -> None:
     registry.register_connector("email-imap", create_imap_connector)
     # Receivers run as several replicas behind a Service, each under lease:NAME:REPLICA.
     registry.register_connector(WEBHOOK_TYPE, create_webhook_connector, replicas=True)
+    registry.register_connector(KAFKA_SOURCE_TYPE, create_kafka_source_connector)
 
 
 def default_registry() -> ConnectorRegistry:
@@ -47,21 +50,37 @@ def default_registry() -> ConnectorRegistry:
     return registry
 
 
+@dataclass(frozen=True)
+class BuiltinActions:
+    """The clients the built-in capabilities hold (the HTTP pool, Kafka producers):
+    whoever registered them closes them (``aclose``)."""
+
+    http: HttpActions
+    kafka: KafkaActions
+
+    async def aclose(self) -> None:
+        try:
+            await self.http.aclose()
+        finally:
+            await self.kafka.aclose()
+
+
 def register_builtin_capabilities(
     registry: CapabilityRegistry, *, http: HttpActions | None = None,
-    env: Mapping[str, str] | None = None,
-) -> HttpActions:
+    kafka: KafkaActions | None = None, env: Mapping[str, str] | None = None,
+) -> BuiltinActions:
     """``http_call``, ``webhook_call``, ``emit_event``, ``log``, ``valve_control``
-    (Modbus; valve address in the call's parameters) and the messaging actions
-    (:func:`messaging_capabilities`); returns the HTTP actions' client holder, which
-    the caller closes (``aclose``: it closes the messaging actions' connections too).
-    ``env``: where the messaging actions read their settings and secrets (the process
-    environment by default)."""
-    http = http or HttpActions()
-    for spec in [*http.specs(), *fleet_capabilities(), valve_control_spec(),
-                 *messaging_capabilities(http, os.environ if env is None else env)]:
+    (Modbus; valve address in the call's parameters), ``kafka_publish`` and the
+    messaging actions (:func:`messaging_capabilities`); returns the clients they hold,
+    which the caller closes (``aclose``: the HTTP pool, which the messaging actions
+    share, and the Kafka producers). ``env``: where the messaging actions read their
+    settings and secrets (the process environment by default)."""
+    actions = BuiltinActions(http=http or HttpActions(), kafka=kafka or KafkaActions())
+    for spec in [*actions.http.specs(), *fleet_capabilities(), valve_control_spec(),
+                 *actions.kafka.specs(),
+                 *messaging_capabilities(actions.http, os.environ if env is None else env)]:
         registry.register(spec)
-    return http
+    return actions
 
 
 def messaging_capabilities(http: HttpActions, env: Mapping[str, str]) -> list[CapabilitySpec]:
@@ -83,10 +102,10 @@ def messaging_capabilities(http: HttpActions, env: Mapping[str, str]) -> list[Ca
 
 
 def default_capability_registry(
-    *, http: HttpActions | None = None
-) -> tuple[CapabilityRegistry, HttpActions]:
+    *, http: HttpActions | None = None, kafka: KafkaActions | None = None,
+) -> tuple[CapabilityRegistry, BuiltinActions]:
     """Built-in capabilities plus every one installed through entry points."""
     registry = CapabilityRegistry()
-    actions = register_builtin_capabilities(registry, http=http)
+    actions = register_builtin_capabilities(registry, http=http, kafka=kafka)
     registry.load_entry_points()
     return registry, actions

@@ -27,6 +27,10 @@ from framework.testing.replay_http import (
     ReplayServer,
     Reply,
 )
+from framework.testing.tansu import (
+    TansuBroker,
+    tansu_binary,
+)
 
 __all__ = [
     "Dovecot",
@@ -37,6 +41,8 @@ __all__ = [
     "RedisCluster",
     "RedisServer",
     "SentinelTrio",
+    "TansuBroker",
+    "tansu_binary",
     "ReplayServer",
     "Reply",
     "Routes",

@@ -48,8 +48,13 @@ from worker.bench.repeat import repeat_in_fresh_processes
 from worker.bench.stats import Row
 
 # The systems run by this virtualenv's Python: their worker module.
-LOCAL_SYSTEMS = {"connector-fleet": "worker.bench.consume_worker", "limit": "worker.bench.limit",
-                 **dict.fromkeys(ACTION_PEERS, "worker.bench.consume_actions")}
+LOCAL_SYSTEMS = {
+    "connector-fleet": "worker.bench.consume_worker",
+    "limit": "worker.bench.limit",
+    # Rows per network capability: the connector-fleet worker calling it for real.
+    **dict.fromkeys(ACTION_PEERS, "worker.bench.consume_actions"),
+    "kafka_publish": "worker.bench.consume_kafka",
+}
 SYSTEMS = (*LOCAL_SYSTEMS, *PEERS)
 DONE_TIMEOUT_S = 600.0
 # A network capability does one real delivery per event (an SMTP session, an HTTP

@@ -1,6 +1,8 @@
 """The connector-fleet worker of ``bench consume`` (a child process): built as
 ``connector-fleet consume`` builds it without a catalog (metrics included), one
 rule calling one no-op capability, each event stamped when acknowledged.
+``serve_rules`` runs the same consumer with another capability (the network
+capabilities' rows, e.g. ``worker.bench.consume_kafka``).
 
 ``python -m worker.bench.consume_worker REDIS_URL MAX_IN_FLIGHT``; SIGTERM stops it.
 """
@@ -42,23 +44,23 @@ from worker.bench.completions import Completions
 from worker.bench.load import STREAM
 from worker.runtime import freeze_startup_heap, run_event_loop
 
-_RULES = {
-    "version": 1,
-    "rules": [
-        {
-            "name": "bench",
-            "match": {"streams": [STREAM], "type": "bench.tick"},
-            "steps": [
-                {
-                    "id": "noop",
-                    "call": "bench_noop",
-                    "version": "^1",
-                    "params": {"sent_ms": "{{ payload.sent_ms }}"},
-                }
-            ],
-        }
-    ],
-}
+
+def bench_rules(capability_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One rule calling ``capability_id`` once per bench event with ``params``."""
+    return {
+        "version": 1,
+        "rules": [
+            {
+                "name": "bench",
+                "match": {"streams": [STREAM], "type": "bench.tick"},
+                "steps": [{"id": "call", "call": capability_id, "version": "^1",
+                           "params": params}],
+            }
+        ],
+    }
+
+
+_RULES = bench_rules("bench_noop", {"sent_ms": "{{ payload.sent_ms }}"})
 
 
 async def _noop(params: Any, context: CallContext) -> None:
@@ -83,7 +85,8 @@ async def serve(url: str, max_in_flight: int) -> int:
 async def serve_rules(url: str, max_in_flight: int, registry: CapabilityRegistry,
                       rules: dict[str, Any]) -> int:
     """Consume ``bench-events`` with ``rules`` over ``registry``'s capabilities until
-    SIGTERM (``worker.bench.consume_actions`` runs the network capabilities so)."""
+    SIGTERM (``worker.bench.consume_actions`` and ``consume_kafka`` run the network
+    capabilities so)."""
     redis = create_redis(url, client_name="bench-consumer")
     logger = get_logger(component="bench")
     prometheus = CollectorRegistry()

@@ -21,6 +21,7 @@ MEASURES = {
     "fleet": "worker.bench.fleet",
     "webhook": "worker.bench.webhook",
     "scale": "worker.bench.scale",
+    "sources": "worker.bench.sources",
 }
 
 

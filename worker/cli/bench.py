@@ -1,5 +1,5 @@
-"""``connector-fleet bench publish|fleet|consume|webhook``: benchmarks, not tests. Each one's
-module is imported only when it runs."""
+"""``connector-fleet bench publish|fleet|consume|scale|sources|webhook``: benchmarks, not
+tests. Each one's module is imported only when it runs."""
 
 from __future__ import annotations
 
@@ -81,6 +81,15 @@ def add_bench_commands(commands: Subparsers) -> None:
                        help="items published per setup, over 6 connectors")
     scale.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     scale.set_defaults(handler=_scale)
+    sources = kinds.add_parser(
+        "sources", help="events/s from a push source's peer into the stream, vs a bare loop")
+    sources.add_argument("--source", nargs="+", default=None, dest="sources",
+                         help="sources to run (default: all of worker.bench.sources.SOURCES)")
+    sources.add_argument("--events", type=int, default=20_000,
+                         help="messages loaded into the peer, then drained")
+    sources.add_argument("--redis-url", default=None, help=_PRIVATE_REDIS)
+    sources.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
+    sources.set_defaults(handler=_sources)
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -120,3 +129,8 @@ def _webhook(args: argparse.Namespace) -> int:
     from worker.bench.webhook import run_webhook_bench
 
     return run_webhook_bench(args.concurrency, args.duration, args.runs)
+def _sources(args: argparse.Namespace) -> int:
+    from worker.bench.sources import SOURCES, run_sources_bench
+
+    return run_sources_bench(args.sources or list(SOURCES), args.events, args.redis_url,
+                             args.runs)
