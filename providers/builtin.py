@@ -12,7 +12,7 @@ from providers.github import create_github_connector
 from providers.http import HttpActions, create_http_json_connector
 from providers.imap import create_imap_connector
 from providers.jira import create_jira_connector
-from providers.modbus import valve_control_spec
+from providers.modbus import create_modbus_connector, valve_control_spec
 from providers.noaa import create_noaa_weather_connector
 
 
@@ -25,6 +25,7 @@ def register_builtin_connectors(registry: ConnectorRegistry) -> None:
     registry.register_connector("cron-trigger", create_cron_connector)
     registry.register_connector("fs-watch", create_fs_watch_connector)
     registry.register_connector("email-imap", create_imap_connector)
+    registry.register_connector("modbus-tcp", create_modbus_connector)
 
 
 def default_registry() -> ConnectorRegistry:
