@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from framework.core import ConfigError
 from framework.polling import (
     ConnectorConfig,
     ConnectorContext,
@@ -149,7 +150,7 @@ def create_modbus_connector(config: ConnectorConfig,
     settings = parse_provider_config(ModbusConfig, config)
     for slave in settings.all_slaves():
         if (slave.timeout_ms or 0) >= config.poll_deadline_ms:
-            raise ValueError(f"{config.type} connector {config.name}: slave {slave.label}: "
+            raise ConfigError(f"{config.type} connector {config.name}: slave {slave.label}: "
                              f"timeoutMs={slave.timeout_ms} must be below the poll deadline "
                              f"({config.poll_deadline_ms} ms)")
     readers = [
