@@ -318,3 +318,41 @@ async def test_config_errors_name_the_field(
     with pytest.raises(ConfigError, match=f"modbus-tcp connector {NAME}: ") as raised:
         await connector_for(redis, provider)
     assert message in str(raised.value)
+
+
+@pytest.fixture
+async def babbler() -> AsyncIterator[int]:
+    """A TCP peer that is no Modbus slave: it answers anything with an endless
+    stream of junk."""
+    async def babble(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                writer.write(b"\x00\x01junk" * 8192)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(babble, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+
+
+async def test_a_peer_answering_junk_is_an_error_within_its_deadline(
+    redis: Redis, slave: RegisterSimulator, babbler: int,
+) -> None:
+    slave.set_words("holding", 0, [9])
+    connector = await connector_for(redis, {"slaves": [
+        slave_entry(slave, "good", [{"name": "t", "address": 0, "type": "int16"}]),
+        {"name": "junk", "host": "127.0.0.1", "port": babbler, "timeoutMs": 500,
+         "registers": [{"name": "t", "address": 0, "type": "int16"}]}]})
+
+    with structlog.testing.capture_logs() as logs:
+        summary = await connector.poll()
+
+    assert (summary.published, summary.failed) == (1, 1)
+    assert await values(redis) == [("t", 9)]
+    [error] = [e["error"] for e in logs if e["event"] == "item_failed"]
+    assert "modbus slave junk (127.0.0.1:" in error and "no answer within 500 ms" in error
+    await connector.aclose()
