@@ -12,7 +12,7 @@ from providers.github import create_github_connector
 from providers.http import HttpActions, create_http_json_connector
 from providers.imap import create_imap_connector
 from providers.jira import create_jira_connector
-from providers.modbus import create_modbus_connector, valve_control_spec
+from providers.modbus import create_modbus_connector, modbus_write_spec, valve_control_spec
 from providers.noaa import create_noaa_weather_connector
 
 
@@ -39,11 +39,12 @@ def default_registry() -> ConnectorRegistry:
 def register_builtin_capabilities(
     registry: CapabilityRegistry, *, http: HttpActions | None = None
 ) -> HttpActions:
-    """``http_call``, ``webhook_call``, ``emit_event``, ``log`` and ``valve_control``
-    (Modbus; valve address in the call's parameters); returns the
+    """``http_call``, ``webhook_call``, ``emit_event``, ``log``, ``valve_control`` and
+    ``modbus_write`` (Modbus; addresses in the call's parameters); returns the
     HTTP actions' client holder, which the caller closes (``aclose``)."""
     http = http or HttpActions()
-    for spec in [*http.specs(), *fleet_capabilities(), valve_control_spec()]:
+    for spec in [*http.specs(), *fleet_capabilities(), valve_control_spec(),
+                 modbus_write_spec()]:
         registry.register(spec)
     return http
 

@@ -4,8 +4,11 @@ whose values the caller sets while it runs.
 
 Faults on demand: ``delay_s`` makes every answer late (a slow slave),
 ``refuse[address] = code`` answers reads that touch ``address`` with that Modbus
-exception code, and ``stop``/``start`` take the server away and bring it back on
-the same port (a restart).
+exception code (``refuse_writes``: writes starting there, counted in
+``refused_writes``), ``stuck`` acknowledges writes without changing anything (a seized
+actuator), and ``stop``/``start`` take the server away and bring it back on the
+same port (a restart). ``writes`` lists every write acknowledged: (table, address,
+values).
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ class RegisterSimulator:
         self.values: dict[str, list[int]] = {table: [0] * size for table in TABLES}
         self.delay_s = 0.0
         self.refuse: dict[int, ExcCodes] = {}
+        self.refuse_writes: dict[int, ExcCodes] = {}
+        self.refused_writes = 0
+        self.stuck = False
+        self.writes: list[tuple[str, int, list[int]]] = []
         self.reads = 0
         self._server: ModbusTcpServer | None = None
 
@@ -71,9 +78,14 @@ class RegisterSimulator:
             await asyncio.sleep(self.delay_s)
         if set_values is not None:
             table = _WRITE_CODES.get(function_code)
+            if table is not None and address in self.refuse_writes:
+                self.refused_writes += 1
+                return self.refuse_writes[address]
             if table is not None:
-                self.values[table][address:address + len(set_values)] = [
-                    int(v) for v in set_values]
+                written = [int(v) for v in set_values]
+                self.writes.append((table, address, written))
+                if not self.stuck:
+                    self.values[table][address:address + len(written)] = written
             return None
         table = _READ_CODES.get(function_code)
         if table is None:
