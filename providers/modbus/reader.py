@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from pymodbus.exceptions import ModbusException
 
 from framework.core import Clock, Logger
 from framework.polling import RetryConfig
-from providers.modbus.blocks import Block, Orders, register_value
+from providers.modbus.blocks import Block, Slot, alone
 from providers.modbus.settings import RegisterConfig, SlaveConfig
 
 # The meaning of each Modbus exception code (Modbus application protocol, 7).
@@ -39,21 +40,19 @@ _TABLE_READS = {"holding": "read_holding_registers", "input": "read_input_regist
                 "coil": "read_coils", "discrete": "read_discrete_inputs"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reading:
-    """One register of one slave as read in one poll: a value, or why there is none."""
+    """One register of one slave as read in one poll: a value, or why there is none.
+    ``version`` is set by the source once it has seen the saved one."""
 
     slave: SlaveConfig
     register: RegisterConfig
+    item_id: str
     read_at: datetime
     value: Any = None
     raw: list[int] | None = None
     error: str | None = None
     version: str = ""
-
-    @property
-    def item_id(self) -> str:
-        return f"{self.slave.label}/{self.register.name}"
 
 
 class SlaveUnavailableError(Exception):
@@ -61,11 +60,10 @@ class SlaveUnavailableError(Exception):
 
 
 class SlaveReader:
-    def __init__(self, slave: SlaveConfig, blocks: Sequence[Block], orders: Orders, *,
+    def __init__(self, slave: SlaveConfig, blocks: Sequence[Block], *,
                  timeout_s: float, retry: RetryConfig, clock: Clock, logger: Logger) -> None:
         self.slave = slave
         self._blocks = list(blocks)
-        self._orders = orders
         self._timeout_s = timeout_s
         self._retry = retry
         self._clock = clock
@@ -117,25 +115,25 @@ class SlaveReader:
     async def _read_block(self, client: AsyncModbusTcpClient, block: Block,
                           read_at: datetime) -> list[Reading]:
         response = await self._request(client, block.table, block.address, block.count)
-        if response.isError() and len(block.registers) > 1:
+        if response.isError() and len(block.slots) > 1:
             # Which register is refused: read each on its own, so the error names it
             # and the others still publish.
-            return [r for register in block.registers
-                    for r in await self._read_block(
-                        client, _alone(register), read_at)]
+            return [r for slot in block.slots
+                    for r in await self._read_block(client, alone(slot), read_at)]
         if response.isError():
-            [register] = block.registers
-            return [self._refused(register, read_at, response.exception_code)]
-        data = response.bits if block.table in ("coil", "discrete") else response.registers
+            [slot] = block.slots
+            return [self._refused(slot, read_at, response.exception_code)]
+        data = response.bits if block.bits else response.registers
         readings = []
-        for register in block.registers:
+        slave = self.slave
+        for slot in block.slots:
             try:
-                value, raw = register_value(register, block, data, self._orders)
-            except (ValueError, IndexError) as exc:
-                readings.append(self._reading(register, read_at,
+                value, raw = slot.extract(data, slot.offset)
+            except (ValueError, IndexError, struct.error) as exc:
+                readings.append(self._reading(slot, read_at,
                                               error=f"cannot be decoded: {exc}"))
                 continue
-            readings.append(Reading(self.slave, register, read_at, value=value, raw=raw))
+            readings.append(Reading(slave, slot.register, slot.item_id, read_at, value, raw))
         return readings
 
     async def _request(self, client: AsyncModbusTcpClient, table: str, address: int,
@@ -143,9 +141,9 @@ class SlaveReader:
         read = getattr(client, _TABLE_READS[table])
         return await read(address, count=count, device_id=self.slave.unit_id)
 
-    def _refused(self, register: RegisterConfig, read_at: datetime, code: int) -> Reading:
+    def _refused(self, slot: Slot, read_at: datetime, code: int) -> Reading:
         meaning = EXCEPTION_CODES.get(code, "unknown exception code")
-        return self._reading(register, read_at,
+        return self._reading(slot, read_at,
                              error=f"refused by the slave: Modbus exception {code} ({meaning})")
 
     def _give_up(self, read_at: datetime, reason: str) -> list[Reading]:
@@ -159,24 +157,20 @@ class SlaveReader:
         return self._all_failed(read_at, reason)
 
     def _all_failed(self, read_at: datetime, reason: str) -> list[Reading]:
-        return [self._reading(register, read_at, error=f"not read: {reason}")
-                for block in self._blocks for register in block.registers]
+        return [self._reading(slot, read_at, error=f"not read: {reason}")
+                for block in self._blocks for slot in block.slots]
 
-    def _reading(self, register: RegisterConfig, read_at: datetime, *, error: str) -> Reading:
-        slave = self.slave
+    def _reading(self, slot: Slot, read_at: datetime, *, error: str) -> Reading:
+        slave, register = self.slave, slot.register
         where = (f"modbus slave {slave.label} ({slave.host}:{slave.port} unit "
                  f"{slave.unit_id}), register {register.name} ({register.resolved_table} "
                  f"{register.address})")
-        return Reading(slave, register, read_at, error=f"{where}: {error}")
+        return Reading(slave, register, slot.item_id, read_at, error=f"{where}: {error}")
 
     def _drop(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
-
-
-def _alone(register: RegisterConfig) -> Block:
-    return Block(register.resolved_table, register.address, register.span, (register,))
 
 
 def _backoff_s(retry: RetryConfig, failures: int, rng: random.Random) -> float:

@@ -120,3 +120,18 @@ def _set_bit(registers: list[int], offset: int, on: bool) -> None:
         registers[word] |= 1 << bit
     else:
         registers[word] &= ~(1 << bit)
+
+
+async def _serve(port: int, size: int) -> None:
+    async with RegisterSimulator(size=size, port=port) as device:
+        for address in range(size):
+            device.values["holding"][address] = address
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    # A slave in a process of its own (benchmarks): PORT [SIZE]; "ready" once it listens.
+    import sys
+
+    asyncio.run(_serve(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 1000))

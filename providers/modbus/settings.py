@@ -45,7 +45,7 @@ class RegisterConfig(_Model):
     address: int = Field(ge=0, le=65535)
     type: RegisterType
     table: Table | None = None
-    count: int = Field(1, ge=1, le=MAX_READ_REGISTERS)
+    count: int = Field(1, ge=1, le=MAX_READ_BITS)
     scale: float | None = None
     unit: str | None = None
     word_order: Order | None = None

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,7 +44,7 @@ from framework.polling import (
     parse_provider_config,
     source_event,
 )
-from providers.modbus.blocks import plan_blocks, slave_orders
+from providers.modbus.blocks import plan_blocks
 from providers.modbus.reader import Reading, SlaveReader
 from providers.modbus.settings import ModbusConfig, SlaveConfig
 
@@ -61,6 +60,7 @@ class ModbusSource:
     def __init__(self, settings: ModbusConfig, readers: list[SlaveReader]) -> None:
         self._settings = settings
         self._readers = readers
+        self._every_poll = settings.publish == "every-poll"
 
     async def fetch(self, _: object, state: ConnectorState) -> FetchResult[Reading]:
         results = await asyncio.gather(*(r.read() for r in self._readers),
@@ -82,15 +82,19 @@ class ModbusSource:
         if reading.error is not None:
             return reading
         value_key = orjson.dumps(reading.value).decode()
-        if self._settings.publish == "every-poll":
+        if self._every_poll:
             stamp = round(reading.read_at.timestamp() * 1000)
-            return replace(reading, version=f"{value_key}{_POLL_MARK}{stamp}")
+            reading.version = f"{value_key}{_POLL_MARK}{stamp}"
+            return reading
         deadband = reading.register.deadband
         if deadband is None:
             deadband = self._settings.deadband
-        if known is not None and deadband > 0 and _within(known, reading.value, deadband):
-            return replace(reading, version=known)
-        return replace(reading, version=value_key)
+        if (known is not None and known != value_key and deadband > 0
+                and _within(known, reading.value, deadband)):
+            reading.version = known
+        else:
+            reading.version = value_key
+        return reading
 
     async def aclose(self) -> None:
         for reader in self._readers:
@@ -119,7 +123,7 @@ def _is_number(value: Any) -> bool:
 
 def _unexpected(slave: SlaveConfig, exc: Exception) -> list[Reading]:
     read_at = datetime.now(UTC)
-    return [Reading(slave, register, read_at,
+    return [Reading(slave, register, f"{slave.label}/{register.name}", read_at,
                     error=f"modbus slave {slave.label}, register {register.name}: not read: "
                           f"{type(exc).__name__}: {exc}")
             for register in slave.registers]
@@ -154,8 +158,8 @@ def create_modbus_connector(config: ConnectorConfig,
                              f"timeoutMs={slave.timeout_ms} must be below the poll deadline "
                              f"({config.poll_deadline_ms} ms)")
     readers = [
-        SlaveReader(slave, plan_blocks(slave.registers, settings.max_gap),
-                    slave_orders(slave, settings.word_order, settings.byte_order),
+        SlaveReader(slave, plan_blocks(slave, settings.max_gap, settings.word_order,
+                                       settings.byte_order),
                     timeout_s=(slave.timeout_ms or config.request_timeout_ms) / 1000,
                     retry=config.retry_config, clock=context.clock, logger=context.logger)
         for slave in settings.all_slaves()]

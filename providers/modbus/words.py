@@ -48,6 +48,11 @@ def encode(value: int | float, kind: str, *, word_order: Order = "big",
     return words if word_order == "big" else list(reversed(words))
 
 
+def struct_code(kind: str) -> str:
+    """The struct format character of a numeric type (read big-endian)."""
+    return _CODE[kind]
+
+
 def json_number(value: int | float) -> int | float | str:
     """A value JSON can carry: NaN and the infinities (a float register holding
     them, e.g. a sensor's "no reading") become the strings "NaN", "Infinity",

@@ -19,7 +19,8 @@ from framework.core import ConfigError, SystemClock
 from framework.core.logs import get_logger
 from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
 from framework.testing import free_port
-from providers.modbus import create_modbus_connector, decode, encode
+from providers.modbus import SlaveConfig, create_modbus_connector, decode, encode
+from providers.modbus.blocks import plan_blocks
 from providers.modbus.register_simulator import RegisterSimulator
 from providers.modbus.words import Order
 
@@ -355,4 +356,31 @@ async def test_a_peer_answering_junk_is_an_error_within_its_deadline(
     assert await values(redis) == [("t", 9)]
     [error] = [e["error"] for e in logs if e["event"] == "item_failed"]
     assert "modbus slave junk (127.0.0.1:" in error and "no answer within 500 ms" in error
+    await connector.aclose()
+
+
+def test_close_registers_of_a_table_share_a_read_within_the_protocol_limit() -> None:
+    registers = [{"name": f"h{i}", "address": i, "type": "uint16"} for i in range(200)]
+    registers += [{"name": "far", "address": 400, "type": "float32"},
+                  {"name": "near-far", "address": 410, "type": "uint16"},
+                  {"name": "in", "address": 0, "type": "int16", "table": "input"},
+                  {"name": "c", "address": 0, "type": "coil", "count": 2000}]
+    slave = SlaveConfig.model_validate({"name": "s", "host": "h", "registers": registers})
+
+    blocks = plan_blocks(slave, max_gap=8, word_order="big", byte_order="big")
+
+    assert [(b.table, b.address, b.count, len(b.slots)) for b in blocks] == [
+        ("coil", 0, 2000, 1), ("holding", 0, 125, 125), ("holding", 125, 75, 75),
+        ("holding", 400, 11, 2), ("input", 0, 1, 1)]
+    assert blocks[3].slots[1].item_id == "s/near-far" and blocks[3].slots[1].offset == 10
+
+
+async def test_one_poll_reads_a_block_per_request(redis: Redis, slave: RegisterSimulator) -> None:
+    connector = await connector_for(redis, {"host": slave.host, "port": slave.port,
+                                            "registers": [
+                                                {"name": f"r{i}", "address": i * 2,
+                                                 "type": "uint16"} for i in range(100)]})
+    summary = await connector.poll()
+    assert summary.published == 100
+    assert slave.reads == 2  # 199 registers with gaps of 1: two reads of at most 125
     await connector.aclose()

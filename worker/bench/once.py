@@ -19,6 +19,7 @@ MEASURES = {
     "publish": "worker.bench.publish",
     "consume": "worker.bench.consume",
     "fleet": "worker.bench.fleet",
+    "sources": "worker.bench.sources",
 }
 
 

@@ -1,4 +1,4 @@
-"""``connector-fleet bench publish|fleet|consume``: benchmarks, not tests. Each one's
+"""``connector-fleet bench publish|fleet|consume|sources``: benchmarks, not tests. Each one's
 module is imported only when it runs."""
 
 from __future__ import annotations
@@ -65,6 +65,16 @@ def add_bench_commands(commands: Subparsers) -> None:
     )
     consume.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     consume.set_defaults(handler=_consume)
+    sources = kinds.add_parser(
+        "sources", help="items/s of device and system sources, against a bare client loop"
+    )
+    sources.add_argument("--sources", nargs="+", default=["modbus"],
+                         help="sources to run (default: modbus)")
+    sources.add_argument("--registers", type=int, default=1000,
+                         help="modbus: holding registers read per poll")
+    sources.add_argument("--polls", type=int, default=50, help="polls measured per mode")
+    sources.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
+    sources.set_defaults(handler=_sources)
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -92,3 +102,10 @@ def _consume(args: argparse.Namespace) -> int:
         "systems": args.systems or list(SYSTEMS),
     }
     return run_consume_bench(params, args.runs)
+
+
+def _sources(args: argparse.Namespace) -> int:
+    from worker.bench.sources import run_sources_bench
+
+    params = {"sources": args.sources, "registers": args.registers, "polls": args.polls}
+    return run_sources_bench(params, args.runs)
