@@ -112,18 +112,21 @@ def extractor(register: RegisterConfig, word_order: Order, byte_order: Order) ->
     pack = struct.Struct(("<" if byte_order == "little" else ">") + f"{span}H").pack
     unpack = struct.Struct(f">{count}{struct_code(register.type)}").unpack
     swap = word_order == "little" and width > 1
+    # Only a float can be NaN or infinite (a scale makes a float of an integer).
+    may_be_special = register.type.startswith("float") or scale is not None
 
     def numbers(data: Sequence[Any], offset: int) -> tuple[Any, list[int]]:
-        words = [int(w) for w in data[offset:offset + span]]
+        words = list(data[offset:offset + span])
         if len(words) < span:
             raise ValueError(f"{len(words)} registers in the answer, {span} expected")
         ordered = words
         if swap:
             ordered = [w for i in range(0, span, width) for w in reversed(words[i:i + width])]
-        values = unpack(pack(*ordered))
+        values: Sequence[Any] = unpack(pack(*ordered))
         if scale is not None:
             # Rounded: 123 x 0.1 is 12.3, not 12.300000000000001.
-            values = tuple(round(v * scale, 9) for v in values)
-        published = [json_number(v) for v in values]
-        return (published[0] if count == 1 else published), words
+            values = [round(v * scale, 9) for v in values]
+        if may_be_special:
+            values = [json_number(v) for v in values]
+        return (values[0] if count == 1 else list(values)), words
     return numbers

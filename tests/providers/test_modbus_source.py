@@ -384,3 +384,15 @@ async def test_one_poll_reads_a_block_per_request(redis: Redis, slave: RegisterS
     assert summary.published == 100
     assert slave.reads == 2  # 199 registers with gaps of 1: two reads of at most 125
     await connector.aclose()
+
+
+async def test_a_nan_or_infinite_float_is_published_as_its_name(
+    redis: Redis, slave: RegisterSimulator,
+) -> None:
+    slave.set_words("holding", 0, [0x7FC0, 0, 0xFF80, 0])  # float32 NaN, -infinity
+    connector = await connector_for(redis, {"host": slave.host, "port": slave.port,
+                                            "registers": [{"name": "f", "address": 0,
+                                                           "type": "float32", "count": 2}]})
+    await connector.poll()
+    assert await values(redis) == [("f", ["NaN", "-Infinity"])]
+    await connector.aclose()
