@@ -14,6 +14,7 @@ registers read as errors that say when the next attempt is.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import struct
 from collections.abc import Sequence
@@ -36,6 +37,10 @@ EXCEPTION_CODES = {
     7: "NEGATIVE ACKNOWLEDGE", 8: "MEMORY PARITY ERROR", 10: "GATEWAY PATH UNAVAILABLE",
     11: "GATEWAY TARGET DEVICE FAILED TO RESPOND",
 }
+# pymodbus logs its own failures as plain text lines on stderr ("Failed to
+# connect...", "No response received..."), which break the JSON log stream; each
+# of them is reported here, as a structured event naming the slave and register.
+logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
 _TABLE_READS = {"holding": "read_holding_registers", "input": "read_input_registers",
                 "coil": "read_coils", "discrete": "read_discrete_inputs"}
 
