@@ -20,7 +20,7 @@ from providers.http import HttpActions, create_http_json_connector
 from providers.imap import create_imap_connector
 from providers.jira import create_jira_connector
 from providers.kafka import KAFKA_SOURCE_TYPE, KafkaActions, create_kafka_source_connector
-from providers.modbus import valve_control_spec
+from providers.modbus import create_modbus_connector, modbus_write_spec, valve_control_spec
 from providers.noaa import create_noaa_weather_connector
 from providers.outbox import EnvSecrets
 from providers.slack import SlackActions
@@ -40,6 +40,7 @@ def register_builtin_connectors(registry: ConnectorRegistry) -> None:
     # Receivers run as several replicas behind a Service, each under lease:NAME:REPLICA.
     registry.register_connector(WEBHOOK_TYPE, create_webhook_connector, replicas=True)
     registry.register_connector(KAFKA_SOURCE_TYPE, create_kafka_source_connector)
+    registry.register_connector("modbus-tcp", create_modbus_connector)
 
 
 def default_registry() -> ConnectorRegistry:
@@ -69,15 +70,15 @@ def register_builtin_capabilities(
     registry: CapabilityRegistry, *, http: HttpActions | None = None,
     kafka: KafkaActions | None = None, env: Mapping[str, str] | None = None,
 ) -> BuiltinActions:
-    """``http_call``, ``webhook_call``, ``emit_event``, ``log``, ``valve_control``
-    (Modbus; valve address in the call's parameters), ``kafka_publish`` and the
+    """``http_call``, ``webhook_call``, ``emit_event``, ``log``, ``valve_control`` and
+    ``modbus_write`` (Modbus; addresses in the call's parameters), ``kafka_publish`` and the
     messaging actions (:func:`messaging_capabilities`); returns the clients they hold,
     which the caller closes (``aclose``: the HTTP pool, which the messaging actions
     share, and the Kafka producers). ``env``: where the messaging actions read their
     settings and secrets (the process environment by default)."""
     actions = BuiltinActions(http=http or HttpActions(), kafka=kafka or KafkaActions())
     for spec in [*actions.http.specs(), *fleet_capabilities(), valve_control_spec(),
-                 *actions.kafka.specs(),
+                 modbus_write_spec(), *actions.kafka.specs(),
                  *messaging_capabilities(actions.http, os.environ if env is None else env)]:
         registry.register(spec)
     return actions

@@ -28,7 +28,7 @@ def test_bench_sources_reports_kafka_against_its_bare_loop(redis_server: RedisSe
     assert "bench sources: 2 run(s), each in fresh processes" in result.stdout
     assert "load average (1 min) at the start of each:" in result.stdout
     (row,) = [line for line in result.stdout.splitlines() if line.strip().startswith("kafka |")]
-    assert "300" in row
+    assert "drain" in row and "events/s" in row
     assert len(re.findall(RANGE, row)) == 3, row
 
 
@@ -55,3 +55,16 @@ def test_bench_consume_has_a_kafka_publish_row_that_really_publishes(
     assert len(rows) == 2, result.stdout  # throughput and latency
     with redis.Redis.from_url(redis_server.url) as client:
         assert client.xlen("bench-events:dlq") == 0  # every call published, none failed
+
+
+@pytest.mark.timeout(300)
+def test_bench_sources_reports_modbus_registers_against_the_bare_loop() -> None:
+    result = installed_cli("bench", "sources", "--source", "modbus", "--registers", "50",
+                           "--polls", "3", "--runs", "2", env=dict(os.environ),
+                           timeout_s=280)
+
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.strip().startswith("modbus |")]
+    assert [row.split("|")[1].strip() for row in rows] == ["every-poll", "change"]
+    for row in rows:
+        assert "registers/s" in row and len(re.findall(RANGE, row)) == 3, row

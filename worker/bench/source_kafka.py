@@ -29,9 +29,12 @@ MAX_BATCH = 500  # the push connector's default batch
 STREAM = "raw-input-signals"
 
 
-def measure(events: int, redis_url: str) -> Row:
+def measure(params: Row) -> list[Row]:
+    """One run: ``events`` records drained by each loop (one row, mode ``drain``)."""
+    events = int(params["events"])
     with TansuBroker() as broker:
-        return asyncio.run(_measure(broker.bootstrap, events, redis_url))
+        rates = asyncio.run(_measure(broker.bootstrap, events, params["redis_url"]))
+    return [{"mode": "drain", "events": events, **rates}]
 
 
 async def _measure(bootstrap: str, events: int, redis_url: str) -> Row:
@@ -42,7 +45,7 @@ async def _measure(bootstrap: str, events: int, redis_url: str) -> Row:
         bare_s = await _bare_loop_seconds(redis, bootstrap, events)
     finally:
         await redis.aclose()
-    return {"connector_rate": events / connector_s, "bare_rate": events / bare_s}
+    return {"rate": events / connector_s, "bare_rate": events / bare_s}
 
 
 async def _load(bootstrap: str, events: int) -> None:

@@ -82,11 +82,15 @@ def add_bench_commands(commands: Subparsers) -> None:
     scale.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     scale.set_defaults(handler=_scale)
     sources = kinds.add_parser(
-        "sources", help="events/s from a push source's peer into the stream, vs a bare loop")
-    sources.add_argument("--source", nargs="+", default=None, dest="sources",
+        "sources", help="each source's rate into the stream, against a bare client loop")
+    sources.add_argument("--source", "--sources", nargs="+", default=None, dest="sources",
                          help="sources to run (default: all of worker.bench.sources.SOURCES)")
     sources.add_argument("--events", type=int, default=20_000,
-                         help="messages loaded into the peer, then drained")
+                         help="brokers: messages loaded into the peer, then drained")
+    sources.add_argument("--registers", type=int, default=1000,
+                         help="modbus: holding registers read per poll")
+    sources.add_argument("--polls", type=int, default=50,
+                         help="modbus: polls measured per mode")
     sources.add_argument("--redis-url", default=None, help=_PRIVATE_REDIS)
     sources.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     sources.set_defaults(handler=_sources)
@@ -129,8 +133,11 @@ def _webhook(args: argparse.Namespace) -> int:
     from worker.bench.webhook import run_webhook_bench
 
     return run_webhook_bench(args.concurrency, args.duration, args.runs)
+
+
 def _sources(args: argparse.Namespace) -> int:
     from worker.bench.sources import SOURCES, run_sources_bench
 
-    return run_sources_bench(args.sources or list(SOURCES), args.events, args.redis_url,
-                             args.runs)
+    params = {"sources": args.sources or list(SOURCES), "events": args.events,
+              "registers": args.registers, "polls": args.polls, "redis_url": args.redis_url}
+    return run_sources_bench(params, args.runs)
