@@ -1,6 +1,7 @@
 """``connector-fleet bench consume``: one consumer process running one rule with one
-no-op capability, against a raw loop (the limit) and against peers doing the same
-no-op work: Celery, arq, FastStream's Redis Streams subscriber and taskiq-redis.
+no-op capability (and two such processes in one group, ``connector-fleet-2p``), against
+a raw loop (the limit) and against peers doing the same no-op work: Celery, arq,
+FastStream's Redis Streams subscriber and taskiq-redis.
 
 The work is nothing, for every system. For connector-fleet it runs behind the
 whole path (``worker.bench.consume_worker``): event validation, rule match,
@@ -44,25 +45,38 @@ from worker.bench.peers import PEERS, REPO_ROOT, run_peer
 from worker.bench.repeat import repeat_in_fresh_processes
 from worker.bench.stats import Row
 
-# The systems run by this virtualenv's Python: their worker module.
-LOCAL_SYSTEMS = {"connector-fleet": "worker.bench.consume_worker", "limit": "worker.bench.limit"}
+# The systems run by this virtualenv's Python: their worker module and how many
+# processes of it share the group (connector-fleet-2p: what `consume --processes 2` runs,
+# two consumers of one group, each with its own max_in_flight).
+LOCAL_SYSTEMS = {
+    "connector-fleet": ("worker.bench.consume_worker", 1),
+    "connector-fleet-2p": ("worker.bench.consume_worker", 2),
+    "limit": ("worker.bench.limit", 1),
+}
 SYSTEMS = (*LOCAL_SYSTEMS, *PEERS)
 DONE_TIMEOUT_S = 600.0
 
 
-def _start_worker(system: str, url: str, max_in_flight: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", LOCAL_SYSTEMS[system], url, str(max_in_flight)], cwd=REPO_ROOT
-    )
+def _start_worker(system: str, url: str, max_in_flight: int) -> list[subprocess.Popen[bytes]]:
+    module, processes = LOCAL_SYSTEMS[system]
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", module, url, str(max_in_flight), f"bench-{index}"],
+            cwd=REPO_ROOT,
+        )
+        for index in range(1, processes + 1)
+    ]
 
 
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
+def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
 
 
 def _wait_for_done(client: sync_redis.Redis, expected: int) -> None:

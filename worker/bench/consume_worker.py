@@ -2,7 +2,9 @@
 ``connector-fleet consume`` builds it without a catalog (metrics included), one
 rule calling one no-op capability, each event stamped when acknowledged.
 
-``python -m worker.bench.consume_worker REDIS_URL MAX_IN_FLIGHT``; SIGTERM stops it.
+``python -m worker.bench.consume_worker REDIS_URL MAX_IN_FLIGHT [CONSUMER]``; SIGTERM
+stops it. Several processes with different CONSUMER names share the group, as
+``connector-fleet consume --processes N`` runs them.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def _stamp_when_settled(completions: Completions) -> Any:
     return settled
 
 
-async def serve(url: str, max_in_flight: int) -> int:
+async def serve(url: str, max_in_flight: int, consumer_name: str = "bench-1") -> int:
     redis = create_redis(url, client_name="bench-consumer")
     registry = CapabilityRegistry()
     registry.register(CapabilitySpec(id="bench_noop", version="1.0.0", handler=_noop, local=True))
@@ -101,7 +103,7 @@ async def serve(url: str, max_in_flight: int) -> int:
             streams=(STREAM,),
             max_in_flight=max_in_flight,
             start_id="0",
-            consumer="bench-1",
+            consumer=consumer_name,
             block_ms=100,
         ),
         clock=SystemClock(),
@@ -123,4 +125,4 @@ async def serve(url: str, max_in_flight: int) -> int:
 
 if __name__ == "__main__":
     configure_logging("WARNING")
-    sys.exit(run_event_loop(serve(sys.argv[1], int(sys.argv[2]))))
+    sys.exit(run_event_loop(serve(sys.argv[1], int(sys.argv[2]), *sys.argv[3:4])))
