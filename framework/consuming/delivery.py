@@ -20,9 +20,6 @@ from typing import Protocol
 
 from framework.core.keys import REPLAY_OF_FIELD
 
-# The fields that name a connector item's version (framework.polling's commit.lua).
-_IDENTITY_FIELDS = ("connector", "item_id", "version")
-
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -44,12 +41,15 @@ class Delivery:
     @property
     def identity(self) -> str:
         """What the event is, whichever entry carries it: ``item:{connector}:{item_id}:
-        {version}`` for a connector's item (a copy republished after a failover rollback
-        is the same event), else :attr:`origin_id`."""
-        connector, item_id, version = (self.fields.get(name) for name in _IDENTITY_FIELDS)
+        {version}`` for a connector's item (its fields ``connector``, ``item_id`` and
+        ``version``, as framework.polling's commit.lua writes them: a copy republished
+        after a failover rollback is the same event), else :attr:`origin_id`."""
+        fields = self.fields
+        connector, item_id, version = fields.get("connector"), fields.get("item_id"), \
+            fields.get("version")
         if connector and item_id and version:
             return f"item:{connector}:{item_id}:{version}"
-        return self.origin_id
+        return fields.get(REPLAY_OF_FIELD) or self.entry_id
 
     @property
     def has_identity(self) -> bool:

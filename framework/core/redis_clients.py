@@ -5,7 +5,8 @@ master that the Sentinels name, found again after each failover (a connection to
 a demoted master is dropped and the Sentinels asked anew). ``redis+cluster://``:
 a cluster client that follows MOVED/ASK and re-reads the slots when a master
 fails. Every client has bounded retries with jittered backoff and the same
-timeouts; callers translate what still fails (framework.core.connections).
+timeouts; callers translate what still fails (framework.core.connections). A
+single server's commands are packed by hiredis (framework.core.command_packing).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry as SyncRetry
 
+from framework.core.command_packing import pack_with_hiredis
 from framework.core.redis_target import RedisTarget, parse_redis_target
 
 CONNECT_TIMEOUT_S = 2.0
@@ -121,7 +123,7 @@ def create_redis(
         "socket_timeout": SOCKET_TIMEOUT_S,
     }
     if target.mode == "single":
-        return Redis.from_url(
+        client = Redis.from_url(
             url,
             decode_responses=True,
             **timeouts,
@@ -131,6 +133,8 @@ def create_redis(
             client_name=client_name,
             max_connections=max_connections,
         )
+        pack_with_hiredis(client.connection_pool)
+        return client
     if target.mode == "sentinel":
         sentinel = OneLineSentinel(  # type: ignore[no-untyped-call]  # untyped upstream
             target.hosts,

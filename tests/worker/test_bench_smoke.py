@@ -45,7 +45,7 @@ def test_bench_publish_reports_the_poll_and_both_baselines_over_runs(
 
 
 @pytest.mark.timeout(300)
-def test_bench_consume_reports_connector_fleet_and_the_limit_loop(
+def test_bench_consume_reports_connector_fleet_one_and_two_processes_and_the_limit_loop(
     redis_server: RedisServer,
 ) -> None:
     result = installed_cli(
@@ -53,6 +53,7 @@ def test_bench_consume_reports_connector_fleet_and_the_limit_loop(
         "consume",
         "--systems",
         "connector-fleet",
+        "connector-fleet-2p",
         "limit",
         "--events",
         "300",
@@ -72,7 +73,7 @@ def test_bench_consume_reports_connector_fleet_and_the_limit_loop(
     lines = result.stdout.splitlines()
     throughput = lines.index(next(line for line in lines if line.startswith("throughput")))
     latency = lines.index(next(line for line in lines if line.startswith("latency")))
-    for system in ("connector-fleet", "limit"):
+    for system in ("connector-fleet", "connector-fleet-2p", "limit"):
         (rate_row,) = [line for line in lines[throughput:latency] if f" {system} |" in line]
         assert re.search(RANGE, rate_row), rate_row
         (latency_row,) = [line for line in lines[latency:] if f" {system} |" in line]

@@ -1,8 +1,9 @@
 """``connector-fleet bench consume``: one consumer process running one rule with one
-no-op capability, against a raw loop (the limit) and against peers doing the same
-no-op work: Celery, arq, FastStream's Redis Streams subscriber and taskiq-redis;
-and the same consumer calling network capabilities (``email_send`` against an
-SMTP server, ``slack_message`` against a Slack double: ``worker.bench.consume_actions``).
+no-op capability (and two such processes in one group, ``connector-fleet-2p``), against
+a raw loop (the limit) and against peers doing the same no-op work: Celery, arq,
+FastStream's Redis Streams subscriber and taskiq-redis; and the same consumer calling
+network capabilities (``email_send`` against an SMTP server, ``slack_message`` against a
+Slack double: ``worker.bench.consume_actions``; ``kafka_publish``).
 
 The work is nothing, for every system. For connector-fleet it runs behind the
 whole path (``worker.bench.consume_worker``): event validation, rule match,
@@ -47,13 +48,16 @@ from worker.bench.peers import PEERS, REPO_ROOT, run_peer
 from worker.bench.repeat import repeat_in_fresh_processes
 from worker.bench.stats import Row
 
-# The systems run by this virtualenv's Python: their worker module.
+# The systems run by this virtualenv's Python: their worker module and how many
+# processes of it share the group (connector-fleet-2p: what `consume --processes 2` runs,
+# two consumers of one group, each with its own max_in_flight).
 LOCAL_SYSTEMS = {
-    "connector-fleet": "worker.bench.consume_worker",
-    "limit": "worker.bench.limit",
+    "connector-fleet": ("worker.bench.consume_worker", 1),
+    "connector-fleet-2p": ("worker.bench.consume_worker", 2),
+    "limit": ("worker.bench.limit", 1),
     # Rows per network capability: the connector-fleet worker calling it for real.
-    **dict.fromkeys(ACTION_PEERS, "worker.bench.consume_actions"),
-    "kafka_publish": "worker.bench.consume_kafka",
+    **dict.fromkeys(ACTION_PEERS, ("worker.bench.consume_actions", 1)),
+    "kafka_publish": ("worker.bench.consume_kafka", 1),
 }
 SYSTEMS = (*LOCAL_SYSTEMS, *PEERS)
 DONE_TIMEOUT_S = 600.0
@@ -63,21 +67,28 @@ DONE_TIMEOUT_S = 600.0
 ACTION_EVENTS = 3_000
 
 
-def _start_worker(system: str, url: str, max_in_flight: int) -> subprocess.Popen[bytes]:
-    capability = [system] if system in ACTION_PEERS else []
-    return subprocess.Popen(
-        [sys.executable, "-m", LOCAL_SYSTEMS[system], url, str(max_in_flight), *capability],
-        cwd=REPO_ROOT,
-    )
+def _start_worker(system: str, url: str, max_in_flight: int) -> list[subprocess.Popen[bytes]]:
+    module, processes = LOCAL_SYSTEMS[system]
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", module, url, str(max_in_flight),
+             # consume_actions takes the capability; the no-op worker its consumer name.
+             system if system in ACTION_PEERS else f"bench-{index}"],
+            cwd=REPO_ROOT,
+        )
+        for index in range(1, processes + 1)
+    ]
 
 
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
+def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
 
 
 def _wait_for_done(client: sync_redis.Redis, expected: int) -> None:

@@ -12,12 +12,13 @@ def print_consume_report(runs: Sequence[Sequence[Row]], params: Row) -> None:
     latency = [[r for r in rows if r["mode"] == "latency"] for rows in runs]
     print(
         f"\nthroughput: {params['events']:,} queued events, one worker process each "
-        f"(max_in_flight={params['max_in_flight']} for every system)"
+        f"(connector-fleet-2p: two) (max_in_flight={params['max_in_flight']} for every "
+        f"process)"
     )
-    print(f"{'system':>16} | {'events/s':>26} | connector-fleet / system (within each run)")
+    print(f"{'system':>19} | {'events/s':>26} | connector-fleet / system (within each run)")
     for row in summarize(throughput, ("system",)):
         print(
-            f"{row.key['system']:>16} | {row.cell('events_per_s'):>26} | "
+            f"{row.key['system']:>19} | {row.cell('events_per_s'):>26} | "
             f"{row.cell('ours_vs', '.2f')}"
         )
     print(
@@ -26,12 +27,12 @@ def print_consume_report(runs: Sequence[Sequence[Row]], params: Row) -> None:
         f"1 s of its send"
     )
     print(
-        f"{'system':>16} | {'rate':>7} | {'achieved':>24} | {'p50 ms':>24} | "
+        f"{'system':>19} | {'rate':>7} | {'achieved':>24} | {'p50 ms':>24} | "
         f"{'p99 ms':>24} | kept up"
     )
     for row in summarize(latency, ("rate", "system")):
         print(
-            f"{row.key['system']:>16} | {row.key['rate']:>7,} | "
+            f"{row.key['system']:>19} | {row.key['rate']:>7,} | "
             f"{row.cell('achieved_rate'):>24} | {row.cell('p50_ms', ',.2f'):>24} | "
             f"{row.cell('p99_ms', ',.2f'):>24} | {row.cell('kept_up')}"
         )

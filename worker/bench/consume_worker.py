@@ -4,7 +4,9 @@ rule calling one no-op capability, each event stamped when acknowledged.
 ``serve_rules`` runs the same consumer with another capability (the network
 capabilities' rows, e.g. ``worker.bench.consume_kafka``).
 
-``python -m worker.bench.consume_worker REDIS_URL MAX_IN_FLIGHT``; SIGTERM stops it.
+``python -m worker.bench.consume_worker REDIS_URL MAX_IN_FLIGHT [CONSUMER]``; SIGTERM
+stops it. Several processes with different CONSUMER names share the group, as
+``connector-fleet consume --processes N`` runs them.
 """
 
 from __future__ import annotations
@@ -76,14 +78,14 @@ def _stamp_when_settled(completions: Completions) -> Any:
     return settled
 
 
-async def serve(url: str, max_in_flight: int) -> int:
+async def serve(url: str, max_in_flight: int, consumer_name: str = "bench-1") -> int:
     registry = CapabilityRegistry()
     registry.register(CapabilitySpec(id="bench_noop", version="1.0.0", handler=_noop, local=True))
-    return await serve_rules(url, max_in_flight, registry, _RULES)
+    return await serve_rules(url, max_in_flight, registry, _RULES, consumer_name)
 
 
 async def serve_rules(url: str, max_in_flight: int, registry: CapabilityRegistry,
-                      rules: dict[str, Any]) -> int:
+                      rules: dict[str, Any], consumer_name: str = "bench-1") -> int:
     """Consume ``bench-events`` with ``rules`` over ``registry``'s capabilities until
     SIGTERM (``worker.bench.consume_actions`` and ``consume_kafka`` run the network
     capabilities so)."""
@@ -113,7 +115,7 @@ async def serve_rules(url: str, max_in_flight: int, registry: CapabilityRegistry
             streams=(STREAM,),
             max_in_flight=max_in_flight,
             start_id="0",
-            consumer="bench-1",
+            consumer=consumer_name,
             block_ms=100,
         ),
         clock=SystemClock(),
@@ -135,4 +137,4 @@ async def serve_rules(url: str, max_in_flight: int, registry: CapabilityRegistry
 
 if __name__ == "__main__":
     configure_logging("WARNING")
-    sys.exit(run_event_loop(serve(sys.argv[1], int(sys.argv[2]))))
+    sys.exit(run_event_loop(serve(sys.argv[1], int(sys.argv[2]), *sys.argv[3:4])))

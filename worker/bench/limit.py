@@ -4,7 +4,8 @@ up to MAX_IN_FLIGHT entries (block 100 ms, as connector-fleet's reads), the
 event's JSON parsed for its send stamp, then one XACK for the whole batch. No
 rules, no capability, no record, no concurrency: what no framework can beat.
 
-``python -m worker.bench.limit REDIS_URL MAX_IN_FLIGHT``; SIGTERM stops it.
+``python -m worker.bench.limit REDIS_URL MAX_IN_FLIGHT [NAME]``; SIGTERM stops it (NAME,
+given by the bench to every local worker, is not used: one loop, one consumer).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """``Consumer``: the run of one stream consumer and the handling of each entry it takes.
 
-Its sections: :mod:`.reading` takes entries, :mod:`.settling` writes their outcome,
-:mod:`.heartbeat` keeps them ours, :mod:`.draining` ends the run; :mod:`.in_flight`
-holds what they share about the entries held.
+Its sections: :mod:`.reading` takes entries, :mod:`.workers` runs them,
+:mod:`.settling` writes their outcome, :mod:`.heartbeat` keeps them ours,
+:mod:`.draining` ends the run; :mod:`.in_flight` holds what they share about the
+entries held.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from framework.consuming.consumer.heartbeat import Heartbeat
 from framework.consuming.consumer.in_flight import InFlight, Work
 from framework.consuming.consumer.reading import Reader
 from framework.consuming.consumer.settling import OnSettled, Settler
+from framework.consuming.consumer.workers import Workers
 from framework.consuming.dead_letters import Failure
 from framework.consuming.delivery import AckWrite, Delivery, EventHandler
 from framework.consuming.group import GroupMember
@@ -57,6 +59,8 @@ class Consumer:
         self._ctx = ConsumerContext(options, member, clock, log, metrics, RedisBackoff(log))
         self._in_flight = InFlight(options.max_in_flight)
         self._settler = Settler(self._ctx, on_settled)
+        self._workers = Workers(self._process, size=options.max_in_flight,
+                                stopped=lambda: self._in_flight.forced)
         self.started_at_s = clock.time()
         self._heartbeat = Heartbeat(self._ctx, self._in_flight, started_at_s=self.started_at_s)
         self._reader = Reader(self._ctx, self._in_flight, self._settler,
@@ -94,6 +98,7 @@ class Consumer:
             await drain(self._ctx, self._in_flight)
         finally:
             await cancel_and_wait(heartbeat)
+            await self._workers.close()
             await self._settler.finish_acks()
             await release_leftovers(self._ctx, self._in_flight)
             self._ctx.publish_in_flight(len(self._in_flight))
@@ -112,8 +117,7 @@ class Consumer:
         return delivery
 
     def _start(self, work: Work) -> None:
-        d = work.delivery
-        work.task = asyncio.create_task(self._process(work), name=f"entry:{d.stream}:{d.entry_id}")
+        self._workers.submit(work)
 
     async def _process(self, work: Work) -> None:
         ack_queued = False

@@ -22,15 +22,17 @@ for i = 1, n do
 end
 for i = 3, #KEYS do
     local at = 3 + n + 5 * (i - 3)
-    if ARGV[at] ~= '' then
-        redis.call('HSET', KEYS[i], ARGV[at], ARGV[at + 1])
-        redis.call('EXPIRE', KEYS[i], ARGV[at + 2])
-    end
     local settle = ARGV[at + 3]
-    if settle ~= '' and acked[tonumber(ARGV[at + 4])] == 1 then
-        if tonumber(settle) <= 0 then
-            redis.call('DEL', KEYS[i])
-        else
+    local settled_here = settle ~= '' and acked[tonumber(ARGV[at + 4])] == 1
+    if settled_here and tonumber(settle) <= 0 then
+        -- The records end with the entry: what this one would add is deleted with them.
+        redis.call('DEL', KEYS[i])
+    else
+        if ARGV[at] ~= '' then
+            redis.call('HSET', KEYS[i], ARGV[at], ARGV[at + 1])
+            redis.call('EXPIRE', KEYS[i], ARGV[at + 2])
+        end
+        if settled_here then
             redis.call('EXPIRE', KEYS[i], settle)
         end
     end

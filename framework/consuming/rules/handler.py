@@ -39,7 +39,6 @@ the unfinished steps run again) or else the first dead letter.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -85,7 +84,11 @@ class _Run:
             "event": self.record, "payload": event.payload, "source": event.source,
             "type": event.type, "stream": event.stream, "steps": {},
         }
-        self.key = steps_key(delivery.stream, delivery.identity)
+        # Computed once: the step key, every idempotency key and the records' lifetime
+        # derive from it.
+        self.identity = identity = delivery.identity
+        self.has_identity = identity != delivery.origin_id
+        self.key = steps_key(delivery.stream, identity)
 
 
 class RulesHandler:
@@ -127,7 +130,7 @@ class RulesHandler:
                     if self._matches(rule, run)]
         if not matching:
             return None
-        if _may_have_run(delivery):
+        if _may_have_run(delivery, has_identity=run.has_identity):
             run.done = await self._records.completed(run.key)
         failures: list[Exception] = []
         for rule in matching:
@@ -147,9 +150,11 @@ class RulesHandler:
 
     def _settling_write(self, run: _Run) -> AckWrite:
         """The last record, if any, and the records' lifetime once the entry is acknowledged."""
-        settle_ttl_s = self._identity_ttl_s if run.delivery.has_identity else 0
-        last = run.unwritten or AckWrite(run.key, "", "", self._step_ttl_s)
-        return replace(last, settle_ttl_s=settle_ttl_s)
+        settle_ttl_s = self._identity_ttl_s if run.has_identity else 0
+        last = run.unwritten
+        if last is None:
+            return AckWrite(run.key, "", "", self._step_ttl_s, settle_ttl_s)
+        return AckWrite(last.key, last.field, last.value, last.ttl_s, settle_ttl_s)
 
     def _matches(self, rule: Rule, run: _Run) -> bool:
         try:
@@ -191,7 +196,8 @@ class RulesHandler:
             capability_id=step.capability_id,
             version_range=step.version_range,
             params=params,
-            idempotency_key=run.delivery.idempotency_key(rule.name, step.id),
+            # Delivery.idempotency_key, from the identity computed once.
+            idempotency_key=f"{run.delivery.stream}:{run.identity}:{field}",
             event=run.record,
             rule=rule.name,
             step=step.id,
@@ -247,7 +253,7 @@ class RulesHandler:
         return emitted_key(target, steps)
 
 
-def _may_have_run(delivery: Delivery) -> bool:
+def _may_have_run(delivery: Delivery, *, has_identity: bool) -> bool:
     """False on an entry's first delivery: no earlier run can have recorded a step, so
     the record is not read. Every redelivery (XAUTOCLAIM, XCLAIM) counts, and a replayed
     dead letter (``origin_id`` of an earlier entry) is a first delivery of a new entry
@@ -255,8 +261,7 @@ def _may_have_run(delivery: Delivery) -> bool:
     identity (a republished copy of an event another entry ran). (Rewinding the group
     itself, XGROUP SETID or re-creating it at an old id, delivers old entries as new:
     count 1, they run again as the operator asked.)"""
-    return (delivery.delivery_count > 1 or delivery.origin_id != delivery.entry_id
-            or delivery.has_identity)
+    return delivery.delivery_count > 1 or has_identity or delivery.origin_id != delivery.entry_id
 
 
 def _render(rule: Rule, step: Step, render: Callable[[Mapping[str, Any]], Any],
