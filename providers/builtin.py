@@ -10,6 +10,7 @@ from providers.github import create_github_connector
 from providers.http import HttpActions, create_http_json_connector
 from providers.jira import create_jira_connector
 from providers.modbus import valve_control_spec
+from providers.mqtt import MQTT_SOURCE_TYPE, create_mqtt_connector
 from providers.noaa import create_noaa_weather_connector
 
 
@@ -19,6 +20,7 @@ def register_builtin_connectors(registry: ConnectorRegistry) -> None:
     registry.register_connector("HTTP_JSON", create_http_json_connector)
     registry.register_connector("JIRA", create_jira_connector)
     registry.register_connector("GITHUB", create_github_connector)
+    registry.register_connector(MQTT_SOURCE_TYPE, create_mqtt_connector)
 
 
 def default_registry() -> ConnectorRegistry:

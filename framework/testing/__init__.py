@@ -10,6 +10,9 @@ from framework.testing.contract import (
     Recording,
     Routes,
 )
+from framework.testing.mosquitto import (
+    MosquittoServer,
+)
 from framework.testing.redis_server import (
     RedisServer,
     free_port,
@@ -26,6 +29,7 @@ from framework.testing.replay_http import (
 
 __all__ = [
     "FakeClock",
+    "MosquittoServer",
     "ProviderCase",
     "Recording",
     "RedisCluster",
