@@ -1,0 +1,180 @@
+"""``connector-run`` of an ``mqtt-source`` killed with SIGKILL again and again while
+messages flow: every message reaches the stream (at least once); with a publisher
+id (``dedupeField``) none is appended twice. And a broker restart mid-run."""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis as sync_redis
+from paho.mqtt import client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from framework.testing import MosquittoServer, RedisServer
+from tests.process import ConnectorProcess, write_config
+
+pytestmark = pytest.mark.slow  # real processes, kills and restarts: seconds per test
+
+NAME = "plant-mqtt"
+MESSAGES = 1500
+KILLS = 8
+# The broker lets this many QoS 1 messages be unacknowledged at once (mosquitto's
+# max_inflight_messages): a kill redelivers at most these.
+IN_FLIGHT = 20
+
+
+@pytest.fixture
+def broker() -> Iterator[MosquittoServer]:
+    with MosquittoServer(max_inflight=IN_FLIGHT) as server:
+        yield server
+
+
+class Publisher:
+    """Publishes ``count`` readings at QoS 1 from its own thread, at a steady pace."""
+
+    def __init__(self, port: int, count: int, per_second: float) -> None:
+        self._port = port
+        self._count = count
+        self._gap_s = 1 / per_second
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-publisher")
+        client.connect("127.0.0.1", self._port)
+        client.loop_start()
+        for seq in range(self._count):
+            self._publish(client, orjson.dumps({"value": seq, "seq": seq}))
+            self.sent += 1
+            time.sleep(self._gap_s)
+        client.disconnect()
+        client.loop_stop()
+
+    @staticmethod
+    def _publish(client: mqtt.Client, payload: bytes) -> None:
+        """Until the broker acknowledged it (it may be restarting: then again)."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            info = client.publish("plant/line1/temp", payload, qos=1)
+            try:
+                info.wait_for_publish(timeout=2)
+            except RuntimeError:  # not connected
+                time.sleep(0.1)
+                continue
+            if info.is_published():
+                return
+        raise AssertionError(f"could not publish {payload!r}")
+
+    def join(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
+        assert self.sent == self._count, f"published only {self.sent} of {self._count}"
+
+
+def mqtt_entry(port: int, **provider: Any) -> dict[str, Any]:
+    return {"name": NAME, "type": "mqtt-source", "pollIntervalMs": 500, "requestTimeoutMs": 3000,
+            "leaseTtlSeconds": 2,
+            "providerConfig": {"broker": f"mqtt://127.0.0.1:{port}", "topic": "plant/+/temp",
+                               "qos": 1, **provider}}
+
+
+def seqs_in_stream(client: sync_redis.Redis) -> Counter[int]:
+    return Counter(orjson.loads(fields["payload"])["value"]
+                   for _, fields in client.xrange("raw-input-signals"))
+
+
+def run_until_all_arrived(tmp_path: Path, redis_server: RedisServer, config: Path,
+                          client: sync_redis.Redis, label: str) -> None:
+    final = ConnectorProcess(NAME, redis_url=redis_server.url, config=config,
+                             log=tmp_path / f"{label}.log")
+    try:
+        final.wait_for("push_source_started")
+        deadline = time.monotonic() + 60
+        while len(seqs_in_stream(client)) < MESSAGES and time.monotonic() < deadline:
+            time.sleep(0.2)
+        final.signal(signal.SIGTERM)
+        assert final.wait(timeout_s=30) == 0
+    finally:
+        final.close()
+
+
+@pytest.mark.parametrize("dedupe", [False, True], ids=["at-least-once", "publisher-ids"])
+def test_sigkill_storm_while_messages_flow_loses_nothing(
+    tmp_path: Path, redis_server: RedisServer, broker: MosquittoServer, dedupe: bool,
+) -> None:
+    provider = {"dedupeField": "seq"} if dedupe else {}
+    config = write_config(tmp_path / "c.json", mqtt_entry(broker.port, **provider))
+    client = sync_redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client.flushall()
+    rng = random.Random(20261203)
+    publisher = Publisher(broker.port, MESSAGES, per_second=100)
+    kills_while_publishing = 0
+
+    for round_number in range(KILLS):
+        worker = ConnectorProcess(NAME, redis_url=redis_server.url, config=config,
+                                  log=tmp_path / f"run-{round_number}.log")
+        try:
+            worker.wait_for("push_source_started")
+            if round_number == 0:
+                publisher.start()  # the session exists: nothing is sent before it
+            time.sleep(rng.uniform(0.1, 0.8))
+            kills_while_publishing += 0 < publisher.sent < MESSAGES
+            worker.signal(signal.SIGKILL)
+            worker.wait()
+        finally:
+            worker.close()
+        client.delete(f"lease:{NAME}")  # as an operator would; the lease would expire anyway
+    publisher.join(timeout_s=60)
+    assert kills_while_publishing >= KILLS // 2
+    run_until_all_arrived(tmp_path, redis_server, config, client, "final")
+
+    seen = seqs_in_stream(client)
+    assert sorted(seen) == list(range(MESSAGES))  # nothing lost
+    duplicates = sum(n - 1 for n in seen.values())
+    print(f"{duplicates} duplicates after {KILLS} kills")
+    if dedupe:
+        assert duplicates == 0
+    else:  # each kill may redeliver what was appended but not yet acknowledged
+        assert duplicates <= KILLS * IN_FLIGHT
+    client.close()
+
+
+def test_a_broker_restart_mid_run_loses_nothing(
+    tmp_path: Path, redis_server: RedisServer, broker: MosquittoServer,
+) -> None:
+    config = write_config(tmp_path / "c.json", mqtt_entry(broker.port, dedupeField="seq"))
+    client = sync_redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client.flushall()
+    worker = ConnectorProcess(NAME, redis_url=redis_server.url, config=config,
+                              log=tmp_path / "run.log")
+    try:
+        worker.wait_for("push_source_started")
+        publisher = Publisher(broker.port, 300, per_second=200)
+        publisher.start()
+        time.sleep(0.5)
+        broker.stop()  # the publisher's in-flight message waits for its reconnect
+        time.sleep(1.0)
+        broker.start()
+        worker.wait_for("mqtt_connected", connection=3, timeout_s=30)
+        publisher.join(timeout_s=60)
+        deadline = time.monotonic() + 30
+        while len(seqs_in_stream(client)) < 300 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout_s=30) == 0
+    finally:
+        worker.close()
+    seen = seqs_in_stream(client)
+    assert sorted(seen) == list(range(300))
+    client.close()
