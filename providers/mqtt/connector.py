@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from framework import polling
 from framework.polling import (
     ConnectorConfig,
     ConnectorContext,
@@ -27,7 +28,6 @@ from framework.polling import (
     PushConnector,
     PushParts,
     parse_provider_config,
-    source_event,
 )
 from providers.mqtt.config import MqttSourceConfig
 from providers.mqtt.source import MqttMessage, MqttSource
@@ -57,12 +57,12 @@ class MqttEvents:
         if message.retain:
             metadata["retain"] = True
         if not (isinstance(document, dict) and "value" in document):
-            return source_event(source=self._settings.source, value=document,
+            return polling.source_event(source=self._settings.source, value=document,
                                 node_id=message.topic, metadata=metadata)
         extra = document.get("metadata")
         if extra is not None and not isinstance(extra, dict):
             raise ValueError(f"topic {message.topic}: metadata must be an object")
-        return source_event(
+        return polling.source_event(
             source=self._settings.source, value=document["value"],
             node_id=_text(document, "nodeId", message) or message.topic,
             unit=_text(document, "unit", message),

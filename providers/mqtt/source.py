@@ -36,7 +36,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from framework.core.logs import Logger
+from framework.core import Logger
 from framework.polling import Batch
 from providers.mqtt.config import MqttSourceConfig
 
