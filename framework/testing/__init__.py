@@ -13,6 +13,9 @@ from framework.testing.contract import (
 from framework.testing.mosquitto import (
     MosquittoServer,
 )
+from framework.testing.rabbitmq import (
+    RabbitMqServer,
+)
 from framework.testing.redis_server import (
     RedisServer,
     free_port,
@@ -30,6 +33,7 @@ from framework.testing.replay_http import (
 __all__ = [
     "FakeClock",
     "MosquittoServer",
+    "RabbitMqServer",
     "ProviderCase",
     "Recording",
     "RedisCluster",

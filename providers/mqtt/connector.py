@@ -18,9 +18,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from framework import polling
 from framework.polling import (
     ConnectorConfig,
     ConnectorContext,
@@ -29,6 +26,7 @@ from framework.polling import (
     PushParts,
     parse_provider_config,
 )
+from providers.message_events import JsonBodies
 from providers.mqtt.config import MqttSourceConfig
 from providers.mqtt.source import MqttMessage, MqttSource
 
@@ -40,60 +38,31 @@ class MqttEvents:
 
     def __init__(self, settings: MqttSourceConfig) -> None:
         self._settings = settings
-
-    def document(self, message: MqttMessage) -> Any:
-        limit = self._settings.max_message_bytes
-        if len(message.payload) > limit:
-            raise ValueError(f"topic {message.topic}: payload of {len(message.payload)} bytes "
-                             f"is over maxMessageBytes ({limit})")
-        try:
-            return orjson.loads(message.payload)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"topic {message.topic}: payload is not JSON: {exc}") from None
+        self._bodies = JsonBodies(settings.source, settings.max_message_bytes)
 
     def event(self, message: MqttMessage) -> dict[str, Any]:
-        document = self.document(message)
         metadata: dict[str, Any] = {"topic": message.topic}
         if message.retain:
             metadata["retain"] = True
-        if not (isinstance(document, dict) and "value" in document):
-            return polling.source_event(source=self._settings.source, value=document,
-                                node_id=message.topic, metadata=metadata)
-        extra = document.get("metadata")
-        if extra is not None and not isinstance(extra, dict):
-            raise ValueError(f"topic {message.topic}: metadata must be an object")
-        return polling.source_event(
-            source=self._settings.source, value=document["value"],
-            node_id=_text(document, "nodeId", message) or message.topic,
-            unit=_text(document, "unit", message),
-            timestamp=_text(document, "timestamp", message),
-            metadata={**(extra or {}), **metadata})
+        return self._bodies.event(message.payload, where=f"topic {message.topic}",
+                                  node_id=message.topic, metadata=metadata)
 
-    def dedupe_key(self, message: MqttMessage) -> str | None:
+    def publisher_id(self, message: MqttMessage) -> str | None:
+        """``dedupeField``: from a user property, else from the JSON body."""
         field = self._settings.dedupe_field
         if field is None:
             return None
         for name, given in message.user_properties:
             if name == field:
-                return f"{message.topic}\n{given}"
-        try:
-            document = self.document(message)
-        except ValueError:
-            return None  # rejected anyway
-        value = document.get(field) if isinstance(document, dict) else None
-        return None if value is None or isinstance(value, dict | list) else (
-            f"{message.topic}\n{value}")
+                return given
+        return self._bodies.field(message.payload, field)
+
+    def dedupe_key(self, message: MqttMessage) -> str | None:
+        given = self.publisher_id(message)
+        return None if given is None else f"{message.topic}\n{given}"
 
     def item_id(self, message: MqttMessage) -> str:
-        key = self.dedupe_key(message)
-        return f"{message.topic}#{key.partition(chr(10))[2] if key else message.local_id}"
-
-
-def _text(document: dict[str, Any], field: str, message: MqttMessage) -> str | None:
-    value = document.get(field)
-    if value is not None and not isinstance(value, str):
-        raise ValueError(f"topic {message.topic}: {field} must be a string")
-    return value
+        return f"{message.topic}#{self.publisher_id(message) or message.local_id}"
 
 
 def create_mqtt_connector(config: ConnectorConfig, context: ConnectorContext) -> PollingConnector:

@@ -125,7 +125,7 @@ async def test_a_payload_that_is_not_json_is_kept_raw_and_the_others_go_on(
     async with Redis.from_url(redis_server.url) as raw:
         rejected = [fields for _, fields in await raw.xrange("connector:state:sensors:rejected")]
     assert [r[b"raw"] for r in rejected] == [b"\xffnope", b"x" * 65]
-    assert b"not JSON" in rejected[0][b"error"]
+    assert b"body is not JSON" in rejected[0][b"error"]
     assert b"over maxMessageBytes (64)" in rejected[1][b"error"]
 
     again = await mqtt_connector(redis, mosquitto, topic=["plant/#"], maxMessageBytes=64)
