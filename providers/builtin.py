@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from framework.consuming import CapabilityRegistry
 from framework.polling import ConnectorRegistry
+from providers.amqp import AMQP_SOURCE_TYPE, create_amqp_connector
 from providers.datadog import create_datadog_connector
 from providers.fleet import fleet_capabilities
 from providers.github import create_github_connector
@@ -21,6 +22,7 @@ def register_builtin_connectors(registry: ConnectorRegistry) -> None:
     registry.register_connector("JIRA", create_jira_connector)
     registry.register_connector("GITHUB", create_github_connector)
     registry.register_connector(MQTT_SOURCE_TYPE, create_mqtt_connector)
+    registry.register_connector(AMQP_SOURCE_TYPE, create_amqp_connector)
 
 
 def default_registry() -> ConnectorRegistry:
