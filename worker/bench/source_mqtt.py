@@ -1,0 +1,142 @@
+"""One run of the MQTT row of ``bench sources``: events/s from a private Mosquitto
+into the stream, through ``mqtt-source`` (lease, fenced append, ack after it)
+against a bare paho loop doing the same work without the framework (manual ack,
+take what arrived, one pipelined XADD per batch, then PUBACK).
+
+Both drain the same backlog: ``messages`` QoS 1 messages queued in a persistent
+session while the reader is away, then timed from the reader's first receive to
+the last message in the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import orjson
+from paho.mqtt import client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from redis.asyncio import Redis
+
+from framework.core import SystemClock, create_redis, get_logger
+from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
+from framework.testing import MosquittoServer, RedisServer
+from providers.mqtt import create_mqtt_connector
+from worker.bench.stats import Row
+
+TOPIC = "bench/sensor/temp"
+STREAM = "raw-input-signals"
+# Both readers may have this many QoS 1 messages unacknowledged.
+IN_FLIGHT = 1000
+
+
+def measure(params: Row) -> list[Row]:
+    return asyncio.run(_measure(int(params.get("messages", 20_000))))
+
+
+async def _measure(messages: int) -> list[Row]:
+    with RedisServer() as redis_server, MosquittoServer(max_inflight=IN_FLIGHT) as broker:
+        redis = create_redis(redis_server.url)
+        try:
+            connector_rate = await _drain_connector(redis, broker, messages)
+            await redis.flushall()
+            bare_rate = await _drain_bare(redis, broker, messages)
+        finally:
+            await redis.aclose()
+    return [{"source": "mqtt", "path": "mqtt-source", "events_per_s": connector_rate},
+            {"source": "mqtt", "path": "bare paho loop", "events_per_s": bare_rate},
+            {"source": "mqtt", "path": "ratio", "events_per_s": connector_rate / bare_rate}]
+
+
+def _publish_backlog(port: int, messages: int) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-publisher")
+    client.max_queued_messages_set(0)
+    client.max_inflight_messages_set(IN_FLIGHT)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    infos = [client.publish(TOPIC, orjson.dumps({"value": n, "unit": "C"}), qos=1)
+             for n in range(messages)]
+    for info in infos:
+        info.wait_for_publish(timeout=60)
+    client.disconnect()
+    client.loop_stop()
+
+
+async def _drain_connector(redis: Redis, broker: MosquittoServer, messages: int) -> float:
+    config = ConnectorConfig(
+        name="bench-mqtt", type="mqtt-source", poll_interval_ms=1000,
+        provider_config={"broker": f"mqtt://127.0.0.1:{broker.port}", "topic": TOPIC,
+                         "maxInflight": IN_FLIGHT, "protocol": "5"})
+
+    async def connector() -> Any:
+        await redis.delete("lease:bench-mqtt")
+        lease = Lease(redis, config.name, ttl_s=60)
+        await lease.try_acquire()
+        context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
+                                   clock=SystemClock(), logger=get_logger(connector=config.name))
+        return create_mqtt_connector(config, context)
+
+    first = await connector()
+    await first.poll()  # the persistent session exists: the backlog waits in it
+    await first.aclose()
+    await asyncio.to_thread(_publish_backlog, broker.port, messages)
+    reader = await connector()
+    started = time.perf_counter()
+    while await redis.xlen(STREAM) < messages:
+        await reader.poll()
+    elapsed = time.perf_counter() - started
+    await reader.aclose()
+    return messages / elapsed
+
+
+class _BareReader:
+    """paho with manual ack; arrivals handed to the event loop as they come."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.arrived: deque[mqtt.MQTTMessage] = deque()
+        self.ready = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare",
+                                  clean_session=False, manual_ack=True)
+        self.client.on_connect = lambda c, *_: c.subscribe(TOPIC, qos=1)
+        self.client.on_subscribe = lambda *_: self.ready.set()
+        self.client.on_message = lambda _c, _u, message: self.arrived.append(message)
+
+    def start(self) -> None:
+        self.ready.clear()
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+        if not self.ready.wait(10):
+            raise RuntimeError("bare paho reader: not subscribed within 10 s")
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+async def _drain_bare(redis: Redis, broker: MosquittoServer, messages: int) -> float:
+    reader = _BareReader(broker.port)
+    reader.start()
+    reader.stop()
+    await asyncio.to_thread(_publish_backlog, broker.port, messages)
+    started = time.perf_counter()
+    reader.start()
+    appended = 0
+    while appended < messages:
+        batch = [reader.arrived.popleft() for _ in range(len(reader.arrived))]
+        if not batch:
+            await asyncio.sleep(0.001)
+            continue
+        async with redis.pipeline(transaction=False) as pipe:
+            for message in batch:
+                pipe.xadd(STREAM, {"payload": message.payload})
+            await pipe.execute()
+        for message in batch:
+            reader.client.ack(message.mid, message.qos)
+        appended += len(batch)
+    elapsed = time.perf_counter() - started
+    reader.stop()
+    return messages / elapsed
