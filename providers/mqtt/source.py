@@ -3,8 +3,10 @@ messages are acknowledged (PUBACK) only after their batch is in the stream.
 
 paho runs its network loop in its own thread (``loop_start``): it keeps the
 connection alive and reconnects after a broker restart by itself. Its callbacks
-only hand what arrived to the event loop (``call_soon_threadsafe``); the
-connector's task reads batches from there. ``manual_ack`` keeps paho from
+append what arrived to a deque (thread-safe for append and popleft) and wake the
+event loop once per burst, not once per message; the connector's task reads
+batches from there. Each message carries the number of the connection that
+delivered it, counted in paho's thread. ``manual_ack`` keeps paho from
 acknowledging on receipt: :meth:`MqttSource.acknowledge` does it after the
 commit. A message received on a connection that has since dropped is not
 acknowledged: the broker sends it again on the next connection of the session
@@ -79,7 +81,9 @@ class MqttSource:
         self._queue: deque[MqttMessage] = deque()
         self._arrived = asyncio.Event()
         self._ready: asyncio.Future[None] | None = None
+        # Counted in paho's thread (on_connect, on_disconnect); read in the loop's.
         self._connection = 0
+        self._wake_pending = False
         self._subscribed_once = False
         self.dropped_qos0 = 0
 
@@ -92,8 +96,8 @@ class MqttSource:
         host, port, _ = self._settings.address()
         client.connect_async(host, port, keepalive=self._settings.keepalive_s,
                              clean_start=False, properties=self._connect_properties())
+        self._client = client  # before paho's thread delivers anything
         client.loop_start()
-        self._client = client
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._ready
@@ -114,8 +118,12 @@ class MqttSource:
             except TimeoutError:
                 return Batch()
         taken: list[MqttMessage] = []
+        current = self._connection
         while self._queue and len(taken) < max_messages:
-            taken.append(self._queue.popleft())
+            message = self._queue.popleft()
+            # One of an earlier connection comes again on this one: not twice.
+            if message.connection == current:
+                taken.append(message)
         return Batch(taken)
 
     async def acknowledge(self, batch: Batch[MqttMessage]) -> None:
@@ -129,13 +137,13 @@ class MqttSource:
 
     async def stop(self) -> None:
         client, self._client = self._client, None
-        self._queue.clear()
-        self._connection += 1
         if client is None:
             return
         client.disconnect()
         # loop_stop joins paho's thread, which ends within one select (at most 1 s).
         await asyncio.to_thread(client.loop_stop)
+        self._queue.clear()
+        self._connection += 1
 
     # -- paho's side: these run in its network thread -----------------------------------
 
@@ -189,7 +197,8 @@ class MqttSource:
         if reason.is_failure:
             self._call(self._fail, f"mqtt broker refused the connection: {reason}")
             return
-        self._call(self._connected, flags.session_present)
+        self._connection += 1
+        self._call(self._connected, flags.session_present, self._connection)
         v5 = self._settings.protocol == "5"
         if v5 or not flags.session_present or not self._subscribed_once:
             # retainHandling 1: retained messages only for a subscription that is new.
@@ -214,14 +223,26 @@ class MqttSource:
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
                        reason: ReasonCode, _properties: Properties | None) -> None:
+        self._connection += 1
         self._call(self._disconnected, str(reason))
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         user = ()
         if message.properties is not None and hasattr(message.properties, "UserProperty"):
             user = tuple(message.properties.UserProperty)
-        self._call(self._deliver, message.topic, bytes(message.payload), message.qos,
-                   bool(message.retain), message.mid, user)
+        if self._client is None:
+            return  # stopped: the broker sends it again
+        if message.qos == 0 and len(self._queue) >= QOS0_QUEUE_LIMIT:
+            self.dropped_qos0 += 1
+            if self.dropped_qos0 % 1000 == 1:
+                self._call(self._log.warning, "mqtt_qos0_dropped", dropped=self.dropped_qos0)
+            return
+        self._queue.append(MqttMessage(
+            message.topic, bytes(message.payload), message.qos, bool(message.retain),
+            message.mid, self._connection, uuid.uuid4().hex, user))
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._call(self._wake)
 
     def _call(self, function: Any, *args: Any, **kwargs: Any) -> None:
         loop = self._loop
@@ -230,10 +251,9 @@ class MqttSource:
 
     # -- the event loop's side ---------------------------------------------------------
 
-    def _connected(self, session_present: bool) -> None:
-        self._connection += 1
+    def _connected(self, session_present: bool, connection: int) -> None:
         self._log.info("mqtt_connected", session_present=session_present,
-                       connection=self._connection)
+                       connection=connection)
 
     def _subscribed(self) -> None:
         self._subscribed_once = True
@@ -246,22 +266,11 @@ class MqttSource:
             self._ready.set_exception(MqttConnectError(error))
 
     def _disconnected(self, reason: str) -> None:
-        # What waits here is sent again on the next connection; acks of this one are void.
-        self._connection += 1
-        dropped = len(self._queue)
-        self._queue.clear()
+        # What waits here is sent again on the next connection (receive skips it);
+        # acks of this connection are void.
         if self._client is not None:
-            self._log.warning("mqtt_disconnected", reason=reason, requeued=dropped)
+            self._log.warning("mqtt_disconnected", reason=reason, requeued=len(self._queue))
 
-    def _deliver(self, topic: str, payload: bytes, qos: int, retain: bool, mid: int,
-                 user: tuple[tuple[str, str], ...]) -> None:
-        if self._client is None:
-            return  # stopped: the broker sends it again
-        if qos == 0 and len(self._queue) >= QOS0_QUEUE_LIMIT:
-            self.dropped_qos0 += 1
-            if self.dropped_qos0 % 1000 == 1:
-                self._log.warning("mqtt_qos0_dropped", dropped=self.dropped_qos0)
-            return
-        self._queue.append(MqttMessage(topic, payload, qos, retain, mid, self._connection,
-                                       uuid.uuid4().hex, user))
+    def _wake(self) -> None:
+        self._wake_pending = False
         self._arrived.set()
