@@ -27,12 +27,13 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from yarl import URL
 
-from framework.core import Logger
+from framework.core import Logger, TransientSourceError
 from framework.polling import Batch
 from providers.amqp.config import AmqpSourceConfig
+from providers.reconnect import ReconnectBackoff
 
 
-class AmqpConnectError(ConnectionError):
+class AmqpConnectError(TransientSourceError):
     """The broker could not be reached, refused the login, or the queue is missing."""
 
 
@@ -66,16 +67,22 @@ class AmqpSource:
         self._generation = 0
         self._queue: deque[AmqpMessage] = deque()
         self._arrived = asyncio.Event()
+        self._backoff = ReconnectBackoff()
 
     async def start(self, positions: Mapping[str, str]) -> None:
+        """Connect and consume; after failures in a row, pause first
+        (:class:`ReconnectBackoff`)."""
+        await self._backoff.pause()
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._connect()
         except BaseException as exc:
+            self._backoff.failed()
             await self.stop()
             if isinstance(exc, Exception):
                 raise AmqpConnectError(self._describe(exc)) from None
             raise
+        self._backoff.succeeded()
 
     async def _connect(self) -> None:
         settings = self._settings

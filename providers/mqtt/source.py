@@ -38,9 +38,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from framework.core import Logger
+from framework.core import Logger, TransientSourceError
 from framework.polling import Batch
 from providers.mqtt.config import MqttSourceConfig
+from providers.reconnect import ReconnectBackoff
 
 # QoS 0 messages waiting beyond this many are dropped (QoS 0 promises at most once);
 # QoS 1 messages are bounded by the broker's in-flight window and never dropped.
@@ -48,7 +49,7 @@ QOS0_QUEUE_LIMIT = 10_000
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 1, 10
 
 
-class MqttConnectError(ConnectionError):
+class MqttConnectError(TransientSourceError):
     """The broker could not be reached, refused the login, or refused a subscription."""
 
 
@@ -86,9 +87,20 @@ class MqttSource:
         self._wake_pending = False
         self._subscribed_once = False
         self.dropped_qos0 = 0
+        self._backoff = ReconnectBackoff()
 
     async def start(self, positions: Mapping[str, str]) -> None:
-        """Connect, subscribe, and wait (at most the connect timeout) for both."""
+        """Connect, subscribe, and wait (at most the connect timeout) for both; after
+        failures in a row, pause first (:class:`ReconnectBackoff`)."""
+        await self._backoff.pause()
+        try:
+            await self._connect()
+        except BaseException:
+            self._backoff.failed()
+            raise
+        self._backoff.succeeded()
+
+    async def _connect(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._ready = self._loop.create_future()
         self._subscribed_once = False
@@ -108,6 +120,8 @@ class MqttSource:
         except BaseException:
             await self.stop()
             raise
+        finally:
+            self._ready = None  # a later failure is logged, not kept for nobody
 
     async def receive(self, max_messages: int, wait_s: float) -> Batch[MqttMessage]:
         if not self._queue:
@@ -160,6 +174,7 @@ class MqttSource:
             client.tls_set_context(self._tls_context())
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -211,6 +226,11 @@ class MqttSource:
                 client.subscribe([(topic, int(qos)) for topic in topics])
         else:
             self._call(self._subscribed)
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        # Before the first success this ends start(); later, paho keeps retrying.
+        host, port, _ = self._settings.address()
+        self._call(self._fail, f"mqtt broker {host}:{port}: cannot connect")
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int,
                       reasons: list[ReasonCode], _properties: Properties | None) -> None:

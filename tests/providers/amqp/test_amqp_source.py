@@ -13,7 +13,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.core import SystemClock
+from framework.core import SystemClock, TransientSourceError
 from framework.core.errors import LeaseLostError
 from framework.core.logs import get_logger
 from framework.polling import (
@@ -23,7 +23,7 @@ from framework.polling import (
     PushConnector,
     StateStore,
 )
-from framework.testing import RabbitMqServer, RedisServer
+from framework.testing import RabbitMqServer, RedisServer, free_port
 from providers.amqp import AmqpConnectError, create_amqp_connector
 from tests.providers.amqp.helpers import declare, depth, publish
 
@@ -192,3 +192,16 @@ async def test_a_missing_queue_and_a_wrong_password_are_clear_errors(
     assert "wrong-pw" not in str(refused.value)
     assert f"127.0.0.1:{rabbitmq.port}" in str(refused.value)
     await wrong.aclose()
+
+
+async def test_a_broker_that_is_down_is_a_retryable_source_error_naming_it(
+    redis: Redis, rabbitmq: RabbitMqServer,
+) -> None:
+    port = free_port()
+    down = await amqp_connector(redis, rabbitmq, "orders", name="down",
+                                url=f"amqp://guest:guest@127.0.0.1:{port}/")
+    with pytest.raises(AmqpConnectError, match=f"amqp broker 127.0.0.1:{port}") as error:
+        await down.poll()
+    assert isinstance(error.value, TransientSourceError)  # the worker retries it
+    assert "guest:guest" not in str(error.value)
+    await down.aclose()

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.core import SystemClock
+from framework.core import SystemClock, TransientSourceError
 from framework.core.errors import LeaseLostError
 from framework.core.logs import get_logger
 from framework.polling import (
@@ -187,3 +187,16 @@ async def test_login_with_a_password_file_and_refusal_of_a_wrong_one(
         assert "not-it" not in str(refused.value)
         await wrong.aclose()
     assert [e["value"] for e in await events(redis)] == [5.0]
+
+
+async def test_a_broker_that_is_down_is_a_retryable_source_error_naming_it(
+    redis: Redis,
+) -> None:
+    with MosquittoServer() as gone:
+        port = gone.port
+    connector = await mqtt_connector(redis, gone)
+    with pytest.raises(MqttConnectError, match=f"mqtt broker 127.0.0.1:{port}: cannot connect"
+                       ) as error:
+        await connector.poll()
+    assert isinstance(error.value, TransientSourceError)  # the worker retries it
+    await connector.aclose()
