@@ -24,6 +24,7 @@ it; a QoS 2 publish reaches a QoS 1 subscription at QoS 1.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import ssl
 import uuid
 from collections import deque
@@ -47,6 +48,8 @@ from providers.reconnect import ReconnectBackoff
 # QoS 1 messages are bounded by the broker's in-flight window and never dropped.
 QOS0_QUEUE_LIMIT = 10_000
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 1, 10
+# How long a receive waits for more after the first message of a batch.
+LINGER_S = 0.005
 
 
 class MqttConnectError(TransientSourceError):
@@ -88,6 +91,9 @@ class MqttSource:
         self._subscribed_once = False
         self.dropped_qos0 = 0
         self._backoff = ReconnectBackoff()
+        # Local ids: one random prefix per source, then a counter (cheap per message).
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._ids = itertools.count()
 
     async def start(self, positions: Mapping[str, str]) -> None:
         """Connect, subscribe, and wait (at most the connect timeout) for both; after
@@ -131,6 +137,10 @@ class MqttSource:
                     await self._arrived.wait()
             except TimeoutError:
                 return Batch()
+        if len(self._queue) < max_messages:
+            # paho parses in its own thread: let a burst gather instead of appending
+            # its messages one commit each (which also starves that thread of the GIL).
+            await asyncio.sleep(min(LINGER_S, wait_s))
         taken: list[MqttMessage] = []
         current = self._connection
         while self._queue and len(taken) < max_messages:
@@ -259,7 +269,7 @@ class MqttSource:
             return
         self._queue.append(MqttMessage(
             message.topic, bytes(message.payload), message.qos, bool(message.retain),
-            message.mid, self._connection, uuid.uuid4().hex, user))
+            message.mid, self._connection, f"{self._id_prefix}-{next(self._ids)}", user))
         if not self._wake_pending:
             self._wake_pending = True
             self._call(self._wake)

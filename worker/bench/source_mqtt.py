@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from redis.asyncio import Redis
 
 from framework.core import SystemClock, create_redis, get_logger
@@ -99,15 +101,19 @@ class _BareReader:
         self.port = port
         self.arrived: deque[mqtt.MQTTMessage] = deque()
         self.ready = threading.Event()
+        # The same protocol and session as the connector's (MQTT 5, persistent).
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare",
-                                  clean_session=False, manual_ack=True)
+                                  protocol=mqtt.MQTTv5, manual_ack=True)
         self.client.on_connect = lambda c, *_: c.subscribe(TOPIC, qos=1)
         self.client.on_subscribe = lambda *_: self.ready.set()
         self.client.on_message = lambda _c, _u, message: self.arrived.append(message)
 
     def start(self) -> None:
         self.ready.clear()
-        self.client.connect("127.0.0.1", self.port)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: untyped
+        properties.SessionExpiryInterval = 3600
+        properties.ReceiveMaximum = IN_FLIGHT
+        self.client.connect("127.0.0.1", self.port, clean_start=False, properties=properties)
         self.client.loop_start()
         if not self.ready.wait(10):
             raise RuntimeError("bare paho reader: not subscribed within 10 s")
