@@ -17,9 +17,12 @@ pagination style of a generic provider):
   poll publishes ``published_ids``; the next sends the validator back, gets
   304 and publishes nothing.
 
-``paged`` and ``not_modified`` may be None for a source that has no such
-thing, but then ``unsupported`` must say why (``{"paged": "the endpoint
-returns the whole set at once"}``): the reason is part of the case.
+Any recording may be None for a source that has no such thing, but then
+``unsupported`` must say why (``{"paged": "the endpoint returns the whole set at
+once"}``): the reason is part of the case, and the checks that replay it do not
+apply. A push source (a broker, a receiver, a schedule) has no HTTP replies at
+all: its case gives its config and required fields, so ``config_errors`` runs,
+and says why the rest is covered by its own tests.
 
 Where the cases live
 --------------------
@@ -79,7 +82,11 @@ Routes = Mapping[str, Sequence[Responder]]
 """Replies by URL path, in the order they are served (see :class:`ReplayServer`)."""
 
 CASE_MODULE = "contract_case"
-OPTIONAL_RECORDINGS = ("paged", "not_modified")
+OPTIONAL_RECORDINGS = ("initial", "changed", "paged", "not_modified")
+# The recording each check replays (config_errors needs none).
+_RECORDING_OF_CHECK = {"initial_poll": "initial", "repeat_poll": "initial",
+                       "auth_failure": "initial", "changed_item": "changed",
+                       "paging": "paged", "not_modified": "not_modified"}
 _START_S = 1_800_000_000.0  # 2027-01-15T08:00:00Z: a fixed "now" for time-window cursors
 
 
@@ -102,8 +109,8 @@ class ProviderCase:
     signal_model: type[BaseModel]
     provider_config: Callable[[str], dict[str, Any]]
     required_fields: Sequence[str]
-    initial: Recording
-    changed: Recording
+    initial: Recording | None = None
+    changed: Recording | None = None
     paged: Recording | None = None
     not_modified: Recording | None = None
     unsupported: Mapping[str, str] = field(default_factory=dict)
@@ -272,9 +279,10 @@ async def check_config_errors(run: ContractRun) -> None:
 
 
 async def check_initial_poll(run: ContractRun) -> None:
-    summary = await run.poll(run.case.initial)
+    initial = _required(run.case.initial, "initial")
+    summary = await run.poll(initial)
     entries = await run.published()
-    assert [e["item_id"] for e in entries] == list(run.case.initial.published_ids), entries
+    assert [e["item_id"] for e in entries] == list(initial.published_ids), entries
     assert summary.published == len(entries) and summary.failed == 0, summary
     for entry in entries:
         assert entry["type"] == run.case.type_name
@@ -284,21 +292,23 @@ async def check_initial_poll(run: ContractRun) -> None:
 
 
 async def check_repeat_poll(run: ContractRun) -> None:
-    await run.poll(run.case.initial)
+    initial = _required(run.case.initial, "initial")
+    await run.poll(initial)
     before = await run.published_ids()
-    again = await run.poll(run.case.initial)
-    after_restart = await run.poll(run.case.initial, restart=True)
+    again = await run.poll(initial)
+    after_restart = await run.poll(initial, restart=True)
     for summary in (again, after_restart):
         assert summary.published == 0 and summary.failed == 0, summary
     assert await run.published_ids() == before
 
 
 async def check_changed_item(run: ContractRun) -> None:
-    await run.poll(run.case.initial)
+    changed = _required(run.case.changed, "changed")
+    await run.poll(_required(run.case.initial, "initial"))
     before = await run.published_ids()
-    summary = await run.poll(run.case.changed)
+    summary = await run.poll(changed)
     after = (await run.published_ids())[len(before):]
-    assert after == list(run.case.changed.published_ids), after
+    assert after == list(changed.published_ids), after
     assert summary.published == len(after) and summary.failed == 0, summary
 
 
@@ -327,7 +337,7 @@ async def check_not_modified(run: ContractRun) -> None:
 
 async def check_auth_failure(run: ContractRun) -> None:
     unauthorized = Reply(401, {"errors": ["Unauthorized"]})
-    paths = run.case.initial.routes(run.server.url)
+    paths = _required(run.case.initial, "initial").routes(run.server.url)
     recording = Recording(lambda _: {path: [unauthorized] for path in paths}, ())
     try:
         await run.poll(recording)
@@ -360,7 +370,7 @@ CHECKS: dict[str, Check] = {
 def applicable_checks(case: ProviderCase) -> list[str]:
     """The checks that apply to ``case``: all but the optional ones it lacks."""
     absent = {name for name in OPTIONAL_RECORDINGS if getattr(case, name) is None}
-    return [name for name in CHECKS if {"paging": "paged"}.get(name, name) not in absent]
+    return [name for name in CHECKS if _RECORDING_OF_CHECK.get(name) not in absent]
 
 
 async def run_check(
