@@ -186,3 +186,43 @@ def test_a_broker_restart_mid_run_loses_nothing(
     seen = seqs_in_stream(client)
     assert sorted(seen) == list(range(300))
     client.close()
+
+
+def test_a_standby_takes_the_session_over_when_the_leader_is_killed(
+    tmp_path: Path, redis_server: RedisServer, broker: MosquittoServer,
+) -> None:
+    """Both instances use the same client id: the standby must not connect (it would
+    take the leader's session away) until it holds the lease."""
+    config = write_config(tmp_path / "c.json", mqtt_entry(broker.port, dedupeField="seq"))
+    client = sync_redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client.flushall()
+    leader = ConnectorProcess(NAME, redis_url=redis_server.url, config=config,
+                              log=tmp_path / "leader.log")
+    standby: ConnectorProcess | None = None
+    try:
+        leader.wait_for("push_source_started")
+        standby = ConnectorProcess(NAME, redis_url=redis_server.url, config=config,
+                                   log=tmp_path / "standby.log")
+        standby.wait_for("standby")
+        publisher = Publisher(broker.port, None, per_second=100)
+        publisher.start()
+        time.sleep(1.5)
+        assert not [e for e in standby.events() if e.get("event") == "mqtt_connected"]
+        leader.signal(signal.SIGKILL)
+        leader.wait()
+        standby.wait_for("push_source_started", timeout_s=30)
+        time.sleep(1.0)
+        messages = publisher.finish()
+        deadline = time.monotonic() + 30
+        while len(seqs_in_stream(client)) < messages and time.monotonic() < deadline:
+            time.sleep(0.2)
+        standby.signal(signal.SIGTERM)
+        assert standby.wait(timeout_s=30) == 0
+    finally:
+        leader.close()
+        if standby is not None:
+            standby.close()
+    seen = seqs_in_stream(client)
+    assert sorted(seen) == list(range(messages))
+    assert sum(n - 1 for n in seen.values()) == 0
+    client.close()
