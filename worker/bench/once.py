@@ -19,9 +19,6 @@ MEASURES = {
     "publish": "worker.bench.publish",
     "consume": "worker.bench.consume",
     "fleet": "worker.bench.fleet",
-    # One row each of ``bench sources``.
-    "source-mqtt": "worker.bench.source_mqtt",
-    "source-amqp": "worker.bench.source_amqp",
 }
 
 

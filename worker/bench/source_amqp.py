@@ -1,10 +1,10 @@
-"""One run of the AMQP row of ``bench sources``: events/s from a private RabbitMQ
-node into the stream, through ``amqp-source`` (lease, fenced append, ack after
-it) against a bare aio-pika loop doing the same work without the framework
-(take what arrived, one pipelined XADD per batch, one multiple ack).
+"""``bench sources --source amqp``: events/s from a private RabbitMQ node into the
+stream, through ``amqp-source`` (lease, fenced append, ack after it) against a
+bare aio-pika loop doing the same work without the framework (take what arrived,
+one pipelined XADD per batch, one multiple ack).
 
-Both drain the same backlog of ``messages`` persistent messages, with the same
-prefetch, timed from the reader's first receive to the last message in the stream.
+Both drain the same backlog of ``events`` persistent messages with the same
+prefetch, timed from the reader's start to the last message in the stream.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from framework.core import SystemClock, create_redis, get_logger
 from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
-from framework.testing import RabbitMqServer, RedisServer
+from framework.testing import RabbitMqServer
 from providers.amqp import create_amqp_connector
 from worker.bench.stats import Row
 
@@ -28,22 +28,23 @@ STREAM = "raw-input-signals"
 PREFETCH = 500
 
 
-def measure(params: Row) -> list[Row]:
-    return asyncio.run(_measure(int(params.get("messages", 20_000))))
+def measure(events: int, redis_url: str) -> Row:
+    """One run: ``connector_rate`` and ``bare_rate`` (events/s) draining ``events``
+    messages into the stream of the Redis at ``redis_url`` (emptied before each)."""
+    return asyncio.run(_measure(events, redis_url))
 
 
-async def _measure(messages: int) -> list[Row]:
-    with RedisServer() as redis_server, RabbitMqServer() as node:
-        redis = create_redis(redis_server.url)
+async def _measure(events: int, redis_url: str) -> Row:
+    with RabbitMqServer() as node:
+        redis = create_redis(redis_url)
         try:
-            connector_rate = await _drain_connector(redis, node, messages)
-            await redis.flushall()
-            bare_rate = await _drain_bare(redis, node, messages)
+            await redis.delete(STREAM)
+            connector_rate = await _drain_connector(redis, node, events)
+            await redis.delete(STREAM)
+            bare_rate = await _drain_bare(redis, node, events)
         finally:
             await redis.aclose()
-    return [{"source": "amqp", "path": "amqp-source", "events_per_s": connector_rate},
-            {"source": "amqp", "path": "bare aio-pika loop", "events_per_s": bare_rate},
-            {"source": "amqp", "path": "ratio", "events_per_s": connector_rate / bare_rate}]
+    return {"connector_rate": connector_rate, "bare_rate": bare_rate}
 
 
 async def _publish_backlog(node: RabbitMqServer, queue: str, messages: int) -> None:
@@ -65,6 +66,8 @@ async def _drain_connector(redis: Redis, node: RabbitMqServer, messages: int) ->
     config = ConnectorConfig(
         name="bench-amqp", type="amqp-source", poll_interval_ms=1000,
         provider_config={"url": node.url, "queue": "bench-connector", "prefetch": PREFETCH})
+    # What an earlier run on the same Redis left: its lease and state.
+    await redis.delete(f"lease:{config.name}", f"connector:state:{config.name}")
     lease = Lease(redis, config.name, ttl_s=60)
     await lease.try_acquire()
     context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),

@@ -1,11 +1,12 @@
-"""One run of the MQTT row of ``bench sources``: events/s from a private Mosquitto
-into the stream, through ``mqtt-source`` (lease, fenced append, ack after it)
-against a bare paho loop doing the same work without the framework (manual ack,
-take what arrived, one pipelined XADD per batch, then PUBACK).
+"""``bench sources --source mqtt``: events/s from a private Mosquitto into the
+stream, through ``mqtt-source`` (lease, fenced append, ack after it) against a
+bare paho loop doing the same work without the framework (MQTT 5, the same
+persistent session and in-flight window, manual ack; take what arrived, one
+pipelined XADD per batch, then PUBACK).
 
-Both drain the same backlog: ``messages`` QoS 1 messages queued in a persistent
-session while the reader is away, then timed from the reader's first receive to
-the last message in the stream.
+Both drain the same backlog: ``events`` QoS 1 messages queued in a persistent
+session while the reader is away, timed from the reader's start to the last
+message in the stream.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from redis.asyncio import Redis
 
 from framework.core import SystemClock, create_redis, get_logger
 from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
-from framework.testing import MosquittoServer, RedisServer
+from framework.testing import MosquittoServer
 from providers.mqtt import create_mqtt_connector
 from worker.bench.stats import Row
 
@@ -35,22 +36,23 @@ STREAM = "raw-input-signals"
 IN_FLIGHT = 1000
 
 
-def measure(params: Row) -> list[Row]:
-    return asyncio.run(_measure(int(params.get("messages", 20_000))))
+def measure(events: int, redis_url: str) -> Row:
+    """One run: ``connector_rate`` and ``bare_rate`` (events/s) draining ``events``
+    messages into the stream of the Redis at ``redis_url`` (emptied before each)."""
+    return asyncio.run(_measure(events, redis_url))
 
 
-async def _measure(messages: int) -> list[Row]:
-    with RedisServer() as redis_server, MosquittoServer(max_inflight=IN_FLIGHT) as broker:
-        redis = create_redis(redis_server.url)
+async def _measure(events: int, redis_url: str) -> Row:
+    with MosquittoServer(max_inflight=IN_FLIGHT) as broker:
+        redis = create_redis(redis_url)
         try:
-            connector_rate = await _drain_connector(redis, broker, messages)
-            await redis.flushall()
-            bare_rate = await _drain_bare(redis, broker, messages)
+            await redis.delete(STREAM)
+            connector_rate = await _drain_connector(redis, broker, events)
+            await redis.delete(STREAM)
+            bare_rate = await _drain_bare(redis, broker, events)
         finally:
             await redis.aclose()
-    return [{"source": "mqtt", "path": "mqtt-source", "events_per_s": connector_rate},
-            {"source": "mqtt", "path": "bare paho loop", "events_per_s": bare_rate},
-            {"source": "mqtt", "path": "ratio", "events_per_s": connector_rate / bare_rate}]
+    return {"connector_rate": connector_rate, "bare_rate": bare_rate}
 
 
 def _publish_backlog(port: int, messages: int) -> None:
@@ -74,7 +76,7 @@ async def _drain_connector(redis: Redis, broker: MosquittoServer, messages: int)
                          "maxInflight": IN_FLIGHT, "protocol": "5"})
 
     async def connector() -> Any:
-        await redis.delete("lease:bench-mqtt")
+        await redis.delete(*_keys_of(config.name))
         lease = Lease(redis, config.name, ttl_s=60)
         await lease.try_acquire()
         context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
@@ -94,6 +96,12 @@ async def _drain_connector(redis: Redis, broker: MosquittoServer, messages: int)
     return messages / elapsed
 
 
+def _keys_of(name: str) -> list[str]:
+    """What an earlier run on the same Redis left: its lease and state."""
+    return [f"lease:{name}", f"connector:state:{name}", f"connector:state:{name}:seen",
+            f"connector:state:{name}:rejected"]
+
+
 class _BareReader:
     """paho with manual ack; arrivals handed to the event loop as they come."""
 
@@ -101,15 +109,22 @@ class _BareReader:
         self.port = port
         self.arrived: deque[mqtt.MQTTMessage] = deque()
         self.ready = threading.Event()
+        self.client = self._new_client()
+
+    def _new_client(self) -> mqtt.Client:
         # The same protocol and session as the connector's (MQTT 5, persistent).
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare",
-                                  protocol=mqtt.MQTTv5, manual_ack=True)
-        self.client.on_connect = lambda c, *_: c.subscribe(TOPIC, qos=1)
-        self.client.on_subscribe = lambda *_: self.ready.set()
-        self.client.on_message = lambda _c, _u, message: self.arrived.append(message)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare",
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        client.on_connect = lambda c, *_: c.subscribe(TOPIC, qos=1)
+        client.on_subscribe = lambda *_: self.ready.set()
+        client.on_message = lambda _c, _u, message: self.arrived.append(message)
+        return client
 
     def start(self) -> None:
+        """A new client each time: paho's loop_start opens a new wake-up socket pair
+        without closing the previous one."""
         self.ready.clear()
+        self.client = self._new_client()
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: untyped
         properties.SessionExpiryInterval = 3600
         properties.ReceiveMaximum = IN_FLIGHT
