@@ -200,3 +200,20 @@ async def test_a_broker_that_is_down_is_a_retryable_source_error_naming_it(
         await connector.poll()
     assert isinstance(error.value, TransientSourceError)  # the worker retries it
     await connector.aclose()
+
+
+async def test_qos_0_is_delivered_while_connected_and_not_kept_for_a_restart(
+    redis: Redis, mosquitto: MosquittoServer,
+) -> None:
+    first = await mqtt_connector(redis, mosquitto, qos=0)
+    await first.poll()
+    await publish_all(mosquitto, [("plant/a/temp", reading(1.0))], qos=0)
+    await poll_until(first, redis, 1)
+    await first.aclose()
+    await publish_all(mosquitto, [("plant/a/temp", reading(2.0))], qos=0)  # nobody connected
+    second = await mqtt_connector(redis, mosquitto, qos=0)
+    await second.poll()
+    await publish_all(mosquitto, [("plant/a/temp", reading(3.0))], qos=0)
+    await poll_until(second, redis, 2)
+    await second.aclose()
+    assert [e["value"] for e in await events(redis)] == [1.0, 3.0]  # at most once
