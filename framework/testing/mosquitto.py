@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from framework.testing.certificates import make_certificates
 from framework.testing.redis_server import free_port
 
 
@@ -75,7 +76,7 @@ class MosquittoServer:
         if self.users:
             lines.append(f"password_file {self._write_passwords()}")
         if self.tls_port is not None:
-            self._make_certificates()
+            make_certificates(self.dir)
             lines += [f"listener {self.tls_port} 127.0.0.1",
                       f"cafile {self.ca_file}",
                       f"certfile {self.dir / 'server.crt'}",
@@ -96,20 +97,6 @@ class MosquittoServer:
                            capture_output=True, timeout=10)
         path.chmod(0o600)
         return path
-
-    def _make_certificates(self) -> None:
-        d = self.dir
-
-        def openssl(*args: str) -> None:
-            subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30, cwd=d)
-
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out", "ca.crt")
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-                "-keyout", "server.key", "-out", "server.csr")
-        (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt")
 
     def _wait_until_listening(self, timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from framework.testing.certificates import make_certificates
 from framework.testing.redis_server import free_port
 
 _SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
@@ -26,18 +27,24 @@ _START_TIMEOUT_S = 90
 class RabbitMqServer:
     """``with RabbitMqServer() as node: node.url``; stopped by pid, dir removed."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = False) -> None:
         if not _SERVER.exists() or _epmd_path() is None:
             raise RuntimeError(
                 "rabbitmq-server not found: install it (Debian: apt-get install rabbitmq-server)")
         self.port = free_port()
         self.dist_port = free_port()
         self.epmd_port = free_port()
+        self.tls_port = free_port() if tls else None
         self.node = f"rabbit-test-{self.port}@localhost"
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/"
         self.dir = Path(tempfile.mkdtemp(prefix="connector-fleet-rabbitmq-"))
         self._epmd: subprocess.Popen[bytes] | None = None
         self._server: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signed the TLS listener's certificate (``tls=True``)."""
+        return self.dir / "ca.crt"
 
     @property
     def env(self) -> dict[str, str]:
@@ -60,8 +67,17 @@ class RabbitMqServer:
 
     def start(self) -> RabbitMqServer:
         d = self.dir
-        (d / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
-                                         "loopback_users = none\n")
+        config = f"listeners.tcp.1 = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        if self.tls_port is not None:
+            if not self.ca_file.exists():
+                make_certificates(d)
+            config += (f"listeners.ssl.1 = 127.0.0.1:{self.tls_port}\n"
+                       f"ssl_options.cacertfile = {d / 'ca.crt'}\n"
+                       f"ssl_options.certfile = {d / 'server.crt'}\n"
+                       f"ssl_options.keyfile = {d / 'server.key'}\n"
+                       "ssl_options.verify = verify_none\n"
+                       "ssl_options.fail_if_no_peer_cert = false\n")
+        (d / "rabbitmq.conf").write_text(config)
         (d / "env.conf").write_text("")
         (d / "enabled_plugins").write_text("[].\n")
         if self._epmd is None:

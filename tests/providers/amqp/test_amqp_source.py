@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -205,3 +206,21 @@ async def test_a_broker_that_is_down_is_a_retryable_source_error_naming_it(
     assert isinstance(error.value, TransientSourceError)  # the worker retries it
     assert "guest:guest" not in str(error.value)
     await down.aclose()
+
+
+async def test_amqps_with_a_private_ca_and_a_password_file(
+    redis: Redis, tmp_path: Path,
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("guest\n")
+    with RabbitMqServer(tls=True) as node:
+        queue = f"tls-{uuid.uuid4().hex[:8]}"
+        await declare(node, queue)
+        await publish(node, queue, b'{"value": 1}')
+        connector = await amqp_connector(
+            redis, node, queue, url=f"amqps://guest@localhost:{node.tls_port}/",
+            tls={"caFile": str(node.ca_file)}, passwordFile=str(secret))
+        await poll_until(connector, redis, 1)
+        await connector.aclose()
+        assert await depth(node, queue) == 0
+    assert await values(redis) == [1]
