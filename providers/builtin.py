@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from framework.consuming import CapabilityRegistry, CapabilitySpec
 from framework.polling import ConnectorRegistry
+from providers.amqp import AMQP_SOURCE_TYPE, create_amqp_connector
 from providers.cron import create_cron_connector
 from providers.datadog import create_datadog_connector
 from providers.email import EmailActions, SmtpSettings
@@ -21,6 +22,7 @@ from providers.imap import create_imap_connector
 from providers.jira import create_jira_connector
 from providers.kafka import KAFKA_SOURCE_TYPE, KafkaActions, create_kafka_source_connector
 from providers.modbus import create_modbus_connector, modbus_write_spec, valve_control_spec
+from providers.mqtt import MQTT_SOURCE_TYPE, create_mqtt_connector
 from providers.noaa import create_noaa_weather_connector
 from providers.outbox import EnvSecrets
 from providers.slack import SlackActions
@@ -41,6 +43,8 @@ def register_builtin_connectors(registry: ConnectorRegistry) -> None:
     registry.register_connector(WEBHOOK_TYPE, create_webhook_connector, replicas=True)
     registry.register_connector(KAFKA_SOURCE_TYPE, create_kafka_source_connector)
     registry.register_connector("modbus-tcp", create_modbus_connector)
+    registry.register_connector(MQTT_SOURCE_TYPE, create_mqtt_connector)
+    registry.register_connector(AMQP_SOURCE_TYPE, create_amqp_connector)
 
 
 def default_registry() -> ConnectorRegistry:

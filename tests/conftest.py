@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from framework.core.connections import create_redis
 from framework.core.logs import configure_logging
-from framework.testing import RedisServer, ReplayServer
+from framework.testing import RabbitMqServer, RedisServer, ReplayServer
 from framework.trust.catalog.signing import PrivateKey
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -25,6 +25,14 @@ configure_logging("DEBUG")
 def redis_server() -> Iterator[RedisServer]:
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator[RabbitMqServer]:
+    """A private RabbitMQ node (~10 s to start: one per session; tests use their own
+    queue names)."""
+    with RabbitMqServer() as node:
+        yield node
 
 
 @pytest.fixture

@@ -13,6 +13,12 @@ from framework.testing.contract import (
 from framework.testing.dovecot import (
     Dovecot,
 )
+from framework.testing.mosquitto import (
+    MosquittoServer,
+)
+from framework.testing.rabbitmq import (
+    RabbitMqServer,
+)
 from framework.testing.redis_server import (
     RedisServer,
     free_port,
@@ -35,6 +41,8 @@ from framework.testing.tansu import (
 __all__ = [
     "Dovecot",
     "FakeClock",
+    "MosquittoServer",
+    "RabbitMqServer",
     "ProviderCase",
     "RecordedRequest",
     "Recording",

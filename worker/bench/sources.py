@@ -27,8 +27,10 @@ from worker.exit_codes import ExitCode
 SOURCES = {
     "kafka": "worker.bench.source_kafka",
     "modbus": "worker.bench.sources_modbus",
+    "mqtt": "worker.bench.source_mqtt",
+    "amqp": "worker.bench.source_amqp",
 }
-UNITS = {"kafka": "events/s", "modbus": "registers/s"}
+UNITS = {"kafka": "events/s", "modbus": "registers/s", "mqtt": "events/s", "amqp": "events/s"}
 _KEY_FIELDS = ("source", "mode")
 GOAL_RATIO = 0.5
 

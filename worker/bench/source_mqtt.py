@@ -1,0 +1,165 @@
+"""``bench sources --source mqtt``: events/s from a private Mosquitto into the
+stream, through ``mqtt-source`` (lease, fenced append, ack after it) against a
+bare paho loop doing the same work without the framework (MQTT 5, the same
+persistent session and in-flight window, manual ack; take what arrived, one
+pipelined XADD per batch, then PUBACK).
+
+Both drain the same backlog: ``events`` QoS 1 messages queued in a persistent
+session while the reader is away, timed from the reader's start to the last
+message in the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import orjson
+from paho.mqtt import client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from redis.asyncio import Redis
+
+from framework.core import SystemClock, create_redis, get_logger
+from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
+from framework.testing import MosquittoServer
+from providers.mqtt import create_mqtt_connector
+from worker.bench.stats import Row
+
+TOPIC = "bench/sensor/temp"
+STREAM = "raw-input-signals"
+# Both readers may have this many QoS 1 messages unacknowledged.
+IN_FLIGHT = 1000
+
+
+def measure(params: Row) -> list[Row]:
+    """One run: ``rate`` (the connector) and ``bare_rate`` (events/s) draining ``events``
+    messages into the stream of the Redis at ``redis_url`` (emptied before each)."""
+    events = int(params["events"])
+    rates = asyncio.run(_measure(events, params["redis_url"]))
+    return [{"mode": "drain", "events": events, **rates}]
+
+
+async def _measure(events: int, redis_url: str) -> Row:
+    with MosquittoServer(max_inflight=IN_FLIGHT) as broker:
+        redis = create_redis(redis_url)
+        try:
+            await redis.delete(STREAM)
+            connector_rate = await _drain_connector(redis, broker, events)
+            await redis.delete(STREAM)
+            bare_rate = await _drain_bare(redis, broker, events)
+        finally:
+            await redis.aclose()
+    return {"rate": connector_rate, "bare_rate": bare_rate}
+
+
+def _publish_backlog(port: int, messages: int) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-publisher")
+    client.max_queued_messages_set(0)
+    client.max_inflight_messages_set(IN_FLIGHT)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    infos = [client.publish(TOPIC, orjson.dumps({"value": n, "unit": "C"}), qos=1)
+             for n in range(messages)]
+    for info in infos:
+        info.wait_for_publish(timeout=60)
+    client.disconnect()
+    client.loop_stop()
+
+
+async def _drain_connector(redis: Redis, broker: MosquittoServer, messages: int) -> float:
+    config = ConnectorConfig(
+        name="bench-mqtt", type="mqtt-source", poll_interval_ms=1000,
+        provider_config={"broker": f"mqtt://127.0.0.1:{broker.port}", "topic": TOPIC,
+                         "maxInflight": IN_FLIGHT, "protocol": "5"})
+
+    async def connector() -> Any:
+        await redis.delete(*_keys_of(config.name))
+        lease = Lease(redis, config.name, ttl_s=60)
+        await lease.try_acquire()
+        context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
+                                   clock=SystemClock(), logger=get_logger(connector=config.name))
+        return create_mqtt_connector(config, context)
+
+    first = await connector()
+    await first.poll()  # the persistent session exists: the backlog waits in it
+    await first.aclose()
+    await asyncio.to_thread(_publish_backlog, broker.port, messages)
+    reader = await connector()
+    started = time.perf_counter()
+    while await redis.xlen(STREAM) < messages:
+        await reader.poll()
+    elapsed = time.perf_counter() - started
+    await reader.aclose()
+    return messages / elapsed
+
+
+def _keys_of(name: str) -> list[str]:
+    """What an earlier run on the same Redis left: its lease and state."""
+    return [f"lease:{name}", f"connector:state:{name}", f"connector:state:{name}:seen",
+            f"connector:state:{name}:rejected"]
+
+
+class _BareReader:
+    """paho with manual ack; arrivals handed to the event loop as they come."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.arrived: deque[mqtt.MQTTMessage] = deque()
+        self.ready = threading.Event()
+        self.client = self._new_client()
+
+    def _new_client(self) -> mqtt.Client:
+        # The same protocol and session as the connector's (MQTT 5, persistent).
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare",
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        client.on_connect = lambda c, *_: c.subscribe(TOPIC, qos=1)
+        client.on_subscribe = lambda *_: self.ready.set()
+        client.on_message = lambda _c, _u, message: self.arrived.append(message)
+        return client
+
+    def start(self) -> None:
+        """A new client each time: paho's loop_start opens a new wake-up socket pair
+        without closing the previous one."""
+        self.ready.clear()
+        self.client = self._new_client()
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: untyped
+        properties.SessionExpiryInterval = 3600
+        properties.ReceiveMaximum = IN_FLIGHT
+        self.client.connect("127.0.0.1", self.port, clean_start=False, properties=properties)
+        self.client.loop_start()
+        if not self.ready.wait(10):
+            raise RuntimeError("bare paho reader: not subscribed within 10 s")
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+async def _drain_bare(redis: Redis, broker: MosquittoServer, messages: int) -> float:
+    reader = _BareReader(broker.port)
+    reader.start()
+    reader.stop()
+    await asyncio.to_thread(_publish_backlog, broker.port, messages)
+    started = time.perf_counter()
+    reader.start()
+    appended = 0
+    while appended < messages:
+        batch = [reader.arrived.popleft() for _ in range(len(reader.arrived))]
+        if not batch:
+            await asyncio.sleep(0.001)
+            continue
+        async with redis.pipeline(transaction=False) as pipe:
+            for message in batch:
+                pipe.xadd(STREAM, {"payload": message.payload})
+            await pipe.execute()
+        for message in batch:
+            reader.client.ack(message.mid, message.qos)
+        appended += len(batch)
+    elapsed = time.perf_counter() - started
+    reader.stop()
+    return messages / elapsed
