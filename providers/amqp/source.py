@@ -19,7 +19,6 @@ import functools
 import itertools
 import ssl
 import uuid
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +30,7 @@ from yarl import URL
 from framework.core import Logger, TransientSourceError
 from framework.polling import Batch
 from providers.amqp.config import AmqpSourceConfig
+from providers.inbox import Inbox
 from providers.reconnect import ReconnectBackoff
 
 # How long a receive waits for more after the first message of a batch.
@@ -69,8 +69,7 @@ class AmqpSource:
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._generation = 0
-        self._queue: deque[AmqpMessage] = deque()
-        self._arrived = asyncio.Event()
+        self._inbox: Inbox[AmqpMessage] = Inbox(LINGER_S)
         self._backoff = ReconnectBackoff()
         # Local ids: one random prefix per source, then a counter (cheap per message).
         self._id_prefix = uuid.uuid4().hex[:16]
@@ -140,24 +139,11 @@ class AmqpSource:
     async def receive(self, max_messages: int, wait_s: float) -> Batch[AmqpMessage]:
         if self._channel is None or self._channel.is_closed:
             await self._reconnect()
-        if not self._queue:
-            self._arrived.clear()
-            try:
-                async with asyncio.timeout(wait_s):
-                    await self._arrived.wait()
-            except TimeoutError:
-                return Batch()
-        if len(self._queue) < max_messages:
-            # The rest of a burst is in the socket: one append for it, not one each.
-            await asyncio.sleep(min(LINGER_S, wait_s))
-        taken: list[AmqpMessage] = []
-        while self._queue and len(taken) < max_messages:
-            taken.append(self._queue.popleft())
-        return Batch(taken)
+        return Batch(await self._inbox.take(max_messages, wait_s))
 
     async def _reconnect(self) -> None:
         self._log.warning("amqp_channel_closed", broker=self._settings.host,
-                          requeued=len(self._queue))
+                          requeued=len(self._inbox))
         await self.stop()
         await self.start({})
 
@@ -174,7 +160,7 @@ class AmqpSource:
         """Close the channel (the broker requeues what was not acknowledged)."""
         connection, self._connection, self._channel = self._connection, None, None
         self._generation += 1
-        self._queue.clear()
+        self._inbox.clear()
         if connection is None:
             return
         try:
@@ -188,10 +174,10 @@ class AmqpSource:
             return  # a closed channel's: requeued by the broker
         headers: Mapping[str, Any] = incoming.headers or {}
         count = headers.get("x-delivery-count")
-        self._queue.append(AmqpMessage(
+        self._inbox.add(AmqpMessage(
             body=incoming.body, message_id=incoming.message_id or None,
             exchange=incoming.exchange or "", routing_key=incoming.routing_key or "",
             redelivered=bool(incoming.redelivered),
             deliveries=int(count) + 1 if isinstance(count, int) else None,
             channel=generation, local_id=f"{self._id_prefix}-{next(self._ids)}", incoming=incoming))
-        self._arrived.set()
+        self._inbox.wake()

@@ -3,7 +3,7 @@ messages are acknowledged (PUBACK) only after their batch is in the stream.
 
 paho runs its network loop in its own thread (``loop_start``): it keeps the
 connection alive and reconnects after a broker restart by itself. Its callbacks
-append what arrived to a deque (thread-safe for append and popleft) and wake the
+append what arrived to an inbox (a deque: thread-safe for append) and wake the
 event loop once per burst, not once per message; the connector's task reads
 batches from there. Each message carries the number of the connection that
 delivered it, counted in paho's thread. ``manual_ack`` keeps paho from
@@ -27,7 +27,6 @@ import asyncio
 import itertools
 import ssl
 import uuid
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +40,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from framework.core import Logger, TransientSourceError
 from framework.polling import Batch
+from providers.inbox import Inbox
 from providers.mqtt.config import MqttSourceConfig
 from providers.reconnect import ReconnectBackoff
 
@@ -82,8 +82,7 @@ class MqttSource:
         self._log = logger
         self._client: mqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: deque[MqttMessage] = deque()
-        self._arrived = asyncio.Event()
+        self._inbox: Inbox[MqttMessage] = Inbox(LINGER_S)
         self._ready: asyncio.Future[None] | None = None
         # Counted in paho's thread (on_connect, on_disconnect); read in the loop's.
         self._connection = 0
@@ -130,25 +129,12 @@ class MqttSource:
             self._ready = None  # a later failure is logged, not kept for nobody
 
     async def receive(self, max_messages: int, wait_s: float) -> Batch[MqttMessage]:
-        if not self._queue:
-            self._arrived.clear()
-            try:
-                async with asyncio.timeout(wait_s):
-                    await self._arrived.wait()
-            except TimeoutError:
-                return Batch()
-        if len(self._queue) < max_messages:
-            # paho parses in its own thread: let a burst gather instead of appending
-            # its messages one commit each (which also starves that thread of the GIL).
-            await asyncio.sleep(min(LINGER_S, wait_s))
-        taken: list[MqttMessage] = []
-        current = self._connection
-        while self._queue and len(taken) < max_messages:
-            message = self._queue.popleft()
-            # One of an earlier connection comes again on this one: not twice.
-            if message.connection == current:
-                taken.append(message)
-        return Batch(taken)
+        # paho parses in its own thread: the inbox lets a burst gather instead of
+        # appending its messages one commit each (which also starves that thread of
+        # the GIL). One of an earlier connection comes again on this one: not twice
+        # (the connection is the one current when the message is taken).
+        return Batch(await self._inbox.take(
+            max_messages, wait_s, keep=lambda message: message.connection == self._connection))
 
     async def acknowledge(self, batch: Batch[MqttMessage]) -> None:
         client = self._client
@@ -166,7 +152,7 @@ class MqttSource:
         client.disconnect()
         # loop_stop joins paho's thread, which ends within one select (at most 1 s).
         await asyncio.to_thread(client.loop_stop)
-        self._queue.clear()
+        self._inbox.clear()
         self._connection += 1
 
     # -- paho's side: these run in its network thread -----------------------------------
@@ -262,12 +248,12 @@ class MqttSource:
             user = tuple(message.properties.UserProperty)
         if self._client is None:
             return  # stopped: the broker sends it again
-        if message.qos == 0 and len(self._queue) >= QOS0_QUEUE_LIMIT:
+        if message.qos == 0 and len(self._inbox) >= QOS0_QUEUE_LIMIT:
             self.dropped_qos0 += 1
             if self.dropped_qos0 % 1000 == 1:
                 self._call(self._log.warning, "mqtt_qos0_dropped", dropped=self.dropped_qos0)
             return
-        self._queue.append(MqttMessage(
+        self._inbox.add(MqttMessage(
             message.topic, bytes(message.payload), message.qos, bool(message.retain),
             message.mid, self._connection, f"{self._id_prefix}-{next(self._ids)}", user))
         if not self._wake_pending:
@@ -299,8 +285,8 @@ class MqttSource:
         # What waits here is sent again on the next connection (receive skips it);
         # acks of this connection are void.
         if self._client is not None:
-            self._log.warning("mqtt_disconnected", reason=reason, requeued=len(self._queue))
+            self._log.warning("mqtt_disconnected", reason=reason, requeued=len(self._inbox))
 
     def _wake(self) -> None:
         self._wake_pending = False
-        self._arrived.set()
+        self._inbox.wake()
