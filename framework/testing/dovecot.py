@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -14,6 +13,7 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
+from framework.testing.processes import terminate
 from framework.testing.redis_server import free_port
 
 DOVECOT = "/usr/sbin/dovecot"
@@ -120,13 +120,8 @@ service imap-login {{
 
     def stop(self) -> None:
         if self._process is not None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+            terminate(self._process)
+        self._process = None
 
     def __enter__(self) -> Dovecot:
         return self.start()

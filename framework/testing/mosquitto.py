@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 from framework.testing.certificates import make_certificates
+from framework.testing.processes import terminate
 from framework.testing.redis_server import free_port
 
 
@@ -117,13 +117,8 @@ class MosquittoServer:
 
     def stop(self) -> None:
         """SIGTERM: mosquitto saves its database (sessions, queued messages) and exits."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._process is not None:
+            terminate(self._process)
         self._process = None
 
     def restart(self) -> None:

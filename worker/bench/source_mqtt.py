@@ -28,6 +28,7 @@ from framework.core import SystemClock, create_redis, get_logger
 from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
 from framework.testing import MosquittoServer
 from providers.mqtt import create_mqtt_connector
+from worker.bench.sources import drain_rows
 from worker.bench.stats import Row
 
 TOPIC = "bench/sensor/temp"
@@ -39,9 +40,7 @@ IN_FLIGHT = 1000
 def measure(params: Row) -> list[Row]:
     """One run: ``rate`` (the connector) and ``bare_rate`` (events/s) draining ``events``
     messages into the stream of the Redis at ``redis_url`` (emptied before each)."""
-    events = int(params["events"])
-    rates = asyncio.run(_measure(events, params["redis_url"]))
-    return [{"mode": "drain", "events": events, **rates}]
+    return drain_rows(params, _measure)
 
 
 async def _measure(events: int, redis_url: str) -> Row:

@@ -13,10 +13,12 @@ runs, and the load average at the start of each.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import ExitStack
+from typing import Any
 
 from framework.testing import RedisServer
 from worker.bench.repeat import repeat_in_fresh_processes
@@ -47,6 +49,14 @@ def measure(params: Row) -> list[Row]:
                 rows.append({**row, "source": name,
                              "ratio": row["rate"] / row["bare_rate"]})
     return rows
+
+
+def drain_rows(params: Row, drain: Callable[[int, str], Coroutine[Any, Any, Row]]) -> list[Row]:
+    """A broker source's one row: ``drain(events, redis_url)`` gives both loops' rates
+    (``rate``, ``bare_rate``) over ``params["events"]`` messages."""
+    events = int(params["events"])
+    rates = asyncio.run(drain(events, params["redis_url"]))
+    return [{"mode": "drain", "events": events, **rates}]
 
 
 def run_sources_bench(params: Row, runs: int) -> int:
