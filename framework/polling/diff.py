@@ -126,6 +126,9 @@ class Differ(Generic[TRaw, TSignal]):
         self, counts: DiffCounts, item_id: str | None, position: int, exc: Exception
     ) -> None:
         counts.failed += 1
+        # An id is whatever the source made of its data: one that is not valid text
+        # (a file name in another encoding) must not break the line that reports it.
+        shown = item_id.encode("utf-8", "backslashreplace").decode() if item_id else item_id
         self.log.warning(
-            "item_failed", item_id=item_id, position=position, error=f"{type(exc).__name__}: {exc}"
+            "item_failed", item_id=shown, position=position, error=f"{type(exc).__name__}: {exc}"
         )

@@ -210,7 +210,15 @@ class FsWatchConnector:
 
 
 def _path_of(item: dict[str, Any]) -> str:
-    return str(item["path"])
+    path = str(item["path"])
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        # os.walk keeps undecodable bytes as surrogates: such a name can be neither
+        # an item id in Redis nor a value in JSON. Reported, and the others go on.
+        shown = path.encode("utf-8", "backslashreplace").decode()
+        raise ValueError(f"file name is not UTF-8: {shown}") from None
+    return path
 
 
 def _version_of(item: dict[str, Any]) -> str:

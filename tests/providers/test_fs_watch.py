@@ -187,3 +187,17 @@ async def test_config_errors_name_the_field(
     with pytest.raises(ConfigError, match="fs-watch connector inbox: ") as raised:
         await connector_for(redis, tmp_path, **provider)
     assert message in str(raised.value)
+
+
+async def test_a_file_name_that_is_not_utf8_is_reported_and_never_stops_the_others(
+    redis: Redis, tmp_path: Path,
+) -> None:
+    os.close(os.open(os.fsencode(tmp_path) + b"/bad-\xff.csv", os.O_CREAT | os.O_WRONLY))
+    (tmp_path / "good.csv").write_text("1")
+    connector = await connector_for(redis, tmp_path)
+
+    summary = await connector.poll()
+
+    assert (summary.published, summary.failed) == (1, 1)
+    assert await events(redis) == [("created", "good.csv")]
+    await connector.aclose()

@@ -213,3 +213,29 @@ def test_kill_9_again_and_again_loses_and_repeats_no_mail(
     assert len(ids) == total, f"{len(ids)} of {total} after {rounds} kills"
     assert len(set(ids)) == total
     client.close()
+
+
+async def test_a_server_that_never_answers_fails_within_the_request_deadline(
+    redis: Redis, imap: Dovecot,
+) -> None:
+    import asyncio
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)  # accepts, then says nothing: no greeting
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = ConnectorConfig.model_validate({**entry(imap), "requestTimeoutMs": 500})
+    config.provider_config["port"] = port
+    lease = Lease(redis, "mailbox", ttl_s=30)
+    assert await lease.try_acquire()
+    context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
+                               clock=SystemClock(), logger=get_logger(connector="mailbox"))
+    connector = create_imap_connector(config, context)
+
+    async with asyncio.timeout(5):  # the deadline, not the silent peer, ends it
+        with pytest.raises(Exception, match="did not finish within requestTimeoutMs"):
+            await connector.poll()
+    await connector.aclose()
+    server.close()
