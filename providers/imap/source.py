@@ -182,10 +182,14 @@ class ImapSource:
     async def stop(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            # Closed either way: a failed LOGOUT leaves nothing to clean up.
             with contextlib.suppress(TimeoutError, OSError, aioimaplib.Abort,
                                      aioimaplib.CommandTimeout):
                 await asyncio.wait_for(client.logout(), self._deadline_s)
+            # A LOGOUT that failed (a silent or vanished server) leaves the socket
+            # open: it is closed here either way.
+            transport = getattr(client.protocol, "transport", None)
+            if transport is not None:
+                transport.close()
 
     def event_value(self, mail: Mail) -> dict[str, Any]:
         return mail_value(mail, self.limits)

@@ -220,9 +220,10 @@ async def test_a_server_that_never_answers_fails_within_the_request_deadline(
 ) -> None:
     import asyncio
 
+    accepted: list[asyncio.StreamWriter] = []
+
     async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(30)  # accepts, then says nothing: no greeting
-        writer.close()
+        accepted.append(writer)  # accepts, then says nothing: no greeting
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -238,4 +239,7 @@ async def test_a_server_that_never_answers_fails_within_the_request_deadline(
         with pytest.raises(Exception, match="did not finish within requestTimeoutMs"):
             await connector.poll()
     await connector.aclose()
+    for writer in accepted:
+        writer.close()
     server.close()
+    await server.wait_closed()
