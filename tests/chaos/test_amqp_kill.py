@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aiormq
 import orjson
 import pytest
 import redis as sync_redis
@@ -63,8 +64,11 @@ class Publisher:
                         seq += 1
                         self.sent = seq
                         await asyncio.sleep(self._gap_s)
-            except (aio_pika.exceptions.AMQPError, ConnectionError, OSError, TimeoutError):
-                await asyncio.sleep(0.2)  # the broker is restarting: publish again
+            except (aio_pika.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
+                    ConnectionError, OSError, TimeoutError):
+                # the broker is restarting (a closed channel is a RuntimeError to aiormq):
+                # publish the unconfirmed message again
+                await asyncio.sleep(0.2)
 
     def _done(self, seq: int) -> bool:
         return seq == self._count or self._finish.is_set()
