@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from framework.consuming import CapabilityRegistry, CapabilitySpec
 from framework.polling import ConnectorRegistry
+from providers.alarm import AlarmActions, AlarmSettings
 from providers.amqp import AMQP_SOURCE_TYPE, create_amqp_connector
 from providers.cron import create_cron_connector
 from providers.datadog import create_datadog_connector
@@ -21,6 +22,7 @@ from providers.http import HttpActions, create_http_json_connector
 from providers.imap import create_imap_connector
 from providers.jira import create_jira_connector
 from providers.kafka import KAFKA_SOURCE_TYPE, KafkaActions, create_kafka_source_connector
+from providers.mavlink import DroneActions
 from providers.modbus import create_modbus_connector, modbus_write_spec, valve_control_spec
 from providers.mqtt import MQTT_SOURCE_TYPE, create_mqtt_connector
 from providers.noaa import create_noaa_weather_connector
@@ -83,7 +85,8 @@ def register_builtin_capabilities(
     actions = BuiltinActions(http=http or HttpActions(), kafka=kafka or KafkaActions())
     for spec in [*actions.http.specs(), *fleet_capabilities(), valve_control_spec(),
                  modbus_write_spec(), *actions.kafka.specs(),
-                 *messaging_capabilities(actions.http, os.environ if env is None else env)]:
+                 *messaging_capabilities(actions.http, os.environ if env is None else env),
+                 *field_capabilities(os.environ if env is None else env)]:
         registry.register(spec)
     return actions
 
@@ -104,6 +107,14 @@ def messaging_capabilities(http: HttpActions, env: Mapping[str, str]) -> list[Ca
         GristActions(GristSettings(base_url=env.get("GRIST_BASE_URL") or None),
                      client=http.client, secrets=secrets).spec(),
     ]
+
+
+def field_capabilities(env: Mapping[str, str]) -> list[CapabilitySpec]:
+    """``drone_waypoint`` (the vehicles of ``MAVLINK_VEHICLES``, read at each call) and
+    ``alarm_trigger`` (the MQTT broker of ``ALARM_MQTT_*``, password
+    ``ALARM_MQTT_PASSWORD`` read at each call)."""
+    return [DroneActions(env=env).spec(),
+            AlarmActions(AlarmSettings.from_env(env), secrets=EnvSecrets(env)).spec()]
 
 
 def default_capability_registry(

@@ -34,6 +34,7 @@ from framework.core import (
     get_logger,
 )
 from framework.core.errors import CallFailedError, CircuitOpenError, RolledBackError
+from providers.builtin import register_builtin_capabilities
 from providers.mavlink import DroneActions, VehicleAddress
 from tests.execution_deps import execution_deps
 from tests.providers.mavlink_vehicle import MavlinkVehicle, Mode
@@ -296,3 +297,9 @@ async def test_a_redelivered_event_does_not_upload_twice(redis: Redis,
 
     assert vehicle.uploads == 1
     assert vehicle.waypoints() == [(mavlink.MAV_CMD_NAV_WAYPOINT, 45.5, 4.25, 25.0)]
+
+
+async def test_drone_waypoint_and_alarm_trigger_are_builtin_capabilities() -> None:
+    registry = CapabilityRegistry()
+    await register_builtin_capabilities(registry, env={}).aclose()
+    assert {"drone_waypoint@1.0.0", "alarm_trigger@1.0.0"} <= set(registry.keys)
