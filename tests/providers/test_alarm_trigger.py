@@ -165,6 +165,27 @@ async def test_an_acknowledgement_sent_while_no_consumer_listened_is_not_lost(
     assert len(devices.got("bed-12")) == 1 and devices.got("pager-1") == []
 
 
+@pytest.mark.slow
+async def test_a_broker_lost_mid_escalation_is_retryable_and_the_retry_resumes(
+        redis: Redis, broker: MosquittoServer) -> None:
+    with AlarmDevices(broker) as before_crash:
+        task = asyncio.create_task(actions(broker).trigger(alarm(5000, 5000), context(redis)))
+        await before_crash.wait_for("bed-12")
+        await asyncio.sleep(0.05)
+        broker.stop()
+        with pytest.raises(TransientSourceError, match="lost the connection to MQTT broker"):
+            await asyncio.wait_for(task, 5)
+        [raised] = before_crash.got("bed-12")
+    broker.start()
+    with AlarmDevices(broker) as after_restart:
+        after_restart.acknowledge(raised, "bed-12", by="RN Diaz")
+
+        result = await actions(broker).trigger(alarm(5000, 5000), context(redis))
+
+        assert (result["acked"], result["ackedBy"], result["level"]) == (True, "bed-12", 1)
+        assert after_restart.received == []  # level 1 was not raised again
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"levels": []}, "field levels: List should have at least 1 item"),
     ({"levels": [{"devices": []}]}, "field levels.0.devices: List should have at least 1"),
