@@ -145,6 +145,17 @@ async def test_a_vehicle_asking_for_an_item_out_of_range_is_malformed(
         await actions(vehicle).upload(plan(), context(redis))
 
 
+async def test_a_mission_holding_other_commands_is_not_overwritten_blindly(
+        redis: Redis, vehicle: MavlinkVehicle) -> None:
+    # Another ground station's DO_SET_SERVO: a rollback could not restore it.
+    vehicle.mission = [vehicle.codec.mission_item_int_encode(
+        1, 1, 0, mavlink.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT, mavlink.MAV_CMD_DO_SET_SERVO,
+        0, 1, 9, 1500, 0, 0, 0, 0, 0)]
+    with pytest.raises(MalformedResponseError, match="mission item 0 has frame 6 and "
+                       "command 183, which this capability does not write"):
+        await actions(vehicle).read_state(plan(), context(redis))
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"vehicle": "uav 1"}, "field vehicle: String should match pattern"),
     ({"vehicle": "uav-9"}, "vehicle 'uav-9' is not configured in MAVLINK_VEHICLES "
