@@ -13,6 +13,9 @@ from framework.testing.contract import (
 from framework.testing.dovecot import (
     Dovecot,
 )
+from framework.testing.mavlink_vehicle import (
+    MavlinkVehicle,
+)
 from framework.testing.mosquitto import (
     MosquittoServer,
 )
@@ -41,6 +44,7 @@ from framework.testing.tansu import (
 __all__ = [
     "Dovecot",
     "FakeClock",
+    "MavlinkVehicle",
     "MosquittoServer",
     "RabbitMqServer",
     "ProviderCase",

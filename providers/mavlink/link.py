@@ -87,7 +87,9 @@ class MavlinkLink:
                 return None
             self._protocol.wake.clear()
             try:
-                await asyncio.wait_for(self._protocol.wake.wait(), remaining)
+                # A timeout context, not wait_for: no task per message.
+                async with asyncio.timeout(remaining):
+                    await self._protocol.wake.wait()
             except TimeoutError:
                 return None
 

@@ -34,10 +34,10 @@ from framework.core import (
     get_logger,
 )
 from framework.core.errors import CallFailedError, CircuitOpenError, RolledBackError
+from framework.testing.mavlink_vehicle import MavlinkVehicle, Mode
 from providers.builtin import register_builtin_capabilities
 from providers.mavlink import DroneActions, VehicleAddress
 from tests.execution_deps import execution_deps
-from tests.providers.mavlink_vehicle import MavlinkVehicle, Mode
 from tests.providers.messaging_rig import Rig, definition_path, safe_rig
 
 DEFINITION = definition_path("mavlink", "drone_waypoint")

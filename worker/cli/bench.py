@@ -1,4 +1,4 @@
-"""``connector-fleet bench publish|fleet|consume|scale|sources|webhook``: benchmarks, not
+"""``connector-fleet bench publish|fleet|consume|scale|sources|webhook|field``: benchmarks, not
 tests. Each one's module is imported only when it runs."""
 
 from __future__ import annotations
@@ -94,6 +94,13 @@ def add_bench_commands(commands: Subparsers) -> None:
     sources.add_argument("--redis-url", default=None, help=_PRIVATE_REDIS)
     sources.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     sources.set_defaults(handler=_sources)
+    field = kinds.add_parser(
+        "field", help="drone_waypoint and alarm_trigger, against bare pymavlink / paho loops")
+    field.add_argument("--missions", type=int, default=200, help="missions uploaded per loop")
+    field.add_argument("--waypoints", type=int, default=10, help="waypoints per mission")
+    field.add_argument("--alarms", type=int, default=100, help="alarms raised per loop")
+    field.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
+    field.set_defaults(handler=_field)
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -141,3 +148,10 @@ def _sources(args: argparse.Namespace) -> int:
     params = {"sources": args.sources or list(SOURCES), "events": args.events,
               "registers": args.registers, "polls": args.polls, "redis_url": args.redis_url}
     return run_sources_bench(params, args.runs)
+
+
+def _field(args: argparse.Namespace) -> int:
+    from worker.bench.field import run_field_bench
+
+    params = {"missions": args.missions, "waypoints": args.waypoints, "alarms": args.alarms}
+    return run_field_bench(params, args.runs)

@@ -1,7 +1,7 @@
-"""A small MAVLink vehicle on 127.0.0.1 (UDP, a port the kernel picks), built on
-pymavlink's codec: it speaks the mission protocol (upload and download), answers
-MAV_CMD_REQUEST_MESSAGE for MISSION_CURRENT and GLOBAL_POSITION_INT, and can
-misbehave:
+"""A small MAVLink vehicle for tests and benchmarks, on 127.0.0.1 (UDP, a port the
+kernel picks), built on pymavlink's codec: it speaks the mission protocol (upload and
+download), answers MAV_CMD_REQUEST_MESSAGE for MISSION_CURRENT and
+GLOBAL_POSITION_INT, and can misbehave:
 
 * ``normal``;
 * ``drop``: loses its first MISSION_REQUEST_INT for item 1 (as a radio link
