@@ -14,7 +14,7 @@ redelivery) is still there when the escalation resumes; it is cleared once recor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,7 +58,7 @@ class EscalationStore:
 
     async def save(self, key: str, escalation: Escalation) -> None:
         with outside_deadline():
-            await self._redis.set(ALARM_PREFIX + key, orjson.dumps(escalation.__dict__),
+            await self._redis.set(ALARM_PREFIX + key, orjson.dumps(asdict(escalation)),
                                   ex=ALARM_TTL_S)
 
 

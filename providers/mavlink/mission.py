@@ -118,8 +118,7 @@ async def download_mission(link: MavlinkLink) -> tuple[Frame, list[Waypoint]]:
     """MISSION_REQUEST_LIST → MISSION_COUNT, then each item, then MISSION_ACK."""
     vehicle = link.vehicle
     count = await _ask(link, link.codec.mission_request_list_encode(
-        vehicle.system_id, vehicle.component_id, MISSION_TYPE), "MISSION_COUNT",
-        lambda m: True)
+        vehicle.system_id, vehicle.component_id, MISSION_TYPE), "MISSION_COUNT")
     if count.count > MAX_WAYPOINTS:
         raise MalformedResponseError(f"drone_waypoint: vehicle {vehicle.target} holds "
                                      f"{count.count} items, more than {MAX_WAYPOINTS}")
@@ -128,7 +127,7 @@ async def download_mission(link: MavlinkLink) -> tuple[Frame, list[Waypoint]]:
     for seq in range(count.count):
         item = await _ask(link, link.codec.mission_request_int_encode(
             vehicle.system_id, vehicle.component_id, seq, MISSION_TYPE), "MISSION_ITEM_INT",
-            lambda m, seq=seq: bool(m.seq == seq))
+            seq=seq)
         frame, waypoint = decode_item(item)
         waypoints.append(waypoint)
     link.send(link.codec.mission_ack_encode(vehicle.system_id, vehicle.component_id,
@@ -141,10 +140,13 @@ async def request_message(link: MavlinkLink, name: str, message_id: int) -> Any:
     vehicle = link.vehicle
     return await _ask(link, link.codec.command_long_encode(
         vehicle.system_id, vehicle.component_id, mavlink.MAV_CMD_REQUEST_MESSAGE, 0,
-        message_id, 0, 0, 0, 0, 0, 0), name, lambda m: True)
+        message_id, 0, 0, 0, 0, 0, 0), name)
 
 
-async def _ask(link: MavlinkLink, question: Any, answer_type: str, wanted: Any) -> Any:
+async def _ask(link: MavlinkLink, question: Any, answer_type: str,
+               seq: int | None = None) -> Any:
+    """Send ``question`` until the vehicle answers with ``answer_type`` (for item
+    ``seq``, when given), at most ``retries + 1`` times."""
     vehicle = link.vehicle
     for _ in range(vehicle.retries + 1):
         link.send(question)
@@ -152,7 +154,8 @@ async def _ask(link: MavlinkLink, question: Any, answer_type: str, wanted: Any) 
             answer = await link.expect(frozenset({answer_type}), vehicle.message_timeout_s)
             if answer is None:
                 break
-            if getattr(answer, "mission_type", MISSION_TYPE) == MISSION_TYPE and wanted(answer):
+            if (getattr(answer, "mission_type", MISSION_TYPE) == MISSION_TYPE
+                    and (seq is None or answer.seq == seq)):
                 return answer
     raise TransientSourceError(f"drone_waypoint: vehicle {vehicle.target} did not answer "
                                f"{question.get_type()} with {answer_type} after "
