@@ -94,10 +94,17 @@ class DroneActions:
         address = self.vehicle(call, context)
 
         async def deliver() -> dict[str, Any]:
-            async with MavlinkLink(address) as link:
-                items = [encode_item(link, seq, waypoint, call.frame, call.auto_continue)
-                         for seq, waypoint in enumerate(call.waypoints)]
-                await upload_mission(link, items)
+            try:
+                async with asyncio.timeout(address.deadline_ms / 1000), \
+                        MavlinkLink(address) as link:
+                    items = [encode_item(link, seq, waypoint, call.frame, call.auto_continue)
+                             for seq, waypoint in enumerate(call.waypoints)]
+                    await upload_mission(link, items)
+            except TimeoutError:
+                # A vehicle that keeps the transfer going without finishing it.
+                raise TransientSourceError(
+                    f"drone_waypoint: vehicle {address.target} did not finish the upload "
+                    f"within {address.deadline_ms} ms (deadlineMs)") from None
             context.logger.info("mission_uploaded", vehicle=call.vehicle, target=address.target,
                                 items=len(items))
             return {"vehicle": call.vehicle, "target": address.target, "items": len(items)}

@@ -55,7 +55,8 @@ class WaypointParams(_Model):
 class VehicleAddress(_Model):
     """Where one vehicle listens for MAVLink over UDP, and how patient to be with it:
     each message waits ``messageTimeoutMs`` and is sent again up to ``retries`` times;
-    a read-back (download, MISSION_CURRENT, position) ends within ``deadlineMs``."""
+    an upload, and a read-back (download, MISSION_CURRENT, position), each end within
+    ``deadlineMs``."""
 
     host: str = Field(min_length=1)
     port: int = Field(14550, ge=1, le=65535)

@@ -55,8 +55,9 @@ async def vehicle() -> AsyncIterator[MavlinkVehicle]:
 
 
 def address(vehicle: MavlinkVehicle, **changes: Any) -> VehicleAddress:
-    return VehicleAddress(host=vehicle.host, port=vehicle.port, message_timeout_ms=100,
-                          retries=2, deadline_ms=3000, **changes)
+    return VehicleAddress(**{"host": vehicle.host, "port": vehicle.port,
+                             "message_timeout_ms": 100, "retries": 2, "deadline_ms": 3000,
+                             **changes})
 
 
 def actions(vehicle: MavlinkVehicle, policy: CallPolicy | None = None) -> DroneActions:
@@ -143,6 +144,16 @@ async def test_a_vehicle_asking_for_an_item_out_of_range_is_malformed(
         vehicle.codec.mission_request_int_encode(255, 0, 7), addr)
     with pytest.raises(MalformedResponseError, match="asked for item 7 of a 3-item mission"):
         await actions(vehicle).upload(plan(), context(redis))
+
+
+async def test_a_vehicle_that_never_finishes_the_transfer_is_cut_by_the_deadline(
+        redis: Redis, vehicle: MavlinkVehicle) -> None:
+    vehicle._request = lambda seq, addr: vehicle._send(  # type: ignore[method-assign]
+        vehicle.codec.mission_request_int_encode(255, 0, 0), addr)  # item 0, forever
+    drone = DroneActions({"uav-1": address(vehicle, deadline_ms=300)})
+    with pytest.raises(TransientSourceError, match=r"did not finish the upload within 300 ms"):
+        await drone.upload(plan(), context(redis))
+    assert vehicle.received.count("MISSION_ITEM_INT") > 10 and vehicle.uploads == 0
 
 
 async def test_a_mission_holding_other_commands_is_not_overwritten_blindly(
