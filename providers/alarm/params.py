@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -81,9 +82,10 @@ def parse_params(params: Mapping[str, Any]) -> AlarmParams:
 @dataclass(frozen=True)
 class AlarmSettings:
     """The broker and topic layout, from ``ALARM_MQTT_HOST``, ``ALARM_MQTT_PORT``
-    (1883), ``ALARM_MQTT_USERNAME``, ``ALARM_TOPIC_PREFIX`` (``alarms``) and
-    ``ALARM_MQTT_TIMEOUT_MS`` (5000: connect, subscribe, each publish); the password
-    is a secret, read at each call from ``ALARM_MQTT_PASSWORD``."""
+    (1883), ``ALARM_MQTT_USERNAME``, ``ALARM_TOPIC_PREFIX`` (``alarms``),
+    ``ALARM_MQTT_TIMEOUT_MS`` (5000: connect, subscribe, each publish),
+    ``ALARM_MQTT_TLS`` and ``ALARM_MQTT_CA_FILE``; the password is a secret, read at
+    each call from ``ALARM_MQTT_PASSWORD``."""
 
     host: str | None
     port: int = 1883
@@ -91,6 +93,10 @@ class AlarmSettings:
     topic_prefix: str = "alarms"
     timeout_ms: int = 5000
     password_env: str = "ALARM_MQTT_PASSWORD"
+    # TLS (``ALARM_MQTT_TLS=true``), verified against ``ALARM_MQTT_CA_FILE`` or the
+    # system's CAs.
+    tls: bool = False
+    ca_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AlarmSettings:
@@ -103,7 +109,9 @@ class AlarmSettings:
                    port=number("ALARM_MQTT_PORT", 1883),
                    username=env.get("ALARM_MQTT_USERNAME") or None,
                    topic_prefix=env.get("ALARM_TOPIC_PREFIX") or "alarms",
-                   timeout_ms=number("ALARM_MQTT_TIMEOUT_MS", 5000))
+                   timeout_ms=number("ALARM_MQTT_TIMEOUT_MS", 5000),
+                   tls=env.get("ALARM_MQTT_TLS", "").lower() in ("1", "true", "yes"),
+                   ca_file=env.get("ALARM_MQTT_CA_FILE") or None)
 
     def checked(self) -> AlarmSettings:
         if self.host is None:
@@ -115,6 +123,8 @@ class AlarmSettings:
         if any(c in self.topic_prefix for c in "+#\x00") or self.topic_prefix.startswith("/"):
             raise ValueError(f"{CAPABILITY}: ALARM_TOPIC_PREFIX {self.topic_prefix!r} must "
                              "not hold wildcards (+ #) nor start with /")
+        if self.ca_file is not None and not Path(self.ca_file).is_file():
+            raise ValueError(f"{CAPABILITY}: ALARM_MQTT_CA_FILE {self.ca_file} is not a file")
         return self
 
     @property

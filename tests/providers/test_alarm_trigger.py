@@ -218,6 +218,8 @@ async def test_parameter_errors_name_the_parameter(
     ({"ALARM_MQTT_HOST": "h", "ALARM_MQTT_PORT": "x"}, "ALARM_MQTT_PORT must be a port"),
     ({"ALARM_MQTT_HOST": "h", "ALARM_MQTT_TIMEOUT_MS": "5"}, "ALARM_MQTT_TIMEOUT_MS must be"),
     ({"ALARM_MQTT_HOST": "h", "ALARM_TOPIC_PREFIX": "site/#"}, "must not hold wildcards"),
+    ({"ALARM_MQTT_HOST": "h", "ALARM_MQTT_CA_FILE": "/nonexistent/ca.crt"},
+     "ALARM_MQTT_CA_FILE /nonexistent/ca.crt is not a file"),
     ({"ALARM_MQTT_HOST": "h", "ALARM_MQTT_USERNAME": "fleet"},
      "no MQTT password: the environment variable ALARM_MQTT_PASSWORD is unset"),
 ])
@@ -237,6 +239,22 @@ async def test_a_broker_refusing_the_login_is_a_permanent_error(redis: Redis) ->
         with pytest.raises(PermanentSourceError, match="refused the connection") as raised:
             await capability.trigger(alarm(1000), context(redis))
         assert "wrong-password" not in str(raised.value)
+
+
+async def test_a_tls_broker_is_verified_against_the_configured_ca(redis: Redis) -> None:
+    with MosquittoServer(tls=True) as secured, AlarmDevices(secured) as watching:
+        assert secured.tls_port is not None
+        watching.acking["bed-12"] = "RN Diaz"
+        env = {"ALARM_MQTT_HOST": "127.0.0.1", "ALARM_MQTT_PORT": str(secured.tls_port),
+               "ALARM_MQTT_TLS": "true", "ALARM_MQTT_CA_FILE": str(secured.ca_file)}
+        result = await AlarmActions(AlarmSettings.from_env(env)).trigger(
+            alarm(5000), context(redis))
+        assert result["acked"] is True
+        # Without the CA, the broker's certificate is not trusted: no connection.
+        untrusted = AlarmActions(AlarmSettings.from_env({**env, "ALARM_MQTT_CA_FILE": ""}))
+        with pytest.raises(TransientSourceError, match="cannot connect"):
+            await untrusted.trigger(alarm(5000), context(redis, key="other"))
+        assert len(watching.got("bed-12")) == 1
 
 
 async def test_a_broker_that_is_gone_is_a_transient_error(redis: Redis) -> None:
