@@ -26,6 +26,7 @@ import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -115,6 +116,15 @@ class BluezMock:
                 terminate(self._bluez)
         self._bluez = None
 
+    def pause_bluez(self) -> None:
+        """``bluetoothd`` hangs (SIGSTOP): calls to it get no answer until resumed."""
+        if self._bluez is not None:
+            self._bluez.send_signal(signal.SIGSTOP)
+
+    def resume_bluez(self) -> None:
+        if self._bluez is not None:
+            self._bluez.send_signal(signal.SIGCONT)
+
     def _wait_for_name(self, timeout_s: float = 15.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -131,6 +141,7 @@ class BluezMock:
         raise RuntimeError(f"the fake BlueZ did not own {BLUEZ} within {timeout_s:.0f} s")
 
     def stop(self) -> None:
+        self.resume_bluez()
         self.stop_bluez()
         if self._bus is not None:
             terminate(self._bus)

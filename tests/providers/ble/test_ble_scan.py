@@ -1,0 +1,124 @@
+"""ble-scanner against bleak's real BlueZ backend talking to a fake BlueZ on a
+private D-Bus: advertisements published with their data, deduplicated and rate
+limited per device, filtered by service and address."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from framework.testing import BluezControl
+from tests.providers.ble.conftest import ENV_SENSING, OTHER, SENSOR, STREAM, connector_for
+
+
+async def values(redis: Redis) -> list[dict[str, Any]]:
+    return [orjson.loads(fields["payload"])["value"] for _, fields in await redis.xrange(STREAM)]
+
+
+async def test_an_advertisement_is_published_with_address_rssi_and_data_in_hex(
+    redis: Redis, fake: BluezControl,
+) -> None:
+    await fake.add_device("hci0", SENSOR, name="thermo")
+    connector = await connector_for(redis)
+    try:
+        await connector.poll()  # scanning
+        await fake.advertise("hci0", SENSOR, rssi=-47, manufacturer_data={0x004C: b"\x02\x15"},
+                             service_data={ENV_SENSING: b"\x10\x20"},
+                             service_uuids=[ENV_SENSING])
+        await connector.poll()
+    finally:
+        await connector.aclose()
+
+    [entry] = [fields for _, fields in await redis.xrange(STREAM)]
+    event = orjson.loads(entry["payload"])
+    assert event["source"] == "ble" and event["nodeId"] == SENSOR
+    assert event["metadata"] == {"interface": "hci0"}
+    assert event["value"] == {
+        "kind": "advertisement", "address": SENSOR, "name": "thermo", "rssi": -47,
+        "txPower": 0, "manufacturerData": {"76": "0215"},
+        "serviceData": {ENV_SENSING: "1020"}, "serviceUuids": [ENV_SENSING]}
+    assert entry["item_id"].startswith(f"{SENSOR}/adv/")
+
+
+async def test_a_device_repeating_itself_is_published_again_only_when_its_data_changes(
+    redis: Redis, fake: BluezControl,
+) -> None:
+    await fake.add_device("hci0", SENSOR)
+    connector = await connector_for(redis)
+    try:
+        await connector.poll()
+        for rssi in (-50, -51, -52, -53):  # the same data, the RSSI drifting
+            await fake.advertise("hci0", SENSOR, rssi=rssi, manufacturer_data={1: b"\x01"})
+            await connector.poll()
+        await fake.advertise("hci0", SENSOR, rssi=-54, manufacturer_data={1: b"\x02"})
+        await connector.poll()
+    finally:
+        await connector.aclose()
+
+    assert [v["manufacturerData"] for v in await values(redis)] == [{"1": "01"}, {"1": "02"}]
+
+
+async def test_an_rssi_step_makes_a_moving_device_news(redis: Redis, fake: BluezControl) -> None:
+    await fake.add_device("hci0", SENSOR)
+    connector = await connector_for(redis, rssiStepDbm=10)
+    try:
+        await connector.poll()
+        for rssi in (-51, -55, -59, -61, -75):  # steps -60..-51, -70..-61, -80..-71
+            await fake.advertise("hci0", SENSOR, rssi=rssi)
+            await connector.poll()
+    finally:
+        await connector.aclose()
+
+    assert [v["rssi"] for v in await values(redis)] == [-51, -61, -75]
+
+
+async def test_a_chatty_device_is_published_at_most_once_per_interval_newest_first(
+    redis: Redis, fake: BluezControl,
+) -> None:
+    await fake.add_device("hci0", SENSOR)
+    await fake.add_device("hci0", OTHER)
+    connector = await connector_for(redis, minIntervalMs=60_000)
+    try:
+        await connector.poll()
+        for count in range(5):  # new data each time: only the rate limit holds it back
+            await fake.advertise("hci0", SENSOR, manufacturer_data={1: bytes([count])})
+            await connector.poll()
+        await fake.advertise("hci0", OTHER, manufacturer_data={1: b"\xff"})
+        await connector.poll()
+    finally:
+        await connector.aclose()
+
+    published = await values(redis)
+    # The sensor's first advertisement, then nothing within the minute; the other
+    # device is not held back by it.
+    assert [(v["address"], v["manufacturerData"]) for v in published] == [
+        (SENSOR, {"1": "00"}), (OTHER, {"1": "ff"})]
+
+
+async def test_only_devices_advertising_a_wanted_service_or_address_are_published(
+    redis: Redis, fake: BluezControl,
+) -> None:
+    await fake.add_device("hci0", SENSOR)
+    await fake.add_device("hci0", OTHER)
+    connector = await connector_for(redis, serviceUUIDs=["181A"])
+    try:
+        await connector.poll()
+        await fake.advertise("hci0", SENSOR, service_uuids=[ENV_SENSING])
+        await fake.advertise("hci0", OTHER, service_uuids=["0000180f-0000-1000-8000-00805f9b34fb"])
+        await connector.poll()
+    finally:
+        await connector.aclose()
+    assert [v["address"] for v in await values(redis)] == [SENSOR]
+
+    await redis.delete(STREAM)
+    connector = await connector_for(redis, addresses=[OTHER.lower()])
+    try:
+        await connector.poll()
+        await fake.advertise("hci0", SENSOR, rssi=-40)
+        await fake.advertise("hci0", OTHER, rssi=-41)
+        await connector.poll()
+    finally:
+        await connector.aclose()
+    assert [v["address"] for v in await values(redis)] == [OTHER]
