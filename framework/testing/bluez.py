@@ -263,6 +263,11 @@ class BluezControl:
         await self._call(characteristic, MOCK, "UpdateProperties", "sa{sv}",
                          [CHARACTERISTIC, {"Value": Variant("ay", value)}])
 
+    async def is_notifying(self, characteristic: str) -> bool:
+        [value] = await self._call(characteristic, "org.freedesktop.DBus.Properties", "Get",
+                                   "ss", [CHARACTERISTIC, "Notifying"])
+        return bool(value.value)
+
     async def is_connected(self, adapter: str, address: str) -> bool:
         [value] = await self._call(device_path(adapter, address), "org.freedesktop.DBus.Properties",
                                    "Get", "ss", [DEVICE, "Connected"])

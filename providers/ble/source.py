@@ -88,6 +88,8 @@ class BleSource:
 
     def _on_advertisement(self, device: BLEDevice, data: AdvertisementData) -> None:
         address = device.address.upper()
+        if self._scanner is None:
+            return  # stopping: a late report must not open a new link
         if self._allowed and address not in self._allowed:
             return
         wanted = self._settings.service_uuids
@@ -166,12 +168,12 @@ class BleSource:
 
     async def stop(self) -> None:
         scanner, self._scanner = self._scanner, None
-        links, self._links = list(self._links.values()), {}
-        for link in links:
-            await link.stop()
         if scanner is not None:
             with contextlib.suppress(Exception):  # the adapter or BlueZ may be gone
                 await self._within_deadline(scanner.stop(), "stop scanning")
+        links, self._links = list(self._links.values()), {}
+        for link in links:
+            await link.stop()
         self._throttle.forget_pending()
         bus, self._bus = self._bus, None
         if bus is not None:
