@@ -122,3 +122,13 @@ async def test_only_devices_advertising_a_wanted_service_or_address_are_publishe
     finally:
         await connector.aclose()
     assert [v["address"] for v in await values(redis)] == [OTHER]
+
+
+async def test_passive_scanning_starts_with_its_patterns(redis: Redis, fake: BluezControl) -> None:
+    connector = await connector_for(redis, scanMode="passive", passivePatterns=[
+        {"start": 0, "adType": 0xFF, "dataHex": "4C00"}])
+    try:
+        summary = await connector.poll()  # BlueZ took the advertisement monitor
+    finally:
+        await connector.aclose()
+    assert summary.failed == 0
