@@ -72,7 +72,8 @@ class BleScannerConfig(_Model):
     (scan requests, scan responses too) or ``passive`` (listen only; BlueZ then needs
     ``passivePatterns``). See docs/ble.md."""
 
-    interface: str = Field("hci0", pattern=r"^hci[0-9]{1,3}$")
+    # Required: on a host with several adapters, which one scans is a choice to make.
+    interface: str = Field(pattern=r"^hci[0-9]{1,3}$")
     service_uuids: list[BleUuid] = Field(default_factory=list, alias="serviceUUIDs",
                                          max_length=64)
     scan_mode: Literal["active", "passive"] = "active"

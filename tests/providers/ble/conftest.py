@@ -54,7 +54,7 @@ async def close_bleak_manager() -> None:
 def entry(**provider: Any) -> dict[str, Any]:
     return {"name": "radio", "type": "ble-scanner", "pollIntervalMs": 200,
             "requestTimeoutMs": 2000, "leaseTtlSeconds": 2,
-            "providerConfig": {"minIntervalMs": 0, **provider}}
+            "providerConfig": {"interface": "hci0", "minIntervalMs": 0, **provider}}
 
 
 async def connector_for(redis: Redis, **provider: Any) -> Any:

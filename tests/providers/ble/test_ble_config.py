@@ -40,6 +40,7 @@ def settings_of(**provider: Any) -> BleScannerConfig:
     ({"minIntervalMs": -1}, "providerConfig.minIntervalMs: Input should be greater than or "
                             "equal to 0"),
     ({"maxDevices": 0}, "providerConfig.maxDevices: Input should be greater than or equal to 1"),
+    ({"interface": None}, "interface is required"),
     ({"scanInterval": 5}, "providerConfig.scanInterval: unknown field"),
 ])
 def test_a_bad_field_is_an_error_naming_the_connector_and_the_field(
