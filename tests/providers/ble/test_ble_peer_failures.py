@@ -87,3 +87,31 @@ async def test_no_bluez_on_the_bus_is_a_clear_error(
             await connector.poll()
     finally:
         await connector.aclose()
+
+
+async def test_the_scan_resumes_after_bluetoothd_is_killed_and_started_again(
+    redis: Redis, bluez: BluezMock, fake: BluezControl,
+) -> None:
+    connector = await connector_for(redis, adapterCheckMs=100)
+    try:
+        await fake.add_device("hci0", SENSOR)
+        await connector.poll()
+        bluez.stop_bluez(kill=True)  # a crash: its adapter and devices are gone
+        with pytest.raises(SourceError, match="adapter hci0 not found"):
+            await connector.poll()
+        bluez.start_bluez()
+        async with bluez.control() as restarted:
+            await restarted.add_adapter("hci0")
+            await restarted.add_device("hci0", SENSOR)
+            for _ in range(20):
+                try:
+                    await connector.poll()
+                except SourceError:
+                    continue  # until bleak has seen the new BlueZ's objects
+                await restarted.advertise("hci0", SENSOR, rssi=-44)
+                if await redis.xlen(STREAM):
+                    break
+            await connector.poll()
+    finally:
+        await connector.aclose()
+    assert await addresses(redis) == [SENSOR]

@@ -143,3 +143,27 @@ async def test_passive_scanning_starts_with_its_patterns(redis: Redis, fake: Blu
     finally:
         await connector.aclose()
     assert summary.failed == 0
+
+
+async def test_an_advertisement_larger_than_ble_allows_is_rejected_and_the_others_go_on(
+    redis: Redis, fake: BluezControl,
+) -> None:
+    await fake.add_device("hci0", SENSOR)
+    await fake.add_device("hci0", OTHER)
+    connector = await connector_for(redis)
+    try:
+        await connector.poll()
+        await fake.advertise("hci0", SENSOR, manufacturer_data={1: b"\x00" * 2000})
+        await fake.advertise("hci0", OTHER, manufacturer_data={1: b"\x01"})
+        for _ in range(25):
+            await connector.poll()
+            if await redis.xlen("connector:state:radio:rejected") and await redis.xlen(STREAM):
+                break
+    finally:
+        await connector.aclose()
+
+    assert [v["address"] for v in await values(redis)] == [OTHER]
+    [(_, rejected)] = await redis.xrange("connector:state:radio:rejected")
+    # 2,000 bytes of manufacturer data and the 6 of the name "sensor".
+    assert rejected["error"] == (f"ValueError: advertisement of {SENSOR} carries 2006 bytes "
+                                 "(more than 1024)")
