@@ -198,6 +198,11 @@ class BluezControl:
         """The adapter and its devices are gone (unplugged, powered down by rfkill)."""
         await self._call("/", BLUEZ_MOCK, "RemoveAdapterWithDevices", "s", [name])
 
+    async def power(self, name: str, *, on: bool) -> None:
+        """The adapter is powered on or off (rfkill, ``bluetoothctl power off``)."""
+        await self._call(f"/org/bluez/{name}", MOCK, "UpdateProperties", "sa{sv}",
+                         ["org.bluez.Adapter1", {"Powered": Variant("b", on)}])
+
     async def add_device(self, adapter: str, address: str, *, name: str = "sensor",
                          rssi: int = -60, connectable: bool = True) -> str:
         await self._call("/", BLUEZ_MOCK, "AddDevice", "sss", [adapter, address, name])

@@ -8,15 +8,13 @@ from typing import Any
 import pytest
 
 from framework.core import ConfigError
-from framework.polling import ConnectorConfig
+from framework.polling import ConnectorConfig, parse_provider_config
 from providers.ble import Advertisement, BleScannerConfig, DeviceThrottle
 from providers.ble.readings import ThrottleRules
 from tests.providers.ble.conftest import ENV_SENSING, SENSOR, entry
 
 
 def settings_of(**provider: Any) -> BleScannerConfig:
-    from framework.polling import parse_provider_config
-
     return parse_provider_config(BleScannerConfig,
                                  ConnectorConfig.model_validate(entry(**provider)))
 

@@ -115,3 +115,25 @@ async def test_the_scan_resumes_after_bluetoothd_is_killed_and_started_again(
     finally:
         await connector.aclose()
     assert await addresses(redis) == [SENSOR]
+
+
+async def test_a_powered_off_adapter_is_an_error_saying_so_until_it_is_on_again(
+    redis: Redis, fake: BluezControl,
+) -> None:
+    connector = await connector_for(redis, adapterCheckMs=100)
+    try:
+        await fake.add_device("hci0", SENSOR)
+        await connector.poll()
+        await fake.power("hci0", on=False)
+        with pytest.raises(SourceError, match="Bluetooth adapter hci0 is powered off"):
+            await connector.poll()
+        await fake.power("hci0", on=True)
+        await connector.poll()
+        for _ in range(20):
+            await fake.advertise("hci0", SENSOR, rssi=-45)
+            await connector.poll()
+            if await redis.xlen(STREAM):
+                break
+    finally:
+        await connector.aclose()
+    assert await addresses(redis) == [SENSOR]
