@@ -10,6 +10,7 @@ from framework.consuming import CapabilityRegistry, CapabilitySpec
 from framework.polling import ConnectorRegistry
 from providers.alarm import AlarmActions, AlarmSettings
 from providers.amqp import AMQP_SOURCE_TYPE, create_amqp_connector
+from providers.ble import BLE_SCANNER_TYPE, create_ble_connector
 from providers.cron import create_cron_connector
 from providers.datadog import create_datadog_connector
 from providers.email import EmailActions, SmtpSettings
@@ -47,6 +48,7 @@ def register_builtin_connectors(registry: ConnectorRegistry) -> None:
     registry.register_connector("modbus-tcp", create_modbus_connector)
     registry.register_connector(MQTT_SOURCE_TYPE, create_mqtt_connector)
     registry.register_connector(AMQP_SOURCE_TYPE, create_amqp_connector)
+    registry.register_connector(BLE_SCANNER_TYPE, create_ble_connector)
 
 
 def default_registry() -> ConnectorRegistry:

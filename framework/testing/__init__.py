@@ -2,6 +2,10 @@
 HTTP server that replays recorded responses, a controllable clock, and the
 provider contract every connector type passes."""
 
+from framework.testing.bluez import (
+    BluezControl,
+    BluezMock,
+)
 from framework.testing.clock import (
     FakeClock,
 )
@@ -42,6 +46,8 @@ from framework.testing.tansu import (
 )
 
 __all__ = [
+    "BluezControl",
+    "BluezMock",
     "Dovecot",
     "FakeClock",
     "MavlinkVehicle",

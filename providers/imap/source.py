@@ -108,24 +108,27 @@ class ImapSource:
             if self._clock.monotonic() < self._next_check:
                 return Batch()
         self._next_check = self._clock.monotonic() + self._interval_s
-        sizes = await self._new_mail_sizes()
+        sizes = await self._new_mail_sizes(max_messages)
         if not sizes:
             return Batch()
-        uids = sorted(sizes)[:max_messages]
+        uids = sorted(sizes)
         mails = await self._fetch(uids, sizes)
         # Moves on in memory now; in Redis with the append. If that fails, the source
         # is started again from the saved position.
         self._last_uid = uids[-1]
         return Batch(mails, {"uidvalidity": self._uidvalidity, "lastUid": str(uids[-1])})
 
-    async def _new_mail_sizes(self) -> dict[int, int]:
-        """UID -> size of each mail after the last UID (that the search matches)."""
+    async def _new_mail_sizes(self, max_messages: int) -> dict[int, int]:
+        """UID -> size of the first ``max_messages`` mails after the last UID (that the
+        search matches). Only those are listed: aioimaplib parses a response's lines
+        recursively, and one FETCH answer of ~1,000 lines (a backlog) overflows it."""
         first = self._last_uid + 1
         criteria = f"UID {first}:*" + (f" {self._settings.search}"
                                        if self._settings.search else "")
         found = await self._command("UID SEARCH", self._session().uid_search(criteria))
-        uids = [int(u) for line in found.lines[:-1] for u in bytes(line).split()
-                if u.isdigit() and int(u) >= first]  # "N:*" matches the last UID even below N
+        uids = sorted(int(u) for line in found.lines[:-1] for u in bytes(line).split()
+                      if u.isdigit() and int(u) >= first)[:max_messages]
+        # ("N:*" matches the last UID even below N.)
         if not uids:
             return {}
         listed = await self._command("UID FETCH", self._session().uid(

@@ -91,6 +91,12 @@ def add_bench_commands(commands: Subparsers) -> None:
                          help="modbus: holding registers read per poll")
     sources.add_argument("--polls", type=int, default=50,
                          help="modbus: polls measured per mode")
+    sources.add_argument("--mails", type=int, default=1000,
+                         help="imap: mails delivered, then drained")
+    sources.add_argument("--files", type=int, default=2000,
+                         help="fs: files moved into the watched directory")
+    sources.add_argument("--ticks", type=int, default=30,
+                         help="cron: ticks of an every-second schedule timed per system")
     sources.add_argument("--redis-url", default=None, help=_PRIVATE_REDIS)
     sources.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     sources.set_defaults(handler=_sources)
@@ -146,7 +152,8 @@ def _sources(args: argparse.Namespace) -> int:
     from worker.bench.sources import SOURCES, run_sources_bench
 
     params = {"sources": args.sources or list(SOURCES), "events": args.events,
-              "registers": args.registers, "polls": args.polls, "redis_url": args.redis_url}
+              "registers": args.registers, "polls": args.polls, "redis_url": args.redis_url,
+              "mails": args.mails, "files": args.files, "ticks": args.ticks}
     return run_sources_bench(params, args.runs)
 
 
