@@ -9,6 +9,7 @@ import email.policy
 import hashlib
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from typing import Any
 
 
@@ -36,8 +37,13 @@ def parse_mail(raw: bytes) -> EmailMessage:
     return parsed
 
 
+_HEADERS_ONLY = BytesHeaderParser(policy=email.policy.default)
+
+
 def message_id(mail: Mail) -> str | None:
-    value = parse_mail(mail.raw).get("Message-ID")
+    # The header block alone: the same header value as a full parse gives (same policy),
+    # without parsing the body and attachments a second time.
+    value = _HEADERS_ONLY.parsebytes(mail.raw).get("Message-ID")
     return str(value).strip() if value else None
 
 
