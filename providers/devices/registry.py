@@ -98,8 +98,8 @@ class DeviceRegistry:
         arguments = [self._arguments(beat, now_s) for beat in beats]
         keys = [self.keys.deadlines, self.keys.timeouts, self.keys.events_stream,
                 self.keys.index]
-        common = [int(now_s * 1000), iso_utc(now_s), self._max_len, self.keys.device_prefix,
-                  self.keys.group_prefix]
+        common: list[Any] = [int(now_s * 1000), iso_utc(now_s), self._max_len,
+                             self.keys.device_prefix, self.keys.group_prefix]
         replies: list[Any] = []
         for start in range(0, len(arguments), HEARTBEAT_BATCH):
             batch = arguments[start:start + HEARTBEAT_BATCH]
@@ -138,6 +138,12 @@ class DeviceRegistry:
             pipe.zadd(self.keys.index, {device_id: 0})
             pipe.sadd(self.keys.group(group), device_id)
             await pipe.execute()
+
+    async def register_many(self, rows: Sequence[tuple[str, str, Sequence[str]]]) -> int:
+        """``register`` for each (id, group, tags); how many were written."""
+        for device_id, group, tags in rows:
+            await self.register(device_id, group=group, tags=tags)
+        return len(rows)
 
     async def show(self, device_id: str) -> Device | None:
         device_id = check_device_id(device_id)
