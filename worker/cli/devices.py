@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis
 
 from framework.consuming import parse_duration_s
-from framework.core import SystemClock, iso_utc
+from framework.core import SystemClock, configure_logging, get_logger, iso_utc
 from providers.devices import (
     DEFAULT_EVENTS_STREAM,
     Device,
@@ -230,7 +230,9 @@ async def _watch(redis: Redis, args: argparse.Namespace, session: Session) -> in
     except ValueError as exc:
         session.console.problem(f"devices watch: {exc}")
         return ExitCode.USAGE
+    configure_logging(session.settings.log_level, session.settings.log_format)
     watchdog = Watchdog(redis, clock=SystemClock(), keys=_keys(args, session), settings=settings)
+    watchdog_log = get_logger(component="device_watchdog")
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -242,4 +244,5 @@ async def _watch(redis: Redis, args: argparse.Namespace, session: Session) -> in
         pass
     finally:
         await watchdog.release()
+        watchdog_log.info("device_watchdog_stopped")
     return ExitCode.OK
