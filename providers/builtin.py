@@ -11,6 +11,7 @@ from framework.polling import ConnectorRegistry
 from providers.amqp import AMQP_SOURCE_TYPE, create_amqp_connector
 from providers.cron import create_cron_connector
 from providers.datadog import create_datadog_connector
+from providers.devices import device_heartbeat_spec
 from providers.email import EmailActions, SmtpSettings
 from providers.fhir import FhirActions, FhirSettings
 from providers.fleet import fleet_capabilities
@@ -81,9 +82,11 @@ def register_builtin_capabilities(
     share, and the Kafka producers). ``env``: where the messaging actions read their
     settings and secrets (the process environment by default)."""
     actions = BuiltinActions(http=http or HttpActions(), kafka=kafka or KafkaActions())
+    settings = os.environ if env is None else env
     for spec in [*actions.http.specs(), *fleet_capabilities(), valve_control_spec(),
                  modbus_write_spec(), *actions.kafka.specs(),
-                 *messaging_capabilities(actions.http, os.environ if env is None else env)]:
+                 *messaging_capabilities(actions.http, settings),
+                 device_heartbeat_spec(settings)]:
         registry.register(spec)
     return actions
 
