@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -63,6 +64,15 @@ def test_durations() -> None:
     assert [parse_duration_s(v) for v in (True, -1, "", "1w", None)] == [None] * 5
 
 
+async def eventually(count: Callable[[], Awaitable[int]], at_least: int) -> None:
+    """Poll a count in Redis (nothing to wait on as an event) for up to 10 s."""
+    async with asyncio.timeout(10):
+        while True:
+            if await count() >= at_least:
+                return
+            await asyncio.sleep(0.02)
+
+
 def reading(meter: Any, site: str = "north") -> dict[str, str]:
     return {"event": json.dumps({"type": "meter.reading", "source": "gateway",
                                  "payload": {"meterId": meter, "site": site, "kwh": 1.5}})}
@@ -84,9 +94,7 @@ async def test_a_silent_meter_opens_one_ticket_through_the_consumer(redis: Redis
             await redis.xadd("meters", reading(meter))
         await redis.xadd("meters", reading("../../etc"))  # refused: dead letter, not a key
         devices = DeviceRegistry(redis, clock=SystemClock())
-        async with asyncio.timeout(10):
-            while await devices.count() < 3:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: devices.count(), 3)
         # 31 minutes later, m-1 and 1042 are silent; m-2 was heard again.
         later = FakeClock(start_s=time.time() + 31 * 60)
         await DeviceRegistry(redis, clock=later).heartbeat(
@@ -94,9 +102,7 @@ async def test_a_silent_meter_opens_one_ticket_through_the_consumer(redis: Redis
         watchdog = Watchdog(redis, clock=later)
         await watchdog.lease.try_acquire()
         assert (await watchdog.sweep()).absent == 2
-        async with asyncio.timeout(10):
-            while await redis.xlen("tickets") < 2:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: redis.xlen("tickets"), 2)
         await asyncio.sleep(0.2)  # nothing more comes
     finally:
         consumer.stop()
