@@ -95,31 +95,40 @@ class DeviceRegistry:
         """Record many heartbeats, ``HEARTBEAT_BATCH`` per script call; each is checked
         first, and a bad one raises ValueError naming it before any is sent."""
         now_s = self._clock.time()
-        arguments = [self._arguments(beat, now_s) for beat in beats]
+        now_iso = iso_utc(now_s)
+        arguments = [self._arguments(beat, now_s, now_iso) for beat in beats]
         keys = [self.keys.deadlines, self.keys.timeouts, self.keys.events_stream,
                 self.keys.index]
-        common: list[Any] = [int(now_s * 1000), iso_utc(now_s), self._max_len,
+        common: list[Any] = [int(now_s * 1000), now_iso, self._max_len,
                              self.keys.device_prefix, self.keys.group_prefix]
         replies: list[Any] = []
-        for start in range(0, len(arguments), HEARTBEAT_BATCH):
-            batch = arguments[start:start + HEARTBEAT_BATCH]
-            replies.extend(await self._heartbeat(
-                keys=keys, args=common + [value for args in batch for value in args]))
+        # Batches in one pipeline: one round trip per call of this method.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for start in range(0, len(arguments), HEARTBEAT_BATCH):
+                batch = arguments[start:start + HEARTBEAT_BATCH]
+                await self._heartbeat(keys=keys, client=pipe,
+                                      args=common + [v for args in batch for v in args])
+            for reply in await pipe.execute():
+                replies.extend(reply)
         return [HeartbeatOutcome(beat.device_id, _text(reply[0]),
                                  int(reply[1]) if int(reply[1]) >= 0 else None)
                 for beat, reply in zip(beats, replies, strict=True)]
 
-    def _arguments(self, beat: Heartbeat, now_s: float) -> list[Any]:
+    def _arguments(self, beat: Heartbeat, now_s: float, now_iso: str) -> list[Any]:
         device_id = check_device_id(beat.device_id)
         group = check_group(beat.group)
         if not 0 < beat.timeout_s <= 366 * 86400:
             raise ValueError(f"device {device_id}: timeout must be in (0 s, 366 days], "
                              f"got {beat.timeout_s}")
-        context = json.dumps(dict(beat.context), separators=(",", ":"), default=str)
+        context = json.dumps(dict(beat.context), separators=(",", ":"),
+                             default=str) if beat.context else "{}"
         if len(context) > MAX_CONTEXT_BYTES:
             raise ValueError(f"device {device_id}: context over {MAX_CONTEXT_BYTES} bytes")
-        seen_s = now_s if beat.seen_at_s is None else min(beat.seen_at_s, now_s)
-        return [device_id, int(seen_s * 1000), iso_utc(seen_s), int(beat.timeout_s * 1000),
+        if beat.seen_at_s is None or beat.seen_at_s >= now_s:
+            seen_s, seen_iso = now_s, now_iso  # the common case: formatted once per batch
+        else:
+            seen_s, seen_iso = beat.seen_at_s, iso_utc(beat.seen_at_s)
+        return [device_id, int(seen_s * 1000), seen_iso, int(beat.timeout_s * 1000),
                 group, context, beat.rule]
 
     async def register(self, device_id: str, *, group: str = DEFAULT_GROUP,

@@ -22,6 +22,7 @@ MEASURES = {
     "webhook": "worker.bench.webhook",
     "scale": "worker.bench.scale",
     "sources": "worker.bench.sources",
+    "devices": "worker.bench.devices",
 }
 
 
