@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +22,7 @@ from framework.core.errors import RulesFileError
 from framework.testing import FakeClock
 from providers.builtin import register_builtin_capabilities
 from providers.devices import DeviceRegistry, Heartbeat, Watchdog
+from tests.conftest import REPO_ROOT
 from tests.execution_deps import execution_deps
 
 
@@ -115,3 +117,10 @@ async def test_a_silent_meter_opens_one_ticket_through_the_consumer(redis: Redis
         "meter.reading")
     letters = await redis.xrange("meters:dlq")
     assert len(letters) == 1 and "deviceId: expected 1 to 128" in letters[0][1]["reason"]
+
+
+def test_the_example_of_the_devices_doc_is_a_valid_rules_file() -> None:
+    text = (REPO_ROOT / "docs" / "devices.md").read_text()
+    example = json.loads(re.findall(r"```json\n(.*?)```", text, re.DOTALL)[0])
+    names = [rule.name for rule in parse_rules(example, source="docs/devices.md").rules]
+    assert names == ["meter-silent:heartbeat", "meter-silent"]
