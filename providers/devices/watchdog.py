@@ -12,6 +12,7 @@ sweep. Detection delay is at most one interval plus the sweep of what is due.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -128,6 +129,11 @@ class Watchdog:
             try:
                 result = await self.step()
             except UNAVAILABLE as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # A cancel that landed inside a Redis call can surface as a
+                    # connection error: it is still a cancel, never a retry.
+                    raise asyncio.CancelledError from exc
                 self.lease.held = False
                 self._log.warning("device_watchdog_redis_unavailable", error=type(exc).__name__)
                 result = None

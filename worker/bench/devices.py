@@ -66,7 +66,7 @@ def measure(params: Row) -> list[Row]:
 def _silent_deadline_offsets(count: int, window_s: float) -> dict[int, float]:
     """Device index -> seconds from now to its deadline, for the 1% that go silent."""
     chosen = random.Random(count).sample(range(count), max(1, int(count * SILENT_RATIO)))
-    return {index: 2.0 + window_s * n / len(chosen) for n, index in enumerate(sorted(chosen))}
+    return {index: 1.0 + window_s * n / len(chosen) for n, index in enumerate(sorted(chosen))}
 
 
 async def _registry_row(url: str, count: int, window_s: float) -> Row:
@@ -77,7 +77,7 @@ async def _registry_row(url: str, count: int, window_s: float) -> Row:
         memory_before = await _redis_memory(redis)
         cpu_before = time.process_time(), await _redis_cpu_s(redis)
         started = time.perf_counter()
-        silent = await _ingest(registry, count, window_s, clock.time())
+        silent = await _ingest(registry, count, window_s)
         elapsed = time.perf_counter() - started
         cpu_s = (time.process_time() - cpu_before[0]) + (await _redis_cpu_s(redis) - cpu_before[1])
         memory = await _redis_memory(redis) - memory_before
@@ -90,21 +90,18 @@ async def _registry_row(url: str, count: int, window_s: float) -> Row:
             "absences": len(delays), "expected": len(silent)}
 
 
-async def _ingest(registry: DeviceRegistry, count: int, window_s: float,
-                  now_s: float) -> dict[int, float]:
-    """One heartbeat per device; the silent ones were last seen so long ago that their
-    deadline falls inside the window."""
+async def _ingest(registry: DeviceRegistry, count: int, window_s: float) -> dict[int, float]:
+    """One heartbeat per device: the healthy ones first, then the silent 1%, last seen
+    so long ago that their deadlines fall in the window that starts after the ingest."""
     silent = _silent_deadline_offsets(count, window_s)
-    timeout_s = 60.0
-    for start in range(0, count, CHUNK):
-        beats = []
-        for index in range(start, min(count, start + CHUNK)):
-            if index in silent:
-                beats.append(Heartbeat(f"dev-{index:07d}", timeout_s=timeout_s,
-                                       seen_at_s=now_s - timeout_s + silent[index]))
-            else:
-                beats.append(Heartbeat(f"dev-{index:07d}", timeout_s=HEALTHY_TIMEOUT_S))
-        await registry.heartbeats(beats)
+    healthy = [index for index in range(count) if index not in silent]
+    for start in range(0, len(healthy), CHUNK):
+        await registry.heartbeats([Heartbeat(f"dev-{index:07d}", timeout_s=HEALTHY_TIMEOUT_S)
+                                   for index in healthy[start:start + CHUNK]])
+    timeout_s, now_s = 60.0, time.time()
+    await registry.heartbeats([Heartbeat(f"dev-{index:07d}", timeout_s=timeout_s,
+                                         seen_at_s=now_s - timeout_s + offset_s)
+                               for index, offset_s in silent.items()])
     return silent
 
 
@@ -151,7 +148,9 @@ async def _timers_row(count: int, window_s: float) -> Row:
     rss_before = _rss_bytes()
     cpu_before = time.process_time()
     started = time.perf_counter()
-    for index in range(count):
+    # The same order as the registry's: the healthy devices, then the silent ones.
+    order = [i for i in range(count) if i not in silent] + list(silent)
+    for index in order:
         device_id = f"dev-{index:07d}"
         timeout_s = silent.get(index, HEALTHY_TIMEOUT_S)
         last_seen[device_id] = time.time()
