@@ -48,6 +48,7 @@ async def test_a_frozen_redis_does_not_hold_the_stop() -> None:
             async with asyncio.timeout(3):
                 await asyncio.gather(task, return_exceptions=True)
         assert task.cancelled()
-        await frozen
+        async with asyncio.timeout(10):  # the busy script ends after 1 s
+            await frozen
         await other.aclose()
         await redis.aclose()
