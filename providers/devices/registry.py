@@ -30,6 +30,7 @@ from providers.devices.registry_keys import (
 
 MAX_PAGE = 1000
 HEARTBEAT_BATCH = 200  # per script call: bounded time inside Redis
+REGISTER_CHUNK = 1000
 MAX_CONTEXT_BYTES = 4096
 
 
@@ -134,25 +135,34 @@ class DeviceRegistry:
     async def register(self, device_id: str, *, group: str = DEFAULT_GROUP,
                        tags: Sequence[str] = ()) -> None:
         """Create or update a device's group and tags (import); its status is kept."""
-        device_id, group = check_device_id(device_id), check_group(group)
-        tag_list = check_tags(list(tags))
-        old_group = await self._redis.hget(self.keys.device(device_id), "group")
-        async with self._redis.pipeline(transaction=True) as pipe:
-            if old_group is not None and _text(old_group) != group:
-                pipe.srem(self.keys.group(_text(old_group)), device_id)
-            pipe.hset(self.keys.device(device_id), mapping={
-                "id": device_id, "group": group, "tags": json.dumps(tag_list)})
-            pipe.hsetnx(self.keys.device(device_id), "createdMs",
-                        int(self._clock.time() * 1000))
-            pipe.zadd(self.keys.index, {device_id: 0})
-            pipe.sadd(self.keys.group(group), device_id)
-            await pipe.execute()
+        await self.register_many([(device_id, group, tags)])
 
     async def register_many(self, rows: Sequence[tuple[str, str, Sequence[str]]]) -> int:
-        """``register`` for each (id, group, tags); how many were written."""
-        for device_id, group, tags in rows:
-            await self.register(device_id, group=group, tags=tags)
-        return len(rows)
+        """``register`` for each (id, group, tags), ``REGISTER_CHUNK`` per round trip;
+        all are checked first (ValueError names the bad one); how many were written."""
+        checked = [(check_device_id(i), check_group(g), check_tags(list(t))) for i, g, t in rows]
+        created_ms = int(self._clock.time() * 1000)
+        for start in range(0, len(checked), REGISTER_CHUNK):
+            chunk = checked[start:start + REGISTER_CHUNK]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for device_id, _, _ in chunk:
+                    pipe.hget(self.keys.device(device_id), "group")
+                old_groups = await pipe.execute()
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for (device_id, group, tags), old in zip(chunk, old_groups, strict=True):
+                    self._queue_register(pipe, device_id, group, tags, old, created_ms)
+                await pipe.execute()
+        return len(checked)
+
+    def _queue_register(self, pipe: Any, device_id: str, group: str, tags: list[str],
+                        old_group: Any, created_ms: int) -> None:
+        if old_group is not None and _text(old_group) != group:
+            pipe.srem(self.keys.group(_text(old_group)), device_id)
+        key = self.keys.device(device_id)
+        pipe.hset(key, mapping={"id": device_id, "group": group, "tags": json.dumps(tags)})
+        pipe.hsetnx(key, "createdMs", created_ms)
+        pipe.zadd(self.keys.index, {device_id: 0})
+        pipe.sadd(self.keys.group(group), device_id)
 
     async def show(self, device_id: str) -> Device | None:
         device_id = check_device_id(device_id)
