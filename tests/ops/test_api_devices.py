@@ -3,11 +3,13 @@ show (viewer), maintenance windows (operator, audited), and the errors they name
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from redis.asyncio import Redis
 
-from framework.core import SystemClock
+from framework.core import SystemClock, create_redis
+from framework.testing import RedisServer
 from providers.devices import DeviceGroups, DeviceRegistry, Heartbeat
 from tests.ops.api_client import empty_fleet, serving, tokens_for_every_role
 from worker.ops import Role
@@ -70,3 +72,25 @@ async def test_maintenance_windows_need_an_operator_and_are_audited(redis: Redis
     assert [(r["action"], r["target"], r["actor"]["role"]) for r in records] == [
         ("maintenance_window_add", "device-group:north", "operator"),
         ("maintenance_window_remove", "device-group:north", "operator")]
+
+
+async def test_device_routes_answer_503_json_when_redis_is_down() -> None:
+    with RedisServer() as server:
+        redis = create_redis(server.url)
+        tokens = await tokens_for_every_role(redis)
+        try:
+            async with serving(redis, empty_fleet) as (api, _):
+                server.stop()
+                for method, path, params in [
+                        ("GET", "/api/v1/devices", {}),
+                        ("GET", "/api/v1/devices/{id}", {"id": "m-1"}),
+                        ("GET", "/api/v1/device-groups", {}),
+                        ("POST", "/api/v1/device-groups/{name}/maintenance", {"name": "n"})]:
+                    answer = await asyncio.wait_for(api.call(
+                        method, path, tokens[Role.OPERATOR],
+                        json_body={"for": "1h", "reason": "r"}, **params), 15)
+                    assert answer.status_code == 503, (path, answer.text)
+                    assert answer.json()["dependency"] == "redis"
+                    assert "Traceback" not in answer.text
+        finally:
+            await redis.aclose()
