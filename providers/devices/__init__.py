@@ -19,6 +19,7 @@ from providers.devices.registry_keys import (
     check_group,
 )
 from providers.devices.watchdog import SweepResult, Watchdog, WatchdogSettings
+from providers.devices.watchdog_metrics import WatchdogMetrics
 
 __all__ = [
     "DEFAULT_EVENTS_STREAM",
@@ -34,6 +35,7 @@ __all__ = [
     "MaintenanceWindow",
     "SweepResult",
     "Watchdog",
+    "WatchdogMetrics",
     "WatchdogSettings",
     "check_device_id",
     "check_group",

@@ -13,6 +13,7 @@ sweep. Detection delay is at most one interval plus the sweep of what is due.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -69,7 +70,10 @@ class SweepResult:
 class Watchdog:
     def __init__(self, redis: Redis, *, clock: Clock, keys: DeviceKeys | None = None,
                  settings: WatchdogSettings | None = None, token: str | None = None,
-                 logger: Logger | None = None) -> None:
+                 logger: Logger | None = None,
+                 on_step: Callable[[SweepResult | None], None] | None = None) -> None:
+        """``on_step``: told each step's result (None: a standby), e.g. the metrics'
+        :meth:`~providers.devices.watchdog_metrics.WatchdogMetrics.observe`."""
         self.keys = keys or DeviceKeys()
         self.settings = settings or WatchdogSettings()
         self._redis = redis
@@ -78,6 +82,7 @@ class Watchdog:
                            key=self.keys.watchdog_lease, token=token)
         self._sweep = redis.register_script(lua("providers.devices", "sweep"))
         self._log = logger or get_logger(component="device_watchdog")
+        self._on_step = on_step
 
     async def sweep_batch(self) -> SweepResult:
         """One call of ``sweep.lua`` (at most ``batch_size`` devices)."""
@@ -137,6 +142,8 @@ class Watchdog:
                 self.lease.held = False
                 self._log.warning("device_watchdog_redis_unavailable", error=type(exc).__name__)
                 result = None
+            if self._on_step is not None:
+                self._on_step(result)
             if result is not None and result.examined >= self.settings.batch_size:
                 await self._clock.sleep(0)  # more is due: go on at once, yielding
                 continue

@@ -236,11 +236,12 @@ class ConsumerProcess:
         self.consumer.stop()
 
     async def _watch_devices(self) -> None:
-        from providers.devices import DeviceKeys, Watchdog
+        from providers.devices import DeviceKeys, Watchdog, WatchdogMetrics
 
         stream = os.environ.get("DEVICE_EVENTS_STREAM") or DEFAULT_DEVICE_EVENTS_STREAM
+        metrics = WatchdogMetrics.create(self._prometheus)
         watchdog = Watchdog(self._redis, clock=self._clock, logger=self._log,
-                            keys=DeviceKeys(events_stream=stream))
+                            keys=DeviceKeys(events_stream=stream), on_step=metrics.observe)
         try:
             await watchdog.run()
         finally:

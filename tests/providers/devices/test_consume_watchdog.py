@@ -9,10 +9,11 @@ import signal
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import redis as sync_redis
 
-from framework.testing import RedisServer
+from framework.testing import RedisServer, free_port
 from providers.devices import DeviceKeys
 from tests.conftest import REPO_ROOT
 from tests.helpers import wait_until
@@ -35,11 +36,13 @@ def test_consume_runs_the_watchdog_for_absence_rules(
         "steps": [{"emit": {"stream": "tickets", "event": {
             "type": "ticket.open", "source": "rules",
             "payload": {"meter": "{{ payload.deviceId }}"}}}}]}]}))
+    port = free_port()
     consumer = ConnectorProcess(
         "consume", redis_url=redis_server.url, config=write_config(tmp_path / "c.json"),
         log=tmp_path / "consume.log",
         env={"RULES_PATH": str(rules), "PYTHONPATH": str(REPO_ROOT)},
-        command=("connector-fleet", "consume", "--group", "rules", "--consumer", "c1"))
+        command=("connector-fleet", "consume", "--group", "rules", "--consumer", "c1",
+                 "--metrics-port", str(port)))
     try:
         consumer.wait_for("consumer_started", timeout_s=30)
         consumer.wait_for("device_watchdog_lease_taken", timeout_s=30)
@@ -49,6 +52,10 @@ def test_consume_runs_the_watchdog_for_absence_rules(
             sync.xadd("meters", reading("m-2"))
             time.sleep(0.2)
         wait_until(lambda: sync.xlen("tickets") >= 1, timeout_s=20)
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert "device_absences_total 1.0" in metrics
+        assert "device_watchdog_lease_held 1.0" in metrics
+        assert "device_absence_detection_delay_seconds_count 1.0" in metrics
         consumer.signal(signal.SIGTERM)
         assert consumer.wait(30) == 0
     finally:
