@@ -13,6 +13,7 @@ from providers.amqp import AMQP_SOURCE_TYPE, create_amqp_connector
 from providers.ble import BLE_SCANNER_TYPE, create_ble_connector
 from providers.cron import create_cron_connector
 from providers.datadog import create_datadog_connector
+from providers.devices import device_heartbeat_spec
 from providers.email import EmailActions, SmtpSettings
 from providers.fhir import FhirActions, FhirSettings
 from providers.fleet import fleet_capabilities
@@ -85,10 +86,11 @@ def register_builtin_capabilities(
     share, and the Kafka producers). ``env``: where the messaging actions read their
     settings and secrets (the process environment by default)."""
     actions = BuiltinActions(http=http or HttpActions(), kafka=kafka or KafkaActions())
+    settings = os.environ if env is None else env
     for spec in [*actions.http.specs(), *fleet_capabilities(), valve_control_spec(),
                  modbus_write_spec(), *actions.kafka.specs(),
-                 *messaging_capabilities(actions.http, os.environ if env is None else env),
-                 *field_capabilities(os.environ if env is None else env)]:
+                 *messaging_capabilities(actions.http, settings),
+                 *field_capabilities(settings), device_heartbeat_spec(settings)]:
         registry.register(spec)
     return actions
 

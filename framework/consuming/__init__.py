@@ -57,6 +57,11 @@ from framework.consuming.retention import (
     StreamRetention,
     Trimmed,
 )
+from framework.consuming.rules.absence import (
+    DEFAULT_DEVICE_EVENTS_STREAM,
+    HEARTBEAT_CAPABILITY,
+    parse_duration_s,
+)
 from framework.consuming.rules.dry_run import (
     dry_run,
 )
@@ -81,6 +86,9 @@ __all__ = [
     "CallContext",
     "CallMetrics",
     "CallPolicy",
+    "DEFAULT_DEVICE_EVENTS_STREAM",
+    "HEARTBEAT_CAPABILITY",
+    "parse_duration_s",
     "CallStep",
     "CapabilityExecutor",
     "CapabilityRegistry",

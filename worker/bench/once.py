@@ -23,6 +23,7 @@ MEASURES = {
     "scale": "worker.bench.scale",
     "sources": "worker.bench.sources",
     "field": "worker.bench.field",
+    "devices": "worker.bench.devices",
 }
 
 

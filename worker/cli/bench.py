@@ -1,4 +1,5 @@
-"""``connector-fleet bench publish|fleet|consume|scale|sources|webhook|field``: benchmarks, not
+"""``connector-fleet bench publish|fleet|consume|scale|sources|webhook|field|devices``:
+benchmarks, not
 tests. Each one's module is imported only when it runs."""
 
 from __future__ import annotations
@@ -107,6 +108,13 @@ def add_bench_commands(commands: Subparsers) -> None:
     field.add_argument("--alarms", type=int, default=100, help="alarms raised per loop")
     field.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     field.set_defaults(handler=_field)
+    devices = kinds.add_parser(
+        "devices", help="absence detection: registry + watchdog vs a Python timer per device")
+    devices.add_argument("--devices", type=int, nargs="+", default=[100_000, 1_000_000])
+    devices.add_argument("--window", type=float, default=10.0,
+                         help="seconds over which the silent devices' deadlines fall")
+    devices.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
+    devices.set_defaults(handler=_devices)
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -146,6 +154,12 @@ def _webhook(args: argparse.Namespace) -> int:
     from worker.bench.webhook import run_webhook_bench
 
     return run_webhook_bench(args.concurrency, args.duration, args.runs)
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from worker.bench.devices import run_devices_bench
+
+    return run_devices_bench(args.devices, args.window, args.runs)
 
 
 def _sources(args: argparse.Namespace) -> int:

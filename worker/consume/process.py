@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import os
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -24,6 +25,8 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from framework.consuming import (
+    DEFAULT_DEVICE_EVENTS_STREAM,
+    HEARTBEAT_CAPABILITY,
     BreakerBoard,
     CallMetrics,
     CapabilityExecutor,
@@ -217,6 +220,9 @@ class ConsumerProcess:
         if self._breakers is not None:
             # A breaker another consumer opened opens here too.
             helpers.append(asyncio.create_task(self._breakers.watch(), name="breakers-watch"))
+        if self._rules_handler is not None and _has_absence_trigger(self._rules_handler.rules):
+            # Every consumer is a watchdog replica; the lease holder sweeps (providers.devices).
+            helpers.append(asyncio.create_task(self._watch_devices(), name="device-watchdog"))
         try:
             await self.consumer.run()
             return ExitCode.FORCED if self.consumer.stopped_by_force else ExitCode.OK
@@ -228,6 +234,18 @@ class ConsumerProcess:
 
     def request_stop(self) -> None:
         self.consumer.stop()
+
+    async def _watch_devices(self) -> None:
+        from providers.devices import DeviceKeys, Watchdog, WatchdogMetrics
+
+        stream = os.environ.get("DEVICE_EVENTS_STREAM") or DEFAULT_DEVICE_EVENTS_STREAM
+        metrics = WatchdogMetrics.create(self._prometheus)
+        watchdog = Watchdog(self._redis, clock=self._clock, logger=self._log,
+                            keys=DeviceKeys(events_stream=stream), on_step=metrics.observe)
+        try:
+            await watchdog.run()
+        finally:
+            await watchdog.release()
 
     def request_reload(self) -> None:
         self._reload.set()
@@ -303,6 +321,11 @@ class ConsumerProcess:
                                     metrics=RetentionMetrics.create(self._prometheus))
         await retention.run(self.consumer.options.streams,
                             interval_s=self._settings.stream_trim_interval_s, clock=self._clock)
+
+
+def _has_absence_trigger(rules: RuleSet) -> bool:
+    return any(getattr(step, "capability_id", None) == HEARTBEAT_CAPABILITY
+               for rule in rules.rules for step in rule.steps)
 
 
 def _import_handler(spec: str, redis: Redis) -> EventHandler:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from framework.consuming.rules.absence import expand_absence
 from framework.consuming.rules.matching import OPERATORS, FieldCondition, Match
 from framework.consuming.rules.model import BranchStep, CallStep, EmitStep, Rule, RuleSet, Step
 from framework.consuming.rules.templating import Template
@@ -61,16 +62,20 @@ def parse_rules(document: Any, *, source: str = "<rules>",
     rules: list[Rule] = []
     names: set[str] = set()
     taken: set[str] = set()  # the secrets: every value a ${VAR} took from env
-    for index, raw in enumerate(document["rules"]):
-        parser = _RuleParser(f"rules[{index}]")
-        rule = parser.rule(parser.substituted(raw, env or {}, f"rules[{index}]", taken))
-        problems.extend(parser.problems)
-        if rule is None:
-            continue
-        if rule.name in names:
-            problems.append(f"rule {rule.name} (rules[{index}].name): duplicate rule name")
-        names.add(rule.name)
-        rules.append(rule)
+    for index, written in enumerate(document["rules"]):
+        # An absence trigger stands for two plain rules (framework.consuming.rules.absence).
+        expanded, absence_problems = expand_absence(written, f"rules[{index}]")
+        problems.extend(absence_problems)
+        for raw in expanded:
+            parser = _RuleParser(f"rules[{index}]")
+            rule = parser.rule(parser.substituted(raw, env or {}, f"rules[{index}]", taken))
+            problems.extend(parser.problems)
+            if rule is None:
+                continue
+            if rule.name in names:
+                problems.append(f"rule {rule.name} (rules[{index}].name): duplicate rule name")
+            names.add(rule.name)
+            rules.append(rule)
     secrets = Secrets.of(taken)
     if problems:
         raise RulesFileError(source, [secrets.redact_text(p) for p in problems])
