@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import importlib
 import sys
+from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,7 @@ class ConsumerProcess:
         self._breakers: BreakerBoard | None = None
         self._rules_handler: RulesHandler | None = None
         self._rules_mtime_ns: int | None = None
+        self._background: list[Coroutine[Any, Any, None]] = []
         self.consumer: Consumer
 
     @property
@@ -160,6 +162,9 @@ class ConsumerProcess:
 
         capabilities, http = default_capability_registry()
         self._closers.append(http.aclose)
+        # Work the capabilities need beside the consumer (the irrigation close sweeper).
+        self._background = http.plant.background(self._redis, clock=self._clock,
+                                                 logger=self._log)
         executor = self._build_executor(capabilities)
         self._rules_handler = RulesHandler(rules, executor, redis=self._redis, logger=self._log,
                                            identity_ttl_s=self._settings.step_identity_ttl_s)
@@ -217,6 +222,8 @@ class ConsumerProcess:
         if self._breakers is not None:
             # A breaker another consumer opened opens here too.
             helpers.append(asyncio.create_task(self._breakers.watch(), name="breakers-watch"))
+        helpers += [asyncio.create_task(work) for work in self._background]
+        self._background = []
         try:
             await self.consumer.run()
             return ExitCode.FORCED if self.consumer.stopped_by_force else ExitCode.OK
