@@ -5,6 +5,7 @@ configuration, and a rule run through a consumer group (for redeliveries)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -75,3 +76,15 @@ async def run_twice(redis: Redis, spec: CapabilitySpec, step: dict[str, Any]) ->
     await member.ack([(delivery, await handler.handle(delivery) or ())])
     again = replace(delivery, delivery_count=2)
     await member.ack([(again, await handler.handle(again) or ())])
+
+
+def quick_definition(path: Path, folder: Path) -> Path:
+    """The signed-definition template with its postconditions given up after 300 ms
+    (instead of 5 s): for the tests where they are meant to stay false."""
+    raw = orjson.loads(path.read_bytes())
+    for condition in raw["postconditions"]:
+        if "timeoutMs" in condition:
+            condition["timeoutMs"] = 300
+    copy = folder / path.name
+    copy.write_bytes(orjson.dumps(raw))
+    return copy

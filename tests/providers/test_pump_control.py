@@ -8,6 +8,7 @@ configuration and the step's allow-list."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from tests.providers.plant_rig import (
     SPEED_REGISTER,
     healthy,
     plant_settings,
+    quick_definition,
     run_twice,
 )
 
@@ -41,9 +43,9 @@ async def plc() -> AsyncIterator[RegisterSimulator]:
         yield device
 
 
-async def rig_for(redis: Redis, settings: PlantSettings) -> Rig:
+async def rig_for(redis: Redis, settings: PlantSettings, definition: Path = DEFINITION) -> Rig:
     return await safe_rig(redis, [pump_control_spec(settings, policy=FAST_POLICY)],
-                          [DEFINITION])
+                          [definition])
 
 
 def start(speed: float | None = 42.5, **extra: Any) -> dict[str, Any]:
@@ -108,9 +110,9 @@ async def test_an_interlock_refuses_a_start_and_nothing_is_written(
 
 
 async def test_a_pump_that_does_not_start_is_stopped_by_the_rollback_and_audited(
-        redis: Redis, plc: RegisterSimulator) -> None:
+        redis: Redis, plc: RegisterSimulator, tmp_path: Path) -> None:
     plc.stuck = True  # acknowledges, never moves: the run coil reads back OFF
-    rig = await rig_for(redis, plant_settings(plc))
+    rig = await rig_for(redis, plant_settings(plc), quick_definition(DEFINITION, tmp_path))
 
     with pytest.raises(RolledBackError) as caught:
         await rig.call("pump_control", start(30))
