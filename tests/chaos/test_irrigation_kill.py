@@ -94,3 +94,22 @@ def test_a_consumer_killed_after_opening_a_zone_still_closes_it_on_time(
     assert commands[-1] == 0 and commands.count(0) == 1 and 1 <= commands.count(1) <= 2
     [closed] = [e for e in second.events() if e.get("event") == "irrigation_closed"]
     assert closed["zone"] == "Z-02" and closed["due_ms"] == due_ms
+
+
+def test_a_bad_plant_configuration_stops_the_consumer_at_start_naming_it(
+    tmp_path: Path, redis_server: RedisServer,
+) -> None:
+    (tmp_path / "rules.json").write_bytes(orjson.dumps({"version": 1, "rules": []}))
+    process = ConnectorProcess(
+        "bad-plant", redis_url=redis_server.url,
+        config=write_config(tmp_path / "connectors.json"), log=tmp_path / "bad.log",
+        env={"PLANT_CONFIG_JSON": '{"zones": {"Z-01": {"device": "nowhere", '
+                                  '"valve": {"coil": 1}, "maxDurationS": 60}}}'},
+        command=("connector-fleet", "consume", "--rules", str(tmp_path / "rules.json"),
+                 "--stream", STREAM))
+    try:
+        assert process.wait(60) == 78
+    finally:
+        process.close()
+    log = (tmp_path / "bad.log").read_text()
+    assert "PLANT_CONFIG_JSON: field (root): Value error, zone Z-01: device 'nowhere'" in log
