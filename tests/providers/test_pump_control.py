@@ -7,6 +7,8 @@ configuration and the step's allow-list."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,14 @@ from pymodbus.constants import ExcCodes
 from redis.asyncio import Redis
 
 from framework.consuming import CallContext
-from framework.core import ConfigError, HostPolicy, RefusedTargetError, SystemClock, get_logger
+from framework.core import (
+    ConfigError,
+    HostPolicy,
+    RefusedTargetError,
+    SystemClock,
+    TransientSourceError,
+    get_logger,
+)
 from framework.core.errors import CallFailedError, CircuitOpenError, RolledBackError
 from framework.testing import free_port
 from providers.modbus.register_simulator import RegisterSimulator
@@ -214,3 +223,47 @@ def test_a_bad_plant_configuration_names_the_variable_and_the_field(
         PlantSettings.from_env({"PLANT_CONFIG_JSON": config})
     assert message in str(raised.value)
     assert str(raised.value).startswith("PLANT_CONFIG_JSON: ")
+
+
+# -- hostile peers ------------------------------------------------------------------------
+
+
+async def test_a_slow_device_fails_within_its_timeout_and_reads_as_unreachable(
+        redis: Redis, plc: RegisterSimulator) -> None:
+    plc.delay_s = 3.0  # every answer 3 s late
+    spec = pump_control_spec(plant_settings(plc, devices={"plc-1": {
+        "protocol": "modbus", "host": "127.0.0.1", "port": plc.port, "timeoutMs": 300}}))
+    assert spec.read_state is not None
+    started = time.monotonic()
+    with pytest.raises(TransientSourceError, match=r"modbus device 127\.0\.0\.1:\d+: no answer "
+                       r"within 300 ms \(timeoutMs\)"):
+        await spec.handler(start(None), context(redis))
+    state = await spec.read_state(start(None), context(redis))
+    assert state["reachable"] is False
+    assert time.monotonic() - started < 2 * plc.delay_s  # neither waited for the answer
+
+
+async def test_an_opcua_server_that_never_answers_fails_within_the_timeout(
+        redis: Redis) -> None:
+    """A peer that accepts the connection and then says nothing (no OPC-UA Acknowledge)."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    plant = PlantSettings.model_validate({
+        "devices": {"opc": {"protocol": "opcua", "endpoint": f"opc.tcp://127.0.0.1:{port}/",
+                            "timeoutMs": 500}},
+        "pumps": {"P-01": {"device": "opc", "run": {"node": "ns=2;s=Run"}}}})
+    try:
+        with pytest.raises(TransientSourceError, match=rf"opcua device 127\.0\.0\.1:{port}: "
+                           r"(no answer within 500 ms|cannot connect)"):
+            await pump_control_spec(plant).handler(start(None), context(redis))
+        assert accepted  # it did connect: the deadline, not a refusal, ended the call
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
