@@ -41,6 +41,9 @@ class CloseSweeper:
                 await self.sweep_once()
             except (redis_errors.RedisError, OSError) as exc:
                 self._log.warning("irrigation_sweep_failed", error=f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # a bug must not end the sweeping: closes are due
+                self._log.exception("irrigation_sweep_failed",
+                                    error=f"{type(exc).__name__}: {exc}")
             await self._clock.sleep(self._interval_s)
 
     async def _close(self, claim: Claim) -> bool:
@@ -49,6 +52,11 @@ class CloseSweeper:
         except (SourceError, ValueError, OSError) as exc:
             self._log.error("irrigation_close_failed", zone=claim.zone_id, due_ms=claim.due_ms,
                             retry_at_ms=claim.lease_ms, error=str(exc))
+            return False
+        except Exception as exc:  # isolated: the other zones are closed all the same
+            self._log.exception("irrigation_close_failed", zone=claim.zone_id,
+                                due_ms=claim.due_ms, retry_at_ms=claim.lease_ms,
+                                error=f"{type(exc).__name__}: {exc}")
             return False
         removed = await self._schedule.done(claim)
         # Claimed at lease - lease_ms on the Redis clock: how late the sweep found it.

@@ -9,6 +9,7 @@ failing zone does not hold up the others, a zone opened again keeps its new clos
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from redis.asyncio import Redis
 from framework.consuming import CallContext
 from framework.core import SystemClock, get_logger
 from framework.core.errors import CallFailedError, CircuitOpenError, RolledBackError
+from framework.testing import free_port
 from providers.modbus.register_simulator import RegisterSimulator
 from providers.plant import CLOSES_KEY, CloseSchedule, PlantActions, irrigation_control_spec
 from tests.providers.messaging_rig import FAST_POLICY, Rig, definition_path, safe_rig
@@ -214,3 +216,17 @@ async def test_a_zone_opened_again_while_its_close_runs_keeps_its_new_close(
     assert await schedule.done(claim) is False
     due = await schedule.due_ms("Z-01")
     assert due is not None and due > claim.due_ms + 29_000
+
+
+async def test_the_sweeper_loop_outlives_a_redis_that_is_gone(
+        redis: Redis, plc: RegisterSimulator) -> None:
+    gone = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2)
+    loop = asyncio.create_task(sweeper(gone, plc).run())
+    try:
+        await asyncio.sleep(0.3)  # several sweeps, each failing
+        assert not loop.done()
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+        await gone.aclose()
