@@ -218,8 +218,7 @@ async def test_a_zone_opened_again_while_its_close_runs_keeps_its_new_close(
     assert due is not None and due > claim.due_ms + 29_000
 
 
-async def test_the_sweeper_loop_outlives_a_redis_that_is_gone(
-        redis: Redis, plc: RegisterSimulator) -> None:
+async def test_the_sweeper_loop_outlives_a_redis_that_is_gone(plc: RegisterSimulator) -> None:
     gone = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2)
     loop = asyncio.create_task(sweeper(gone, plc).run())
     try:
