@@ -3,6 +3,8 @@ allow-list and the permit's fencing token."""
 
 from __future__ import annotations
 
+from redis.asyncio import Redis
+
 from framework.consuming import CallContext, is_retryable
 from framework.core import RefusedTargetError, StaleFencingTokenError, outside_deadline
 from framework.trust import FencingGuard
@@ -18,12 +20,13 @@ def allowed(device: Device, context: CallContext, capability: str) -> Device:
     return device
 
 
-async def fence(context: CallContext, target: str) -> None:
-    """Refuse a permit holder whose token is older than one ``target`` accepted."""
-    if context.fencing_token is not None:
+async def fence(redis: Redis, target: str, fencing_token: int | None) -> None:
+    """Refuse a permit holder whose token is older than one ``target`` accepted
+    (no token: the call holds no permit, nothing to check)."""
+    if fencing_token is not None:
         # Our Redis, not the device: a Redis stall is not the device's time.
         with outside_deadline():
-            await FencingGuard(context.redis).accept(target, context.fencing_token)
+            await FencingGuard(redis).accept(target, fencing_token)
 
 
 def retryable(exc: BaseException) -> bool:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
+from redis.asyncio import Redis
 
 from framework.consuming import (
     CallContext,
@@ -89,7 +90,7 @@ class Zones:
     async def command(self, params: Mapping[str, Any], context: CallContext) -> Any:
         call = parse_irrigation_params(params)
         zone = self.zone(call)
-        await fence(context, f"zone:{zone.device}/{call.zone_id}")
+        await fence(context.redis, _target(call.zone_id, zone), context.fencing_token)
         schedule = CloseSchedule(context.redis)
         if call.action == "close":
             await self.write_valve(call.zone_id, zone, False, context)
@@ -119,12 +120,14 @@ class Zones:
         async with session(device, IRRIGATION_CONTROL_ID) as io:
             await io.write(zone.valve, open_)
 
-    async def close_due(self, zone_id: str) -> None:
-        """The sweeper's close: a zone no longer configured is a clear error."""
+    async def close_due(self, zone_id: str, redis: Redis, fencing_token: int) -> None:
+        """The sweeper's close, under its permit; a zone no longer configured is a
+        clear error."""
         zone = self._settings.zones.get(zone_id)
         if zone is None:
             raise ValueError(f"{IRRIGATION_CONTROL_ID}: scheduled close of "
                              f"{known(self._settings.zones, 'zone', zone_id)}")
+        await fence(redis, _target(zone_id, zone), fencing_token)
         await self.write_valve(zone_id, zone, False)
 
     async def read_state(self, params: Mapping[str, Any],
@@ -141,6 +144,11 @@ class Zones:
             return {"zoneId": call.zone_id, "reachable": False, "open": None,
                     "closeDueMs": due}
         return {"zoneId": call.zone_id, "reachable": True, "open": is_open, "closeDueMs": due}
+
+
+def _target(zone_id: str, zone: Zone) -> str:
+    """The fencing target: one zone's valve."""
+    return f"zone:{zone.device}/{zone_id}"
 
 
 def irrigation_control_spec(settings: PlantSettings, *,

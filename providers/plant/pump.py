@@ -95,7 +95,7 @@ class Pumps:
         pump = self.pump(call)
         device = allowed(self._settings.devices[pump.device], context, PUMP_CONTROL_ID)
         target = f"pump:{pump.device}/{call.pump_id}"
-        await fence(context, target)
+        await fence(context.redis, target, context.fencing_token)
         async with session(device, PUMP_CONTROL_ID) as io:
             if call.speed is not None and pump.speed is not None:
                 # Speed first: a pump starts at the speed asked, not the last one.

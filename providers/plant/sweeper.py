@@ -3,6 +3,11 @@ irrigation closes that are due (under a lease, atomically: one sweeper per close
 and closes the valves. A close that fails (device gone) stays claimed until its
 lease ends and is then tried again, by this sweeper or another; one failing zone
 never holds up the others.
+
+Each close is made under the zone's resource permit (``zone:{zoneId}``, the one the
+signed pipeline holds for ``irrigation_control``) with its fencing token: an open
+in progress finishes first, and a close whose zone was opened again meanwhile (its
+score moved) is left to that open's own close.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import asyncio
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from framework.core import Clock, Logger, SourceError
-from providers.plant.irrigation import Zones
+from framework.core import Clock, ConnectorFleetError, Logger
+from framework.trust import ResourceArbiter
+from providers.plant.irrigation import IRRIGATION_RESOURCE, Zones
 from providers.plant.schedule import Claim, CloseSchedule
 
 
@@ -27,6 +33,7 @@ class CloseSweeper:
         self._log = logger
         self._interval_s = interval_ms / 1000
         self._lease_ms = lease_ms
+        self._arbiter = ResourceArbiter(redis, clock=clock, logger=logger)
 
     async def sweep_once(self) -> int:
         """Close every due zone this sweeper claims; how many were closed."""
@@ -47,9 +54,17 @@ class CloseSweeper:
             await self._clock.sleep(self._interval_s)
 
     async def _close(self, claim: Claim) -> bool:
+        resource = IRRIGATION_RESOURCE.resource_for({"zoneId": claim.zone_id})
         try:
-            await self._zones.close_due(claim.zone_id)
-        except (SourceError, ValueError, OSError) as exc:
+            # Half the lease at most: the close must be done before another may claim it.
+            async with self._arbiter.permit(resource,
+                                            wait_timeout_s=self._lease_ms / 2000) as permit:
+                if await self._schedule.due_ms(claim.zone_id) != claim.lease_ms:
+                    self._log.info("irrigation_close_superseded", zone=claim.zone_id,
+                                   due_ms=claim.due_ms)
+                    return False
+                await self._zones.close_due(claim.zone_id, self._redis, permit.fencing_token)
+        except (ConnectorFleetError, ValueError, OSError) as exc:
             self._log.error("irrigation_close_failed", zone=claim.zone_id, due_ms=claim.due_ms,
                             retry_at_ms=claim.lease_ms, error=str(exc))
             return False

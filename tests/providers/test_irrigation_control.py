@@ -22,6 +22,7 @@ from framework.consuming import CallContext
 from framework.core import SystemClock, get_logger
 from framework.core.errors import CallFailedError, CircuitOpenError, RolledBackError
 from framework.testing import free_port
+from framework.trust import ResourceArbiter
 from providers.modbus.register_simulator import RegisterSimulator
 from providers.plant import CLOSES_KEY, CloseSchedule, PlantActions, irrigation_control_spec
 from tests.providers.messaging_rig import FAST_POLICY, Rig, definition_path, safe_rig
@@ -229,3 +230,21 @@ async def test_the_sweeper_loop_outlives_a_redis_that_is_gone(plc: RegisterSimul
         with contextlib.suppress(asyncio.CancelledError):
             await loop
         await gone.aclose()
+
+
+async def test_the_sweeper_closes_under_the_zones_permit_and_leaves_a_reopened_zone(
+        redis: Redis, plc: RegisterSimulator) -> None:
+    """A close waits for the step holding the zone's permit; if that step opened the
+    zone again, its new close stands and the old one is dropped."""
+    spec = irrigation_control_spec(plant_settings(plc))
+    await spec.handler(opening(duration_s=1), context(redis, key="k:1"))
+    await asyncio.sleep(1.05)
+    arbiter = ResourceArbiter(redis, clock=SystemClock(), logger=get_logger(test="permit"))
+    async with arbiter.permit("zone:Z-01"):
+        sweep = asyncio.create_task(sweeper(redis, plc).sweep_once())
+        await asyncio.sleep(0.2)
+        assert not sweep.done() and plc.values["coil"][Z1] == 1  # waiting for the permit
+        reopened = await spec.handler(opening(duration_s=30), context(redis, key="k:2"))
+    assert await sweep == 0
+    assert plc.values["coil"][Z1] == 1
+    assert await CloseSchedule(redis).due_ms("Z-01") == reopened["closesAtMs"]
