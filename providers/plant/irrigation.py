@@ -95,7 +95,8 @@ class Zones:
         if call.action == "close":
             await self.write_valve(call.zone_id, zone, False, context)
             await schedule.cancel(call.zone_id)
-            return {"zoneId": call.zone_id, "action": "close", "closesAtMs": None}
+            return {"zoneId": call.zone_id, "action": "close", "closesAtMs": None,
+                    "skipped": False}
         assert call.duration_s is not None
         planned = await schedule.schedule(call.zone_id, call.duration_s * 1000,
                                           context.idempotency_key)
@@ -110,7 +111,8 @@ class Zones:
                             duration_s=call.duration_s, closes_at_ms=planned.due_ms,
                             redelivered=not planned.fresh,
                             fencing_token=context.fencing_token)
-        return {"zoneId": call.zone_id, "action": "open", "closesAtMs": planned.due_ms}
+        return {"zoneId": call.zone_id, "action": "open", "closesAtMs": planned.due_ms,
+                "skipped": False}
 
     async def write_valve(self, zone_id: str, zone: Zone, open_: bool,
                           context: CallContext | None = None) -> None:

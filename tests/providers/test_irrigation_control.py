@@ -248,3 +248,17 @@ async def test_the_sweeper_closes_under_the_zones_permit_and_leaves_a_reopened_z
     assert await sweep == 0
     assert plc.values["coil"][Z1] == 1
     assert await CloseSchedule(redis).due_ms("Z-01") == reopened["closesAtMs"]
+
+
+async def test_a_redelivered_open_whose_close_ran_passes_the_pipeline_opening_nothing(
+        redis: Redis, plc: RegisterSimulator) -> None:
+    rig = await rig_for(redis, plc)
+    await rig.call("irrigation_control", opening(duration_s=1), key="k:same")
+    await asyncio.sleep(1.05)
+    assert await sweeper(redis, plc).sweep_once() == 1
+
+    again = await rig.call("irrigation_control", opening(duration_s=1), key="k:same")
+
+    assert again["skipped"] is True
+    assert plc.writes == [("coil", Z1, [1]), ("coil", Z1, [0])]
+    assert await rig.kinds() == ["executed", "executed"]  # no rollback, no dead letter
