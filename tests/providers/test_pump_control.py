@@ -267,3 +267,12 @@ async def test_an_opcua_server_that_never_answers_fails_within_the_timeout(
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+def test_the_plant_configuration_file_is_read_and_a_missing_one_named(tmp_path: Path) -> None:
+    path = tmp_path / "plant.json"
+    path.write_text('{"devices": {"d": {"protocol": "modbus", "host": "10.0.0.5"}}}')
+    assert PlantSettings.from_env({"PLANT_CONFIG": str(path)}).devices["d"].host == "10.0.0.5"
+    assert PlantSettings.from_env({}) == PlantSettings()
+    with pytest.raises(ConfigError, match=r"PLANT_CONFIG \(.*nowhere.json\): cannot read: "):
+        PlantSettings.from_env({"PLANT_CONFIG": str(tmp_path / "nowhere.json")})
