@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from framework.consuming import CapabilitySpec
 from framework.core import Clock, Logger
+from framework.trust import AuditChain
 from providers.plant.irrigation import Zones, irrigation_control_spec
 from providers.plant.pump import pump_control_spec
 from providers.plant.settings import PlantSettings
@@ -23,16 +24,18 @@ class PlantActions:
     def specs(self) -> list[CapabilitySpec]:
         return [pump_control_spec(self.settings), irrigation_control_spec(self.settings)]
 
-    def sweeper(self, redis: Redis, *, clock: Clock, logger: Logger) -> CloseSweeper:
+    def sweeper(self, redis: Redis, *, clock: Clock, logger: Logger,
+                audit: AuditChain | None = None) -> CloseSweeper:
         return CloseSweeper(Zones(self.settings), redis, clock=clock,
                             logger=logger.bind(component="irrigation-sweeper"),
                             interval_ms=self.settings.sweep_interval_ms,
-                            lease_ms=self.settings.close_lease_ms)
+                            lease_ms=self.settings.close_lease_ms, audit=audit)
 
-    def background(self, redis: Redis, *, clock: Clock,
-                   logger: Logger) -> list[Coroutine[Any, Any, None]]:
+    def background(self, redis: Redis, *, clock: Clock, logger: Logger,
+                   audit: AuditChain | None = None) -> list[Coroutine[Any, Any, None]]:
         """What a consumer process runs beside its consumer: the close sweeper, when
-        zones are configured (none otherwise: no Redis polling for nothing)."""
+        zones are configured (none otherwise: no Redis polling for nothing); its
+        closes recorded in ``audit`` when the process keeps a chain."""
         if not self.settings.zones:
             return []
-        return [self.sweeper(redis, clock=clock, logger=logger).run()]
+        return [self.sweeper(redis, clock=clock, logger=logger, audit=audit).run()]

@@ -122,9 +122,9 @@ class Zones:
         async with session(device, IRRIGATION_CONTROL_ID) as io:
             await io.write(zone.valve, open_)
 
-    async def close_due(self, zone_id: str, redis: Redis, fencing_token: int) -> None:
-        """The sweeper's close, under its permit; a zone no longer configured is a
-        clear error."""
+    async def close_due(self, zone_id: str, redis: Redis, fencing_token: int | None) -> None:
+        """The sweeper's close, under its permit (None: forced without one); a zone
+        no longer configured is a clear error."""
         zone = self._settings.zones.get(zone_id)
         if zone is None:
             raise ValueError(f"{IRRIGATION_CONTROL_ID}: scheduled close of "

@@ -22,7 +22,7 @@ from framework.consuming import CallContext
 from framework.core import SystemClock, get_logger
 from framework.core.errors import CallFailedError, CircuitOpenError, RolledBackError
 from framework.testing import free_port
-from framework.trust import ResourceArbiter
+from framework.trust import AuditChain, ResourceArbiter
 from providers.modbus.register_simulator import RegisterSimulator
 from providers.plant import CLOSES_KEY, CloseSchedule, PlantActions, irrigation_control_spec
 from tests.providers.messaging_rig import FAST_POLICY, Rig, definition_path, safe_rig
@@ -54,9 +54,10 @@ def context(redis: Redis, key: str = "plant:1-0:r:s") -> CallContext:
                        logger=get_logger(test="irrigation"))
 
 
-def sweeper(redis: Redis, plc: RegisterSimulator | int, **changes: Any) -> Any:
+def sweeper(redis: Redis, plc: RegisterSimulator | int, audit: AuditChain | None = None,
+            **changes: Any) -> Any:
     return PlantActions(plant_settings(plc, **changes)).sweeper(
-        redis, clock=SystemClock(), logger=get_logger(test="sweeper"))
+        redis, clock=SystemClock(), logger=get_logger(test="sweeper"), audit=audit)
 
 
 def opening(zone: str = "Z-01", duration_s: int = 30) -> dict[str, Any]:
@@ -74,13 +75,18 @@ async def test_an_open_schedules_its_close_first_and_the_sweeper_closes_it_when_
     [record] = await rig.audit()
     assert record.kind == "executed" and record.body["stateAfter"]["closeDueMs"] == due
 
-    sweep = sweeper(redis, plc)
+    sweep = sweeper(redis, plc, AuditChain(redis))
     assert await sweep.sweep_once() == 0  # not due yet
     assert plc.values["coil"][Z1] == 1
     await asyncio.sleep(1.1)
     assert await sweep.sweep_once() == 1
     assert plc.values["coil"][Z1] == 0
     assert await redis.zcard(CLOSES_KEY) == 0
+    executed, closed = await rig.audit()  # the scheduled close joins the step's chain
+    assert closed.kind == "scheduled_close" and closed.body["ok"] is True
+    assert (closed.body["zoneId"], closed.body["dueMs"]) == ("Z-01", due)
+    assert closed.body["fencingToken"] > executed.body["fencingToken"]
+    assert (await AuditChain(redis).verify()).ok
 
 
 async def test_a_close_on_command_closes_and_cancels_the_scheduled_close(
@@ -196,9 +202,12 @@ async def test_one_failing_zone_does_not_hold_up_the_others_and_is_retried(
         await spec.handler(opening(zone, 1), context(redis, key=f"k:{zone}"))
     plc.refuse_writes[ZONE_COILS["Z-02"]] = ExcCodes.ILLEGAL_ADDRESS
     await asyncio.sleep(1.05)
-    sweep = sweeper(redis, plc)
+    sweep = sweeper(redis, plc, AuditChain(redis))
     assert await sweep.sweep_once() == 2
     assert [plc.values["coil"][c] for c in ZONE_COILS.values()] == [0, 1, 0]
+    records = {r.body["zoneId"]: r.body async for r in AuditChain(redis).records()}
+    assert [records[zone]["ok"] for zone in ZONE_COILS] == [True, False, True]
+    assert "coil 6 refused: Modbus exception 2" in records["Z-02"]["error"]
     assert await redis.zrange(CLOSES_KEY, 0, -1) == ["Z-02"]  # due again after its lease
     del plc.refuse_writes[ZONE_COILS["Z-02"]]
     await asyncio.sleep(1.05)
@@ -262,3 +271,19 @@ async def test_a_redelivered_open_whose_close_ran_passes_the_pipeline_opening_no
     assert again["skipped"] is True
     assert plc.writes == [("coil", Z1, [1]), ("coil", Z1, [0])]
     assert await rig.kinds() == ["executed", "executed"]  # no rollback, no dead letter
+
+
+async def test_a_permit_left_by_a_dead_step_does_not_hold_back_a_due_close(
+        redis: Redis, plc: RegisterSimulator) -> None:
+    """The step's consumer died holding the zone's permit (kept until its TTL): after
+    half its lease the sweeper closes without it, and records that it did."""
+    await irrigation_control_spec(plant_settings(plc)).handler(opening(duration_s=1),
+                                                                context(redis))
+    arbiter = ResourceArbiter(redis, clock=SystemClock(), logger=get_logger(test="permit"))
+    async with arbiter.permit("zone:Z-01"):
+        await asyncio.sleep(1.05)
+        assert await sweeper(redis, plc, AuditChain(redis)).sweep_once() == 1
+        assert plc.values["coil"][Z1] == 0
+    [closed] = [r async for r in AuditChain(redis).records()]
+    assert closed.kind == "scheduled_close" and closed.body["ok"] is True
+    assert closed.body["fencingToken"] is None  # made without the permit
