@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from framework.consuming import CapabilityRegistry, CapabilitySpec
 from framework.polling import ConnectorRegistry
@@ -29,6 +29,7 @@ from providers.modbus import create_modbus_connector, modbus_write_spec, valve_c
 from providers.mqtt import MQTT_SOURCE_TYPE, create_mqtt_connector
 from providers.noaa import create_noaa_weather_connector
 from providers.outbox import EnvSecrets
+from providers.plant import PlantActions, PlantSettings
 from providers.slack import SlackActions
 from providers.sms import SmsActions, SmsSettings
 from providers.webhook import WEBHOOK_TYPE, create_webhook_connector
@@ -67,6 +68,8 @@ class BuiltinActions:
 
     http: HttpActions
     kafka: KafkaActions
+    # pump_control, irrigation_control; their close sweeper is background work.
+    plant: PlantActions = field(default_factory=lambda: PlantActions(PlantSettings()))
 
     async def aclose(self) -> None:
         try:
@@ -81,16 +84,21 @@ def register_builtin_capabilities(
 ) -> BuiltinActions:
     """``http_call``, ``webhook_call``, ``emit_event``, ``log``, ``valve_control`` and
     ``modbus_write`` (Modbus; addresses in the call's parameters), ``kafka_publish`` and the
-    messaging actions (:func:`messaging_capabilities`); returns the clients they hold,
-    which the caller closes (``aclose``: the HTTP pool, which the messaging actions
-    share, and the Kafka producers). ``env``: where the messaging actions read their
-    settings and secrets (the process environment by default)."""
-    actions = BuiltinActions(http=http or HttpActions(), kafka=kafka or KafkaActions())
-    settings = os.environ if env is None else env
+    messaging actions (:func:`messaging_capabilities`), ``pump_control`` and
+    ``irrigation_control`` (the plant of ``PLANT_CONFIG_JSON`` / ``PLANT_CONFIG``), the
+    field actions (``drone_waypoint``, ``alarm_trigger``) and ``device_heartbeat``;
+    returns the clients they hold, which the caller closes (``aclose``: the HTTP pool,
+    which the messaging actions share, and the Kafka producers). ``env``: where the
+    messaging and plant actions read their settings and secrets (the process
+    environment by default)."""
+    environment = os.environ if env is None else env
+    actions = BuiltinActions(http=http or HttpActions(), kafka=kafka or KafkaActions(),
+                             plant=PlantActions(PlantSettings.from_env(environment)))
     for spec in [*actions.http.specs(), *fleet_capabilities(), valve_control_spec(),
                  modbus_write_spec(), *actions.kafka.specs(),
-                 *messaging_capabilities(actions.http, settings),
-                 *field_capabilities(settings), device_heartbeat_spec(settings)]:
+                 *messaging_capabilities(actions.http, environment),
+                 *actions.plant.specs(), *field_capabilities(environment),
+                 device_heartbeat_spec(environment)]:
         registry.register(spec)
     return actions
 

@@ -3,9 +3,10 @@ its own so that it does not share the consumer's interpreter:
 
 * ``smtp``: aiosmtpd accepting every message (counted, not kept);
 * ``slack``: an aiohttp server answering ``POST /api/chat.postMessage`` as Slack does
-  (Bearer token checked, ``{"ok": true, "channel", "ts"}``).
+  (Bearer token checked, ``{"ok": true, "channel", "ts"}``);
+* ``modbus``: a pymodbus slave (``pump_control``'s pump: a coil and a register).
 
-``python -m worker.bench.action_peers smtp|slack PORT``; prints ``ready`` once it
+``python -m worker.bench.action_peers smtp|slack|modbus PORT``; prints ``ready`` once it
 listens; SIGTERM stops it.
 """
 
@@ -65,12 +66,21 @@ async def _serve_slack(port: int, stop: asyncio.Event) -> None:
     await runner.cleanup()
 
 
+async def _serve_modbus(port: int, stop: asyncio.Event) -> None:
+    # pymodbus's own server: the pump's run coil and speed register (pump_control).
+    from providers.modbus.register_simulator import RegisterSimulator
+
+    async with RegisterSimulator(port=port):
+        print("ready", flush=True)
+        await stop.wait()
+
+
 async def main(kind: str, port: int) -> int:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    serve = {"smtp": _serve_smtp, "slack": _serve_slack}.get(kind)
+    serve = {"smtp": _serve_smtp, "slack": _serve_slack, "modbus": _serve_modbus}.get(kind)
     if serve is None:
-        print(f"action_peers: unknown peer {kind!r} (smtp or slack)", file=sys.stderr)
+        print(f"action_peers: unknown peer {kind!r} (smtp, slack or modbus)", file=sys.stderr)
         return 2
     await serve(port, stop)
     return 0

@@ -1,11 +1,12 @@
 """The connector-fleet worker of ``bench consume`` for a network capability: the same
-consumer as ``worker.bench.consume_worker``, with the rule calling ``email_send`` or
-``slack_message`` against its peer (``worker.bench.action_peers``), which this
-process starts on a free port of 127.0.0.1 and stops when it ends.
+consumer as ``worker.bench.consume_worker``, with the rule calling ``email_send``,
+``slack_message`` or ``pump_control`` against its peer (``worker.bench.action_peers``),
+which this process starts on a free port of 127.0.0.1 and stops when it ends.
 
 Each event is one real delivery: an SMTP session that sends one message, or one
 ``chat.postMessage`` request, plus the sent ledger's read and write in Redis (what
-keeps a redelivery from sending twice).
+keeps a redelivery from sending twice); for ``pump_control``, one Modbus TCP session
+(connect, write the speed register, close).
 
 ``python -m worker.bench.consume_actions REDIS_URL MAX_IN_FLIGHT CAPABILITY``.
 """
@@ -24,6 +25,7 @@ from framework.testing import free_port
 from providers.email import EmailActions, SmtpSettings
 from providers.http import GuardedClient
 from providers.outbox import EnvSecrets
+from providers.plant import PlantSettings, pump_control_spec
 from providers.slack import SlackActions
 from worker.bench.action_peers import BENCH_SLACK_TOKEN
 from worker.bench.consume_worker import serve_rules
@@ -31,11 +33,13 @@ from worker.bench.load import STREAM
 from worker.runtime import run_event_loop
 
 # The systems of bench consume this worker runs: capability -> its peer.
-ACTION_PEERS = {"email_send": "smtp", "slack_message": "slack"}
+ACTION_PEERS = {"email_send": "smtp", "slack_message": "slack", "pump_control": "modbus"}
 _PARAMS: dict[str, dict[str, Any]] = {
     "email_send": {"to": ["ops@plant.test"], "from": "fleet@plant.test",
                    "subject": "bench tick {{ payload.sent_ms }}", "text": "tick"},
     "slack_message": {"channel": "C0BENCH", "text": "bench tick {{ payload.sent_ms }}"},
+    # One Modbus TCP session per event: connect, write the speed register, close.
+    "pump_control": {"pumpId": "P-01", "action": "set_speed", "speed": 50},
 }
 
 
@@ -51,6 +55,11 @@ def spec_for(capability: str, port: int, client: GuardedClient) -> CapabilitySpe
     if capability == "email_send":
         settings = SmtpSettings(host="127.0.0.1", port=port, security="none")
         return EmailActions(settings, client=client).spec()
+    if capability == "pump_control":
+        return pump_control_spec(PlantSettings.model_validate({
+            "devices": {"plc": {"protocol": "modbus", "host": "127.0.0.1", "port": port}},
+            "pumps": {"P-01": {"device": "plc", "run": {"coil": 0},
+                               "speed": {"holding": 10, "scale": 0.1}}}}))
     secrets = EnvSecrets({"SLACK_BOT_TOKEN": BENCH_SLACK_TOKEN})
     return SlackActions(client=client, secrets=secrets,
                         api_base=f"http://127.0.0.1:{port}/api").spec()

@@ -63,7 +63,7 @@ def add_bench_commands(commands: Subparsers) -> None:
         nargs="+",
         default=None,
         help="systems to run (default: all: connector-fleet connector-fleet-2p limit email_send "
-        "slack_message kafka_publish celery arq faststream taskiq)",
+        "slack_message pump_control kafka_publish celery arq faststream taskiq)",
     )
     consume.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     consume.set_defaults(handler=_consume)

@@ -17,6 +17,7 @@ import contextlib
 import importlib
 import os
 import sys
+from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,8 @@ class ConsumerProcess:
         self._breakers: BreakerBoard | None = None
         self._rules_handler: RulesHandler | None = None
         self._rules_mtime_ns: int | None = None
+        self._background: list[Coroutine[Any, Any, None]] = []
+        self._audit: AuditChain | None = None
         self.consumer: Consumer
 
     @property
@@ -164,6 +167,9 @@ class ConsumerProcess:
         capabilities, http = default_capability_registry()
         self._closers.append(http.aclose)
         executor = self._build_executor(capabilities)
+        # Work the capabilities need beside the consumer (the irrigation close sweeper).
+        self._background = http.plant.background(self._redis, clock=self._clock,
+                                                 logger=self._log, audit=self._audit)
         self._rules_handler = RulesHandler(rules, executor, redis=self._redis, logger=self._log,
                                            identity_ttl_s=self._settings.step_identity_ttl_s)
         self._log.info("rules_loaded", path=str(self.rules_path), rules=len(rules.rules),
@@ -196,6 +202,7 @@ class ConsumerProcess:
         consumer = self._request.options.get("consumer") or default_consumer_name()
         audit = AuditChain(self._redis, signing_key=audit_key, clock=self._clock,
                            chain=audit_chain_of(str(consumer), self._settings.audit_chains))
+        self._audit = audit
         # Stored versions that lookups skip (bad signature) are audited too.
         self._catalog = Catalog(self._redis, trust, clock=self._clock, logger=self._log,
                                 audit=audit)
@@ -223,6 +230,8 @@ class ConsumerProcess:
         if self._rules_handler is not None and _has_absence_trigger(self._rules_handler.rules):
             # Every consumer is a watchdog replica; the lease holder sweeps (providers.devices).
             helpers.append(asyncio.create_task(self._watch_devices(), name="device-watchdog"))
+        helpers += [asyncio.create_task(work) for work in self._background]
+        self._background = []
         try:
             await self.consumer.run()
             return ExitCode.FORCED if self.consumer.stopped_by_force else ExitCode.OK
