@@ -16,6 +16,9 @@ from framework.testing.dovecot import (
 from framework.testing.mosquitto import (
     MosquittoServer,
 )
+from framework.testing.postgres import (
+    PostgresServer,
+)
 from framework.testing.rabbitmq import (
     RabbitMqServer,
 )
@@ -42,6 +45,7 @@ __all__ = [
     "Dovecot",
     "FakeClock",
     "MosquittoServer",
+    "PostgresServer",
     "RabbitMqServer",
     "ProviderCase",
     "RecordedRequest",

@@ -1,0 +1,80 @@
+"""A private PostgreSQL (wal_level=logical) per test session, a fresh database per
+test, and connectors built on the real Redis."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from redis.asyncio import Redis
+
+from framework.core import SystemClock
+from framework.core.logs import get_logger
+from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
+from framework.testing import PostgresServer
+from providers.postgres import create_cdc_connector
+
+STREAM = "raw-input-signals"
+_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        yield server
+
+
+@dataclass
+class Database:
+    server: PostgresServer
+    name: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url.rsplit("/", 1)[0] + f"/{self.name}"
+
+    def sql(self, command: str, *params: Any) -> list[Any]:
+        with psycopg.connect(self.url, autocommit=True) as conn, conn.cursor() as cursor:
+            cursor.execute(command, params or None)
+            return cursor.fetchall() if cursor.description else []
+
+    def slot_lsn(self, slot: str) -> str:
+        rows = self.sql("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+                        "WHERE slot_name = %s", slot)
+        return str(rows[0][0])
+
+
+@pytest.fixture
+def db(pg: PostgresServer) -> Iterator[Database]:
+    name = f"cdc_{os.getpid()}_{next(_numbers)}"
+    pg.psql("postgres", f"CREATE DATABASE {name} OWNER {pg.user}")
+    database = Database(pg, name)
+    database.sql("CREATE TABLE orders (id int PRIMARY KEY, item text, qty int, "
+                 "price numeric(10,2), paid bool, note jsonb, at timestamptz, ratio float8)")
+    database.sql("CREATE TABLE other (id serial PRIMARY KEY, v text)")
+    yield database
+    pg.psql(name, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                  f"WHERE database = '{name}'")
+    pg.psql("postgres", f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def cdc_entry(url: str, name: str = "orders-cdc", **provider: Any) -> dict[str, Any]:
+    return {"name": name, "type": "cdc-postgres", "pollIntervalMs": 50,
+            "requestTimeoutMs": 3000, "leaseTtlSeconds": 2,
+            "providerConfig": {"connectionUrl": url, "table": "orders", **provider}}
+
+
+async def cdc_connector(redis: Redis, url: str, name: str = "orders-cdc",
+                        **provider: Any) -> Any:
+    config = ConnectorConfig.model_validate(cdc_entry(url, name, **provider))
+    lease = Lease(redis, name, ttl_s=30)
+    await redis.delete(lease.key)
+    assert await lease.try_acquire()
+    context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
+                               clock=SystemClock(), logger=get_logger(connector=name))
+    return create_cdc_connector(config, context)
