@@ -222,16 +222,36 @@ def _read_relation(reader: _Reader) -> Relation:
 
 
 def _read_tuple(reader: _Reader) -> tuple[Cell, ...]:
-    cells: list[Cell] = []
-    for _ in range(reader.int16()):
-        kind = reader.bytes(1)
-        if kind == b"n":
-            cells.append(None)
-        elif kind == b"u":
-            cells.append(UNCHANGED)
-        elif kind in (b"t", b"b"):
-            cells.append(reader.bytes(reader.int32()))
-        else:
-            raise ProtocolError(f"a column of kind {kind!r}")
-    return tuple(cells)
+    cells, reader._at = _tuple_at(reader._data, reader._at)
+    return cells
 
+
+_INT16 = struct.Struct("!h")
+_INT32 = struct.Struct("!i")
+
+
+def _tuple_at(data: bytes, at: int) -> tuple[tuple[Cell, ...], int]:
+    """The TupleData at ``at`` and where it ends (the hot path: one per change)."""
+    try:
+        (count,) = _INT16.unpack_from(data, at)
+        at += 2
+        cells: list[Cell] = []
+        for _ in range(count):
+            kind = data[at]
+            at += 1
+            if kind == 0x74 or kind == 0x62:  # t, b: a counted value
+                (length,) = _INT32.unpack_from(data, at)
+                at += 4
+                if length < 0 or at + length > len(data):
+                    raise ProtocolError(f"a column of {length} bytes past the message's end")
+                cells.append(data[at:at + length])
+                at += length
+            elif kind == 0x6E:  # n
+                cells.append(None)
+            elif kind == 0x75:  # u
+                cells.append(UNCHANGED)
+            else:
+                raise ProtocolError(f"a column of kind {chr(kind)!r}")
+    except (struct.error, IndexError):
+        raise ProtocolError("a row that ends before its columns") from None
+    return tuple(cells), at

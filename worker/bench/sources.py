@@ -31,8 +31,10 @@ SOURCES = {
     "modbus": "worker.bench.sources_modbus",
     "mqtt": "worker.bench.source_mqtt",
     "amqp": "worker.bench.source_amqp",
+    "cdc": "worker.bench.source_cdc",
 }
-UNITS = {"kafka": "events/s", "modbus": "registers/s", "mqtt": "events/s", "amqp": "events/s"}
+UNITS = {"kafka": "events/s", "modbus": "registers/s", "mqtt": "events/s", "amqp": "events/s",
+         "cdc": "rows/s"}
 _KEY_FIELDS = ("source", "mode")
 GOAL_RATIO = 0.5
 
@@ -81,3 +83,7 @@ def print_sources_report(rows: list[SummaryRow]) -> None:
         print(f"{source:>8} | {row.key['mode']!s:>10} | {UNITS.get(source, 'items/s'):>12} | "
               f"{row.cell('rate'):>24} | {row.cell('bare_rate'):>24} | "
               f"{row.cell('ratio', '.2f'):>17}")
+    for row in rows:  # sources that measure their end-to-end lag too (cdc)
+        if "lag_p99_ms" in row.spreads:
+            print(f"{row.key['source']!s:>8} | {row.key['mode']!s:>10} | lag p99 ms: "
+                  f"connector {row.cell('lag_p99_ms')}, bare loop {row.cell('bare_lag_p99_ms')}")
