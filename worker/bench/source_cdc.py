@@ -114,9 +114,10 @@ async def _drain_connector(redis: Redis, url: str, table: str, events: int) -> N
 async def _stream_lags(redis: Redis) -> list[float]:
     """Each event's stream entry time minus its commit time, in ms."""
     lags = []
-    for entry_id, fields in await redis.xrange(STREAM):
+    for entry_id, fields in await redis.xrange(STREAM) or []:
         appended_ms = int(str(entry_id).split("-")[0])
-        committed = datetime.fromisoformat(orjson.loads(fields["payload"])["timestamp"])
+        payload = (fields or {})["payload"]
+        committed = datetime.fromisoformat(orjson.loads(payload)["timestamp"])
         lags.append(appended_ms - committed.timestamp() * 1000)
     return lags
 
