@@ -156,9 +156,11 @@ class PgSession:
         return [PeekedRow(lsn=lsn, data=bytes(data), size=size, cut=size > cap)
                 for lsn, data, size in rows]
 
-    async def current_lsn(self) -> int:
-        return parse_lsn(str(await self._value("current LSN",
-                                               "SELECT pg_current_wal_lsn()::text")))
+    async def flushed_lsn(self) -> int:
+        """The end of the WAL on disk: every commit before it is visible to a peek
+        (``pg_current_wal_lsn`` may be ahead of what a peek can read yet)."""
+        return parse_lsn(str(await self._value("flushed LSN",
+                                               "SELECT pg_current_wal_flush_lsn()::text")))
 
     async def advance(self, lsn: int) -> None:
         """Confirm the slot up to ``lsn``: the server may drop the WAL before it."""

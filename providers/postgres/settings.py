@@ -28,7 +28,7 @@ class CdcConfig(BaseModel):
     # replication_slot with pgoutput). False: a missing one is a clear error.
     create_publication: bool = True
     create_slot: bool = True
-    # On idle tables, the slot is moved to the server's current LSN this often, so
+    # On idle tables, the slot is moved to the server's flushed LSN this often, so
     # that it never holds WAL back (Debezium's heartbeat.interval.ms problem).
     heartbeat_interval_ms: int = Field(10_000, ge=100, le=3_600_000)
     # A change bigger than this is not read: it goes to the rejected stream, named.

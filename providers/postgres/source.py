@@ -16,7 +16,7 @@ transaction and how many of its changes are in the stream (``partial``), the
 slot stays before it, and a restart skips those changes of it.
 
 When nothing is captured (idle tables, or only other tables written), the slot
-is moved to the server's current LSN every ``heartbeatIntervalMs`` through the
+is moved to the server's flushed LSN every ``heartbeatIntervalMs`` through the
 same append-then-confirm path, so that it never holds WAL back.
 """
 
@@ -126,11 +126,12 @@ class CdcSource:
             if self._clock.monotonic() < self._next_peek:
                 return 0
         heartbeat_due = self._clock.monotonic() >= self._next_heartbeat
-        current = await session.current_lsn() if heartbeat_due else 0
+        current = await session.flushed_lsn() if heartbeat_due else 0
         peeked = await session.peek(max_messages)
         transactions = self._decoder.decode(peeked)
-        full = len(peeked) >= max_messages
-        self._next_peek = 0.0 if full else self._clock.monotonic() + self._interval_s
+        # A peek that found something is followed by the next at once (a burst is
+        # read without pauses); one that found nothing waits pollIntervalMs.
+        self._next_peek = 0.0 if peeked else self._clock.monotonic() + self._interval_s
         for txn in transactions:
             self._queue(txn)
         if transactions or not heartbeat_due:

@@ -183,7 +183,7 @@ async def test_an_idle_slot_is_moved_on_by_the_heartbeat(redis: Redis, db: Datab
     start = parse_lsn(db.slot_lsn(SLOT))
     for n in range(20):  # WAL grows, but not from the captured table
         db.sql("INSERT INTO other (v) VALUES (%s)", f"busy {n}")
-    written = parse_lsn(db.sql("SELECT pg_current_wal_lsn()::text")[0][0])
+    written = parse_lsn(db.sql("SELECT pg_current_wal_flush_lsn()::text")[0][0])
 
     for _ in range(10):
         await connector.poll()
