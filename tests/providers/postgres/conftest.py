@@ -17,7 +17,8 @@ from framework.core import SystemClock
 from framework.core.logs import get_logger
 from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
 from framework.testing import PostgresServer
-from providers.postgres import create_cdc_connector
+from providers.postgres import CdcConfig, CdcSource, create_cdc_connector
+from providers.postgres.session import Capture
 
 STREAM = "raw-input-signals"
 _numbers = itertools.count()
@@ -78,3 +79,14 @@ async def cdc_connector(redis: Redis, url: str, name: str = "orders-cdc",
     context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
                                clock=SystemClock(), logger=get_logger(connector=name))
     return create_cdc_connector(config, context)
+
+
+def cdc_source(url: str, name: str = "orders-cdc", **provider: Any) -> CdcSource:
+    """The source alone, to drive start / receive / acknowledge / stop step by step."""
+    config = ConnectorConfig.model_validate(cdc_entry(url, name, **provider))
+    settings = CdcConfig.model_validate(config.provider_config)
+    capture = Capture(url=url, slot=f"fleet_{name.replace('-', '_')}",
+                      publication=f"fleet_{name.replace('-', '_')}",
+                      tables=tuple(settings.qualified_tables()), create_slot=True,
+                      create_publication=True, max_change_bytes=settings.max_change_bytes)
+    return CdcSource(config, settings, capture, SystemClock(), get_logger(connector=name))
