@@ -88,6 +88,11 @@ class CdcSource:
                            slot_lsn=format_lsn(self._slot_at), saved_lsn=format_lsn(saved))
             await session.advance(saved)
             self._slot_at = saved
+        elif saved and saved < self._slot_at:
+            # Only the connector moves its slot, and only to saved positions: someone
+            # else moved it, or dropped and created it. What lay between is gone.
+            self._log.warning("cdc_slot_ahead_of_saved_position", slot=self._capture.slot,
+                              slot_lsn=format_lsn(self._slot_at), saved_lsn=format_lsn(saved))
         self._complete, self._owed = self._slot_at, 0
         self._skip = _partial(positions.get("partial", ""))
         self._decoder = Decoder()

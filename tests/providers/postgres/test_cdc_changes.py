@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+import structlog
 from redis.asyncio import Redis
 
 from framework.core import SourceError
@@ -195,3 +196,56 @@ async def test_an_idle_slot_is_moved_on_by_the_heartbeat(redis: Redis, db: Datab
     cursors = orjson.loads((await redis.hgetall("connector:state:orders-cdc"))["cursors"])
     assert parse_lsn(cursors["lsn"]) >= written
     await connector.aclose()
+
+
+async def test_more_types_truncates_and_untouched_toasted_values(
+    redis: Redis, db: Database,
+) -> None:
+    db.sql("CREATE TABLE kinds (id bigint PRIMARY KEY, b bytea, tags int[], u uuid, "
+           "d interval, day date, big text, r real)")
+    connector = await cdc_connector(redis, db.url, table="kinds")
+    await connector.poll()
+    db.sql("INSERT INTO kinds VALUES (9007199254740993, '\\x0102ff', '{1,2,3}', "
+           "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '1 day 02:00', '2026-03-04', "
+           "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 400) i), "
+           "'-Infinity')")
+    db.sql("UPDATE kinds SET r = 1.5")  # big is TOASTed and untouched: not sent
+    db.sql("TRUNCATE kinds")
+
+    await windows_until(connector, redis, 3)
+
+    inserted, updated, truncated = (e["value"] for e in await events(redis))
+    after = inserted["after"]
+    assert after["id"] == 9007199254740993  # bigint stays exact
+    assert (after["b"], after["tags"], after["u"]) == (
+        "\\x0102ff", "{1,2,3}", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+    assert (after["d"], after["day"], after["r"]) == ("1 day 02:00:00", "2026-03-04",
+                                                      "-Infinity")
+    assert len(after["big"]) == 400 * 32
+    assert updated["unchangedColumns"] == ["big"] and "big" not in updated["after"]
+    assert updated["after"]["r"] == 1.5
+    assert truncated == {"op": "truncate", "table": "public.kinds", "before": None,
+                         "after": None, "key": ["id"], "identity": "default"}
+    await connector.aclose()
+
+
+async def test_a_slot_recreated_behind_the_connectors_back_is_reported(
+    redis: Redis, db: Database,
+) -> None:
+    first = await cdc_connector(redis, db.url)
+    await first.poll()
+    db.sql("INSERT INTO orders (id) VALUES (1)")
+    await windows_until(first, redis, 1)
+    await first.aclose()
+    db.sql("SELECT pg_drop_replication_slot(%s)", SLOT)
+    db.sql("INSERT INTO orders (id) VALUES (2)")  # while there is no slot: not captured
+
+    with structlog.testing.capture_logs() as logs:
+        second = await cdc_connector(redis, db.url)
+        await second.poll()
+    db.sql("INSERT INTO orders (id) VALUES (3)")
+    await windows_until(second, redis, 2)
+
+    assert [e["value"]["after"]["id"] for e in await events(redis)] == [1, 3]
+    assert "cdc_slot_ahead_of_saved_position" in [log["event"] for log in logs]
+    await second.aclose()
