@@ -64,15 +64,17 @@ def db(pg: PostgresServer) -> Iterator[Database]:
     pg.psql("postgres", f"DROP DATABASE {name} WITH (FORCE)")
 
 
-def cdc_entry(url: str, name: str = "orders-cdc", **provider: Any) -> dict[str, Any]:
+def cdc_entry(url: str, name: str = "orders-cdc", *, request_timeout_ms: int = 3000,
+              **provider: Any) -> dict[str, Any]:
     return {"name": name, "type": "cdc-postgres", "pollIntervalMs": 50,
-            "requestTimeoutMs": 3000, "leaseTtlSeconds": 2,
+            "requestTimeoutMs": request_timeout_ms, "leaseTtlSeconds": 2,
             "providerConfig": {"connectionUrl": url, "table": "orders", **provider}}
 
 
-async def cdc_connector(redis: Redis, url: str, name: str = "orders-cdc",
-                        **provider: Any) -> Any:
-    config = ConnectorConfig.model_validate(cdc_entry(url, name, **provider))
+async def cdc_connector(redis: Redis, url: str, name: str = "orders-cdc", *,
+                        request_timeout_ms: int = 3000, **provider: Any) -> Any:
+    config = ConnectorConfig.model_validate(
+        cdc_entry(url, name, request_timeout_ms=request_timeout_ms, **provider))
     lease = Lease(redis, name, ttl_s=30)
     await redis.delete(lease.key)
     assert await lease.try_acquire()
