@@ -64,7 +64,7 @@ def db(pg: PostgresServer) -> Iterator[Database]:
     pg.psql("postgres", f"DROP DATABASE {name} WITH (FORCE)")
 
 
-def cdc_entry(url: str, name: str = "orders-cdc", *, request_timeout_ms: int = 3000,
+def cdc_entry(url: str, name: str = "orders-cdc", *, request_timeout_ms: int = 10_000,
               **provider: Any) -> dict[str, Any]:
     return {"name": name, "type": "cdc-postgres", "pollIntervalMs": 50,
             "requestTimeoutMs": request_timeout_ms, "leaseTtlSeconds": 2,
@@ -72,7 +72,7 @@ def cdc_entry(url: str, name: str = "orders-cdc", *, request_timeout_ms: int = 3
 
 
 async def cdc_connector(redis: Redis, url: str, name: str = "orders-cdc", *,
-                        request_timeout_ms: int = 3000, **provider: Any) -> Any:
+                        request_timeout_ms: int = 10_000, **provider: Any) -> Any:
     config = ConnectorConfig.model_validate(
         cdc_entry(url, name, request_timeout_ms=request_timeout_ms, **provider))
     lease = Lease(redis, name, ttl_s=30)
