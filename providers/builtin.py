@@ -30,6 +30,7 @@ from providers.mqtt import MQTT_SOURCE_TYPE, create_mqtt_connector
 from providers.noaa import create_noaa_weather_connector
 from providers.outbox import EnvSecrets
 from providers.plant import PlantActions, PlantSettings
+from providers.postgres import create_cdc_connector
 from providers.slack import SlackActions
 from providers.sms import SmsActions, SmsSettings
 from providers.webhook import WEBHOOK_TYPE, create_webhook_connector
@@ -51,6 +52,7 @@ def register_builtin_connectors(registry: ConnectorRegistry) -> None:
     registry.register_connector(MQTT_SOURCE_TYPE, create_mqtt_connector)
     registry.register_connector(AMQP_SOURCE_TYPE, create_amqp_connector)
     registry.register_connector(BLE_SCANNER_TYPE, create_ble_connector)
+    registry.register_connector("cdc-postgres", create_cdc_connector)
 
 
 def default_registry() -> ConnectorRegistry:

@@ -23,6 +23,9 @@ from framework.testing.mavlink_vehicle import (
 from framework.testing.mosquitto import (
     MosquittoServer,
 )
+from framework.testing.postgres import (
+    PostgresServer,
+)
 from framework.testing.rabbitmq import (
     RabbitMqServer,
 )
@@ -52,6 +55,7 @@ __all__ = [
     "FakeClock",
     "MavlinkVehicle",
     "MosquittoServer",
+    "PostgresServer",
     "RabbitMqServer",
     "ProviderCase",
     "RecordedRequest",

@@ -34,9 +34,10 @@ SOURCES = {
     "imap": "worker.bench.source_imap",
     "fs": "worker.bench.source_fs",
     "cron": "worker.bench.source_cron",
+    "cdc": "worker.bench.source_cdc",
 }
 UNITS = {"kafka": "events/s", "modbus": "registers/s", "mqtt": "events/s", "amqp": "events/s",
-         "imap": "mails/s", "fs": "events/s", "cron": "late ms"}
+         "imap": "mails/s", "fs": "events/s", "cron": "late ms", "cdc": "rows/s"}
 _KEY_FIELDS = ("source", "mode")
 GOAL_RATIO = 0.5
 
@@ -86,3 +87,7 @@ def print_sources_report(rows: list[SummaryRow]) -> None:
         print(f"{source:>8} | {row.key['mode']!s:>10} | {UNITS.get(source, 'items/s'):>12} | "
               f"{row.cell('rate'):>24} | {row.cell('bare_rate'):>24} | "
               f"{row.cell('ratio', '.2f'):>17}")
+    for row in rows:  # sources that measure their end-to-end lag too (cdc)
+        if "lag_p99_ms" in row.spreads:
+            print(f"{row.key['source']!s:>8} | {row.key['mode']!s:>10} | lag p99 ms: "
+                  f"connector {row.cell('lag_p99_ms')}, bare loop {row.cell('bare_lag_p99_ms')}")
