@@ -10,6 +10,15 @@ for the next start. A dropped connection (broker restart) is noticed at the next
 ``receive``, which connects again; deliveries of the old channel are not
 acknowledged (their tags mean nothing on a new channel; the broker has requeued
 them).
+
+Redeliveries: a redelivered message is appended in a batch of its own, and on a
+queue that does not count deliveries (classic) its deliveries are counted in Redis
+(:mod:`providers.amqp.deliveries`), so that the connector's ``maxDeliveries`` bound
+holds for both queue types. Each channel starts with a prefetch of 1, raised to
+``prefetch`` once a message that was not redelivered is acknowledged: while a
+poison message fails again and again, the messages behind it are not in flight
+with it, so they are not returned with it (a quorum queue would count those
+returns as deliveries, and set innocent messages aside).
 """
 
 from __future__ import annotations
@@ -19,8 +28,8 @@ import functools
 import itertools
 import ssl
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aio_pika
@@ -30,6 +39,7 @@ from yarl import URL
 from framework.core import Logger, TransientSourceError
 from framework.polling import Batch
 from providers.amqp.config import AmqpSourceConfig
+from providers.amqp.deliveries import DeliveryCounts, isolate
 from providers.inbox import Inbox
 from providers.reconnect import ReconnectBackoff
 
@@ -43,9 +53,10 @@ class AmqpConnectError(TransientSourceError):
 
 @dataclass(frozen=True, slots=True)
 class AmqpMessage:
-    """One delivery. ``deliveries``: how often the broker has delivered it, when it
-    counts (quorum queues' ``x-delivery-count``), else None; ``channel``: which
-    channel delivered it."""
+    """One delivery. ``deliveries``: how often it has been delivered, when known
+    (quorum queues' ``x-delivery-count``; for a redelivery on a classic queue, the
+    count kept in Redis, under ``counted``), else None; ``channel``: which channel
+    delivered it."""
 
     body: bytes
     message_id: str | None
@@ -56,14 +67,17 @@ class AmqpMessage:
     channel: int
     local_id: str
     incoming: AbstractIncomingMessage = field(repr=False, compare=False)
+    counted: str | None = None
 
 
 class AmqpSource:
     """A :class:`framework.polling.PushSource` over one AMQP queue."""
 
     def __init__(self, settings: AmqpSourceConfig, *, connect_timeout_s: float,
-                 logger: Logger) -> None:
+                 logger: Logger, counts: DeliveryCounts | None = None) -> None:
         self._settings = settings
+        self._counts = counts
+        self._careful = True
         self._timeout_s = connect_timeout_s
         self._log = logger
         self._connection: AbstractConnection | None = None
@@ -102,7 +116,8 @@ class AmqpSource:
         channel = await self._connection.channel(publisher_confirms=False)
         self._channel = channel
         self._generation += 1
-        await channel.set_qos(prefetch_count=settings.prefetch)
+        await channel.set_qos(prefetch_count=1)  # raised by acknowledge: see the docstring
+        self._careful = True
         if settings.declare:
             queue = await channel.declare_queue(
                 settings.queue, durable=True, arguments={"x-queue-type": settings.queue_type})
@@ -139,7 +154,21 @@ class AmqpSource:
     async def receive(self, max_messages: int, wait_s: float) -> Batch[AmqpMessage]:
         if self._channel is None or self._channel.is_closed:
             await self._reconnect()
-        return Batch(await self._inbox.take(max_messages, wait_s))
+        batch, later = isolate(await self._inbox.take(max_messages, wait_s))
+        self._inbox.put_back(later)
+        return Batch(await self._count(batch))
+
+    async def _count(self, batch: list[AmqpMessage]) -> list[AmqpMessage]:
+        """A redelivery the queue does not count is counted in Redis (a batch of one:
+        :func:`isolate`)."""
+        if self._counts is None or len(batch) != 1:
+            return batch
+        [message] = batch
+        if not message.redelivered or message.deliveries is not None:
+            return batch
+        key = DeliveryCounts.field(message.message_id, message.exchange, message.routing_key,
+                                   message.body)
+        return [replace(message, deliveries=await self._counts.redelivered(key), counted=key)]
 
     async def _reconnect(self) -> None:
         self._log.warning("amqp_channel_closed", broker=self._settings.host,
@@ -155,6 +184,23 @@ class AmqpSource:
             await ours[-1].incoming.ack(multiple=True)
         except Exception as exc:  # the channel closed just now: requeued, as above
             self._log.warning("amqp_ack_failed", error=self._describe(exc))
+            return
+        await self._forget(ours)
+        if self._careful and not ours[-1].redelivered:
+            self._careful = False
+            try:
+                await self._channel.set_qos(prefetch_count=self._settings.prefetch)
+            except Exception as exc:  # the channel closed just now: the next one starts at 1
+                self._log.warning("amqp_prefetch_not_raised", error=self._describe(exc))
+
+    async def _forget(self, acked: Sequence[AmqpMessage]) -> None:
+        counted = [message.counted for message in acked if message.counted]
+        if self._counts is None or not counted:
+            return
+        try:
+            await self._counts.forget(counted)
+        except Exception as exc:  # a count left behind expires with its hash
+            self._log.warning("amqp_delivery_count_not_removed", error=str(exc))
 
     async def stop(self) -> None:
         """Close the channel (the broker requeues what was not acknowledged)."""
