@@ -33,7 +33,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
 from yarl import URL
 
 from framework.core import Logger, TransientSourceError
@@ -78,6 +83,8 @@ class AmqpSource:
         self._settings = settings
         self._counts = counts
         self._careful = True
+        self._queue: AbstractQueue | None = None
+        self._consumer = ""
         self._timeout_s = connect_timeout_s
         self._log = logger
         self._connection: AbstractConnection | None = None
@@ -125,7 +132,9 @@ class AmqpSource:
                 await queue.bind(binding.exchange, binding.routing_key)
         else:
             queue = await channel.declare_queue(settings.queue, passive=True)
-        await queue.consume(functools.partial(self._on_message, self._generation), no_ack=False)
+        self._queue = queue
+        self._consumer = await queue.consume(
+            functools.partial(self._on_message, self._generation), no_ack=False)
         self._log.info("amqp_consuming", broker=settings.host, queue=settings.queue,
                        prefetch=settings.prefetch)
 
@@ -189,9 +198,22 @@ class AmqpSource:
         if self._careful and not ours[-1].redelivered:
             self._careful = False
             try:
-                await self._channel.set_qos(prefetch_count=self._settings.prefetch)
+                await self._consume_with_full_prefetch()
             except Exception as exc:  # the channel closed just now: the next one starts at 1
                 self._log.warning("amqp_prefetch_not_raised", error=self._describe(exc))
+
+    async def _consume_with_full_prefetch(self) -> None:
+        """A consumer keeps the prefetch it was created with (RabbitMQ), so the careful
+        one is replaced. Deliveries sent before the broker's CancelOk still reach it
+        (aiormq drops the consumer only then), and stay unacknowledged on the channel
+        until their batch's ack, in delivery order, as before."""
+        channel, queue = self._channel, self._queue
+        if channel is None or queue is None:
+            return
+        await queue.cancel(self._consumer)
+        await channel.set_qos(prefetch_count=self._settings.prefetch)
+        self._consumer = await queue.consume(
+            functools.partial(self._on_message, self._generation), no_ack=False)
 
     async def _forget(self, acked: Sequence[AmqpMessage]) -> None:
         counted = [message.counted for message in acked if message.counted]
@@ -205,6 +227,7 @@ class AmqpSource:
     async def stop(self) -> None:
         """Close the channel (the broker requeues what was not acknowledged)."""
         connection, self._connection, self._channel = self._connection, None, None
+        self._queue = None
         self._generation += 1
         self._inbox.clear()
         if connection is None:
