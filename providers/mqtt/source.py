@@ -144,9 +144,15 @@ class MqttSource:
             max_messages, 0.0 if self._releases else wait_s,
             keep=lambda message: message.connection == self._connection)
         client = self._client
-        if self._settings.qos < 2 or client is None:
-            return Batch(messages)
         releases = [self._releases.popleft() for _ in range(len(self._releases))]
+        if client is None:
+            return Batch(messages)
+        if self._settings.qos < 2:
+            # A QoS 1 subscription gets no QoS 2 message; were a broker to send one
+            # anyway, it is acknowledged after its append and released at once.
+            for release in releases:
+                client.send_pubcomp(release.mid)
+            return Batch(messages)
         return self._receipts.batch(messages, releases, client, self._connection)
 
     async def acknowledge(self, batch: Batch[MqttMessage]) -> None:

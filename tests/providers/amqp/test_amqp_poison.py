@@ -7,6 +7,7 @@ appended once each."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -57,19 +58,25 @@ async def test_a_message_whose_append_always_fails_stops_after_max_deliveries(
     connector = await amqp_connector(redis, rabbitmq, queue, **settings)
     failures = 0
     async with asyncio.timeout(60):
-        while await redis.xlen("raw-input-signals") < 3:
+        while await redis.xlen("raw-input-signals") < 3 or not await redis.xlen(REJECTED):
             try:
                 await connector.poll()
             except Exception:  # the batch holding the poison was not appended
                 failures += 1
     await connector.aclose()
 
-    assert await values(redis) == [1, 2, 3]  # each once, in order
-    assert failures == 3  # its 1st delivery with the others, then alone twice
+    # Each once (a queue may hand requeued messages back in another order).
+    assert sorted(await values(redis)) == [1, 2, 3]
+    if queue_type == "classic":  # counted by the connector: exactly its own failures
+        assert failures == 3  # its 1st delivery, then alone twice
+    else:  # counted by the broker, which may count a return the connector did not cause
+        assert 1 <= failures <= 3
     assert await depth(rabbitmq, queue) == 0
     [(_, rejected)] = await redis.xrange(REJECTED)
-    assert rejected["error"].endswith("delivered 4 times, more than maxDeliveries (3): "
-                                      "kept as poison")
+    assert re.search(r"delivered (\d+) times, more than maxDeliveries \(3\): kept as poison$",
+                     rejected["error"])
+    if queue_type == "classic":
+        assert "delivered 4 times" in rejected["error"]
     if poison_id is not None:
         assert rejected["item_id"] == f"{queue}#{poison_id}"
     assert len(rejected["raw"]) == 64 * 1024  # kept raw, cut to the rejected stream's limit
