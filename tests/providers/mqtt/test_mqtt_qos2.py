@@ -25,7 +25,7 @@ from framework.polling import (
 )
 from framework.testing import MosquittoServer
 from providers.mqtt import MqttEvents, MqttMessage, MqttSource, MqttSourceConfig
-from providers.mqtt.qos2 import POSITION, parse_ids
+from providers.mqtt.qos2 import POSITION, Qos2Batch, parse_ids
 from tests.providers.mqtt.conftest import publish_all
 
 STREAM = "raw-input-signals"
@@ -33,22 +33,34 @@ NAME = "sensors-qos2"
 
 
 class CrashingAfterAppend(MqttSource):
-    """Appends, then "crashes" before PUBREC: the first ``crashes`` acknowledgements
-    are dropped and the session ends (a kill between the commit and the PUBREC)."""
+    """Commits, then "crashes" before answering the broker: the first ``crashes``
+    acknowledgements of batches with messages (before PUBREC), or with ``releases``
+    of batches that only release ids (before PUBCOMP), are dropped and the session
+    ends (a kill between the commit and the answer)."""
 
-    def __init__(self, *args: Any, crashes: int, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, crashes: int, releases: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.crashes = crashes
+        self.releases = releases
+        self.pubrels = 0  # PUBRELs received (counted in paho's thread)
+
+    def _on_release(self, mid: int) -> None:
+        self.pubrels += 1
+        super()._on_release(mid)
 
     async def acknowledge(self, batch: Batch[MqttMessage]) -> None:
-        if self.crashes and batch.messages:
+        releasing = isinstance(batch, Qos2Batch) and bool(batch.released)
+        target = releasing and not batch.messages if self.releases else bool(batch.messages)
+        if self.crashes and target:
             self.crashes -= 1
-            raise ConnectionAbortedError("crashed between the append and the PUBREC")
+            raise ConnectionAbortedError("crashed between the commit and the answer")
         await super().acknowledge(batch)
 
 
 async def qos2_connector(redis: Redis, peer: MosquittoServer, *, crashes: int = 0,
-                         **provider: Any) -> PushConnector[MqttMessage, dict[str, Any]]:
+                         releases: bool = False, **provider: Any,
+                         ) -> PushConnector[MqttMessage, dict[str, Any]]:
     settings = MqttSourceConfig.model_validate(
         {"broker": f"mqtt://127.0.0.1:{peer.port}", "topic": "plant/+/temp", "qos": 2,
          **provider})
@@ -60,7 +72,7 @@ async def qos2_connector(redis: Redis, peer: MosquittoServer, *, crashes: int = 
     assert await lease.try_acquire()
     logger = get_logger(connector=NAME)
     source = CrashingAfterAppend(settings, client_id=f"fleet-{NAME}", connect_timeout_s=5,
-                                 logger=logger, crashes=crashes)
+                                 logger=logger, crashes=crashes, releases=releases)
     events = MqttEvents(settings)
     parts = PushParts(source=source, item_id=events.item_id, transformer=events.event,
                       raw=lambda message: message.payload, dedupe_key=events.dedupe_key)
@@ -155,6 +167,49 @@ async def test_a_crash_between_the_append_and_pubrec_does_not_append_twice(
     await second.aclose()
     assert await values(redis) == list(range(5))
     assert await saved_ids(redis) == frozenset()
+
+
+async def test_a_crash_between_saving_a_release_and_pubcomp_completes_it_next_time(
+    redis: Redis,
+) -> None:
+    """The broker repeats PUBREL for ids no longer saved: answered with PUBCOMP at once,
+    so a later session gets no PUBREL at all."""
+    with MosquittoServer(max_inflight=5) as peer:
+        await crash_on_release(redis, peer)
+
+
+async def crash_on_release(redis: Redis, peer: MosquittoServer) -> None:
+    first = await qos2_connector(redis, peer, crashes=1, releases=True)
+    await first.poll()
+    await publish_all(peer, [("plant/a/temp", reading(n)) for n in range(5)], qos=2)
+    with pytest.raises(ConnectionAbortedError):
+        async with asyncio.timeout(10):
+            while True:
+                await first.poll()
+    await first.aclose()
+    assert await redis.xlen(STREAM) == 5
+    # A release was saved (those ids are gone), then no PUBCOMP was sent for it.
+    assert len(await saved_ids(redis)) < 5
+
+    second = await qos2_connector(redis, peer)
+    await poll_for(second, 1.0)  # PUBRELs again: PUBCOMP at once
+    await publish_all(peer, [("plant/a/temp", reading(n)) for n in range(5, 20)], qos=2)
+    await poll_until(second, redis, 20)
+    await poll_for(second, 1.0)
+    await second.aclose()
+    assert await values(redis) == list(range(20))
+    assert await saved_ids(redis) == frozenset()
+
+    third = await qos2_connector(redis, peer)
+    await poll_for(third, 1.0)
+    await third.aclose()
+    assert third_source(third).pubrels == 0  # the broker has nothing left to release
+
+
+def third_source(connector: PushConnector[MqttMessage, Any]) -> CrashingAfterAppend:
+    source = connector._parts.source  # the test's own source, to read its count
+    assert isinstance(source, CrashingAfterAppend)
+    return source
 
 
 async def test_a_saved_packet_id_list_that_is_not_one_is_an_error_naming_it(
