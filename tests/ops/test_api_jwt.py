@@ -127,8 +127,11 @@ async def test_a_rotated_jwks_file_is_used_without_a_restart(
 
         jwks.write_text('{"keys": [')  # half written: the rotated key stays in use
         while_broken = await api.call("GET", "/api/v1/whoami", issued(rotated))
+        jwks.write_bytes(b" " * (2 * 1024 * 1024))  # not a key set: not read whole
+        while_huge = await api.call("GET", "/api/v1/whoami", issued(rotated))
     assert before.status_code == 200
     assert early.status_code == 401  # not in the file yet
     assert after.status_code == 200 and after.json()["actor"]["id"] == "jwt:u-42"
     assert retired.status_code == 401
     assert while_broken.status_code == 200
+    assert while_huge.status_code == 200
