@@ -198,9 +198,13 @@ class AmqpSource:
         if self._careful and not ours[-1].redelivered:
             self._careful = False
             try:
-                await self._consume_with_full_prefetch()
-            except Exception as exc:  # the channel closed just now: the next one starts at 1
+                async with asyncio.timeout(self._timeout_s):
+                    await self._consume_with_full_prefetch()
+            except Exception as exc:  # the channel closed, or the broker stalls
                 self._log.warning("amqp_prefetch_not_raised", error=self._describe(exc))
+                # Perhaps cancelled and not consuming again: the next receive connects
+                # anew (the broker requeues what is not acknowledged).
+                self._channel = None
 
     async def _consume_with_full_prefetch(self) -> None:
         """A consumer keeps the prefetch it was created with (RabbitMQ), so the careful
