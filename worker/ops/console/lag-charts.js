@@ -74,7 +74,11 @@ const LagCharts = (() => {
   }
 
   function format(value, unit) {
-    return unit === "s" ? `${value.toFixed(1)} s` : `${Math.round(value)} ${unit}`;
+    if (unit !== "s") return `${Math.round(value)} ${unit}`;
+    if (value < 120) return `${value.toFixed(1)} s`;
+    if (value < 7200) return `${(value / 60).toFixed(1)} min`;
+    if (value < 172800) return `${(value / 3600).toFixed(1)} h`;
+    return `${(value / 86400).toFixed(1)} d`;
   }
 
   function chart(entry) {
