@@ -36,6 +36,10 @@ class Inbox(Generic[T]):
     def clear(self) -> None:
         self._items.clear()
 
+    def put_back(self, items: list[T]) -> None:
+        """Items taken but not used now: first again, in their order (event loop only)."""
+        self._items.extendleft(reversed(items))
+
     async def take(self, max_items: int, wait_s: float,
                    keep: Callable[[T], bool] | None = None) -> list[T]:
         """At most ``max_items``, waiting at most ``wait_s`` for the first one (then

@@ -58,8 +58,9 @@ class AmqpSourceConfig(_Model):
     ``${VAR}``, or in ``passwordFile``). ``prefetch``: unacknowledged messages the
     broker may send at once. ``declare``: declare the queue (durable, of
     ``queueType``) and its ``bindings``; otherwise the queue must exist.
-    ``maxDeliveries``: a message the broker says it delivered more often (quorum
-    queues count) is kept as poison in the rejected stream; 0 turns this off."""
+    ``maxDeliveries``: a message delivered more often (quorum queues count; on
+    classic queues the connector counts redeliveries in Redis) is kept as poison in
+    the rejected stream; 0 turns this off."""
 
     url: str = Field(min_length=1)
     queue: ShortName

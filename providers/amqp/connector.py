@@ -11,10 +11,11 @@ dropped; one without is appended again.
 Poison: a body that is not JSON (or is too large) is kept raw in the rejected
 stream and acknowledged with its batch, so it never comes back. A message the
 broker has delivered more than ``maxDeliveries`` times (quorum queues count, in
-``x-delivery-count``) is kept there too, with why, and logged
-(``amqp_poison_message``): a message that keeps a batch from being appended (or
-the process alive) therefore stops coming back. Classic queues do not count
-deliveries; use a quorum queue (the default of ``declare``) for that bound.
+``x-delivery-count``; for classic queues the connector counts redeliveries in
+Redis, :mod:`providers.amqp.deliveries`) is kept there too, with why, and logged
+(``amqp_poison_message``), then acknowledged: a message that keeps its batch from
+being appended (or the process alive) therefore stops coming back. A redelivered
+message is appended alone, so only the poison's count grows.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from framework.polling import (
     parse_provider_config,
 )
 from providers.amqp.config import AmqpSourceConfig
+from providers.amqp.deliveries import DeliveryCounts
 from providers.amqp.source import AmqpMessage, AmqpSource
 from providers.message_events import JsonBodies
 
@@ -74,8 +76,10 @@ class AmqpEvents:
 
 def create_amqp_connector(config: ConnectorConfig, context: ConnectorContext) -> PollingConnector:
     settings = parse_provider_config(AmqpSourceConfig, config)
+    counts = (DeliveryCounts(context.store.redis, f"{context.store.keys.state}:deliveries")
+              if settings.max_deliveries else None)
     source = AmqpSource(settings, connect_timeout_s=config.request_timeout_ms / 1000,
-                        logger=context.logger)
+                        logger=context.logger, counts=counts)
     events = AmqpEvents(settings, context.logger)
     parts = PushParts(source=source, item_id=events.item_id, transformer=events.event,
                       raw=lambda message: message.body, dedupe_key=events.dedupe_key,

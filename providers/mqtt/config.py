@@ -65,14 +65,15 @@ class MqttTls(_Model):
 
 class MqttSourceConfig(_Model):
     """``broker``: ``mqtt://host:1883`` or ``mqtts://host:8883`` (TLS). ``topic``: one
-    filter or a list (wildcards ``+`` and ``#``). ``qos``: 0 (at most once) or 1
-    (at least once, acknowledged after the append). ``password`` (usually
+    filter or a list (wildcards ``+`` and ``#``). ``qos``: 0 (at most once), 1
+    (at least once, acknowledged after the append) or 2 (exactly once: PUBREC after
+    the append, the packet ids saved with it). ``password`` (usually
     ``${VAR}``) or ``passwordFile`` (read at each connect, so a rotated password is
     picked up on reconnect)."""
 
     broker: str = Field(min_length=1)
     topic: TopicFilter | list[TopicFilter]
-    qos: Literal[0, 1] = 1
+    qos: Literal[0, 1, 2] = 1
     client_id: str | None = Field(None, min_length=1, max_length=256)
     username: str | None = Field(None, min_length=1)
     password: str | None = None

@@ -11,7 +11,9 @@ Duplicates: MQTT gives no message id that survives a reconnect (packet ids are
 reused), so redeliveries are suppressed only when the publisher gives one, named
 by ``dedupeField`` (a user property or a top-level field of the payload);
 otherwise a message redelivered after a crash between the append and the PUBACK
-is appended again.
+is appended again. At QoS 2 the broker's packet ids serve instead: they are saved
+with the append until PUBREL (:mod:`providers.mqtt.qos2`), so nothing is appended
+twice.
 """
 
 from __future__ import annotations

@@ -16,14 +16,15 @@ for the same reason.
 The session is persistent (3.1.1: clean session off; 5: clean start off and a
 session expiry interval), so the broker queues QoS 1 messages while the
 connector is down or a standby, and delivers them to the next holder of the
-lease (same client id). QoS 2 is not offered: paho answers PUBREC on receipt, the
-point where MQTT hands the message over, so a crash before the append would lose
-it; a QoS 2 publish reaches a QoS 1 subscription at QoS 1.
+lease (same client id). QoS 2 is received exactly once (:mod:`providers.mqtt.qos2`):
+PUBREC waits for the append, and the packet ids between PUBREC and PUBREL are saved
+with the batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import ssl
 import uuid
@@ -42,6 +43,7 @@ from framework.core import Logger, TransientSourceError
 from framework.polling import Batch
 from providers.inbox import Inbox
 from providers.mqtt.config import MqttSourceConfig
+from providers.mqtt.qos2 import Qos2Batch, Qos2Client, Qos2Receipts, Release
 from providers.reconnect import ReconnectBackoff
 
 # QoS 0 messages waiting beyond this many are dropped (QoS 0 promises at most once);
@@ -80,9 +82,12 @@ class MqttSource:
         self._client_id = client_id
         self._timeout_s = connect_timeout_s
         self._log = logger
-        self._client: mqtt.Client | None = None
+        self._client: Qos2Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inbox: Inbox[MqttMessage] = Inbox(LINGER_S)
+        # PUBRELs, appended in paho's thread (a deque's append is thread-safe).
+        self._releases: collections.deque[Release] = collections.deque()
+        self._receipts = Qos2Receipts()
         self._ready: asyncio.Future[None] | None = None
         # Counted in paho's thread (on_connect, on_disconnect); read in the loop's.
         self._connection = 0
@@ -97,6 +102,7 @@ class MqttSource:
     async def start(self, positions: Mapping[str, str]) -> None:
         """Connect, subscribe, and wait (at most the connect timeout) for both; after
         failures in a row, pause first (:class:`ReconnectBackoff`)."""
+        self._receipts.resume(positions)
         await self._backoff.pause()
         try:
             await self._connect()
@@ -133,8 +139,21 @@ class MqttSource:
         # appending its messages one commit each (which also starves that thread of
         # the GIL). One of an earlier connection comes again on this one: not twice
         # (the connection is the one current when the message is taken).
-        return Batch(await self._inbox.take(
-            max_messages, wait_s, keep=lambda message: message.connection == self._connection))
+        # A PUBREL alone wakes no take that waits for messages: do not wait then.
+        messages = await self._inbox.take(
+            max_messages, 0.0 if self._releases else wait_s,
+            keep=lambda message: message.connection == self._connection)
+        client = self._client
+        releases = [self._releases.popleft() for _ in range(len(self._releases))]
+        if client is None:
+            return Batch(messages)
+        if self._settings.qos < 2:
+            # A QoS 1 subscription gets no QoS 2 message; were a broker to send one
+            # anyway, it is acknowledged after its append and released at once.
+            for release in releases:
+                client.send_pubcomp(release.mid)
+            return Batch(messages)
+        return self._receipts.batch(messages, releases, client, self._connection)
 
     async def acknowledge(self, batch: Batch[MqttMessage]) -> None:
         client = self._client
@@ -142,8 +161,14 @@ class MqttSource:
             return
         for message in batch.messages:
             # On a later connection the broker has sent it again: that copy is acked.
-            if message.qos and message.connection == self._connection:
+            if message.connection != self._connection:
+                continue
+            if message.qos == 2:
+                client.send_pubrec(message.mid)
+            elif message.qos == 1:
                 client.ack(message.mid, message.qos)
+        if isinstance(batch, Qos2Batch):
+            self._receipts.settle(batch, client, self._connection)
 
     async def stop(self) -> None:
         client, self._client = self._client, None
@@ -153,14 +178,15 @@ class MqttSource:
         # loop_stop joins paho's thread, which ends within one select (at most 1 s).
         await asyncio.to_thread(client.loop_stop)
         self._inbox.clear()
+        self._releases.clear()
         self._connection += 1
 
     # -- paho's side: these run in its network thread -----------------------------------
 
-    def _new_client(self) -> mqtt.Client:
+    def _new_client(self) -> Qos2Client:
         settings = self._settings
         v5 = settings.protocol == "5"
-        client = mqtt.Client(
+        client = Qos2Client(
             CallbackAPIVersion.VERSION2, client_id=self._client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else False, manual_ack=True)
@@ -174,6 +200,7 @@ class MqttSource:
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_release = self._on_release
         return client
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -256,6 +283,14 @@ class MqttSource:
         self._inbox.add(MqttMessage(
             message.topic, bytes(message.payload), message.qos, bool(message.retain),
             message.mid, self._connection, f"{self._id_prefix}-{next(self._ids)}", user))
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._call(self._wake)
+
+    def _on_release(self, mid: int) -> None:
+        if self._client is None:
+            return  # stopped: the broker sends it again
+        self._releases.append(Release(mid, self._connection))
         if not self._wake_pending:
             self._wake_pending = True
             self._call(self._wake)

@@ -104,3 +104,34 @@ def test_a_bad_jwks_file_is_a_configuration_error(tmp_path: Path) -> None:
         JwtVerifier.from_file(empty, issuer=ISSUER, audience=AUDIENCE)
     with pytest.raises(ConfigError, match="FLEET_API_JWT_ISSUER"):
         JwtVerifier.from_file(empty, issuer=None, audience=AUDIENCE)
+
+
+async def test_a_rotated_jwks_file_is_used_without_a_restart(
+    redis: Redis, tmp_path: Path, signing_key: RSAKey,
+) -> None:
+    """The identity provider rotates its key: the JWKS file is replaced (a rename, as
+    config management and Kubernetes secrets do); a broken file keeps the last keys."""
+    jwks = tmp_path / "jwks.json"
+    jwks.write_bytes(orjson.dumps(KeySet([signing_key]).as_dict(private=False)))
+    verifier = JwtVerifier.from_file(jwks, issuer=ISSUER, audience=AUDIENCE, role_claim="roles")
+    rotated = RSAKey.generate_key(2048, parameters={"kid": "idp-2"})
+    async with serving(redis, empty_fleet, options=ApiOptions(jwt=verifier)) as (api, _):
+        before = await api.call("GET", "/api/v1/whoami", issued(signing_key))
+        early = await api.call("GET", "/api/v1/whoami", issued(rotated))
+
+        staged = tmp_path / "jwks.json.new"
+        staged.write_bytes(orjson.dumps(KeySet([rotated]).as_dict(private=False)))
+        staged.replace(jwks)
+        after = await api.call("GET", "/api/v1/whoami", issued(rotated))
+        retired = await api.call("GET", "/api/v1/whoami", issued(signing_key))
+
+        jwks.write_text('{"keys": [')  # half written: the rotated key stays in use
+        while_broken = await api.call("GET", "/api/v1/whoami", issued(rotated))
+        jwks.write_bytes(b" " * (2 * 1024 * 1024))  # not a key set: not read whole
+        while_huge = await api.call("GET", "/api/v1/whoami", issued(rotated))
+    assert before.status_code == 200
+    assert early.status_code == 401  # not in the file yet
+    assert after.status_code == 200 and after.json()["actor"]["id"] == "jwt:u-42"
+    assert retired.status_code == 401
+    assert while_broken.status_code == 200
+    assert while_huge.status_code == 200

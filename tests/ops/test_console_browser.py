@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -177,3 +178,42 @@ async def test_the_page_follows_the_event_stream(browser: Browser, redis: Redis,
         await expect(row.locator(".state")).to_have_text("paused by someone-else",
                                                          timeout=10_000)
         await screenshot(page, "8-live")
+
+
+async def test_lag_charts_follow_a_group_falling_behind_and_catching_up(
+    browser: Browser, redis: Redis, tmp_path: Path,
+) -> None:
+    """The chart samples the lag the page receives (event stream, refresh) and keeps it
+    in the tab: a reload shows the history again. A connector whose last success is
+    long ago has its own chart."""
+    await redis.xgroup_create("readings", "alarms", id="0", mkstream=True)
+    await redis.hset(f"metrics:connector:{NAME}", mapping={
+        "connectorName": NAME, "lastSuccessTime": "2026-01-01T00:00:00.000Z"})
+    fleet = load_fleet_config(write_config(tmp_path / "c.json",
+                                           noaa_entry(NAME, "http://127.0.0.1:9")))
+    async with serving(redis, lambda: fleet) as (_, base):
+        page = await browser.new_page()
+        await page.goto(f"{base}/")
+        row = page.locator('tr[data-series="group:readings/alarms"]')
+        await expect(row.locator(".lag-now")).to_have_text("0 entries", timeout=10_000)
+        for n in range(5):
+            await redis.xadd("readings", {"n": str(n)})
+        await expect(row.locator(".lag-now")).to_have_text("5 entries", timeout=10_000)
+        await redis.xreadgroup("alarms", "c1", {"readings": ">"})
+        await expect(row.locator(".lag-now")).to_have_text("0 entries", timeout=10_000)
+        await expect(row.locator(".lag-max")).to_have_text("5 entries")
+        await screenshot(page, "9-lag-chart")
+        readings = int(await row.get_attribute("data-points") or "0")
+        assert readings >= 3  # 0, then 5, then 0 again
+        drawn = await row.locator("polyline").get_attribute("points") or ""
+        assert len(drawn.split()) == readings
+
+        connector = page.locator(f'tr[data-series="connector:{NAME}"]')
+        await expect(connector.locator(".lag-name")).to_have_text(f"connector {NAME}")
+        await expect(connector.locator(".lag-now")).to_have_text(re.compile(r"^\d+\.\d d$"))
+        days = float((await connector.locator(".lag-now").inner_text()).removesuffix(" d"))
+        assert days > 1  # behind since 2026-01-01
+
+        await page.reload()
+        await expect(row.locator(".lag-max")).to_have_text("5 entries")
+        assert int(await row.get_attribute("data-points") or "0") >= readings

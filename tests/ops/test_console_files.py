@@ -22,6 +22,7 @@ async def test_the_console_is_served_with_a_strict_content_policy(redis: Redis) 
         page = await api.client.get("/")
         script = await api.client.get("/console/console.js")
         style = await api.client.get("/console/console.css")
+        charts = await api.client.get("/console/lag-charts.js")
         other = await api.client.get("/console/..%2Fhttp_api.py")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.headers["Content-Security-Policy"] == "default-src 'self'"
@@ -29,6 +30,8 @@ async def test_the_console_is_served_with_a_strict_content_policy(redis: Redis) 
     assert script.status_code == 200 and "textContent" in script.text
     assert "innerHTML" not in script.text  # data is never parsed as HTML
     assert style.status_code == 200
+    assert charts.status_code == 200 and "createElementNS" in charts.text
+    assert "innerHTML" not in charts.text
     assert other.status_code == 404 and other.json()["error"].startswith("no console file")
 
 
@@ -66,7 +69,8 @@ async def test_console_and_api_work_behind_a_path_prefix(redis: Redis) -> None:
         page_url = f"{outside}{PREFIX}/"
         page = await browser.get(page_url)
         assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
-        assert sorted(assets) == ["console/console.css", "console/console.js"]
+        assert sorted(assets) == ["console/console.css", "console/console.js",
+                                  "console/lag-charts.js"]
         for asset in assets:  # relative: resolved against the prefixed page
             assert (await browser.get(str(httpx.URL(page_url).join(asset)))
                     ).status_code == 200

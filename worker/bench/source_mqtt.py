@@ -6,12 +6,16 @@ pipelined XADD per batch, then PUBACK).
 
 Both drain the same backlog: ``events`` QoS 1 messages queued in a persistent
 session while the reader is away, timed from the reader's start to the last
-message in the stream.
+message in the stream. Mode ``drain-qos2`` does the same at QoS 2: the connector
+sends PUBREC after the append and saves the packet ids with it
+(:mod:`providers.mqtt.qos2`); the bare loop lets paho answer PUBREC on receipt and
+sends PUBCOMP after its XADD (the least a QoS 2 reader does, crash-safe or not).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections import deque
@@ -40,29 +44,32 @@ IN_FLIGHT = 1000
 def measure(params: Row) -> list[Row]:
     """One run: ``rate`` (the connector) and ``bare_rate`` (events/s) draining ``events``
     messages into the stream of the Redis at ``redis_url`` (emptied before each)."""
-    return drain_rows(params, _measure)
+    rows = drain_rows(params, functools.partial(_measure, qos=1))
+    rows += [{**row, "mode": "drain-qos2"}
+             for row in drain_rows(params, functools.partial(_measure, qos=2))]
+    return rows
 
 
-async def _measure(events: int, redis_url: str) -> Row:
+async def _measure(events: int, redis_url: str, *, qos: int) -> Row:
     with MosquittoServer(max_inflight=IN_FLIGHT) as broker:
         redis = create_redis(redis_url)
         try:
             await redis.delete(STREAM)
-            connector_rate = await _drain_connector(redis, broker, events)
+            connector_rate = await _drain_connector(redis, broker, events, qos)
             await redis.delete(STREAM)
-            bare_rate = await _drain_bare(redis, broker, events)
+            bare_rate = await _drain_bare(redis, broker, events, qos)
         finally:
             await redis.aclose()
     return {"rate": connector_rate, "bare_rate": bare_rate}
 
 
-def _publish_backlog(port: int, messages: int) -> None:
+def _publish_backlog(port: int, messages: int, qos: int) -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-publisher")
     client.max_queued_messages_set(0)
     client.max_inflight_messages_set(IN_FLIGHT)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    infos = [client.publish(TOPIC, orjson.dumps({"value": n, "unit": "C"}), qos=1)
+    infos = [client.publish(TOPIC, orjson.dumps({"value": n, "unit": "C"}), qos=qos)
              for n in range(messages)]
     for info in infos:
         info.wait_for_publish(timeout=60)
@@ -70,11 +77,12 @@ def _publish_backlog(port: int, messages: int) -> None:
     client.loop_stop()
 
 
-async def _drain_connector(redis: Redis, broker: MosquittoServer, messages: int) -> float:
+async def _drain_connector(redis: Redis, broker: MosquittoServer, messages: int,
+                           qos: int) -> float:
     config = ConnectorConfig(
         name="bench-mqtt", type="mqtt-source", poll_interval_ms=1000,
         provider_config={"broker": f"mqtt://127.0.0.1:{broker.port}", "topic": TOPIC,
-                         "maxInflight": IN_FLIGHT, "protocol": "5"})
+                         "maxInflight": IN_FLIGHT, "protocol": "5", "qos": qos})
 
     async def connector() -> Any:
         await redis.delete(*_keys_of(config.name))
@@ -87,7 +95,7 @@ async def _drain_connector(redis: Redis, broker: MosquittoServer, messages: int)
     first = await connector()
     await first.poll()  # the persistent session exists: the backlog waits in it
     await first.aclose()
-    await asyncio.to_thread(_publish_backlog, broker.port, messages)
+    await asyncio.to_thread(_publish_backlog, broker.port, messages, qos)
     reader = await connector()
     started = time.perf_counter()
     while await redis.xlen(STREAM) < messages:
@@ -106,8 +114,9 @@ def _keys_of(name: str) -> list[str]:
 class _BareReader:
     """paho with manual ack; arrivals handed to the event loop as they come."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, qos: int) -> None:
         self.port = port
+        self.qos = qos
         self.arrived: deque[mqtt.MQTTMessage] = deque()
         self.ready = threading.Event()
         self.client = self._new_client()
@@ -116,7 +125,7 @@ class _BareReader:
         # The same protocol and session as the connector's (MQTT 5, persistent).
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare",
                              protocol=mqtt.MQTTv5, manual_ack=True)
-        client.on_connect = lambda c, *_: c.subscribe(TOPIC, qos=1)
+        client.on_connect = lambda c, *_: c.subscribe(TOPIC, qos=self.qos)
         client.on_subscribe = lambda *_: self.ready.set()
         client.on_message = lambda _c, _u, message: self.arrived.append(message)
         return client
@@ -139,11 +148,12 @@ class _BareReader:
         self.client.loop_stop()
 
 
-async def _drain_bare(redis: Redis, broker: MosquittoServer, messages: int) -> float:
-    reader = _BareReader(broker.port)
+async def _drain_bare(redis: Redis, broker: MosquittoServer, messages: int,
+                      qos: int) -> float:
+    reader = _BareReader(broker.port, qos)
     reader.start()
     reader.stop()
-    await asyncio.to_thread(_publish_backlog, broker.port, messages)
+    await asyncio.to_thread(_publish_backlog, broker.port, messages, qos)
     started = time.perf_counter()
     reader.start()
     appended = 0

@@ -31,7 +31,7 @@ def parse(**provider: Any) -> MqttSourceConfig:
     ({"topic": ["ok/+", "a/b+"]}, "'+' must be a whole level"),
     ({"topic": []}, "at least one topic filter"),
     ({"topic": ""}, "topic is required"),
-    ({"qos": 2}, "providerConfig.qos: Input should be 0 or 1"),
+    ({"qos": 3}, "providerConfig.qos: Input should be 0, 1 or 2"),
     ({"protocol": "4"}, "providerConfig.protocol: Input should be '3.1.1' or '5'"),
     ({"password": "x"}, "a password needs a username"),
     ({"username": "u", "password": "x", "passwordFile": __file__},

@@ -238,6 +238,7 @@ async function refresh() {
                                                     call("GET", "groups")]);
     renderConnectors(connectors.connectors);
     renderGroups(groups.groups);
+    LagCharts.record(connectors.connectors, groups.groups);
     await refreshLetters();
     await refreshCatalog();
   } catch (error) {
@@ -291,6 +292,7 @@ function onEvent(block) {
     hideBanner();
     renderConnectors(body.connectors);
     renderGroups(body.groups);
+    LagCharts.record(body.connectors, body.groups);
   }
 }
 
@@ -327,6 +329,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   document.getElementById("replay-all").addEventListener("click", () => replay({ all: true }));
   document.getElementById("verify-audit").addEventListener("click", verifyAudit);
+  LagCharts.render();  // what this tab recorded before a reload
   signIn("");
   setInterval(refresh, REFRESH_MS);
   follow();
