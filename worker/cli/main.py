@@ -14,6 +14,7 @@ from worker.cli.bench import add_bench_commands
 from worker.cli.catalog import add_catalog_commands
 from worker.cli.consumers import add_consume_command, add_consumers_command
 from worker.cli.dead_letters import add_dead_letter_commands
+from worker.cli.devices import add_devices_commands
 from worker.cli.fleet import add_fleet_commands
 from worker.cli.migrate import add_migrate_command
 from worker.cli.processes import add_run_commands, run_connector
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_consume_command(commands)
     add_consumers_command(commands)
     add_dead_letter_commands(commands)
+    add_devices_commands(commands)
     add_rules_commands(commands)
     add_streams_commands(commands)
     add_tokens_commands(commands)
