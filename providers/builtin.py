@@ -11,6 +11,7 @@ from framework.polling import ConnectorRegistry
 from providers.amqp import AMQP_SOURCE_TYPE, create_amqp_connector
 from providers.cron import create_cron_connector
 from providers.datadog import create_datadog_connector
+from providers.devices.capabilities import DeviceActions, device_actions_from_env
 from providers.email import EmailActions, SmtpSettings
 from providers.fhir import FhirActions, FhirSettings
 from providers.fleet import fleet_capabilities
@@ -62,12 +63,17 @@ class BuiltinActions:
 
     http: HttpActions
     kafka: KafkaActions
+    devices: DeviceActions | None = None
 
     async def aclose(self) -> None:
         try:
             await self.http.aclose()
         finally:
-            await self.kafka.aclose()
+            try:
+                await self.kafka.aclose()
+            finally:
+                if self.devices is not None:
+                    await self.devices.aclose()
 
 
 def register_builtin_capabilities(
@@ -80,9 +86,11 @@ def register_builtin_capabilities(
     which the caller closes (``aclose``: the HTTP pool, which the messaging actions
     share, and the Kafka producers). ``env``: where the messaging actions read their
     settings and secrets (the process environment by default)."""
-    actions = BuiltinActions(http=http or HttpActions(), kafka=kafka or KafkaActions())
+    devices = device_actions_from_env(os.environ if env is None else env)
+    actions = BuiltinActions(http=http or HttpActions(), kafka=kafka or KafkaActions(),
+                             devices=devices)
     for spec in [*actions.http.specs(), *fleet_capabilities(), valve_control_spec(),
-                 modbus_write_spec(), *actions.kafka.specs(),
+                 modbus_write_spec(), *actions.kafka.specs(), *devices.specs(),
                  *messaging_capabilities(actions.http, os.environ if env is None else env)]:
         registry.register(spec)
     return actions

@@ -97,6 +97,10 @@ class DeviceSimulator:
                 await self._clock.sleep(self._options.heartbeat_interval_s / slices)
             done += 1
 
+    def silence(self, device_id: str, seconds: float) -> None:
+        """``device_id`` sends and answers nothing for ``seconds`` (on this clock)."""
+        self.devices[device_id].go_silent(self._clock.monotonic(), seconds)
+
     def publish_heartbeats(self, device_ids: Iterable[str]) -> int:
         """One heartbeat (and reading) per live device among ``device_ids``; how many."""
         now_s, sent = self._clock.monotonic(), 0
