@@ -23,6 +23,7 @@ from framework.consuming.capabilities.registry import (
 from framework.consuming.capabilities.spec import (
     CallContext,
     CallPolicy,
+    CallRequest,
     CapabilityExecutor,
     CapabilitySpec,
     ResourcePolicy,
@@ -81,6 +82,7 @@ __all__ = [
     "CallContext",
     "CallMetrics",
     "CallPolicy",
+    "CallRequest",
     "CallStep",
     "CapabilityExecutor",
     "CapabilityRegistry",

@@ -46,8 +46,10 @@ class DeviceActions:
     ``trust``: the keys that may sign firmware. The owner calls :meth:`aclose`."""
 
     def __init__(self, broker: BrokerSource, trust: Callable[[], TrustStore], *,
-                 limits: ChannelLimits | None = None, logger: Logger | None = None) -> None:
+                 limits: ChannelLimits | None = None, logger: Logger | None = None,
+                 state_timeout_s: float = STATE_TIMEOUT_S) -> None:
         self._broker = broker
+        self._state_timeout_s = state_timeout_s
         self._trust = trust
         self._limits = limits or ChannelLimits()
         self._log = logger or get_logger(component="devices")
@@ -83,16 +85,25 @@ class DeviceActions:
     async def read_state(self, params: Mapping[str, Any],
                          context: CallContext) -> Mapping[str, Any]:
         device_id = parse_params(RebootParams, "device", _only_id(params)).device_id
-        channel = await self.channel()
-        try:
-            state = await channel.request(device_id, "get_state", {}, timeout_s=STATE_TIMEOUT_S)
-        except TransientSourceError as exc:
-            context.logger.warning("device_unreachable", device_id=device_id, error=str(exc))
+        state = await self.probe(device_id, context.logger)
+        if state is None:
             return {"deviceId": device_id, "reachable": False, "version": None,
                     "firmware_version": None, "previous_version": None,
                     "self_test_passed": None, "boot_count": None}
         return {**state, "deviceId": device_id, "reachable": True,
                 "version": state.get("firmware_version")}
+
+    async def probe(self, device_id: str, logger: Logger | None = None
+                    ) -> Mapping[str, Any] | None:
+        """The device's ``get_state``, or None when it does not answer in time."""
+        channel = await self.channel()
+        try:
+            return await channel.request(device_id, "get_state", {},
+                                         timeout_s=self._state_timeout_s)
+        except TransientSourceError as exc:
+            (logger or self._log).warning("device_unreachable", device_id=device_id,
+                                          error=str(exc))
+            return None
 
     async def update_firmware(self, params: Mapping[str, Any],
                               context: CallContext) -> dict[str, Any]:

@@ -71,8 +71,9 @@ class DeviceRig:
 
 
 async def device_rig(redis: Redis, broker: DeviceBroker, firmware_key: PrivateKey, *,
-                     fast: bool = True) -> DeviceRig:
-    actions = DeviceActions(lambda: broker, lambda: TrustStore([firmware_key.public()]))
+                     fast: bool = True, state_timeout_s: float = 5.0) -> DeviceRig:
+    actions = DeviceActions(lambda: broker, lambda: TrustStore([firmware_key.public()]),
+                            state_timeout_s=state_timeout_s)
     registry = CapabilityRegistry()
     for spec in actions.specs():
         registry.register(spec)
