@@ -35,7 +35,9 @@ from providers.devices.channel_broker import DeviceBroker
 FIRMWARE_UPDATE_ID, FIRMWARE_UPDATE_VERSION = "device.firmware_update", "1.2.0"
 REBOOT_ID, REBOOT_VERSION = "device.reboot", "1.0.0"
 # One executor drives a device at a time (a reboot during an update would brick it).
-DEVICE_RESOURCE = ResourcePolicy("device:{deviceId}", wait_timeout_s=30.0, ttl_s=120.0)
+# The permit is renewed while the call runs; a crashed holder's expires within ttl_s,
+# well inside a waiter's wait: a resumed rollout gets the devices its driver held.
+DEVICE_RESOURCE = ResourcePolicy("device:{deviceId}", wait_timeout_s=30.0, ttl_s=10.0)
 STATE_TIMEOUT_S = 5.0
 BrokerSource = Callable[[], DeviceBroker]
 
