@@ -15,6 +15,7 @@ from aiohttp.typedefs import Middleware
 from framework.core import KeyScheme, KnownSecrets, Logger, get_logger
 from worker.ops.api_connectors import connector_routes
 from worker.ops.api_events import event_routes
+from worker.ops.api_ota import ota_routes
 from worker.ops.api_rules import rules_routes
 from worker.ops.api_streams import stream_routes
 from worker.ops.api_support import ACTOR, ApiDeps, api_error, json_response, requires
@@ -56,6 +57,7 @@ def control_api(ops: OpsContext) -> ControlApi:
     routes: list[web.RouteDef] = []
     for table in (connector_routes(deps), stream_routes(deps), rules_routes(deps),
                   trust_routes(deps), token_routes(deps), event_routes(deps, stopping),
+                  ota_routes(deps, stopping),
                   _own_routes()):
         routes.extend(r for r in table if isinstance(r, web.RouteDef))
     return ControlApi(routes, authenticating(deps), _storing_admin_token(deps, ops.logger),

@@ -38,8 +38,10 @@ from providers.builtin import default_capability_registry
 from providers.devices.ota import OtaDeps, RolloutDriver
 
 
-async def drive_rollout(redis: Redis, rollout_id: str, settings: Settings) -> str:
-    """Drive ``rollout_id`` to its end (or a signal); its stage when this returns."""
+async def drive_rollout(redis: Redis, rollout_id: str, settings: Settings, *,
+                        handle_signals: bool = True) -> str:
+    """Drive ``rollout_id`` to its end (or a signal, with ``handle_signals``: a process
+    of its own; the ops server has its own handlers); its stage when this returns."""
     clock, log = SystemClock(), get_logger(component="ota", rollout=rollout_id)
     try:
         trust = TrustStoreSource().load()
@@ -65,6 +67,8 @@ async def drive_rollout(redis: Redis, rollout_id: str, settings: Settings) -> st
         driver = RolloutDriver(OtaDeps(redis=redis, executor=executor, probe=devices.probe,
                                        clock=clock, logger=log, audit=audit,
                                        lease_ttl_s=_lease_ttl_s()), rollout_id)
+        if not handle_signals:
+            return await driver.run()
         return await _until_signal(driver.run())
     finally:
         await actions.aclose()

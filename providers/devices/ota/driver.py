@@ -23,7 +23,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from framework.consuming import CallRequest, CapabilityExecutor
-from framework.core import Clock, ConnectorFleetError, Logger
+from framework.core import Clock, ConnectorFleetError, Logger, grow_pool
 from framework.trust import AuditChain
 from providers.devices.capabilities import FIRMWARE_UPDATE_ID
 from providers.devices.ota.health import Probe, analyse_health
@@ -62,6 +62,10 @@ class RolloutDriver:
         if token is None:
             raise RolloutError(f"rollout {self._id}: another process drives it (its lease "
                                f"expires within {self._deps.lease_ttl_s:g} s of its end)")
+        # Each device call in flight may hold a few connections at once (its permit's
+        # renewal, its state, the audit chain): a pool of redis-py's default 100 would
+        # fail calls at a concurrency of 200 (MaxConnectionsError).
+        grow_pool(self._deps.redis, plan.concurrency * 3 + 16)
         renewing = asyncio.create_task(self._renew(token))
         try:
             return await self._drive(plan)
