@@ -17,12 +17,16 @@ connection), on a private Mosquitto and a private Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+from redis.asyncio import Redis
 
 from framework.core import SystemClock, create_redis, get_logger, read_settings
 from framework.testing import MosquittoServer, RedisServer
@@ -82,31 +86,51 @@ async def _bare(url: str, devices: int) -> float:
 
 async def _wave(redis_url: str, url: str, devices: int) -> float:
     catalog_key, firmware_key = PrivateKey.generate(), PrivateKey.generate()
-    os.environ.update({
+    redis = create_redis(redis_url)
+    with _environment({
         "REDIS_URL": redis_url, "DEVICE_BROKER_URL": url,
         "CATALOG_TRUSTED_KEYS_JSON": json.dumps(catalog_key.public().to_json()),
-        "FIRMWARE_TRUSTED_KEYS_JSON": json.dumps(firmware_key.public().to_json())})
-    redis = create_redis(redis_url)
+        "FIRMWARE_TRUSTED_KEYS_JSON": json.dumps(firmware_key.public().to_json())}):
+        try:
+            return await _timed_rollout(redis, catalog_key, firmware_key, devices)
+        finally:
+            await redis.aclose()
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """The settings drive_rollout reads, for this run only (a test shares the process)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
-        catalog = Catalog(redis, TrustStore([catalog_key.public()]), clock=SystemClock(),
-                          logger=get_logger(bench="ota"))
-        for path in DEFINITIONS.glob("*.json"):
-            await catalog.register(parse_definition(path.read_bytes(), source=str(path))
-                                   .signed_with(catalog_key))
-        image = b"bench firmware 1.2.0"
-        manifest = FirmwareManifest.model_validate({
-            "version": "1.2.0", "url": "https://firmware.example.com/bench-1.2.0.bin",
-            "sha256": hashlib.sha256(image).hexdigest(),
-            "sizeBytes": len(image)}).signed_with(firmware_key)
-        plan = RolloutPlan(firmware=manifest, group="bench", canary_percent=0.001,
-                           soak_s=0, wave_size=devices, concurrency=CONCURRENCY)
-        ids = ["sim-" + "0" * max(5, len(str(devices))), *_ids(devices)]
-        rollout, _ = await start_rollout(redis, plan, now_s=time.time(), devices=ids)
-        started = time.perf_counter()
-        stage = await drive_rollout(redis, rollout, read_settings())
-        elapsed = time.perf_counter() - started
-        if stage != "done":
-            raise RuntimeError(f"bench devices: the rollout ended {stage}, not done")
-        return elapsed
+        yield
     finally:
-        await redis.aclose()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+async def _timed_rollout(redis: Redis, catalog_key: PrivateKey, firmware_key: PrivateKey,
+                         devices: int) -> float:
+    catalog = Catalog(redis, TrustStore([catalog_key.public()]), clock=SystemClock(),
+                      logger=get_logger(bench="ota"))
+    for path in DEFINITIONS.glob("*.json"):
+        await catalog.register(parse_definition(path.read_bytes(), source=str(path))
+                               .signed_with(catalog_key))
+    image = b"bench firmware 1.2.0"
+    manifest = FirmwareManifest.model_validate({
+        "version": "1.2.0", "url": "https://firmware.example.com/bench-1.2.0.bin",
+        "sha256": hashlib.sha256(image).hexdigest(),
+        "sizeBytes": len(image)}).signed_with(firmware_key)
+    plan = RolloutPlan(firmware=manifest, group="bench", canary_percent=0.001,
+                       soak_s=0, wave_size=devices, concurrency=CONCURRENCY)
+    ids = ["sim-" + "0" * max(5, len(str(devices))), *_ids(devices)]
+    rollout, _ = await start_rollout(redis, plan, now_s=time.time(), devices=ids)
+    started = time.perf_counter()
+    stage = await drive_rollout(redis, rollout, read_settings())
+    elapsed = time.perf_counter() - started
+    if stage != "done":
+        raise RuntimeError(f"bench devices: the rollout ended {stage}, not done")
+    return elapsed
