@@ -15,7 +15,6 @@ time (a lease that expires ``lease_ttl_s`` after a crash).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,13 +65,18 @@ class RolloutDriver:
         # renewal, its state, the audit chain): a pool of redis-py's default 100 would
         # fail calls at a concurrency of 200 (MaxConnectionsError).
         grow_pool(self._deps.redis, plan.concurrency * 3 + 16)
+        driving = asyncio.create_task(self._drive(plan))
         renewing = asyncio.create_task(self._renew(token))
         try:
-            return await self._drive(plan)
+            await asyncio.wait({driving, renewing}, return_when=asyncio.FIRST_COMPLETED)
+            if not driving.done():  # the lease was lost: another driver may run now
+                raise RolloutError(f"rollout {self._id}: this process lost its lease; "
+                                   "stopped between two device calls")
+            return driving.result()
         finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
+            for task in (driving, renewing):
+                task.cancel()
+            await asyncio.gather(driving, renewing, return_exceptions=True)
             await self._store.release(token)
 
     async def _renew(self, token: str) -> None:

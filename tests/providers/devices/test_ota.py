@@ -181,3 +181,20 @@ async def test_one_driver_at_a_time_and_bad_rollouts_are_named(
 def test_a_bad_plan_names_the_field(options: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         plan(**options)
+
+
+async def test_a_driver_that_loses_its_lease_stops(
+        rig: DeviceRig, fleet: DeviceSimulator) -> None:
+    clock = FakeClock()
+    rollout, _ = await start_rollout(rig.redis, plan(canaryPercent="5%", soakS="1h"),
+                                     now_s=clock.time(), rollout_id="r-lease")
+    quick = OtaDeps(redis=rig.redis, executor=rig.executor, probe=rig.actions.probe,
+                    clock=clock, logger=get_logger(test="ota"), lease_ttl_s=1.0)
+    driving = asyncio.create_task(RolloutDriver(quick, rollout).run())
+    await clock.until_sleeping(1, timeout_s=30)  # soaking, lease held
+    store = RolloutStore(rig.redis, rollout)
+    await rig.redis.set(store.keys.lease, "another-driver")  # e.g. after a long GC pause
+    with pytest.raises(RolloutError, match="rollout r-lease: this process lost its lease"):
+        await asyncio.wait_for(driving, 10)
+    assert await rig.redis.get(store.keys.lease) in ("another-driver", b"another-driver")
+    assert (await rollout_status(rig.redis, rollout))["stage"] == "soak"
