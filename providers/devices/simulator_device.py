@@ -4,7 +4,8 @@ them over one MQTT connection.
 
 Faults a test or a demo can inject: ``go_silent(seconds)`` (no heartbeat, no
 answer), ``fail_self_test`` (every self-test after it fails), ``brick_on`` (a
-firmware version that bricks the device when installed: silent for good).
+firmware version that bricks the device when installed: silent for good),
+``ignored_commands`` (received, never answered: a hung handler).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class SimulatedDevice:
     boot_count: int = 1
     firmware_updates: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+    # Commands received and never answered (a firmware bug, a hung handler).
+    ignored_commands: set[str] = field(default_factory=set)
     _answers: OrderedDict[str, Answer | None] = field(default_factory=OrderedDict, repr=False)
 
     def is_silent(self, now_s: float) -> bool:
@@ -70,6 +73,8 @@ class SimulatedDevice:
 
     def _run(self, correlation: str, command: str, params: Mapping[str, Any],
              now_s: float) -> Answer | None:
+        if command in self.ignored_commands:
+            return None
         handler = _COMMANDS.get(command)
         if handler is None:
             return {"id": correlation, "ok": False, "code": "unknown_command",
@@ -133,6 +138,11 @@ class SimulatedDevice:
         return {"brick_on": sorted(self.brick_on)}
 
 
+    def _sim_ignore(self, params: Mapping[str, Any], _now_s: float) -> dict[str, Any]:
+        self.ignored_commands.add(_text(params, "command"))
+        return {"ignored_commands": sorted(self.ignored_commands)}
+
+
 def _text(params: Mapping[str, Any], name: str) -> str:
     value = params.get(name)
     if not isinstance(value, str) or not value or len(value) > 64:
@@ -150,5 +160,6 @@ _COMMANDS: dict[str, Callable[[SimulatedDevice, Mapping[str, Any], float], dict[
     "sim.go_silent": SimulatedDevice._sim_go_silent,
     "sim.fail_self_test": SimulatedDevice._sim_fail_self_test,
     "sim.brick_on": SimulatedDevice._sim_brick_on,
+    "sim.ignore": SimulatedDevice._sim_ignore,
 }
 COMMANDS = tuple(_COMMANDS)

@@ -27,7 +27,7 @@ def firmware_key() -> PrivateKey:
 @pytest.fixture
 async def rig(redis: Redis, mosquitto: MosquittoServer,
               firmware_key: PrivateKey) -> AsyncIterator[DeviceRig]:
-    made = await device_rig(redis, broker_of(mosquitto), firmware_key)
+    made = await device_rig(redis, broker_of(mosquitto), firmware_key, state_timeout_s=1.0)
     yield made
     await made.actions.aclose()
 
@@ -144,6 +144,19 @@ async def test_reboot_through_the_executor(rig: DeviceRig, simulator: DeviceSimu
     result = await rig.call("device.reboot", {"deviceId": "sim-00008"})
     assert result == {"boot_count": 2}
     assert await rig.kinds() == ["executed"]
+
+
+@pytest.mark.slow
+async def test_a_reboot_never_answered_times_out_and_one_of_a_silent_device_is_refused(
+        rig: DeviceRig, simulator: DeviceSimulator) -> None:
+    simulator.devices["sim-00009"].ignored_commands.add("reboot")
+    with pytest.raises(CallFailedError, match="sim-00009: no answer to reboot within 0.5 s"):
+        await rig.call("device.reboot", {"deviceId": "sim-00009", "timeoutS": 0.5})
+    assert simulator.devices["sim-00009"].boot_count == 1
+    simulator.silence("sim-00010", 60)
+    outcome = await rig.call("device.reboot", {"deviceId": "sim-00010"}, key="1-1")
+    assert (outcome["executed"], outcome["outcome"]) == (False, "precondition_failed")
+    assert await rig.kinds() == ["failed", "precondition_failed"]
 
 
 def test_the_shipped_definitions_parse_and_name_their_handlers() -> None:
