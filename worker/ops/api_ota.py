@@ -41,8 +41,13 @@ def ota_routes(deps: ApiDeps, stopping: asyncio.Event) -> web.RouteTableDef:
     @routes.get("/api/v1/ota/rollouts")
     @requires(Role.VIEWER)
     async def list_all(_: web.Request) -> web.Response:
-        ids = await list_rollouts(deps.redis, MAX_LISTED)
-        return json_response({"rollouts": [await rollout_status(deps.redis, i) for i in ids]})
+        rollouts = []
+        for rollout_id in await list_rollouts(deps.redis, MAX_LISTED):
+            try:
+                rollouts.append(await rollout_status(deps.redis, rollout_id))
+            except RolloutError:
+                continue  # listed, its state since removed: nothing to show
+        return json_response({"rollouts": rollouts})
 
     @routes.get("/api/v1/ota/rollouts/{id}")
     @requires(Role.VIEWER)

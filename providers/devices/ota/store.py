@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from providers.devices.ota.plan import RolloutPlan
 
@@ -85,19 +86,26 @@ class RolloutStore:
         self.keys = RolloutKeys(rollout_id)
 
     async def create(self, plan: RolloutPlan, devices: Sequence[str], *, now_s: float) -> bool:
-        """False when a rollout of this id exists already (nothing is changed)."""
-        created = await self._redis.hsetnx(self.keys.state, "plan",
-                                           plan.model_dump_json(by_alias=True))
-        if not created:
-            return False
+        """All of it or nothing (one MULTI, a crash leaves no half rollout); False when
+        a rollout of this id exists already (nothing is changed)."""
         async with self._redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(self.keys.state)
+            if await pipe.exists(self.keys.state):
+                return False
+            pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            pipe.delete(self.keys.order, self.keys.devices, self.keys.previous)
             pipe.hset(self.keys.state, mapping=_fields({
-                "stage": "canary", "createdAtMs": int(now_s * 1000), "devices": len(devices),
+                "plan": plan.model_dump_json(by_alias=True), "stage": "canary",
+                "createdAtMs": int(now_s * 1000), "devices": len(devices),
                 "canary": plan.canary_count(len(devices)), "wave": 0}))
             for start in range(0, len(devices), 10_000):
                 pipe.rpush(self.keys.order, *devices[start:start + 10_000])
-            pipe.zadd(ROLLOUTS_KEY, {self.rollout_id: int(now_s * 1000)})
-            await pipe.execute()
+            try:
+                await pipe.execute()
+            except WatchError:  # created meanwhile by another caller
+                return False
+        # Another slot on a Cluster, so not in the MULTI: only the listing can miss it.
+        await self._redis.zadd(ROLLOUTS_KEY, {self.rollout_id: int(now_s * 1000)})
         return True
 
     async def plan(self) -> RolloutPlan | None:
