@@ -23,6 +23,7 @@ Errors::
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
 from collections.abc import Mapping
@@ -85,6 +86,10 @@ class DeviceChannel:
             max_message_bytes=limits.max_response_bytes)
         self.unmatched = 0
         self.malformed = 0
+        # Correlation ids: a random prefix per channel, then a counter (one urandom
+        # call per request cost ~4% of a rollout's CPU on a loaded host).
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._ids = itertools.count()
 
     @property
     def in_flight(self) -> int:
@@ -129,7 +134,7 @@ class DeviceChannel:
             raise InvalidDeviceRequestError(
                 f"device {device_id} {command}: timeout_s must be in (0, "
                 f"{self._limits.max_timeout_s:g}], got {timeout_s!r}")
-        correlation = uuid.uuid4().hex
+        correlation = f"{self._id_prefix}-{next(self._ids)}"
         try:
             payload = json.dumps({"id": correlation, "command": command,
                                   "params": dict(params or {})}, separators=(",", ":"),
