@@ -156,10 +156,9 @@ class RolloutDriver:
         for start in range(0, len(todo), plan.concurrency):
             chunk = todo[start:start + plan.concurrency]
             results = await asyncio.gather(*(
-                self._call(plan, device, previous.get(device), step="rollback")
-                for device in chunk))
+                self._restore(plan, device, previous.get(device)) for device in chunk))
             await self._store.mark({d: "rolled_back" if ok else "rollback_failed"
-                                    for d, (ok, _) in zip(chunk, results, strict=True)})
+                                    for d, ok in zip(chunk, results, strict=True)})
         final = await self._store.all_device_states()
         failed = sorted(d for d, s in final.items() if s == "rollback_failed")
         await self._audit("ota_rolled_back", plan, rolledBack=sum(
@@ -168,6 +167,21 @@ class RolloutDriver:
         self._log.warning("ota_rolled_back", rollback_failed=len(failed))
 
     # -- devices -----------------------------------------------------------------------
+
+    async def _restore(self, plan: RolloutPlan, device_id: str, previous: str | None) -> bool:
+        """Put the device back on the version it ran before; True when it is there.
+        Unknown (its update failed or its result was lost in a crash): asked."""
+        if previous is None:
+            state = await self._deps.probe(device_id)
+            if state is None:
+                return False
+            if state.get("firmware_version") != plan.version:
+                return True  # never left its firmware, or the executor's rollback ran
+            previous = state.get("previous_version")
+            if not isinstance(previous, str):
+                return False
+        done, _ = await self._call(plan, device_id, previous, step="rollback")
+        return done
 
     async def _update(self, plan: RolloutPlan, devices: Sequence[str]) -> int:
         """Update what is not done yet, ``concurrency`` at a time; how many failed
@@ -187,11 +201,9 @@ class RolloutDriver:
         final = await self._store.device_states(devices)
         return sum(1 for state in final if state == "failed")
 
-    async def _call(self, plan: RolloutPlan, device_id: str, version: str | None, *,
+    async def _call(self, plan: RolloutPlan, device_id: str, version: str, *,
                     step: str) -> tuple[bool, str | None]:
         """(done?, the version before) of one update or rollback through the executor."""
-        if version is None:
-            return False, None  # no version to go back to: the executor's rollback ran
         params: dict[str, Any] = {"deviceId": device_id, "version": version,
                                   "timeoutS": plan.device_timeout_s}
         if step == "update":

@@ -198,3 +198,19 @@ async def test_a_driver_that_loses_its_lease_stops(
         await asyncio.wait_for(driving, 10)
     assert await rig.redis.get(store.keys.lease) in ("another-driver", b"another-driver")
     assert (await rollout_status(rig.redis, rollout))["stage"] == "soak"
+
+
+@pytest.mark.slow
+async def test_a_failed_canary_update_rolls_back_the_others_and_is_not_undone_twice(
+        rig: DeviceRig, fleet: DeviceSimulator) -> None:
+    fleet.devices["sim-00000"].fail_self_test = True  # the executor rolls this one back
+    clock = FakeClock()
+    rollout, _ = await start_rollout(rig.redis, plan(canaryPercent="15%", soakS="4h"),
+                                     now_s=clock.time())
+    assert await RolloutDriver(deps(rig, clock), rollout).run() == "rolled_back"
+    assert [fleet.devices[f"sim-{n:05d}"].firmware_version for n in range(3)] == ["1.0.0"] * 3
+    # sim-00000: its update and the executor's rollback; the others: update and rollback.
+    assert [fleet.devices[f"sim-{n:05d}"].firmware_updates for n in range(4)] == [2, 2, 2, 0]
+    status = await rollout_status(rig.redis, rollout)
+    assert status["states"]["rolled_back"] == 3 and status["states"]["rollback_failed"] == 0
+    assert status["reason"] == "canary: 1 of 3 updates failed"
