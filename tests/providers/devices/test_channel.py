@@ -132,7 +132,7 @@ async def test_answers_from_the_wrong_device_garbage_and_huge_ones_are_ignored(
             raw_client.publish(topic, body, qos=1)
         assert await request == {"real": True}
         assert channel.unmatched == 1
-        assert channel.malformed >= 1
+        assert channel.malformed == 1  # the huge one never reaches us: over MaximumPacketSize
 
 
 async def test_no_broker_fails_start_within_the_connect_timeout() -> None:

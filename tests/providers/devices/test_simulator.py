@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 
 import pytest
@@ -63,11 +64,13 @@ async def test_live_devices_send_heartbeats_in_the_mqtt_source_shape(
     assert sorted(topic for topic, _ in got) == [
         "devices/sim-00000/heartbeat", "devices/sim-00001/heartbeat",
         "devices/sim-00003/heartbeat"]
+    assert all(body["nodeId"] == topic.split("/")[1] for topic, body in got)
     body = got[0][1]
-    assert body["nodeId"] == body["nodeId"] and body["value"] == "alive"
+    assert body["value"] == "alive"
     assert body["metadata"]["firmware_version"] == "1.0.0"
     assert body["metadata"]["group"] == "north"
-    assert body["timestamp"].endswith("Z") or "+00:00" in body["timestamp"]
+    # The fake clock's time (it starts at 1,800,000,000 s), moved 1 s per slice.
+    assert re.fullmatch(r"2027-01-15T08:00:0\d\.000Z", body["timestamp"]), body["timestamp"]
 
 
 async def test_telemetry_is_a_reading_with_a_unit(
