@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from framework.core import ConfigError, SystemClock
+from framework.core import ConfigError, SystemClock, configure_logging
 from providers.devices.ota import (
     RolloutError,
     RolloutPlan,
@@ -74,6 +74,7 @@ async def _resume(redis: Redis, args: argparse.Namespace, session: Session) -> i
 async def _drive(redis: Redis, rollout_id: str, session: Session) -> int:
     from worker.ota import drive_rollout  # the capabilities and the catalog: only here
 
+    configure_logging()  # a long-running command: JSON lines on stderr, as connector-run
     try:
         stage = await drive_rollout(redis, rollout_id, session.settings)
     except ConfigError as exc:

@@ -13,8 +13,8 @@ import signal
 import pytest
 from paho.mqtt import client as mqtt
 
-from framework.core import get_logger
-from framework.testing import FakeClock, MosquittoServer
+from framework.core import configure_logging, get_logger
+from framework.testing import FakeClock, MosquittoServer, free_port
 from providers.devices import (
     DeviceChannel,
     DeviceSimulator,
@@ -177,3 +177,12 @@ def test_the_simulate_command_line_refuses_a_bad_broker(
                               "http://127.0.0.1:1"])
     assert code == 64
     assert "the scheme must be mqtt:// or mqtts://" in capsys.readouterr().err
+
+
+def test_the_simulate_command_line_says_when_the_broker_is_gone(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code = run_fleet_command(["devices", "simulate", "--count", "2", "--broker",
+                              f"mqtt://127.0.0.1:{free_port()}"])
+    configure_logging("DEBUG")  # the command configured the process's logging: as conftest
+    assert code == 69
+    assert "cannot connect" in capsys.readouterr().err
