@@ -10,7 +10,6 @@ from providers.devices.channel_broker import DeviceBroker
 from providers.devices.channel_link import DeviceLinkError
 from providers.devices.channel_topics import (
     InvalidDeviceRequestError,
-    check_device_id,
     command_topic,
     response_topic,
 )
@@ -28,7 +27,6 @@ __all__ = [
     "InvalidDeviceRequestError",
     "SimulatedDevice",
     "SimulatorOptions",
-    "check_device_id",
     "command_topic",
     "response_topic",
 ]

@@ -12,8 +12,9 @@ import re
 from framework.core import PermanentSourceError
 
 TOPIC_ROOT = "devices"
-# Letters, digits and ``. _ : -``; starts with a letter or digit; at most 128.
-DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+# Letters, digits and ``. _ : @ -``; starts with a letter or digit; at most 128 (the
+# registry's device ids, providers/devices/registry_keys.py).
+DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 # A command is a lower-case dotted name: ``firmware_update``, ``sim.go_silent``.
 COMMAND_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 MAX_COMMAND_CHARS = 64
@@ -28,7 +29,7 @@ def check_device_id(device_id: object) -> str:
     if not isinstance(device_id, str) or DEVICE_ID.fullmatch(device_id) is None:
         shown = repr(device_id)[:80]
         raise InvalidDeviceRequestError(
-            f"device id {shown}: expected 1-128 letters, digits or '._:-' "
+            f"device id {shown}: expected 1-128 letters, digits or '._:@-' "
             "(it becomes one MQTT topic level)")
     return device_id
 

@@ -11,7 +11,9 @@ if TYPE_CHECKING:
     from worker.cli.session import Subparsers
 
 
-def add_devices_commands(commands: Subparsers) -> None:
+def add_devices_commands(commands: Subparsers) -> Subparsers:
+    """The ``devices`` group; its sub-parsers, for other device commands."""
     devices = commands.add_parser("devices", help="IoT devices")
     devices_subparsers = devices.add_subparsers(dest="devices_command", required=True)
     add_simulate_command(devices_subparsers)
+    return devices_subparsers

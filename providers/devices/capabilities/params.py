@@ -15,7 +15,7 @@ from providers.devices.channel_topics import DEVICE_ID
 
 def _device_id(value: str) -> str:
     if DEVICE_ID.fullmatch(value) is None:
-        raise ValueError("expected 1-128 letters, digits or '._:-' (one MQTT topic level)")
+        raise ValueError("expected 1-128 letters, digits or '._:@-' (one MQTT topic level)")
     return value
 
 

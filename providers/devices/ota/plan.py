@@ -59,7 +59,7 @@ class RolloutPlan(BaseModel):
     @classmethod
     def _group_name(cls, value: str) -> str:
         if DEVICE_ID.fullmatch(value) is None:
-            raise ValueError("expected 1-128 letters, digits or '._:-'")
+            raise ValueError("expected 1-128 letters, digits or '._:@-'")
         return value
 
     @field_validator("canary_percent", "max_failure_percent", mode="before")

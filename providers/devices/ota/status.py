@@ -30,7 +30,7 @@ async def start_rollout(redis: Redis, plan: RolloutPlan, *, now_s: float,
     """(rollout id, device count); the devices default to the registry's group."""
     rollout_id = rollout_id or f"ota-{plan.group}-{uuid.uuid4().hex[:8]}"
     if DEVICE_ID.fullmatch(rollout_id) is None:
-        raise RolloutError(f"rollout id {rollout_id[:80]!r}: expected letters, digits or '._:-'")
+        raise RolloutError(f"rollout id {rollout_id[:80]!r}: expected letters, digits or '._:@-'")
     members = sorted(set(devices)) if devices is not None else await group_members(
         redis, plan.group)
     if not members:
