@@ -91,3 +91,23 @@ async def test_ota_start_names_a_bad_manifest_and_plan(
     assert "firmware.url: String should match pattern '^https://'" in err
     assert "firmware.sha256: Field required" in err
     assert "canaryPercent: Value error, 'lots' is not a percentage" in err
+
+
+async def test_ota_start_detached_then_status_as_a_table(
+        redis: Redis, redis_server: RedisServer, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    await redis.sadd("fleet:{devices}:group:meters", "m-1", "m-2", "m-3")
+    firmware = tmp_path / "firmware.json"
+    firmware.write_text(json.dumps(manifest("1.2.0", PrivateKey.generate())))
+    code = await asyncio.to_thread(run_fleet_command, [
+        "ota", "start", "--firmware", str(firmware), "--group", "meters", "--canary", "34%",
+        "--id", "r-d", "--detach"])
+    assert code == 0
+    assert capsys.readouterr().out == "rollout r-d: 3 devices, version 1.2.0\n"
+    assert await asyncio.to_thread(run_fleet_command, ["ota", "status"]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["rollout", "stage", "version", "devices", "canary", "waves",
+                              "updated", "failed", "rolled", "back"]
+    assert row.split() == ["r-d", "canary", "1.2.0", "3", "2", "(0", "unhealthy)", "0/1",
+                           "0", "0", "0"]
