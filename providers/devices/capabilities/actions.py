@@ -20,6 +20,8 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from packaging.version import InvalidVersion, Version
+
 from framework.consuming import CallContext, CallPolicy, CapabilitySpec, ResourcePolicy
 from framework.core import Logger, TransientSourceError, get_logger
 from framework.trust import TrustStore
@@ -132,11 +134,18 @@ class DeviceActions:
                          state: Mapping[str, Any], context: CallContext) -> dict[str, Any]:
         """No manifest for this version: only the one the device still holds (its
         previous slot) can be installed."""
+        current = state.get("firmware_version")
         if state.get("previous_version") != call.version:
             raise DeviceRefusedError(
                 f"device {call.device_id}: no signed manifest for version {call.version} "
-                f"(the device holds {state.get('firmware_version')} and "
-                f"{state.get('previous_version')})", code="unsigned_firmware")
+                f"(the device holds {current} and {state.get('previous_version')})",
+                code="unsigned_firmware")
+        if _is_newer(call.version, current):
+            # Only back without a manifest: a failed rollback's own revert would
+            # otherwise put the firmware just rolled back from on again.
+            raise DeviceRefusedError(
+                f"device {call.device_id}: {call.version} is newer than the installed "
+                f"{current}: going forward needs a signed manifest", code="unsigned_firmware")
         result = await channel.request(call.device_id, "firmware_update",
                                        {"version": "previous"}, timeout_s=call.timeout_s)
         context.logger.warning("firmware_rolled_back", device_id=call.device_id,
@@ -149,6 +158,14 @@ class DeviceActions:
         result = await channel.request(call.device_id, "reboot", {}, timeout_s=call.timeout_s)
         context.logger.info("device_rebooted", device_id=call.device_id)
         return dict(result)
+
+
+def _is_newer(version: str, than: object) -> bool:
+    """``version`` > ``than`` when both parse as versions (else unknown: False)."""
+    try:
+        return Version(version) > Version(str(than))
+    except InvalidVersion:
+        return False
 
 
 def _only_id(params: Mapping[str, Any]) -> dict[str, Any]:

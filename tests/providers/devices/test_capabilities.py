@@ -140,6 +140,20 @@ async def test_a_version_with_no_manifest_is_only_the_devices_previous_one(
     assert simulator.devices["sim-00007"].firmware_updates == 0
 
 
+async def test_without_a_manifest_a_device_only_goes_back_never_forward(
+        rig: DeviceRig, simulator: DeviceSimulator, firmware_key: PrivateKey) -> None:
+    await rig.call("device.firmware_update", update("sim-00011", "1.2.0", firmware_key))
+    back = await rig.call("device.firmware_update", {"deviceId": "sim-00011",
+                                                     "version": "1.0.0"}, key="1-1")
+    assert (back["firmware_version"], back["rolledBack"]) == ("1.0.0", True)
+    # The device now holds 1.2.0 in its other slot: installing it again needs the manifest.
+    with pytest.raises(DeadLetterError, match="1.2.0 is newer than the installed 1.0.0"):
+        await rig.call("device.firmware_update", {"deviceId": "sim-00011", "version": "1.2.0"},
+                       key="1-2")
+    assert simulator.devices["sim-00011"].firmware_version == "1.0.0"
+    assert simulator.devices["sim-00011"].firmware_updates == 2
+
+
 async def test_reboot_through_the_executor(rig: DeviceRig, simulator: DeviceSimulator) -> None:
     result = await rig.call("device.reboot", {"deviceId": "sim-00008"})
     assert result == {"boot_count": 2}
