@@ -17,7 +17,8 @@ Errors::
     InvalidDeviceRequestError (PermanentSourceError)  bad id / command / params: never sent
     DeviceRefusedError        (PermanentSourceError)  the device answered ok=false
     DeviceTimeoutError        (TransientSourceError)  no answer within timeout_s
-    DeviceLinkError           (TransientSourceError)  the broker is gone / channel stopped
+    DeviceLinkError           (TransientSourceError)  the broker is unreachable at start /
+                                                      the channel is stopped
 """
 
 from __future__ import annotations
@@ -151,7 +152,9 @@ class DeviceChannel:
     async def _exchange(self, device_id: str, correlation: str, payload: bytes
                         ) -> Mapping[str, Any]:
         if not self._link.connected:
-            raise DeviceLinkError(f"device {device_id}: the device broker is not connected")
+            # A broker restart is not the device's failure: wait for paho's reconnect
+            # within this request's deadline (a timeout, retryable, if it is longer).
+            await self._link.wait_connected()
         answer: asyncio.Future[Mapping[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[correlation] = _Pending(device_id, answer)
         try:

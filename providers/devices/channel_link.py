@@ -2,9 +2,12 @@
 device): connect, subscribe, publish, and hand what arrives to the event loop.
 
 paho runs its network loop in its own thread and reconnects by itself; the topics
-are subscribed again on each connection (clean start: a request outlives no
-connection of ours, its deadline ends it). Messages are handed to the loop in
-bursts (one wake-up per burst, not one per message), and a message over
+are subscribed again on each connection. The channel's session is clean (a request
+outlives no connection of ours: its deadline ends it, and a request made while the
+link is down waits for it within that deadline); the simulated devices keep theirs
+(``session_expiry_s``), so a command waits at the broker while they reconnect.
+Messages are handed to the loop in bursts (one wake-up per burst, not one per
+message), and a message over
 ``max_message_bytes`` is dropped by the broker (MQTT 5 Maximum Packet Size) or
 here, never parsed.
 """
@@ -39,8 +42,13 @@ class MqttLink:
     ``on_messages`` runs on the event loop with each burst of (topic, payload)."""
 
     def __init__(self, broker: DeviceBroker, *, client_id: str, topics: Sequence[str],
-                 on_messages: Received, logger: Logger, max_message_bytes: int) -> None:
+                 on_messages: Received, logger: Logger, max_message_bytes: int,
+                 session_expiry_s: int | None = None) -> None:
         self._broker = broker
+        # None: a clean session (the channel: a request outlives no connection). A
+        # device keeps its session, so that a command sent while it reconnects waits
+        # for it at the broker (as real devices do).
+        self._session_expiry_s = session_expiry_s
         self._client_id = client_id
         self._topics = list(topics)
         self._on_messages = on_messages
@@ -52,18 +60,22 @@ class MqttLink:
         self._arrived: deque[tuple[str, bytes]] = deque()
         self._wake_pending = False
         self.connected = False
+        self._up = asyncio.Event()  # set while connected and subscribed
         self.oversized = 0
 
     async def start(self) -> None:
         """Connect and subscribe, within the broker's ``connect_timeout_s``."""
         self._loop = asyncio.get_running_loop()
         self._ready = self._loop.create_future()
+        self._up.clear()
         client = self._new_client()
         host, port, _ = self._broker.address()
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho's constructor is untyped
         properties.MaximumPacketSize = self._max_bytes + 1024
-        client.connect_async(host, port, keepalive=self._broker.keepalive_s, clean_start=True,
-                             properties=properties)
+        if self._session_expiry_s:
+            properties.SessionExpiryInterval = self._session_expiry_s
+        client.connect_async(host, port, keepalive=self._broker.keepalive_s,
+                             clean_start=not self._session_expiry_s, properties=properties)
         self._client = client
         client.loop_start()
         timeout_s = self._broker.connect_timeout_s
@@ -80,6 +92,12 @@ class MqttLink:
         finally:
             self._ready = None
 
+    async def wait_connected(self) -> None:
+        """Until the link is up again (the caller bounds the wait: its deadline)."""
+        if self._client is None:
+            raise DeviceLinkError("device link is stopped")
+        await self._up.wait()
+
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
         """Queue one message (paho sends it; QoS 1 ones again after a reconnect)."""
         client = self._client
@@ -95,6 +113,7 @@ class MqttLink:
         await asyncio.to_thread(client.loop_stop)  # joins paho's thread (<= 1 select)
         self._arrived.clear()
         self.connected = False
+        self._up.set()  # whoever waits for the link learns now that it is stopped
 
     # -- paho's thread ---------------------------------------------------------------
 
@@ -173,6 +192,7 @@ class MqttLink:
 
     def _subscribed(self) -> None:
         self.connected = True
+        self._up.set()
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(None)
         else:
@@ -185,5 +205,6 @@ class MqttLink:
 
     def _disconnected(self, reason: str) -> None:
         self.connected = False
+        self._up.clear()
         if self._client is not None:
             self._log.warning("device_link_disconnected", reason=reason)

@@ -24,6 +24,8 @@ from providers.devices.channel_topics import TOPIC_ROOT, check_device_id, device
 from providers.devices.simulator_device import SimulatedDevice
 
 MAX_COMMAND_BYTES = 64 * 1024
+# The devices' session outlives a reconnect (commands wait at the broker meanwhile).
+SESSION_EXPIRY_S = 3600
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class DeviceSimulator:
         self._link = MqttLink(
             broker, client_id=f"connector-fleet-simulator-{uuid.uuid4().hex[:12]}",
             topics=[f"{TOPIC_ROOT}/+/cmd"], on_messages=self._on_commands, logger=logger,
-            max_message_bytes=MAX_COMMAND_BYTES)
+            max_message_bytes=MAX_COMMAND_BYTES, session_expiry_s=SESSION_EXPIRY_S)
         self.commands_answered = 0
         self.commands_rejected = 0
 

@@ -13,7 +13,7 @@ import signal
 import pytest
 from paho.mqtt import client as mqtt
 
-from framework.core import configure_logging, get_logger
+from framework.core import get_logger
 from framework.testing import FakeClock, MosquittoServer, free_port
 from providers.devices import (
     DeviceChannel,
@@ -179,10 +179,14 @@ def test_the_simulate_command_line_refuses_a_bad_broker(
     assert "the scheme must be mqtt:// or mqtts://" in capsys.readouterr().err
 
 
-def test_the_simulate_command_line_says_when_the_broker_is_gone(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_fleet_command(["devices", "simulate", "--count", "2", "--broker",
-                              f"mqtt://127.0.0.1:{free_port()}"])
-    configure_logging("DEBUG")  # the command configured the process's logging: as conftest
-    assert code == 69
-    assert "cannot connect" in capsys.readouterr().err
+@pytest.mark.slow
+async def test_the_simulate_command_line_says_when_the_broker_is_gone() -> None:
+    # A process of its own: the command configures the process's logging.
+    process = await asyncio.create_subprocess_exec(
+        INSTALLED_CLI, "devices", "simulate", "--count", "2", "--broker",
+        f"mqtt://127.0.0.1:{free_port()}", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 69
+    assert b"cannot connect" in err
