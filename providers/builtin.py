@@ -14,6 +14,7 @@ from providers.ble import BLE_SCANNER_TYPE, create_ble_connector
 from providers.cron import create_cron_connector
 from providers.datadog import create_datadog_connector
 from providers.devices import device_heartbeat_spec
+from providers.devices.capabilities import DeviceActions, device_actions_from_env
 from providers.email import EmailActions, SmtpSettings
 from providers.fhir import FhirActions, FhirSettings
 from providers.fleet import fleet_capabilities
@@ -72,12 +73,17 @@ class BuiltinActions:
     kafka: KafkaActions
     # pump_control, irrigation_control; their close sweeper is background work.
     plant: PlantActions = field(default_factory=lambda: PlantActions(PlantSettings()))
+    devices: DeviceActions | None = None
 
     async def aclose(self) -> None:
         try:
             await self.http.aclose()
         finally:
-            await self.kafka.aclose()
+            try:
+                await self.kafka.aclose()
+            finally:
+                if self.devices is not None:
+                    await self.devices.aclose()
 
 
 def register_builtin_capabilities(
@@ -88,19 +94,22 @@ def register_builtin_capabilities(
     ``modbus_write`` (Modbus; addresses in the call's parameters), ``kafka_publish`` and the
     messaging actions (:func:`messaging_capabilities`), ``pump_control`` and
     ``irrigation_control`` (the plant of ``PLANT_CONFIG_JSON`` / ``PLANT_CONFIG``), the
-    field actions (``drone_waypoint``, ``alarm_trigger``) and ``device_heartbeat``;
+    field actions (``drone_waypoint``, ``alarm_trigger``), ``device_heartbeat`` and the
+    device capabilities over MQTT (:func:`providers.devices.capabilities.device_actions_from_env`);
     returns the clients they hold, which the caller closes (``aclose``: the HTTP pool,
     which the messaging actions share, and the Kafka producers). ``env``: where the
     messaging and plant actions read their settings and secrets (the process
     environment by default)."""
     environment = os.environ if env is None else env
+    devices = device_actions_from_env(environment)
     actions = BuiltinActions(http=http or HttpActions(), kafka=kafka or KafkaActions(),
-                             plant=PlantActions(PlantSettings.from_env(environment)))
+                             plant=PlantActions(PlantSettings.from_env(environment)),
+                             devices=devices)
     for spec in [*actions.http.specs(), *fleet_capabilities(), valve_control_spec(),
                  modbus_write_spec(), *actions.kafka.specs(),
                  *messaging_capabilities(actions.http, environment),
                  *actions.plant.specs(), *field_capabilities(environment),
-                 device_heartbeat_spec(environment)]:
+                 device_heartbeat_spec(environment), *devices.specs()]:
         registry.register(spec)
     return actions
 

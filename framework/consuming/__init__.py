@@ -23,6 +23,7 @@ from framework.consuming.capabilities.registry import (
 from framework.consuming.capabilities.spec import (
     CallContext,
     CallPolicy,
+    CallRequest,
     CapabilityExecutor,
     CapabilitySpec,
     ResourcePolicy,
@@ -89,6 +90,7 @@ __all__ = [
     "DEFAULT_DEVICE_EVENTS_STREAM",
     "HEARTBEAT_CAPABILITY",
     "parse_duration_s",
+    "CallRequest",
     "CallStep",
     "CapabilityExecutor",
     "CapabilityRegistry",

@@ -29,6 +29,7 @@ from providers.devices import (
     WatchdogSettings,
 )
 from providers.devices.registry_import import read_device_file
+from worker.cli.device_simulator import add_simulate_command
 from worker.cli.session import Session, redis_command
 from worker.exit_codes import ExitCode
 
@@ -63,6 +64,7 @@ def add_devices_commands(commands: Subparsers) -> Subparsers:
                        help="device events stream (default: $DEVICE_EVENTS_STREAM or "
                             f"{DEFAULT_EVENTS_STREAM})")
     watch.set_defaults(handler=redis_command(_watch))
+    add_simulate_command(ops)
     return ops
 
 

@@ -17,6 +17,7 @@ from worker.cli.dead_letters import add_dead_letter_commands
 from worker.cli.devices import add_devices_commands
 from worker.cli.fleet import add_fleet_commands
 from worker.cli.migrate import add_migrate_command
+from worker.cli.ota import add_ota_commands
 from worker.cli.processes import add_run_commands, run_connector
 from worker.cli.rules import add_rules_commands
 from worker.cli.streams import add_streams_commands
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_commands(commands)
     add_fleet_commands(commands)
     add_migrate_command(commands)
+    add_ota_commands(commands)
     add_bench_commands(commands)
     add_audit_commands(commands)
     add_catalog_commands(commands)

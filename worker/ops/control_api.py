@@ -16,6 +16,7 @@ from framework.core import KeyScheme, KnownSecrets, Logger, get_logger
 from worker.ops.api_connectors import connector_routes
 from worker.ops.api_devices import device_routes
 from worker.ops.api_events import event_routes
+from worker.ops.api_ota import ota_routes
 from worker.ops.api_rules import rules_routes
 from worker.ops.api_streams import stream_routes
 from worker.ops.api_support import ACTOR, ApiDeps, api_error, json_response, requires
@@ -58,6 +59,7 @@ def control_api(ops: OpsContext) -> ControlApi:
     for table in (connector_routes(deps), stream_routes(deps), rules_routes(deps),
                   trust_routes(deps), token_routes(deps), event_routes(deps, stopping),
                   device_routes(deps),
+                  ota_routes(deps, stopping),
                   _own_routes()):
         routes.extend(r for r in table if isinstance(r, web.RouteDef))
     return ControlApi(routes, authenticating(deps), _storing_admin_token(deps, ops.logger),

@@ -1,0 +1,50 @@
+"""Where the device broker is and how to log in: shared by the command channel and
+the simulator. Checked when read: a bad URL is an error naming the field."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from providers.mqtt import MqttTls
+
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+class DeviceBroker(BaseModel):
+    """``broker``: ``mqtt://host:1883`` or ``mqtts://host:8883``; ``password`` is
+    usually ``${VAR}`` and never appears in logs or errors."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True,
+                              frozen=True)
+
+    broker: str = Field(min_length=1)
+    username: str | None = Field(None, min_length=1)
+    password: str | None = Field(None, repr=False)
+    tls: MqttTls | None = None
+    keepalive_s: int = Field(30, ge=5, le=65535)
+    connect_timeout_s: float = Field(10.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _check(self) -> DeviceBroker:
+        self.address()
+        if self.password is not None and not self.username:
+            raise ValueError("a password needs a username")
+        return self
+
+    def address(self) -> tuple[str, int, bool]:
+        """(host, port, TLS?) of ``broker``."""
+        parts = urlsplit(self.broker if "://" in self.broker else f"mqtt://{self.broker}")
+        if "@" in parts.netloc:  # never echo what may be a password
+            raise ValueError("broker: credentials go in username/password, not in the URL")
+        if parts.scheme not in DEFAULT_PORTS:
+            raise ValueError(f"broker {self.broker!r}: the scheme must be mqtt:// or mqtts://")
+        try:
+            port = parts.port or DEFAULT_PORTS[parts.scheme]
+        except ValueError:
+            raise ValueError(f"broker {self.broker!r}: invalid port") from None
+        if not parts.hostname or parts.path not in ("", "/"):
+            raise ValueError(f"broker {self.broker!r}: expected mqtt[s]://host[:port]")
+        return parts.hostname, port, parts.scheme == "mqtts" or self.tls is not None
