@@ -11,7 +11,12 @@ from framework.polling import ConnectorRegistry
 from providers.amqp import AMQP_SOURCE_TYPE, create_amqp_connector
 from providers.cron import create_cron_connector
 from providers.datadog import create_datadog_connector
-from providers.devices.capabilities import DeviceActions, device_actions_from_env
+from providers.devices.capabilities import (
+    DeviceActions,
+    device_actions_from_env,
+    device_capability_deps_from_env,
+    device_capability_specs,
+)
 from providers.email import EmailActions, SmtpSettings
 from providers.fhir import FhirActions, FhirSettings
 from providers.fleet import fleet_capabilities
@@ -91,6 +96,8 @@ def register_builtin_capabilities(
                              devices=devices)
     for spec in [*actions.http.specs(), *fleet_capabilities(), valve_control_spec(),
                  modbus_write_spec(), *actions.kafka.specs(), *devices.specs(),
+                 *device_capability_specs(device_capability_deps_from_env(
+                     devices, actions.http.client, os.environ if env is None else env)),
                  *messaging_capabilities(actions.http, os.environ if env is None else env)]:
         registry.register(spec)
     return actions

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from providers.devices.simulator_extras import EXTRA_COMMANDS, DeviceExtras, ExtraRefused
+
 # Answers kept per device, by correlation id: a QoS 1 command delivered twice is
 # answered twice with the same result, and never applied twice.
 _REMEMBERED_ANSWERS = 32
@@ -41,6 +43,11 @@ class SimulatedDevice:
     boot_count: int = 1
     firmware_updates: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+    # Faults for the capability tests: commands never answered, or answered ok
+    # without taking effect (a device that lies).
+    hang_on: set[str] = field(default_factory=set)
+    no_effect: set[str] = field(default_factory=set)
+    extras: DeviceExtras = field(default_factory=DeviceExtras)
     _answers: OrderedDict[str, Answer | None] = field(default_factory=OrderedDict, repr=False)
 
     def is_silent(self, now_s: float) -> bool:
@@ -74,9 +81,13 @@ class SimulatedDevice:
         if handler is None:
             return {"id": correlation, "ok": False, "code": "unknown_command",
                     "error": f"unknown command {command[:64]!r}"}
+        if command in self.hang_on:
+            return None
+        if command in self.no_effect:
+            return {"id": correlation, "ok": True, "result": {}}
         try:
             result = handler(self, params, now_s)
-        except CommandRefused as refused:
+        except (CommandRefused, ExtraRefused) as refused:
             return {"id": correlation, "ok": False, "code": refused.code, "error": str(refused)}
         if self.bricked:
             return None  # the new firmware never boots
@@ -151,4 +162,5 @@ _COMMANDS: dict[str, Callable[[SimulatedDevice, Mapping[str, Any], float], dict[
     "sim.fail_self_test": SimulatedDevice._sim_fail_self_test,
     "sim.brick_on": SimulatedDevice._sim_brick_on,
 }
+_COMMANDS.update(EXTRA_COMMANDS)
 COMMANDS = tuple(_COMMANDS)
