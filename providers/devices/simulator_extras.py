@@ -168,7 +168,7 @@ def _data_ack(device: SimulatedDevice, params: Mapping[str, Any],
 
 def _topology(device: SimulatedDevice, _params: Mapping[str, Any],
               _now_s: float) -> dict[str, Any]:
-    return {"neighbours": [dict(neighbour) for neighbour in device.extras.neighbours]}
+    return {"neighbours": list(device.extras.neighbours)}
 
 
 def assign_mesh(devices: Mapping[str, SimulatedDevice]) -> None:
@@ -178,9 +178,9 @@ def assign_mesh(devices: Mapping[str, SimulatedDevice]) -> None:
     for index, device_id in enumerate(ids):
         links = [(index - 1) // 2] if index else []
         links += [child for child in (2 * index + 1, 2 * index + 2) if child < len(ids)]
-        depth = (index + 1).bit_length()
-        devices[device_id].extras.neighbours = [
-            {"deviceId": ids[other], "rssi": -40 - 5 * depth} for other in links]
+        devices[device_id].extras.neighbours = [  # a link is as weak as its deeper end
+            {"deviceId": ids[other], "rssi": -40 - 5 * (max(index, other) + 1).bit_length()}
+            for other in links]
 
 
 Command = Callable[["SimulatedDevice", Mapping[str, Any], float], dict[str, Any]]

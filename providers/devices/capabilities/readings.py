@@ -84,7 +84,7 @@ class ReadingCapabilities:
         mesh = _Mesh(call)
         level = mesh.add(call.device_id, root, depth=0)
         limit = asyncio.Semaphore(TOPOLOGY_CONCURRENCY)
-        for depth in range(1, call.max_depth + 1):
+        for depth in range(1, call.max_depth):  # the last level is listed, not asked
             if not level:
                 break
             answers = await asyncio.gather(*(self._neighbours(limit, device, call)
@@ -135,7 +135,7 @@ class _Mesh:
                     continue
                 self.nodes[other] = depth + 1
                 found.append(other)
-        return found if depth < self._call.max_depth else []
+        return found
 
     def result(self) -> dict[str, Any]:
         return {"root": self._call.device_id,
@@ -155,7 +155,10 @@ async def _history(context: CallContext, call: TelemetryCollectParams,
     values: list[float] = []
     start, scanned = f"{max(since_ms, 0)}-0", 0
     while scanned < MAX_SCAN and len(values) < call.max_readings:
-        page = await context.redis.xrange(call.stream, min=start, max="+", count=PAGE) or []
+        # Raw bytes (whatever the client decodes): an entry that is not UTF-8 is
+        # another producer's, skipped, not a failed collection.
+        page = await context.redis.execute_command(
+            "XRANGE", call.stream, start, "+", "COUNT", PAGE, NEVER_DECODE=True) or []
         for _entry_id, fields in page:
             value = _reading_of(fields or {}, call.device_id)
             if value is not None and len(values) < call.max_readings:
@@ -168,7 +171,7 @@ async def _history(context: CallContext, call: TelemetryCollectParams,
 
 
 def _reading_of(fields: Mapping[Any, Any], device_id: str) -> float | None:
-    raw = fields.get(b"payload", fields.get("payload"))
+    raw = fields.get(b"payload")
     try:
         payload = orjson.loads(raw) if raw is not None else None
     except orjson.JSONDecodeError:
