@@ -18,10 +18,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from providers.devices.simulator_device import SimulatedDevice
+from typing import Any, Protocol
 
 GPIO_LINES = 32
 MAX_BUFFERED = 10_000
@@ -46,6 +43,16 @@ class DeviceExtras:
     pending: dict[str, list[float]] = field(default_factory=dict)
     neighbours: list[dict[str, Any]] = field(default_factory=list)
     readings: int = 0
+
+
+class SimulatedDevice(Protocol):
+    """What these commands use of :class:`providers.devices.simulator_device.SimulatedDevice`
+    (which imports this module)."""
+
+    device_id: str
+    config: dict[str, Any]
+    self_test_passed: bool
+    extras: DeviceExtras
 
 
 def fingerprint(device_id: str, key_id: str) -> str:
@@ -183,7 +190,7 @@ def assign_mesh(devices: Mapping[str, SimulatedDevice]) -> None:
             for other in links]
 
 
-Command = Callable[["SimulatedDevice", Mapping[str, Any], float], dict[str, Any]]
+Command = Callable[[SimulatedDevice, Mapping[str, Any], float], dict[str, Any]]
 EXTRA_COMMANDS: dict[str, Command] = {
     "get_settings": _get_settings,
     "config_set": _config_set,

@@ -54,6 +54,7 @@ class GpioCapability:
         call = parse_params(GpioWriteParams, GPIO_WRITE_ID, params)
         if call.target == "local":
             assert call.chip is not None  # checked by the model
+            self._local.check_allowed(call.chip)  # a refusal, not an unreadable line
             try:
                 value = await self._local.read(call.chip, call.line, timeout_s=call.timeout_s)
             except GpioRefusedError as exc:

@@ -28,6 +28,10 @@ class GpioRefusedError(PermanentSourceError):
     """The chip is not allowed, absent, or the line is busy or out of range."""
 
 
+class GpioNotAllowedError(GpioRefusedError):
+    """Event data named a chip this process may not drive."""
+
+
 class LocalGpio:
     """``chips``: the allowed chip names; ``dev``: where they live (``/dev``)."""
 
@@ -37,10 +41,13 @@ class LocalGpio:
         self._held: dict[tuple[str, int], gpiod.LineRequest] = {}
         self._lock = threading.Lock()
 
-    def path_of(self, chip: str) -> str:
+    def check_allowed(self, chip: str) -> None:
         if chip not in self._chips:
             allowed = ", ".join(sorted(self._chips)) or "none: set GPIO_ALLOWED_CHIPS"
-            raise GpioRefusedError(f"gpio chip {chip!r} is not allowed (allowed: {allowed})")
+            raise GpioNotAllowedError(f"gpio chip {chip!r} is not allowed (allowed: {allowed})")
+
+    def path_of(self, chip: str) -> str:
+        self.check_allowed(chip)
         path = self._dev / chip
         if not path.exists():
             raise GpioRefusedError(f"gpio chip {chip}: {path} does not exist on this host")

@@ -157,7 +157,7 @@ async def _history(context: CallContext, call: TelemetryCollectParams,
     while scanned < MAX_SCAN and len(values) < call.max_readings:
         # Raw bytes (whatever the client decodes): an entry that is not UTF-8 is
         # another producer's, skipped, not a failed collection.
-        page = await context.redis.execute_command(
+        page = await context.redis.execute_command(  # type: ignore[no-untyped-call]
             "XRANGE", call.stream, start, "+", "COUNT", PAGE, NEVER_DECODE=True) or []
         for _entry_id, fields in page:
             value = _reading_of(fields or {}, call.device_id)
