@@ -45,3 +45,10 @@ def state_of(device_id: str, settings: Mapping[str, Any] | None,
         return {"deviceId": device_id, "reachable": False,
                 **{name: None for name in derived}}
     return {"deviceId": device_id, "reachable": True, **derived}
+
+
+def device_scope(params: Mapping[str, Any]) -> str | None:
+    """The breaker of a call is its device's: one gone device does not open the
+    breaker of every other."""
+    device_id = params.get("deviceId")
+    return device_id if isinstance(device_id, str) else None

@@ -34,6 +34,13 @@ class LineResource(ResourcePolicy):
         return f"gpio:{call.target}:{where}:{call.line}"
 
 
+def _line_scope(params: Mapping[str, Any]) -> str | None:
+    """One breaker per gateway (remote) or chip (local)."""
+    where = params.get("deviceId") if params.get("target", "remote") == "remote" \
+        else params.get("chip")
+    return where if isinstance(where, str) else None
+
+
 LINE_RESOURCE = LineResource("gpio:{target}:{line}", wait_timeout_s=10.0, ttl_s=10.0)
 
 
@@ -47,7 +54,7 @@ class GpioCapability:
             GPIO_WRITE_ID, GPIO_WRITE_VERSION, self.write,
             description="Drive a GPIO output line, on this host or on a gateway device",
             read_state=self.read_state, resource=LINE_RESOURCE,
-            policy=CallPolicy(timeout_s=70.0, max_retries=1))]
+            policy=CallPolicy(timeout_s=70.0, max_retries=1), breaker_scope=_line_scope)]
 
     async def read_state(self, params: Mapping[str, Any],
                          context: CallContext) -> Mapping[str, Any]:

@@ -19,7 +19,7 @@ import orjson
 
 from framework.consuming import CallContext, CallPolicy, CapabilitySpec
 from framework.core import TransientSourceError
-from providers.devices.capabilities.device_link import DeviceLink, state_of
+from providers.devices.capabilities.device_link import DeviceLink, device_scope, state_of
 from providers.devices.capabilities.device_params import (
     TelemetryCollectParams,
     TopologyMapParams,
@@ -45,10 +45,12 @@ class ReadingCapabilities:
         return [
             CapabilitySpec(TELEMETRY_ID, "1.0.0", self.collect_telemetry,
                            description="A device's readings over a window of a stream",
-                           read_state=self.read_state, policy=POLICY),
+                           read_state=self.read_state, policy=POLICY,
+                           breaker_scope=device_scope),
             CapabilitySpec(TOPOLOGY_ID, "1.0.0", self.map_topology,
                            description="The device mesh, breadth first from one device",
-                           read_state=self.read_state, policy=POLICY),
+                           read_state=self.read_state, policy=POLICY,
+                           breaker_scope=device_scope),
         ]
 
     async def read_state(self, params: Mapping[str, Any],

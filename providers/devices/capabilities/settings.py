@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from framework.consuming import CallContext, CallPolicy, CapabilitySpec
 from providers.devices.capabilities.actions import DEVICE_RESOURCE
-from providers.devices.capabilities.device_link import DeviceLink, state_of
+from providers.devices.capabilities.device_link import DeviceLink, device_scope, state_of
 from providers.devices.capabilities.device_params import (
     ConfigUpdateParams,
     KeyRotationParams,
@@ -97,7 +97,7 @@ class SettingCapabilities:
         return [CapabilitySpec(setting.capability, setting.version, self._handler(setting),
                                description=setting.description,
                                read_state=self._reader(setting), resource=DEVICE_RESOURCE,
-                               policy=POLICY) for setting in SETTINGS]
+                               policy=POLICY, breaker_scope=device_scope) for setting in SETTINGS]
 
     def _reader(self, setting: Setting) -> Callable[..., Any]:
         async def read_state(params: Mapping[str, Any],

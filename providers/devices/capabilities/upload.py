@@ -20,7 +20,7 @@ from typing import Any
 from framework.consuming import CallContext, CallPolicy, CapabilitySpec
 from framework.core import PermanentSourceError, TransientSourceError
 from providers.devices.capabilities.actions import DEVICE_RESOURCE
-from providers.devices.capabilities.device_link import DeviceLink, state_of
+from providers.devices.capabilities.device_link import DeviceLink, device_scope, state_of
 from providers.devices.capabilities.device_params import CompressUploadParams
 from providers.devices.capabilities.params import parse_params
 from providers.http.guarded_client import GuardedClient
@@ -44,7 +44,8 @@ class UploadCapability:
         return [CapabilitySpec(
             UPLOAD_ID, UPLOAD_VERSION, self.compress_upload,
             description="Upload a device's buffered readings, gzip-compressed, over HTTP",
-            read_state=self.read_state, resource=DEVICE_RESOURCE, policy=POLICY)]
+            read_state=self.read_state, resource=DEVICE_RESOURCE, policy=POLICY,
+            breaker_scope=device_scope)]
 
     async def read_state(self, params: Mapping[str, Any],
                          context: CallContext) -> Mapping[str, Any]:

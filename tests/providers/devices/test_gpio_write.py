@@ -13,7 +13,12 @@ import pytest
 from gpiod.line import Direction
 from redis.asyncio import Redis
 
-from framework.core.errors import CallFailedError, DeadLetterError, RolledBackError
+from framework.core.errors import (
+    CallFailedError,
+    CircuitOpenError,
+    DeadLetterError,
+    RolledBackError,
+)
 from framework.testing import MosquittoServer
 from providers.devices import DeviceSimulator
 from providers.devices.capabilities import LocalGpio
@@ -152,3 +157,30 @@ async def test_a_line_held_by_another_consumer_is_refused(
     finally:
         await rig.close()
         gpio.close()
+
+
+@pytest.mark.slow
+async def test_a_gone_gateway_opens_its_own_breaker_only(
+        rig: CapsRig, simulator: DeviceSimulator) -> None:
+    simulator.devices["sim-00006"].hang_on.update({"gpio_write"})
+    opened = False
+    for _ in range(5):
+        try:
+            await rig.run("gpio_write", remote("sim-00006", 2, 1, timeoutS=0.2))
+        except CircuitOpenError:
+            opened = True
+            break
+        except CallFailedError:
+            continue  # the retries failed: one more failure for the breaker
+    assert opened
+    # Another gateway's breaker is its own.
+    result = await rig.run("gpio_write", remote("sim-00007", 2, 1))
+    assert result["value"] == 1
+
+
+async def test_a_repeated_write_changes_nothing_the_second_time(
+        rig: CapsRig, simulator: DeviceSimulator) -> None:
+    first = await rig.run("gpio_write", remote("sim-00008", 9, 1))
+    again = await rig.run("gpio_write", remote("sim-00008", 9, 1))
+    assert (first["previous"], again["previous"]) == (0, 1)  # the second changed nothing
+    assert simulator.devices["sim-00008"].extras.gpio[9] == 1
