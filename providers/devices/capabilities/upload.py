@@ -2,7 +2,7 @@
 batch it keeps until told it is stored; the capability checks the batch (size,
 SHA-256), PUTs it to ``url`` through the guarded HTTP client (the host checked
 against the step's ``allowHosts`` before any connection, the answer read within a
-size limit, the whole call under the call's deadline), and only then acknowledges
+size limit, the PUT within ``timeoutS``), and only then acknowledges
 it to the device, which drops it. An upload that fails loses nothing: the next
 call hands the same batch out again (same ``batchId``, same ``Idempotency-Key``
 suffix, so the collector can deduplicate). The postcondition checks that the device
@@ -11,6 +11,7 @@ and alerted)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -61,10 +62,16 @@ class UploadCapability:
         batch = await self._link.command(call.device_id, "data_compress", {},
                                          timeout_s=call.timeout_s)
         batch_id, data = _checked(batch, call)
-        response = await self._client.request(
-            "PUT", call.url, step_hosts=context.hosts, content=data,
-            headers={"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip",
-                     "Idempotency-Key": f"{call.device_id}:{batch_id}"})
+        try:
+            async with asyncio.timeout(call.timeout_s):  # the PUT's own total deadline
+                response = await self._client.request(
+                    "PUT", call.url, step_hosts=context.hosts, content=data,
+                    headers={"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip",
+                             "Idempotency-Key": f"{call.device_id}:{batch_id}"})
+        except TimeoutError:
+            raise TransientSourceError(
+                f"{UPLOAD_ID}: the collector did not answer within {call.timeout_s} s for "
+                f"batch {batch_id} of device {call.device_id} (kept on the device)") from None
         if response.status_code >= 300:
             error = PermanentSourceError if 400 <= response.status_code < 500 and \
                 response.status_code not in (408, 429) else TransientSourceError

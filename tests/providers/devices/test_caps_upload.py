@@ -140,3 +140,13 @@ async def test_a_batch_over_max_bytes_is_never_uploaded(
         await rig.run("data.compress_upload", upload(collector, "sim-00008", maxBytes=10),
                       hosts=allowed(collector))
     assert device.extras.pending == {"b1": [1.0]}  # kept for a later, larger call
+
+
+@pytest.mark.slow
+async def test_a_collector_that_never_answers_times_out_and_the_batch_is_kept(
+        rig: CapsRig, simulator: DeviceSimulator, collector: ReplayServer) -> None:
+    collector.route(PATH, Reply(201, {}, delay_s=3.0))
+    with pytest.raises(CallFailedError, match=r"did not answer within 0.5 s .*kept on the device"):
+        await rig.run("data.compress_upload", upload(collector, "sim-00009", timeoutS=0.5),
+                      hosts=allowed(collector))
+    assert len(simulator.devices["sim-00009"].extras.pending) == 1
