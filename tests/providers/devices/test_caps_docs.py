@@ -26,3 +26,16 @@ def test_every_capability_in_the_table_ships_a_definition() -> None:
     named = set(re.findall(r"^\| `([a-z_.]+)` (\d+\.\d+\.\d+) \|", DOC.read_text(), re.M))
     shipped = {tuple(path.stem.split("_v")) for path in DEFINITIONS.glob("*.json")}
     assert len(named) == 9 and named <= shipped
+
+
+async def test_the_builtin_registry_holds_every_device_capability() -> None:
+    from framework.consuming import CapabilityRegistry
+    from providers.builtin import register_builtin_capabilities
+
+    registry = CapabilityRegistry()
+    actions = register_builtin_capabilities(registry, env={"GPIO_ALLOWED_CHIPS": "gpiochip0"})
+    try:
+        shipped = {"{}@{}".format(*path.stem.split("_v")) for path in DEFINITIONS.glob("*.json")}
+        assert len(shipped) == 11 and shipped <= set(registry.keys)
+    finally:
+        await actions.aclose()
