@@ -174,3 +174,12 @@ async def test_bad_parameters_are_dead_letters_naming_the_parameter(
         await rig.run(capability, {"deviceId": "sim-00003", **bad})
     assert simulator.devices["sim-00003"].extras.key_id == "key-1"
     assert simulator.devices["sim-00003"].config == {}
+
+
+async def test_a_repeated_key_rotation_keeps_the_previous_key(
+        rig: CapsRig, simulator: DeviceSimulator) -> None:
+    params = {"deviceId": "sim-00004", "keyId": "key-2"}
+    await rig.run("security.key_rotation", params)
+    await rig.run("security.key_rotation", params)  # a redelivery, a second rule
+    extras = simulator.devices["sim-00004"].extras
+    assert (extras.key_id, extras.previous_key_id) == ("key-2", "key-1")

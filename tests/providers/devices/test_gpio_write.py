@@ -7,6 +7,7 @@ provides one (skipped otherwise, saying why), and the refusals that need no chip
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import gpiod
 import pytest
@@ -21,7 +22,7 @@ from framework.core.errors import (
 )
 from framework.testing import MosquittoServer
 from providers.devices import DeviceSimulator
-from providers.devices.capabilities import LocalGpio
+from providers.devices.capabilities import GpioRefusedError, LocalGpio
 from tests.providers.devices.caps_rig import CapsRig, caps_rig
 from tests.providers.devices.conftest import broker_of
 from tests.providers.devices.gpio_sim import SimChip, gpio_sim, gpio_sim_missing
@@ -184,3 +185,13 @@ async def test_a_repeated_write_changes_nothing_the_second_time(
     again = await rig.run("gpio_write", remote("sim-00008", 9, 1))
     assert (first["previous"], again["previous"]) == (0, 1)  # the second changed nothing
     assert simulator.devices["sim-00008"].extras.gpio[9] == 1
+
+
+async def test_a_file_that_is_not_a_gpio_chip_is_refused_by_libgpiod(tmp_path: Path) -> None:
+    (tmp_path / "gpiochip9").symlink_to("/dev/null")  # allowed by name, not a chip
+    gpio = LocalGpio(["gpiochip9"], dev=tmp_path)
+    with pytest.raises(GpioRefusedError, match="gpio gpiochip9 line 1: No such device"):
+        await gpio.write("gpiochip9", 1, 1, timeout_s=5)
+    with pytest.raises(GpioRefusedError, match="No such device"):
+        await gpio.read("gpiochip9", 1, timeout_s=5)
+    gpio.close()
