@@ -14,7 +14,12 @@ from providers.ble import BLE_SCANNER_TYPE, create_ble_connector
 from providers.cron import create_cron_connector
 from providers.datadog import create_datadog_connector
 from providers.devices import device_heartbeat_spec
-from providers.devices.capabilities import DeviceActions, device_actions_from_env
+from providers.devices.capabilities import (
+    DeviceActions,
+    device_actions_from_env,
+    device_capability_deps_from_env,
+    device_capability_specs,
+)
 from providers.email import EmailActions, SmtpSettings
 from providers.fhir import FhirActions, FhirSettings
 from providers.fleet import fleet_capabilities
@@ -109,7 +114,9 @@ def register_builtin_capabilities(
                  modbus_write_spec(), *actions.kafka.specs(),
                  *messaging_capabilities(actions.http, environment),
                  *actions.plant.specs(), *field_capabilities(environment),
-                 device_heartbeat_spec(environment), *devices.specs()]:
+                 device_heartbeat_spec(environment), *devices.specs(),
+                 *device_capability_specs(device_capability_deps_from_env(
+                     devices, actions.http.client, environment))]:
         registry.register(spec)
     return actions
 

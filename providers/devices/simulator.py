@@ -22,6 +22,7 @@ from providers.devices.channel_broker import DeviceBroker
 from providers.devices.channel_link import MqttLink
 from providers.devices.channel_topics import TOPIC_ROOT, check_device_id, device_of
 from providers.devices.simulator_device import SimulatedDevice
+from providers.devices.simulator_extras import assign_mesh
 
 MAX_COMMAND_BYTES = 64 * 1024
 # The devices' session outlives a reconnect (commands wait at the broker meanwhile).
@@ -65,6 +66,7 @@ class DeviceSimulator:
                 device_id, firmware_version=options.firmware_version,
                 brick_on=set(options.brick_on), fail_self_test=device_id in options.fail_self_test)
             for device_id in options.device_ids()}
+        assign_mesh(self.devices)
         self._link = MqttLink(
             broker, client_id=f"connector-fleet-simulator-{uuid.uuid4().hex[:12]}",
             topics=[f"{TOPIC_ROOT}/+/cmd"], on_messages=self._on_commands, logger=logger,

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from providers.devices.simulator_extras import EXTRA_COMMANDS, DeviceExtras, ExtraRefused
+
 # Answers kept per device, by correlation id: a QoS 1 command delivered twice is
 # answered twice with the same result, and never applied twice.
 _REMEMBERED_ANSWERS = 32
@@ -44,6 +46,9 @@ class SimulatedDevice:
     config: dict[str, Any] = field(default_factory=dict)
     # Commands received and never answered (a firmware bug, a hung handler).
     ignored_commands: set[str] = field(default_factory=set)
+    # Commands answered ok without taking effect (a device that lies).
+    no_effect: set[str] = field(default_factory=set)
+    extras: DeviceExtras = field(default_factory=DeviceExtras)
     _answers: OrderedDict[str, Answer | None] = field(default_factory=OrderedDict, repr=False)
 
     def is_silent(self, now_s: float) -> bool:
@@ -79,9 +84,11 @@ class SimulatedDevice:
         if handler is None:
             return {"id": correlation, "ok": False, "code": "unknown_command",
                     "error": f"unknown command {command[:64]!r}"}
+        if command in self.no_effect:
+            return {"id": correlation, "ok": True, "result": {}}
         try:
             result = handler(self, params, now_s)
-        except CommandRefused as refused:
+        except (CommandRefused, ExtraRefused) as refused:
             return {"id": correlation, "ok": False, "code": refused.code, "error": str(refused)}
         if self.bricked:
             return None  # the new firmware never boots
@@ -162,4 +169,5 @@ _COMMANDS: dict[str, Callable[[SimulatedDevice, Mapping[str, Any], float], dict[
     "sim.brick_on": SimulatedDevice._sim_brick_on,
     "sim.ignore": SimulatedDevice._sim_ignore,
 }
+_COMMANDS.update(EXTRA_COMMANDS)
 COMMANDS = tuple(_COMMANDS)

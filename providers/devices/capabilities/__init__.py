@@ -9,6 +9,12 @@ from providers.devices.capabilities.actions import (
     DeviceActions,
     device_actions_from_env,
 )
+from providers.devices.capabilities.catalog_specs import (
+    DeviceCapabilityDeps,
+    device_capability_deps_from_env,
+    device_capability_specs,
+)
+from providers.devices.capabilities.gpio_local import GpioRefusedError, LocalGpio
 from providers.devices.capabilities.manifest import (
     FirmwareManifest,
     InvalidFirmwareManifestError,
@@ -24,11 +30,16 @@ __all__ = [
     "REBOOT_ID",
     "REBOOT_VERSION",
     "DeviceActions",
+    "DeviceCapabilityDeps",
+    "GpioRefusedError",
+    "LocalGpio",
     "FirmwareManifest",
     "FirmwareUpdateParams",
     "InvalidFirmwareManifestError",
     "RebootParams",
     "device_actions_from_env",
+    "device_capability_deps_from_env",
+    "device_capability_specs",
     "firmware_trust_from_env",
     "verify_manifest",
 ]
