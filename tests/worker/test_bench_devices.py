@@ -16,9 +16,10 @@ RANGE = r"[\d,.]+ \([\d,.]+–[\d,.]+\)"  # median (min–max)
 
 
 @pytest.mark.timeout(200)
-def test_bench_devices_reports_the_registry_and_the_timer_baseline() -> None:
+def test_bench_devices_reports_the_registry_the_timer_baseline_and_an_ota_wave() -> None:
     result = installed_cli("bench", "devices", "--devices", "2000", "--window", "1",
-                           "--runs", "2", env=dict(os.environ), timeout_s=180)
+                           "--ota-devices", "20", "--runs", "2", env=dict(os.environ),
+                           timeout_s=180)
     assert result.returncode == 0, result.stderr
     assert "bench devices: 2 run(s), each in fresh processes" in result.stdout
     rows = {line.split("|")[1].strip(): line for line in result.stdout.splitlines()
@@ -27,3 +28,7 @@ def test_bench_devices_reports_the_registry_and_the_timer_baseline() -> None:
     for row in rows.values():
         assert len(re.findall(RANGE, row)) >= 5, row
         assert row.rstrip().endswith("20 (20–20)"), row  # every absence found, each run
+    ota = {line.split("|")[1].strip(): line for line in result.stdout.splitlines()
+           if line.strip().startswith("20 |")}
+    assert set(ota) == {"ota wave (executor)", "bare request/response"}
+    assert all(re.search(RANGE, line) for line in ota.values()), ota

@@ -15,6 +15,9 @@ Per fleet size, two systems in the same run:
 Figures: heartbeats/s ingested; detection delay (found - deadline) p50/p99 in ms;
 CPU µs per heartbeat (this process plus, for the registry, redis-server); memory per
 device in bytes (Redis ``used_memory``, or this process's RSS for the timers).
+
+Then, with ``--ota-devices N`` (default 10,000), one OTA wave over N simulated devices
+against bare request/response (:mod:`worker.bench.devices_ota`): devices/s.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from redis.asyncio import Redis
 from framework.core import SystemClock, create_redis
 from framework.testing import RedisServer
 from providers.devices import DeviceRegistry, Heartbeat, Watchdog
+from worker.bench import devices_ota
 from worker.bench.repeat import repeat_in_fresh_processes
 from worker.bench.stats import Row, SummaryRow, summarize
 
@@ -43,10 +47,12 @@ HEALTHY_TIMEOUT_S = 1800.0
 CHUNK = 10_000  # heartbeats built and sent per step (bounded memory on the client)
 
 
-def run_devices_bench(devices: list[int], window_s: float, runs: int) -> int:
-    params: Row = {"devices": devices, "window_s": window_s}
-    repeated = repeat_in_fresh_processes("devices", params, runs,
-                                         timeout_s=120 + sum(devices) / 2_000)
+def run_devices_bench(devices: list[int], window_s: float, runs: int, ota_devices: int = 0
+                      ) -> int:
+    """Absence detection per fleet size, then (``ota_devices`` > 0) one OTA wave."""
+    params: Row = {"devices": devices, "window_s": window_s, "ota_devices": ota_devices}
+    repeated = repeat_in_fresh_processes(
+        "devices", params, runs, timeout_s=120 + sum(devices) / 2_000 + ota_devices / 10)
     print(repeated.describe())
     print_devices_report(summarize(repeated.runs, _KEY_FIELDS))
     return 0
@@ -60,6 +66,8 @@ def measure(params: Row) -> list[Row]:
         gc.collect()
         rows.append(asyncio.run(_timers_row(count, params["window_s"])))
         gc.collect()
+    if params.get("ota_devices"):
+        rows += devices_ota.measure({"devices": params["ota_devices"]})
     return rows
 
 
@@ -200,8 +208,16 @@ def print_devices_report(rows: list[SummaryRow]) -> None:
     print(f"{'devices':>9} | {'system':>17} | {'heartbeats/s':>26} | {'delay p50 ms':>18} | "
           f"{'delay p99 ms':>18} | {'CPU µs/heartbeat':>18} | {'bytes/device':>20} | "
           f"{'absences':>16}")
-    for row in rows:
+    absence = [row for row in rows if "heartbeats_per_s" in row.spreads]
+    for row in absence:
         print(f"{row.key['devices']:>9,} | {row.key['system']:>17} | "
               f"{row.cell('heartbeats_per_s'):>26} | {row.cell('delay_p50_ms'):>18} | "
               f"{row.cell('delay_p99_ms'):>18} | {row.cell('cpu_us_per_heartbeat', ',.1f'):>18} | "
               f"{row.cell('bytes_per_device'):>20} | {row.cell('absences'):>16}")
+    ota = [row for row in rows if "devices_per_s" in row.spreads]
+    if ota:
+        print("\none OTA wave (canary of one device, no soak, then every other device)")
+        print(f"{'devices':>9} | {'system':>22} | {'devices/s':>22}")
+    for row in ota:
+        print(f"{row.key['devices']:>9,} | {row.key['system']:>22} | "
+              f"{row.cell('devices_per_s'):>22}")

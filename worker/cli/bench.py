@@ -113,6 +113,8 @@ def add_bench_commands(commands: Subparsers) -> None:
     devices.add_argument("--devices", type=int, nargs="+", default=[100_000, 1_000_000])
     devices.add_argument("--window", type=float, default=10.0,
                          help="seconds over which the silent devices' deadlines fall")
+    devices.add_argument("--ota-devices", type=int, default=10_000,
+                         help="simulated devices of the OTA wave row (0: no OTA row)")
     devices.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=_RUNS)
     devices.set_defaults(handler=_devices)
 
@@ -159,7 +161,7 @@ def _webhook(args: argparse.Namespace) -> int:
 def _devices(args: argparse.Namespace) -> int:
     from worker.bench.devices import run_devices_bench
 
-    return run_devices_bench(args.devices, args.window, args.runs)
+    return run_devices_bench(args.devices, args.window, args.runs, args.ota_devices)
 
 
 def _sources(args: argparse.Namespace) -> int:
