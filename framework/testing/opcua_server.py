@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from asyncua import Server, ua, uamethod
+from asyncua import Server, ua
 from asyncua.crypto import security_policies
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.permission_rules import User, UserRole
@@ -133,13 +133,13 @@ async def _add_pump(server: Server, ns: int, nodes: dict[str, Any]) -> None:
                                     ua.Variant(0.0, ua.VariantType.Double))
     nodes["Pump.Starts"], nodes["Pump.Speed"] = starts, speed
 
-    @uamethod  # type: ignore[untyped-decorator]  # asyncua's decorator is untyped
-    async def start(_parent: Any, requested: float) -> bool:
-        if requested < 0:
-            raise ua.UaStatusCodeError(ua.StatusCodes.BadOutOfRange)
+    async def start(_parent: Any, requested: ua.Variant) -> Any:
+        # A plain method (not asyncua's uamethod): it may answer a status code.
+        if requested.Value < 0:
+            return ua.StatusCode(ua.StatusCodes.BadOutOfRange)
         await starts.write_value(ua.Variant(await starts.read_value() + 1, ua.VariantType.Int32))
-        await speed.write_value(ua.Variant(float(requested), ua.VariantType.Double))
-        return True
+        await speed.write_value(ua.Variant(float(requested.Value), ua.VariantType.Double))
+        return [ua.Variant(True, ua.VariantType.Boolean)]
 
     await pump.add_method(ua.NodeId("Pump.Start", ns), "Start", start,
                           [ua.VariantType.Double], [ua.VariantType.Boolean])
