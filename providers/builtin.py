@@ -24,6 +24,12 @@ from providers.kafka import KAFKA_SOURCE_TYPE, KafkaActions, create_kafka_source
 from providers.modbus import create_modbus_connector, modbus_write_spec, valve_control_spec
 from providers.mqtt import MQTT_SOURCE_TYPE, create_mqtt_connector
 from providers.noaa import create_noaa_weather_connector
+from providers.opcua import (
+    OPCUA_SOURCE_TYPE,
+    create_opcua_connector,
+    endpoints_from_env,
+    opcua_write_spec,
+)
 from providers.outbox import EnvSecrets
 from providers.slack import SlackActions
 from providers.sms import SmsActions, SmsSettings
@@ -45,6 +51,7 @@ def register_builtin_connectors(registry: ConnectorRegistry) -> None:
     registry.register_connector("modbus-tcp", create_modbus_connector)
     registry.register_connector(MQTT_SOURCE_TYPE, create_mqtt_connector)
     registry.register_connector(AMQP_SOURCE_TYPE, create_amqp_connector)
+    registry.register_connector(OPCUA_SOURCE_TYPE, create_opcua_connector)
 
 
 def default_registry() -> ConnectorRegistry:
@@ -81,9 +88,12 @@ def register_builtin_capabilities(
     share, and the Kafka producers). ``env``: where the messaging actions read their
     settings and secrets (the process environment by default)."""
     actions = BuiltinActions(http=http or HttpActions(), kafka=kafka or KafkaActions())
+    environment = os.environ if env is None else env
     for spec in [*actions.http.specs(), *fleet_capabilities(), valve_control_spec(),
                  modbus_write_spec(), *actions.kafka.specs(),
-                 *messaging_capabilities(actions.http, os.environ if env is None else env)]:
+                 *messaging_capabilities(actions.http, environment),
+                 # OPC-UA servers by name, from OPCUA_ENDPOINTS / OPCUA_ENDPOINTS_FILE.
+                 opcua_write_spec(endpoints_from_env(environment))]:
         registry.register(spec)
     return actions
 
