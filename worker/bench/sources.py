@@ -31,8 +31,10 @@ SOURCES = {
     "modbus": "worker.bench.sources_modbus",
     "mqtt": "worker.bench.source_mqtt",
     "amqp": "worker.bench.source_amqp",
+    "opcua": "worker.bench.source_opcua",
 }
-UNITS = {"kafka": "events/s", "modbus": "registers/s", "mqtt": "events/s", "amqp": "events/s"}
+UNITS = {"kafka": "events/s", "modbus": "registers/s", "mqtt": "events/s", "amqp": "events/s",
+         "opcua": "notifications/s"}
 _KEY_FIELDS = ("source", "mode")
 GOAL_RATIO = 0.5
 
