@@ -19,8 +19,9 @@ def test_the_examples_of_the_actions_doc_are_valid_rules() -> None:
         parsed = json.loads(f"[{block}]")
         rules += [item for item in parsed if "match" in item]
         steps += [item for item in parsed if "call" in item]
-    assert len(steps) == 5 and len(rules) == 1
+    assert len(steps) == 5 and len(rules) == 2
     calls = {step["call"] for step in steps} | {s["call"] for r in rules for s in r["steps"]}
-    assert calls == {"email_send", "slack_message", "sms_send", "patient_alert", "grist_sync"}
+    assert calls == {"email_send", "slack_message", "sms_send", "patient_alert", "grist_sync",
+                     "opcua_write"}
     rules.append({"name": "examples", "match": {"streams": ["alerts"]}, "steps": steps})
-    assert len(parse_rules({"version": 1, "rules": rules}, source="docs/actions.md").rules) == 2
+    assert len(parse_rules({"version": 1, "rules": rules}, source="docs/actions.md").rules) == 3
