@@ -161,7 +161,9 @@ async def _tick(directory: Path, nodes: list[Any], every_s: float, count: int) -
         now = datetime.now(UTC)
         for node in nodes:
             await node.write_value(_stamped(count, ua.VariantType.Int64, now))
-        path.write_text(json.dumps({"count": count, "at": now.isoformat()}))
+        # Atomically: a server killed mid-write still has its last count.
+        path.with_suffix(".tmp").write_text(json.dumps({"count": count, "at": now.isoformat()}))
+        os.replace(path.with_suffix(".tmp"), path)
 
 
 async def _undo_stuck(node: Any) -> None:

@@ -70,11 +70,7 @@ class OpcUaPoller:
     async def _connect(self) -> dict[str, Any] | None:
         if self._client is not None:
             return None
-        try:
-            self._client = await open_client(self._settings, timeout_s=self._timeout_s)
-        except Exception:
-            self._lost_at = self._lost_at or datetime.now(UTC)
-            raise
+        self._client = await open_client(self._settings, timeout_s=self._timeout_s)
         if self._lost_at is None:
             return None
         now = datetime.now(UTC)

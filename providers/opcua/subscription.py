@@ -77,6 +77,9 @@ class OpcUaSubscriptionSource:
         self._lost_reason: str | None = None
         self._lost_at: datetime | None = None
         self._last_loss: str | None = None
+        # Whether a subscription was running since the last start: only then does a
+        # stop open a gap (a start that keeps failing has nothing to lose yet).
+        self._listening = False
         self._backoff = ReconnectBackoff()
         self._gap: dict[str, Any] | None = None
         self._gap_pending: set[str] = set()
@@ -93,6 +96,7 @@ class OpcUaSubscriptionSource:
             raise
         self._backoff.succeeded()
         self._report_gap(positions.get(POSITION))
+        self._listening = True
 
     async def _subscribe(self) -> None:
         self._lost_reason = None
@@ -139,7 +143,7 @@ class OpcUaSubscriptionSource:
                      "ms": max(0, round((now - since).total_seconds() * 1000)),
                      "reason": reason}
         self._gap_pending = set(self._names.values())
-        self._lost_at = None
+        self._lost_at, self._last_loss = None, None
         self._log.warning("opcua_gap", endpoint=self._settings.endpoint, **self._gap)
 
     # -- asyncua's side ---------------------------------------------------------------
@@ -166,7 +170,8 @@ class OpcUaSubscriptionSource:
     def lost(self, reason: str) -> None:
         if self._lost_reason is None and self._client is not None:
             self._lost_reason = reason
-            self._lost_at = datetime.now(UTC)
+            if self._listening:
+                self._lost_at = datetime.now(UTC)
             self._log.warning("opcua_connection_lost", endpoint=self._settings.endpoint,
                               reason=reason)
             self._inbox.wake()
@@ -189,8 +194,10 @@ class OpcUaSubscriptionSource:
         client, self._client = self._client, None
         if client is None:
             return
-        self._last_loss = self._lost_reason or "source stopped"
-        self._lost_at = self._lost_at or datetime.now(UTC)
+        if self._listening:
+            self._last_loss = self._lost_reason or "source stopped"
+            self._lost_at = self._lost_at or datetime.now(UTC)
+        self._listening = False
         self._lost_reason = None
         client.connection_lost_callback = None
         self._inbox.clear()
