@@ -15,6 +15,7 @@ from asyncua import Client, ua
 from redis.asyncio import Redis
 
 from framework.core import SystemClock
+from framework.core.errors import LeaseLostError
 from framework.core.logs import get_logger
 from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
 from framework.testing.opcua import OpcUaServer, node_id
@@ -54,7 +55,7 @@ async def opcua_connector(redis: Redis, server: OpcUaServer | str, *, name: str 
     config = ConnectorConfig(name=name, type="opcua-source", poll_interval_ms=poll_interval_ms,
                              request_timeout_ms=timeout_ms, provider_config=settings)
     await redis.delete(f"lease:{name}")  # the previous instance's lease has expired
-    lease = Lease(redis, name, ttl_s=30)
+    lease = Lease(redis, name, ttl_s=600)  # not renewed here: it outlives a slow test
     assert await lease.try_acquire()
     context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
                                clock=SystemClock(), logger=get_logger(connector=name))
@@ -72,5 +73,7 @@ async def poll_until(connector: Any, redis: Redis, count: int, timeout_s: float 
         while await redis.xlen(stream) < count:
             try:
                 await connector.poll()
+            except LeaseLostError:
+                raise
             except Exception:  # the server is away: the next poll connects again
                 await asyncio.sleep(0.1)

@@ -19,6 +19,7 @@ import pytest
 import structlog
 from redis.asyncio import Redis
 
+from framework.core.errors import LeaseLostError
 from framework.testing import free_port
 from framework.testing.opcua import OpcUaServer, node_id
 from tests.providers.opcua.conftest import events, opcua_connector, poll_until
@@ -37,7 +38,9 @@ async def _poll_for(connector: Any, seconds: float) -> None:
     while time.monotonic() < ends:
         try:
             await connector.poll()
-        except Exception:
+        except LeaseLostError:
+            raise
+        except Exception:  # the server is away: the next poll connects again
             await asyncio.sleep(0.1)
 
 
