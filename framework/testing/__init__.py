@@ -16,6 +16,10 @@ from framework.testing.dovecot import (
 from framework.testing.mosquitto import (
     MosquittoServer,
 )
+from framework.testing.opcua import (
+    OpcUaServer,
+    opcua_node_id,
+)
 from framework.testing.rabbitmq import (
     RabbitMqServer,
 )
@@ -42,6 +46,8 @@ __all__ = [
     "Dovecot",
     "FakeClock",
     "MosquittoServer",
+    "OpcUaServer",
+    "opcua_node_id",
     "RabbitMqServer",
     "ProviderCase",
     "RecordedRequest",

@@ -25,9 +25,12 @@ from framework.testing.redis_server import free_port
 TEST_NAMESPACE_INDEX = 2
 
 
-def node_id(name: str) -> str:
+def opcua_node_id(name: str) -> str:
     """The node id string of a test node (``Temperature`` -> ``ns=2;s=Temperature``)."""
     return f"ns={TEST_NAMESPACE_INDEX};s={name}"
+
+
+node_id = opcua_node_id  # the short name, within this module's users
 
 
 class OpcUaServer:

@@ -24,7 +24,8 @@ from redis.asyncio import Redis
 
 from framework.core import SystemClock, create_redis, get_logger
 from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
-from framework.testing.opcua import OpcUaServer, node_id
+from framework.testing import OpcUaServer
+from framework.testing import opcua_node_id as node_id
 from providers.opcua import create_opcua_connector
 from worker.bench.stats import Row
 
