@@ -10,12 +10,14 @@ import pytest
 from asyncua import Client, ua
 from redis.asyncio import Redis
 
+from framework.consuming.capabilities.registry import CapabilityRegistry
 from framework.consuming.capabilities.spec import CallContext
 from framework.core import ConfigError, HostPolicy, RefusedTargetError
 from framework.core.clock import SystemClock
 from framework.core.logs import get_logger
 from framework.testing import free_port
 from framework.testing.opcua import OpcUaServer, node_id
+from providers.builtin import register_builtin_capabilities
 from providers.opcua import EndpointConfig, endpoints_from_env, opcua_write_spec
 
 pytestmark = pytest.mark.slow  # a server process per module (~2 s)
@@ -179,3 +181,21 @@ def test_endpoints_are_read_from_the_environment_with_errors_naming_them(
     with pytest.raises(ConfigError, match="OPCUA_ENDPOINTS_FILE /nonexistent: No such file"):
         endpoints_from_env({"OPCUA_ENDPOINTS_FILE": "/nonexistent"})
     _ = ua  # the variant types named in these tests are asyncua's
+
+
+async def test_the_built_in_capability_reaches_the_endpoints_of_its_environment(
+    redis: Redis, opcua_server: OpcUaServer,
+) -> None:
+    registry = CapabilityRegistry()
+    env = {"OPCUA_ENDPOINTS": f'{{"plc": {{"endpoint": "{opcua_server.endpoint}"}}}}'}
+    actions = register_builtin_capabilities(registry, env=env)
+    try:
+        spec = registry.resolve("opcua_write", "^1")
+        call = {"endpoint": "plc", "nodeId": node_id("Temperature"), "value": 23.0,
+                "variantType": "Double"}
+        await spec.handler(call, context(redis))
+        with pytest.raises(RefusedTargetError, match=r"\(known: plc\)"):
+            await spec.handler({**call, "endpoint": "other"}, context(redis))
+    finally:
+        await actions.aclose()
+    assert await read(opcua_server, "Temperature") == 23.0
