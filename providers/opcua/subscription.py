@@ -153,11 +153,11 @@ class OpcUaSubscriptionSource:
         reading = Reading.of(name, data, datetime.now(UTC),
                              f"{self._id_prefix}-{next(self._ids)}")
         if name in self._gap_pending and reading.stamp != self._last_stamp.get(name):
-            # The first value that is new since the gap carries it (one the
-            # server repeats because it did not change is dropped as a duplicate).
+            # The first value that is new since the gap carries it (one the server
+            # repeats because it did not change, and that was appended, is dropped
+            # as a duplicate).
             self._gap_pending.discard(name)
             reading = _with_gap(reading, self._gap)
-        self._last_stamp[name] = reading.stamp
         if len(self._inbox) >= INBOX_LIMIT:
             self.lost(f"more than {INBOX_LIMIT} changes waiting")
             return
@@ -188,7 +188,11 @@ class OpcUaSubscriptionSource:
         return Batch(taken, {POSITION: taken[-1].received_at.isoformat()})
 
     async def acknowledge(self, batch: Batch[Reading]) -> None:
-        """Nothing to do: asyncua acknowledged the notifications on receipt."""
+        """Nothing to tell the server (asyncua acknowledged the notifications on
+        receipt); remember each node's last appended timestamp, so that the value a
+        new subscription repeats is not taken for the first one after a gap."""
+        for reading in batch.messages:
+            self._last_stamp[reading.node_id] = reading.stamp
 
     async def stop(self) -> None:
         client, self._client = self._client, None

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from framework.polling import PushConnector
 from framework.testing.opcua import OpcUaServer, node_id
+from providers.opcua import subscription
 from tests.providers.opcua.conftest import events, opcua_connector, poll_until, write_values
 
 pytestmark = pytest.mark.slow  # a server process per module (~2 s)
@@ -168,3 +169,32 @@ async def _write_burst(server: OpcUaServer, values: Any) -> None:
             await node.write_value(ua.DataValue(ua.Variant(value, ua.VariantType.Int16),
                                                 SourceTimestamp=datetime.now(UTC)))
             await asyncio.sleep(0)
+
+
+async def test_too_many_waiting_changes_resubscribe_and_report_the_gap_not_grow(
+    redis: Redis, opcua_server: OpcUaServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(subscription, "INBOX_LIMIT", 20)
+    with structlog.testing.capture_logs() as logs:
+        connector = await opcua_connector(
+            redis, opcua_server, nodeIds=[LEVEL],
+            subscription={"publishingIntervalMs": 50, "samplingIntervalMs": 0,
+                          "queueSize": 1000})
+        try:
+            await poll_until(connector, redis, 1)
+            await _write_burst(opcua_server, range(300, 400))  # nobody takes them meanwhile
+            await asyncio.sleep(0.5)
+            async with asyncio.timeout(20):
+                while 399 not in [e["value"] for e in await events(redis)]:
+                    try:
+                        await connector.poll()
+                    except Exception:  # the overflow: the next window subscribes again
+                        await asyncio.sleep(0.05)
+        finally:
+            await connector.aclose()
+    lost = [log for log in logs if log["event"] == "opcua_connection_lost"]
+    assert lost and lost[0]["reason"] == "more than 20 changes waiting"
+    got = await events(redis)
+    assert [e for e in got if "gap" in e["metadata"]]
+    values = [e["value"] for e in got][1:]
+    assert values == sorted(set(values)) and values[-1] == 399
