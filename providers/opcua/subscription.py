@@ -89,13 +89,19 @@ class OpcUaSubscriptionSource:
 
     async def start(self, positions: Mapping[str, str]) -> None:
         await self._backoff.pause()
+        # Before subscribing: the new subscription's first values may come at once.
+        gap = self._gap_since(positions.get(POSITION))
+        self._gap, self._gap_pending = gap, set(self._names.values()) if gap else set()
         try:
             await self._subscribe()
         except BaseException:
             self._backoff.failed()
+            self._gap_pending = set()  # the next start reports the gap
             raise
         self._backoff.succeeded()
-        self._report_gap(positions.get(POSITION))
+        if gap is not None:
+            self._lost_at, self._last_loss = None, None
+            self._log.warning("opcua_gap", endpoint=self._settings.endpoint, **gap)
         self._listening = True
 
     async def _subscribe(self) -> None:
@@ -131,20 +137,18 @@ class OpcUaSubscriptionSource:
             raise PermanentSourceError(f"opcua server {self._settings.endpoint}: every node "
                                        f"was refused: {', '.join(refused)}")
 
-    def _report_gap(self, saved: str | None) -> None:
+    def _gap_since(self, saved: str | None) -> dict[str, Any] | None:
+        """The window nothing listened in: since the loss seen by this process, else
+        since the last batch a previous process appended; None the first time."""
         since = self._lost_at
         reason = self._last_loss or "source restarted"
         if since is None and saved:
             since, reason = datetime.fromisoformat(saved), "connector restarted"
         if since is None:
-            return  # the first start of this connector: nothing was missed
+            return None  # the first start of this connector: nothing was missed
         now = datetime.now(UTC)
-        self._gap = {"from": since.isoformat(), "to": now.isoformat(),
-                     "ms": max(0, round((now - since).total_seconds() * 1000)),
-                     "reason": reason}
-        self._gap_pending = set(self._names.values())
-        self._lost_at, self._last_loss = None, None
-        self._log.warning("opcua_gap", endpoint=self._settings.endpoint, **self._gap)
+        return {"from": since.isoformat(), "to": now.isoformat(),
+                "ms": max(0, round((now - since).total_seconds() * 1000)), "reason": reason}
 
     # -- asyncua's side ---------------------------------------------------------------
 
