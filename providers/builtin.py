@@ -86,7 +86,8 @@ def register_builtin_capabilities(
     messaging actions (:func:`messaging_capabilities`); returns the clients they hold,
     which the caller closes (``aclose``: the HTTP pool, which the messaging actions
     share, and the Kafka producers). ``env``: where the messaging actions read their
-    settings and secrets (the process environment by default)."""
+    settings and secrets (the process environment by default), and ``opcua_write`` its
+    servers (``OPCUA_ENDPOINTS``, by name)."""
     actions = BuiltinActions(http=http or HttpActions(), kafka=kafka or KafkaActions())
     environment = os.environ if env is None else env
     for spec in [*actions.http.specs(), *fleet_capabilities(), valve_control_spec(),
