@@ -8,8 +8,8 @@ the event), an unchanged one is not, and a crash never loses or repeats a change
 (unknown, not readable, access denied) is a failed item naming it and the status;
 the others are published. The session is kept between polls; when the server is
 gone the poll fails (the worker logs it) and the next poll connects again. The first
-poll after a reconnect logs ``opcua_gap`` and its published values carry
-``metadata.gap``.
+poll after a reconnect, or of a new process (since the last poll saved), logs
+``opcua_gap`` and its published values carry ``metadata.gap``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ _REFUSED = frozenset({
 })
 
 
+POLLED_AT = "lastPollAt"
+
+
 class NodeReadError(Exception):
     """A node this poll could not read (the message names it and why)."""
 
@@ -56,27 +59,33 @@ class OpcUaPoller:
         self._log = logger
         self._client: Client | None = None
         self._lost_at: datetime | None = None
+        self._first = True  # the first session of this process
         self._nodes = [ua.NodeId.from_string(text) for text in settings.node_ids]
 
-    async def fetch(self, _: object, _state: ConnectorState) -> FetchResult[Polled]:
-        gap = await self._connect()
+    async def fetch(self, _: object, state: ConnectorState) -> FetchResult[Polled]:
+        gap = await self._connect(state.cursors.get(POLLED_AT))
         values = await self._read()
         received_at = datetime.now(UTC)
         items = [self._polled(name, value, received_at, gap)
                  for name, value in zip(self._settings.node_ids, values, strict=True)]
-        # Not complete: a refused node keeps its saved version.
-        return FetchResult(items=items, complete=False)
+        # Not complete: a refused node keeps its saved version. The time of the read
+        # is saved with the poll, so that the next process knows since when it missed.
+        return FetchResult(items=items, complete=False,
+                           cursors={POLLED_AT: received_at.isoformat()})
 
-    async def _connect(self) -> dict[str, Any] | None:
+    async def _connect(self, saved: str | None) -> dict[str, Any] | None:
         if self._client is not None:
             return None
         self._client = await open_client(self._settings, timeout_s=self._timeout_s)
-        if self._lost_at is None:
+        first, self._first = self._first, False
+        since, reason = self._lost_at, "connection lost"
+        if since is None and first and saved:
+            since, reason = datetime.fromisoformat(saved), "connector restarted"
+        if since is None:
             return None
         now = datetime.now(UTC)
-        gap = {"from": self._lost_at.isoformat(), "to": now.isoformat(),
-               "ms": round((now - self._lost_at).total_seconds() * 1000),
-               "reason": "connection lost"}
+        gap = {"from": since.isoformat(), "to": now.isoformat(),
+               "ms": max(0, round((now - since).total_seconds() * 1000)), "reason": reason}
         self._lost_at = None
         self._log.warning("opcua_gap", endpoint=self._settings.endpoint, **gap)
         return gap

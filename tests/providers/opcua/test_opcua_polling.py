@@ -90,3 +90,28 @@ async def test_a_server_restart_fails_one_poll_then_reconnects_and_reports_the_g
     assert [e["value"] for e in got] == [0, 9]
     assert got[1]["metadata"]["gap"]["reason"] == "connection lost"
     assert "opcua_gap" in [log["event"] for log in logs]
+
+
+async def test_a_new_process_reports_the_gap_since_the_last_saved_poll(
+    redis: Redis, opcua_server: OpcUaServer,
+) -> None:
+    first = await polling(redis, opcua_server, nodeIds=[node_id("Label")])
+    try:
+        await first.poll()
+    finally:
+        await first.aclose()
+    await write_values(opcua_server, {"Label": ("after", ua.VariantType.String)})
+    with structlog.testing.capture_logs() as logs:
+        second = await polling(redis, opcua_server, nodeIds=[node_id("Label")])
+        try:
+            await second.poll()
+            await write_values(opcua_server, {"Label": ("later", ua.VariantType.String)})
+            await second.poll()
+        finally:
+            await second.aclose()
+    got = await events(redis)
+    assert [e["value"] for e in got][-2:] == ["after", "later"]
+    assert got[-2]["metadata"]["gap"]["reason"] == "connector restarted"
+    assert "gap" not in got[-1]["metadata"]
+    assert [log["reason"] for log in logs if log["event"] == "opcua_gap"] == [
+        "connector restarted"]
