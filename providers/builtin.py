@@ -34,6 +34,12 @@ from providers.mavlink import DroneActions
 from providers.modbus import create_modbus_connector, modbus_write_spec, valve_control_spec
 from providers.mqtt import MQTT_SOURCE_TYPE, create_mqtt_connector
 from providers.noaa import create_noaa_weather_connector
+from providers.opcua import (
+    OPCUA_SOURCE_TYPE,
+    create_opcua_connector,
+    endpoints_from_env,
+    opcua_write_spec,
+)
 from providers.outbox import EnvSecrets
 from providers.plant import PlantActions, PlantSettings
 from providers.postgres import create_cdc_connector
@@ -59,6 +65,7 @@ def register_builtin_connectors(registry: ConnectorRegistry) -> None:
     registry.register_connector(AMQP_SOURCE_TYPE, create_amqp_connector)
     registry.register_connector(BLE_SCANNER_TYPE, create_ble_connector)
     registry.register_connector("cdc-postgres", create_cdc_connector)
+    registry.register_connector(OPCUA_SOURCE_TYPE, create_opcua_connector)
 
 
 def default_registry() -> ConnectorRegistry:
@@ -100,11 +107,12 @@ def register_builtin_capabilities(
     messaging actions (:func:`messaging_capabilities`), ``pump_control`` and
     ``irrigation_control`` (the plant of ``PLANT_CONFIG_JSON`` / ``PLANT_CONFIG``), the
     field actions (``drone_waypoint``, ``alarm_trigger``), ``device_heartbeat`` and the
-    device capabilities over MQTT (:func:`providers.devices.capabilities.device_actions_from_env`);
+    device capabilities over MQTT (``providers.devices.capabilities``), ``opcua_write``;
     returns the clients they hold, which the caller closes (``aclose``: the HTTP pool,
     which the messaging actions share, and the Kafka producers). ``env``: where the
     messaging and plant actions read their settings and secrets (the process
-    environment by default)."""
+    environment by default), and ``opcua_write`` its servers (``OPCUA_ENDPOINTS``, by
+    name)."""
     environment = os.environ if env is None else env
     devices = device_actions_from_env(environment)
     actions = BuiltinActions(http=http or HttpActions(), kafka=kafka or KafkaActions(),
@@ -116,7 +124,8 @@ def register_builtin_capabilities(
                  *actions.plant.specs(), *field_capabilities(environment),
                  device_heartbeat_spec(environment), *devices.specs(),
                  *device_capability_specs(device_capability_deps_from_env(
-                     devices, actions.http.client, environment))]:
+                     devices, actions.http.client, environment)),
+                 opcua_write_spec(endpoints_from_env(environment))]:
         registry.register(spec)
     return actions
 

@@ -23,6 +23,10 @@ from framework.testing.mavlink_vehicle import (
 from framework.testing.mosquitto import (
     MosquittoServer,
 )
+from framework.testing.opcua import (
+    OpcUaServer,
+    opcua_node_id,
+)
 from framework.testing.postgres import (
     PostgresServer,
 )
@@ -56,6 +60,8 @@ __all__ = [
     "MavlinkVehicle",
     "MosquittoServer",
     "PostgresServer",
+    "OpcUaServer",
+    "opcua_node_id",
     "RabbitMqServer",
     "ProviderCase",
     "RecordedRequest",

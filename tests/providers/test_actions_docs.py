@@ -23,7 +23,7 @@ def test_the_examples_of_the_actions_doc_are_valid_rules() -> None:
     calls = {step["call"] for step in steps} | {s["call"] for r in rules for s in r["steps"]}
     assert calls == {"email_send", "slack_message", "sms_send", "patient_alert", "grist_sync",
                      "drone_waypoint", "alarm_trigger", "pump_control", "irrigation_control",
-                     "device.firmware_update", "device.reboot"}
+                     "device.firmware_update", "device.reboot", "opcua_write"}
     rules.append({"name": "examples", "match": {"streams": ["alerts"]}, "steps": steps})
     parsed_rules = parse_rules({"version": 1, "rules": rules}, source="docs/actions.md").rules
     assert len(parsed_rules) == len(rules)

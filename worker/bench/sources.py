@@ -35,9 +35,11 @@ SOURCES = {
     "fs": "worker.bench.source_fs",
     "cron": "worker.bench.source_cron",
     "cdc": "worker.bench.source_cdc",
+    "opcua": "worker.bench.source_opcua",
 }
 UNITS = {"kafka": "events/s", "modbus": "registers/s", "mqtt": "events/s", "amqp": "events/s",
-         "imap": "mails/s", "fs": "events/s", "cron": "late ms", "cdc": "rows/s"}
+         "imap": "mails/s", "fs": "events/s", "cron": "late ms", "cdc": "rows/s",
+         "opcua": "notifications/s"}
 _KEY_FIELDS = ("source", "mode")
 GOAL_RATIO = 0.5
 
