@@ -22,9 +22,10 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from framework.core import SystemClock, create_redis, get_logger
-from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
+from framework.core import create_redis
+from framework.polling import ConnectorConfig
 from providers.cron import create_cron_connector
+from worker.bench.leased import fresh_connector_context
 from worker.bench.stats import Row
 
 STREAM = "raw-input-signals"
@@ -68,12 +69,7 @@ async def _connector_lateness(redis: Redis, ticks: int) -> list[float]:
     config = ConnectorConfig.model_validate({
         "name": "bench-cron", "type": "cron-trigger", "pollIntervalMs": 1000,
         "providerConfig": {"expression": EVERY_SECOND, "payload": {"job": "bench"}}})
-    await redis.delete(f"lease:{config.name}", f"connector:state:{config.name}",
-                       f"connector:state:{config.name}:seen")
-    lease = Lease(redis, config.name, ttl_s=300)
-    assert await lease.try_acquire()
-    context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
-                               clock=SystemClock(), logger=get_logger(connector=config.name))
+    context = await fresh_connector_context(redis, config, (":seen",))
     connector: Any = create_cron_connector(config, context)
     try:
         async with asyncio.timeout(ticks + 30):
