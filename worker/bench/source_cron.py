@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import statistics
 import time
 from datetime import datetime
 from typing import Any
@@ -26,7 +25,7 @@ from framework.core import create_redis
 from framework.polling import ConnectorConfig
 from providers.cron import create_cron_connector
 from worker.bench.leased import fresh_connector_context
-from worker.bench.stats import Row
+from worker.bench.stats import Row, percentile
 
 STREAM = "raw-input-signals"
 EVERY_SECOND = "* * * * * *"
@@ -39,13 +38,6 @@ def measure(params: Row) -> list[Row]:
     return [{"mode": name, "ticks": ticks, "rate": percentile(connector, q),
              "bare_rate": percentile(bare, q), "ratio": None}
             for name, q in (("p50", 50), ("p99", 99))]
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (linear between the closest ranks)."""
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[math.ceil(q) - 1]
 
 
 async def _measure(ticks: int, redis_url: str) -> tuple[list[float], list[float]]:
