@@ -50,4 +50,5 @@ async def poll_for(connector: PollingConnector, seconds: float) -> None:
 
 async def stream_values(redis: Redis, stream: str = STREAM) -> list[Any]:
     """Each event's ``value``, in stream order."""
-    return [orjson.loads(f["payload"])["value"] for _, f in await redis.xrange(stream)]
+    entries = await redis.xrange(stream) or []
+    return [orjson.loads((fields or {})["payload"])["value"] for _, fields in entries]
