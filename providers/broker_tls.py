@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
@@ -42,11 +42,36 @@ class BrokerTls(BaseModel):
         return self
 
 
+class _ClosingContext(ssl.SSLContext):
+    """paho-mqtt 2.1 leaves the TLS socket open when the handshake fails (an untrusted
+    certificate): shake hands here, and close the socket if that fails. (asyncio
+    clients such as aio-pika use ``wrap_bio``, which this leaves alone.)"""
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        wrapped = super().wrap_socket(*args, **kwargs)
+        try:
+            wrapped.do_handshake()
+        except BaseException:
+            wrapped.close()
+            raise
+        return wrapped
+
+
+def verifying_context(ca_file: str | None) -> ssl.SSLContext:
+    """Certificate and host name checked, against ``ca_file`` or the system's CAs."""
+    context = _ClosingContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca_file is not None:
+        context.load_verify_locations(cafile=ca_file)
+    else:
+        context.load_default_certs()
+    return context
+
+
 def client_tls_context(tls: BrokerTls | None) -> ssl.SSLContext:
     """A client context verifying the broker (against ``caFile`` when given) and
     presenting the client certificate when one is configured."""
-    context = ssl.create_default_context(
-        cafile=str(tls.ca_file) if tls is not None and tls.ca_file else None)
+    context = verifying_context(
+        str(tls.ca_file) if tls is not None and tls.ca_file is not None else None)
     if tls is not None and tls.cert_file is not None and tls.key_file is not None:
         context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
     return context

@@ -5,6 +5,7 @@ its append, a bad payload is kept raw, publisher ids drop redeliveries."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +203,18 @@ async def test_qos_0_is_delivered_while_connected_and_not_kept_for_a_restart(
     await poll_until(second, redis, 2)
     await second.aclose()
     assert [e["value"] for e in await events(redis)] == [1.0, 3.0]  # at most once
+
+
+async def test_an_untrusted_broker_certificate_fails_the_connect_and_leaks_no_socket(
+    redis: Redis,
+) -> None:
+    with MosquittoServer(tls=True) as broker:  # its CA is not given: the system's refuse it
+        connector = await mqtt_connector(redis, broker,
+                                         broker=f"mqtts://localhost:{broker.tls_port}")
+        with pytest.raises(MqttConnectError,
+                           match=f"mqtt broker localhost:{broker.tls_port}: cannot connect"):
+            await connector.poll()
+        await connector.aclose()
+    # A socket left open by the failed handshake is reported (and fails the test) when
+    # collected: collect now, inside this test.
+    gc.collect()
