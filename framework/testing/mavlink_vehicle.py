@@ -117,7 +117,8 @@ class MavlinkVehicle(asyncio.DatagramProtocol):
         if transfer is None:
             # The ground station did not hear our ACK and repeats the last item.
             if self.mission and item.seq == len(self.mission) - 1:
-                self._send(self.codec.mission_ack_encode(255, 0, 0), addr)
+                self._send(self.codec.mission_ack_encode(
+                    255, 0, mavlink.MAV_MISSION_ACCEPTED), addr)
             return
         transfer.items[item.seq] = item
         following = item.seq + 1

@@ -46,10 +46,6 @@ class PostgresServer:
     def url(self) -> str:
         return (f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/fleet")
 
-    @property
-    def admin_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/fleet"
-
     def _initdb(self) -> None:
         if self._as:
             shutil.chown(self.dir, "postgres", "postgres")

@@ -11,7 +11,6 @@ most 100 acknowledgements wait to be read, each at most 4 KiB: more is dropped.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import uuid
 from collections.abc import Callable
 from types import TracebackType
@@ -22,33 +21,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from framework.core import PermanentSourceError, TransientSourceError
 from providers.alarm.params import CAPABILITY, AlarmSettings
+from providers.broker_tls import verifying_context
 
 MAX_ACK_BYTES = 4096
 _ACK_QUEUE = 100
-
-
-class _ClosingContext(ssl.SSLContext):
-    """paho-mqtt 2.1 leaves the TLS socket open when the handshake fails (an untrusted
-    certificate): shake hands here, and close the socket if that fails."""
-
-    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
-        wrapped = super().wrap_socket(*args, **kwargs)
-        try:
-            wrapped.do_handshake()
-        except BaseException:
-            wrapped.close()
-            raise
-        return wrapped
-
-
-def _tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """Certificate and host name checked, against ``ca_file`` or the system's CAs."""
-    context = _ClosingContext(ssl.PROTOCOL_TLS_CLIENT)
-    if ca_file is not None:
-        context.load_verify_locations(cafile=ca_file)
-    else:
-        context.load_default_certs()
-    return context
 
 
 class ConnectionLost(TransientSourceError):
@@ -79,7 +55,7 @@ class AlarmBus:
         if self._settings.username is not None:
             client.username_pw_set(self._settings.username, self._password)
         if self._settings.tls:
-            client.tls_set_context(_tls_context(self._settings.ca_file))
+            client.tls_set_context(verifying_context(self._settings.ca_file))
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect

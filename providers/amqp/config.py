@@ -5,24 +5,15 @@ the config is read; no error repeats the URL's password."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from providers.broker_tls import BrokerTls, ExistingFile, read_secret_file
+
 DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
-MAX_SECRET_FILE_BYTES = 4096
-
-
-def _existing_file(path: Path) -> Path:
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    return path
-
-
-ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
 # AMQP 0-9-1 short strings: queue and exchange names are at most 255 bytes.
 ShortName = Annotated[str, Field(min_length=1, max_length=255)]
 
@@ -39,18 +30,8 @@ class AmqpBinding(_Model):
     routing_key: str = Field("", max_length=255)
 
 
-class AmqpTls(_Model):
+class AmqpTls(BrokerTls):
     """TLS for ``amqps://``: the CA (the system's when absent), a client certificate."""
-
-    ca_file: ExistingFile | None = None
-    cert_file: ExistingFile | None = None
-    key_file: ExistingFile | None = None
-
-    @model_validator(mode="after")
-    def _cert_with_key(self) -> AmqpTls:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("certFile and keyFile go together")
-        return self
 
 
 class AmqpSourceConfig(_Model):
@@ -115,12 +96,7 @@ class AmqpSourceConfig(_Model):
         """``passwordFile``'s content (read now: rotation), else None."""
         if self.password_file is None:
             return None
-        with self.password_file.open("rb") as file:
-            data = file.read(MAX_SECRET_FILE_BYTES + 1)
-        if len(data) > MAX_SECRET_FILE_BYTES:
-            raise ValueError(f"passwordFile {self.password_file}: larger than "
-                             f"{MAX_SECRET_FILE_BYTES} bytes")
-        return data.decode().strip()
+        return read_secret_file(self.password_file)
 
 
 class _UrlParts:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-import ssl
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -45,6 +44,7 @@ from framework.core import Logger, TransientSourceError
 from framework.polling import Batch
 from providers.amqp.config import AmqpSourceConfig
 from providers.amqp.deliveries import DeliveryCounts, isolate
+from providers.broker_tls import client_tls_context
 from providers.inbox import Inbox
 from providers.reconnect import ReconnectBackoff
 
@@ -119,7 +119,7 @@ class AmqpSource:
             url = url.with_password(password)
         self._connection = await aio_pika.connect(
             url, timeout=self._timeout_s,
-            ssl_context=self._tls_context() if settings.uses_tls else None)
+            ssl_context=client_tls_context(settings.tls) if settings.uses_tls else None)
         channel = await self._connection.channel(publisher_confirms=False)
         self._channel = channel
         self._generation += 1
@@ -137,14 +137,6 @@ class AmqpSource:
             functools.partial(self._on_message, self._generation), no_ack=False)
         self._log.info("amqp_consuming", broker=settings.host, queue=settings.queue,
                        prefetch=settings.prefetch)
-
-    def _tls_context(self) -> ssl.SSLContext:
-        tls = self._settings.tls
-        context = ssl.create_default_context(
-            cafile=str(tls.ca_file) if tls is not None and tls.ca_file else None)
-        if tls is not None and tls.cert_file is not None and tls.key_file is not None:
-            context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-        return context
 
     def _describe(self, exc: BaseException) -> str:
         """The failure, naming broker and queue, never the password."""

@@ -200,14 +200,6 @@ class DeviceRegistry:
     async def count(self) -> int:
         return int(await self._redis.zcard(self.keys.index))
 
-    async def count_by_status(self) -> dict[str, int]:
-        """How many are absent and how many have a deadline (the rest never sent one)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(self.keys.index)
-            pipe.zcard(self.keys.deadlines)
-            total, watched = await pipe.execute()
-        return {"devices": int(total), "watched": int(watched)}
-
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -6,16 +6,15 @@ the first connect."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from providers.broker_tls import BrokerTls, ExistingFile, read_secret_file
+
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
-# A password file holds one line: anything longer is not a password.
-MAX_SECRET_FILE_BYTES = 4096
 
 
 def check_topic_filter(topic: str) -> str:
@@ -33,14 +32,7 @@ def check_topic_filter(topic: str) -> str:
     return topic
 
 
-def _existing_file(path: Path) -> Path:
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    return path
-
-
 TopicFilter = Annotated[str, AfterValidator(check_topic_filter)]
-ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
 
 
 class _Model(BaseModel):
@@ -48,19 +40,9 @@ class _Model(BaseModel):
                               frozen=True)
 
 
-class MqttTls(_Model):
+class MqttTls(BrokerTls):
     """TLS to the broker: the CA that signed its certificate (the system's when
     absent) and, for brokers that want one, a client certificate and key."""
-
-    ca_file: ExistingFile | None = None
-    cert_file: ExistingFile | None = None
-    key_file: ExistingFile | None = None
-
-    @model_validator(mode="after")
-    def _cert_with_key(self) -> MqttTls:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("certFile and keyFile go together")
-        return self
 
 
 class MqttSourceConfig(_Model):
@@ -126,9 +108,4 @@ class MqttSourceConfig(_Model):
         """The password, from the file when one is named (read now: rotation)."""
         if self.password_file is None:
             return self.password
-        with self.password_file.open("rb") as file:
-            data = file.read(MAX_SECRET_FILE_BYTES + 1)
-        if len(data) > MAX_SECRET_FILE_BYTES:
-            raise ValueError(f"passwordFile {self.password_file}: larger than "
-                             f"{MAX_SECRET_FILE_BYTES} bytes")
-        return data.decode().strip()
+        return read_secret_file(self.password_file)

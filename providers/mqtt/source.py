@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-import ssl
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from framework.core import Logger, TransientSourceError
 from framework.polling import Batch
+from providers.broker_tls import client_tls_context
 from providers.inbox import Inbox
 from providers.mqtt.config import MqttSourceConfig
 from providers.mqtt.qos2 import Qos2Batch, Qos2Client, Qos2Receipts, Release
@@ -193,7 +193,7 @@ class MqttSource:
         client.connect_timeout = self._timeout_s
         client.reconnect_delay_set(_RECONNECT_MIN_S, _RECONNECT_MAX_S)
         if settings.address()[2]:
-            client.tls_set_context(self._tls_context())
+            client.tls_set_context(client_tls_context(settings.tls))
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -202,14 +202,6 @@ class MqttSource:
         client.on_message = self._on_message
         client.on_release = self._on_release
         return client
-
-    def _tls_context(self) -> ssl.SSLContext:
-        tls = self._settings.tls
-        context = ssl.create_default_context(
-            cafile=str(tls.ca_file) if tls is not None and tls.ca_file else None)
-        if tls is not None and tls.cert_file is not None and tls.key_file is not None:
-            context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-        return context
 
     def _connect_properties(self) -> Properties | None:
         if self._settings.protocol != "5":

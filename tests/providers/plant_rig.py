@@ -11,16 +11,10 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from framework.consuming import CallPolicy, CapabilitySpec, RegistryExecutor
-from framework.consuming.capabilities.registry import CapabilityRegistry
-from framework.consuming.delivery import Delivery
-from framework.consuming.group import GroupMember
-from framework.consuming.rules.handler import RulesHandler
-from framework.consuming.rules.loader import parse_rules
-from framework.core import SystemClock
+from framework.consuming import CallPolicy, CapabilitySpec
 from providers.modbus.register_simulator import RegisterSimulator
 from providers.plant import PlantSettings
-from tests.execution_deps import execution_deps
+from tests.providers.redelivery import deliver_twice
 
 # Where things are on the slave.
 RUN_COIL, SPEED_REGISTER, LEVEL_REGISTER, INLET_INPUT = 0, 10, 3, 2
@@ -61,21 +55,12 @@ def healthy(device: RegisterSimulator) -> None:
 async def run_twice(redis: Redis, spec: CapabilitySpec, step: dict[str, Any]) -> None:
     """One event through a rule calling ``step``, delivered, then delivered again
     (as after a consumer crash before its acknowledgement reached Redis)."""
-    rules = parse_rules({"version": 1, "rules": [{
-        "name": "plant", "match": {"stream": "plant"}, "steps": [{"id": "act", **step}]}]})
-    registry = CapabilityRegistry()
-    registry.register(replace(spec, policy=CallPolicy(max_retries=0)))
-    handler = RulesHandler(rules, RegistryExecutor(registry, execution_deps(redis, SystemClock())),
-                           redis=redis)
+    rules = {"version": 1, "rules": [{
+        "name": "plant", "match": {"stream": "plant"}, "steps": [{"id": "act", **step}]}]}
     event = {"source": "scada", "value": 1, "timestamp": "2026-12-03T10:00:00Z",
              "nodeId": "scada-1"}
-    entry_id = await redis.xadd("plant", {"event": orjson.dumps(event).decode()})
-    [(read_id, fields)] = await redis.xrange("plant", entry_id, entry_id)
-    delivery = Delivery("plant", read_id, fields, "rules", "consumer-1")
-    member = GroupMember(redis, group="rules", consumer="consumer-1", dead_letter_streams={})
-    await member.ack([(delivery, await handler.handle(delivery) or ())])
-    again = replace(delivery, delivery_count=2)
-    await member.ack([(again, await handler.handle(again) or ())])
+    await deliver_twice(redis, rules, replace(spec, policy=CallPolicy(max_retries=0)),
+                        "plant", event)
 
 
 def quick_definition(path: Path, folder: Path) -> Path:

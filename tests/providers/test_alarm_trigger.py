@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
-import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.consuming import CallContext, CallPolicy, CapabilityRegistry, RegistryExecutor
+from framework.consuming import CallContext, CallPolicy
 from framework.consuming.capabilities.breaker import BreakerPolicy
-from framework.consuming.delivery import Delivery
-from framework.consuming.group import GroupMember
-from framework.consuming.rules.handler import RulesHandler
-from framework.consuming.rules.loader import parse_rules
 from framework.core import (
     HostPolicy,
     PermanentSourceError,
@@ -35,9 +29,9 @@ from framework.core.errors import CallFailedError, CircuitOpenError, RolledBackE
 from framework.testing import MosquittoServer, free_port
 from providers.alarm import AlarmActions, AlarmSettings
 from providers.outbox import EnvSecrets
-from tests.execution_deps import execution_deps
 from tests.providers.alarm_devices import AlarmDevices
 from tests.providers.messaging_rig import definition_path, safe_rig
+from tests.providers.redelivery import deliver_twice
 
 DEFINITION = definition_path("alarm", "alarm_trigger")
 FAST = CallPolicy(timeout_s=10.0, max_retries=1, backoff_base_s=0.01, backoff_max_s=0.05,
@@ -340,25 +334,15 @@ async def test_a_broker_that_is_gone_is_retried_then_its_breaker_opens(redis: Re
 async def test_a_redelivered_event_does_not_raise_the_alarm_twice(
         redis: Redis, devices: AlarmDevices) -> None:
     devices.acking["bed-12"] = "RN Diaz"
-    rules = parse_rules({"version": 1, "rules": [{
+    rules = {"version": 1, "rules": [{
         "name": "desaturation", "match": {"stream": "vitals"},
         "steps": [{"id": "alarm", "call": "alarm_trigger", "params": {
             "kind": "clinical", "message": "SpO2 {{ payload.value }}% bed 12",
-            "levels": [{"devices": ["bed-12"], "ackTimeoutMs": 5000}]}}]}]})
-    registry = CapabilityRegistry()
-    registry.register(actions(devices.broker).spec())
-    handler = RulesHandler(rules, RegistryExecutor(registry, execution_deps(redis, SystemClock())),
-                           redis=redis)
+            "levels": [{"devices": ["bed-12"], "ackTimeoutMs": 5000}]}}]}]}
     event = {"source": "monitor-12", "value": 82, "timestamp": "2026-12-03T10:00:00Z",
              "nodeId": "spo2"}
-    entry_id = await redis.xadd("vitals", {"event": orjson.dumps(event).decode()})
-    [(read_id, fields)] = await redis.xrange("vitals", entry_id, entry_id)
-    delivery = Delivery("vitals", read_id, fields, "rules", "consumer-1")
-    member = GroupMember(redis, group="rules", consumer="consumer-1", dead_letter_streams={})
 
-    await member.ack([(delivery, await handler.handle(delivery) or ())])
-    again = replace(delivery, delivery_count=2)
-    await member.ack([(again, await handler.handle(again) or ())])
+    await deliver_twice(redis, rules, actions(devices.broker).spec(), "vitals", event)
 
     [raised] = devices.got("bed-12")
     assert raised["message"] == "SpO2 82% bed 12"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,8 @@ import pytest
 from pymavlink.dialects.v20 import common as mavlink
 from redis.asyncio import Redis
 
-from framework.consuming import CallContext, CallPolicy, CapabilityRegistry, RegistryExecutor
+from framework.consuming import CallContext, CallPolicy, CapabilityRegistry
 from framework.consuming.capabilities.breaker import BreakerPolicy
-from framework.consuming.delivery import Delivery
-from framework.consuming.group import GroupMember
-from framework.consuming.rules.handler import RulesHandler
-from framework.consuming.rules.loader import parse_rules
 from framework.core import (
     HostPolicy,
     MalformedResponseError,
@@ -37,8 +32,8 @@ from framework.core.errors import CallFailedError, CircuitOpenError, RolledBackE
 from framework.testing.mavlink_vehicle import MavlinkVehicle, Mode
 from providers.builtin import register_builtin_capabilities
 from providers.mavlink import DroneActions, VehicleAddress
-from tests.execution_deps import execution_deps
 from tests.providers.messaging_rig import Rig, definition_path, safe_rig
+from tests.providers.redelivery import deliver_twice
 
 DEFINITION = definition_path("mavlink", "drone_waypoint")
 PLAN = [{"lat": 48.8584, "lon": 2.2945, "altM": 30, "command": "takeoff"},
@@ -297,25 +292,15 @@ async def test_a_refusing_vehicle_is_retried_then_its_breaker_opens(
 
 async def test_a_redelivered_event_does_not_upload_twice(redis: Redis,
                                                          vehicle: MavlinkVehicle) -> None:
-    rules = parse_rules({"version": 1, "rules": [{
+    rules = {"version": 1, "rules": [{
         "name": "survey", "match": {"stream": "drones"},
         "steps": [{"id": "upload", "call": "drone_waypoint", "params": {
             "vehicle": "uav-1", "waypoints": [
-                {"lat": "{{ payload.lat }}", "lon": "{{ payload.lon }}", "altM": 25}]}}]}]})
-    registry = CapabilityRegistry()
-    registry.register(actions(vehicle).spec())
-    handler = RulesHandler(rules, RegistryExecutor(registry, execution_deps(redis, SystemClock())),
-                           redis=redis)
+                {"lat": "{{ payload.lat }}", "lon": "{{ payload.lon }}", "altM": 25}]}}]}]}
     event = {"type": "survey.requested", "source": "gis", "timestamp": "2026-12-03T10:00:00Z",
              "payload": {"lat": 45.5, "lon": 4.25}}
-    entry_id = await redis.xadd("drones", {"event": orjson.dumps(event).decode()})
-    [(read_id, fields)] = await redis.xrange("drones", entry_id, entry_id)
-    delivery = Delivery("drones", read_id, fields, "rules", "consumer-1")
-    member = GroupMember(redis, group="rules", consumer="consumer-1", dead_letter_streams={})
 
-    await member.ack([(delivery, await handler.handle(delivery) or ())])
-    again = replace(delivery, delivery_count=2)
-    await member.ack([(again, await handler.handle(again) or ())])
+    await deliver_twice(redis, rules, actions(vehicle).spec(), "drones", event)
 
     assert vehicle.uploads == 1
     assert vehicle.waypoints() == [(mavlink.MAV_CMD_NAV_WAYPOINT, 45.5, 4.25, 25.0)]

@@ -4,6 +4,7 @@ nothing lost or repeated when the connector is killed again and again."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import signal
 import time
@@ -16,12 +17,13 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.core import ConfigError, SystemClock
-from framework.core.logs import get_logger
-from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
+from framework.core import ConfigError
+from framework.polling import ConnectorConfig
 from framework.testing import Dovecot, RedisServer
 from providers.imap import create_imap_connector
 from tests.process import ConnectorProcess, write_config
+from tests.providers.push_rig import leased_context
+from tests.silent_peer import silent_peer
 
 STREAM = "raw-input-signals"
 
@@ -54,12 +56,7 @@ def entry(imap: Dovecot, **provider: Any) -> dict[str, Any]:
 
 async def connector_for(redis: Redis, imap: Dovecot, **provider: Any) -> Any:
     config = ConnectorConfig.model_validate(entry(imap, **provider))
-    lease = Lease(redis, "mailbox", ttl_s=30)
-    await redis.delete(lease.key)
-    assert await lease.try_acquire()
-    context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
-                               clock=SystemClock(), logger=get_logger(connector="mailbox"))
-    return create_imap_connector(config, context)
+    return create_imap_connector(config, await leased_context(redis, config))
 
 
 async def windows_until(connector: Any, redis: Redis, count: int, limit: int = 50) -> None:
@@ -218,28 +215,14 @@ def test_kill_9_again_and_again_loses_and_repeats_no_mail(
 async def test_a_server_that_never_answers_fails_within_the_request_deadline(
     redis: Redis, imap: Dovecot,
 ) -> None:
-    import asyncio
-
-    accepted: list[asyncio.StreamWriter] = []
-
-    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(writer)  # accepts, then says nothing: no greeting
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    config = ConnectorConfig.model_validate({**entry(imap), "requestTimeoutMs": 500})
-    config.provider_config["port"] = port
-    lease = Lease(redis, "mailbox", ttl_s=30)
-    assert await lease.try_acquire()
-    context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
-                               clock=SystemClock(), logger=get_logger(connector="mailbox"))
-    connector = create_imap_connector(config, context)
-
-    async with asyncio.timeout(5):  # the deadline, not the silent peer, ends it
-        with pytest.raises(Exception, match="did not finish within requestTimeoutMs"):
-            await connector.poll()
-    await connector.aclose()
-    for writer in accepted:
-        writer.close()
-    server.close()
-    await server.wait_closed()
+    async with silent_peer() as peer:  # accepts, then says nothing: no greeting
+        config = ConnectorConfig.model_validate({**entry(imap), "requestTimeoutMs": 500})
+        config.provider_config["port"] = peer.port
+        connector = create_imap_connector(config, await leased_context(redis, config))
+        try:
+            async with asyncio.timeout(5):  # the deadline, not the silent peer, ends it
+                with pytest.raises(Exception, match="did not finish within requestTimeoutMs"):
+                    await connector.poll()
+        finally:
+            await connector.aclose()
+        assert peer.accepted  # it did connect: the deadline, not a refusal, ended the poll

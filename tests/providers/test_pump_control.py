@@ -7,7 +7,6 @@ configuration and the step's allow-list."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -41,6 +40,7 @@ from tests.providers.plant_rig import (
     quick_definition,
     run_twice,
 )
+from tests.silent_peer import silent_peer
 
 DEFINITION = definition_path("plant", "pump_control")
 
@@ -246,27 +246,16 @@ async def test_a_slow_device_fails_within_its_timeout_and_reads_as_unreachable(
 async def test_an_opcua_server_that_never_answers_fails_within_the_timeout(
         redis: Redis) -> None:
     """A peer that accepts the connection and then says nothing (no OPC-UA Acknowledge)."""
-    accepted: list[asyncio.StreamWriter] = []
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(writer)
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    plant = PlantSettings.model_validate({
-        "devices": {"opc": {"protocol": "opcua", "endpoint": f"opc.tcp://127.0.0.1:{port}/",
-                            "timeoutMs": 500}},
-        "pumps": {"P-01": {"device": "opc", "run": {"node": "ns=2;s=Run"}}}})
-    try:
-        with pytest.raises(TransientSourceError, match=rf"opcua device 127\.0\.0\.1:{port}: "
+    async with silent_peer() as peer:
+        plant = PlantSettings.model_validate({
+            "devices": {"opc": {"protocol": "opcua",
+                                "endpoint": f"opc.tcp://127.0.0.1:{peer.port}/",
+                                "timeoutMs": 500}},
+            "pumps": {"P-01": {"device": "opc", "run": {"node": "ns=2;s=Run"}}}})
+        with pytest.raises(TransientSourceError, match=rf"opcua device 127\.0\.0\.1:{peer.port}: "
                            r"(no answer within 500 ms|cannot connect)"):
             await pump_control_spec(plant).handler(start(None), context(redis))
-        assert accepted  # it did connect: the deadline, not a refusal, ended the call
-    finally:
-        for writer in accepted:
-            writer.close()
-        server.close()
-        await server.wait_closed()
+        assert peer.accepted  # it did connect: the deadline, not a refusal, ended the call
 
 
 def test_the_plant_configuration_file_is_read_and_a_missing_one_named(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from framework.testing import RedisServer
 from worker.bench import source_cron, source_fs, source_imap
 from worker.bench.sources import SOURCES, UNITS
+from worker.bench.stats import percentile
 
 pytestmark = pytest.mark.slow  # private Dovecot, real files, real seconds
 
@@ -43,6 +44,8 @@ def test_cron_rows_give_lateness_percentiles_without_a_ratio(
     assert p50["rate"] <= p99["rate"]
 
 
-def test_percentile_of_one_and_of_many() -> None:
-    assert source_cron.percentile([7.0], 99) == 7.0
-    assert source_cron.percentile([float(n) for n in range(1, 101)], 50) == pytest.approx(50.5)
+def test_percentile_of_one_of_many_and_of_none() -> None:
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([float(n) for n in range(1, 101)], 50) == pytest.approx(50.5)
+    with pytest.raises(ValueError, match="no samples"):
+        percentile([], 50)

@@ -28,18 +28,16 @@ import gc
 import os
 import random
 import resource
-import statistics
 import time
-from typing import Any
 
 from redis.asyncio import Redis
 
 from framework.core import SystemClock, create_redis
 from framework.testing import RedisServer
-from providers.devices import DeviceRegistry, Heartbeat, Watchdog
+from providers.devices import DeviceRegistry, Heartbeat, SweepResult, Watchdog
 from worker.bench import devices_ota
 from worker.bench.repeat import repeat_in_fresh_processes
-from worker.bench.stats import Row, SummaryRow, summarize
+from worker.bench.stats import Row, SummaryRow, percentile, summarize
 
 _KEY_FIELDS = ("devices", "system")
 SILENT_RATIO = 0.01
@@ -114,19 +112,16 @@ async def _ingest(registry: DeviceRegistry, count: int, window_s: float) -> dict
 
 
 async def _watch(redis: Redis, clock: SystemClock, expected: int, window_s: float) -> list[float]:
-    watchdog = Watchdog(redis, clock=clock)
     delays: list[float] = []
-    original = watchdog.sweep
     all_found = asyncio.Event()
 
-    async def recording_sweep() -> Any:
-        result = await original()
-        delays.extend(result.delays_ms)
+    def record(result: SweepResult | None) -> None:
+        if result is not None:
+            delays.extend(result.delays_ms)
         if len(delays) >= expected:
             all_found.set()
-        return result
 
-    watchdog.sweep = recording_sweep  # type: ignore[method-assign]  # the bench reads each sweep
+    watchdog = Watchdog(redis, clock=clock, on_step=record)
     task = asyncio.create_task(watchdog.run())
     try:
         with contextlib.suppress(TimeoutError):  # the row shows how many were found
@@ -195,11 +190,8 @@ async def _redis_cpu_s(redis: Redis) -> float:
 
 
 def _percentile(values: list[float], percent: int) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
+    """None when nothing was found (the row's ``absences`` says so)."""
+    return percentile(values, percent) if values else None
 
 
 def print_devices_report(rows: list[SummaryRow]) -> None:

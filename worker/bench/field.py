@@ -170,7 +170,8 @@ def _bare_alarm(port: int, alarm_id: str) -> None:
         subscribed = threading.Event()
         client.on_subscribe = lambda *args: subscribed.set()
         client.subscribe(ack_topic, qos=1)
-        subscribed.wait(5)
+        if not subscribed.wait(5):
+            raise RuntimeError("bench field: the bare loop could not subscribe to its acks")
         client.publish("alarms/devices/bench-device/alarm", orjson.dumps(
             {"alarmId": alarm_id, "operation": "raise", "ackTopic": ack_topic}),
             qos=1).wait_for_publish(5)

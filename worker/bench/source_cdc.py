@@ -21,15 +21,17 @@ import orjson
 import psycopg
 from redis.asyncio import Redis
 
-from framework.core import SystemClock, create_redis, get_logger
-from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
+from framework.core import create_redis
+from framework.polling import ConnectorConfig
 from framework.testing import PostgresServer
 from providers.postgres import create_cdc_connector
+from worker.bench.leased import fresh_connector_context
 from worker.bench.stats import Row
 
 STREAM = "raw-input-signals"
 PEEK = 500
 TXN_ROWS = 100
+DEADLINE_S = 600.0  # a loop that stops making progress fails its run instead of hanging
 _PG_EPOCH_S = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
 
 
@@ -100,15 +102,14 @@ async def _drain_connector(redis: Redis, url: str, table: str, events: int) -> N
         request_timeout_ms=30_000,
         provider_config={"connectionUrl": url, "table": table, "slot": table,
                          "publication": table})
-    await redis.delete(f"lease:{config.name}", f"connector:state:{config.name}")
-    lease = Lease(redis, config.name, ttl_s=60)
-    await lease.try_acquire()
-    context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
-                               clock=SystemClock(), logger=get_logger(connector=config.name))
+    context = await fresh_connector_context(redis, config)
     reader = create_cdc_connector(config, context)
-    while await redis.xlen(STREAM) < events:
-        await reader.poll()
-    await reader.aclose()
+    try:
+        async with asyncio.timeout(DEADLINE_S):
+            while await redis.xlen(STREAM) < events:
+                await reader.poll()
+    finally:
+        await reader.aclose()
 
 
 async def _stream_lags(redis: Redis) -> list[float]:
@@ -124,7 +125,8 @@ async def _stream_lags(redis: Redis) -> list[float]:
 
 async def _drain_bare(redis: Redis, url: str, table: str, events: int) -> list[float]:
     lags: list[float] = []
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+    async with (await psycopg.AsyncConnection.connect(url, autocommit=True) as conn,
+                asyncio.timeout(DEADLINE_S)):
         while len(lags) < events:
             cursor = await conn.execute(
                 "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes("

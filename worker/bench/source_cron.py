@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import statistics
 import time
 from datetime import datetime
 from typing import Any
@@ -22,10 +21,11 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from framework.core import SystemClock, create_redis, get_logger
-from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
+from framework.core import create_redis
+from framework.polling import ConnectorConfig
 from providers.cron import create_cron_connector
-from worker.bench.stats import Row
+from worker.bench.leased import fresh_connector_context
+from worker.bench.stats import Row, percentile
 
 STREAM = "raw-input-signals"
 EVERY_SECOND = "* * * * * *"
@@ -38,13 +38,6 @@ def measure(params: Row) -> list[Row]:
     return [{"mode": name, "ticks": ticks, "rate": percentile(connector, q),
              "bare_rate": percentile(bare, q), "ratio": None}
             for name, q in (("p50", 50), ("p99", 99))]
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (linear between the closest ranks)."""
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[math.ceil(q) - 1]
 
 
 async def _measure(ticks: int, redis_url: str) -> tuple[list[float], list[float]]:
@@ -68,12 +61,7 @@ async def _connector_lateness(redis: Redis, ticks: int) -> list[float]:
     config = ConnectorConfig.model_validate({
         "name": "bench-cron", "type": "cron-trigger", "pollIntervalMs": 1000,
         "providerConfig": {"expression": EVERY_SECOND, "payload": {"job": "bench"}}})
-    await redis.delete(f"lease:{config.name}", f"connector:state:{config.name}",
-                       f"connector:state:{config.name}:seen")
-    lease = Lease(redis, config.name, ttl_s=300)
-    assert await lease.try_acquire()
-    context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
-                               clock=SystemClock(), logger=get_logger(connector=config.name))
+    context = await fresh_connector_context(redis, config, (":seen",))
     connector: Any = create_cron_connector(config, context)
     try:
         async with asyncio.timeout(ticks + 30):

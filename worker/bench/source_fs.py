@@ -22,9 +22,10 @@ from typing import Any
 import watchfiles
 from redis.asyncio import Redis
 
-from framework.core import SystemClock, cancel_and_wait, create_redis, get_logger
-from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
+from framework.core import cancel_and_wait, create_redis
+from framework.polling import ConnectorConfig
 from providers.fs import create_fs_watch_connector
+from worker.bench.leased import fresh_connector_context
 from worker.bench.stats import Row
 
 STREAM = "raw-input-signals"
@@ -77,12 +78,7 @@ async def _connector_rate(redis: Redis, root: Path, files: int) -> float:
         "name": "bench-fs", "type": "fs-watch", "streamMaxLen": 10 * files,
         "providerConfig": {"path": str(root), "debounceMs": DEBOUNCE_MS,
                            "maxFiles": 10 * files}})
-    await redis.delete(f"lease:{config.name}", f"connector:state:{config.name}",
-                       f"connector:state:{config.name}:versions")
-    lease = Lease(redis, config.name, ttl_s=300)
-    assert await lease.try_acquire()
-    context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
-                               clock=SystemClock(), logger=get_logger(connector=config.name))
+    context = await fresh_connector_context(redis, config, (":versions",))
     connector: Any = create_fs_watch_connector(config, context)
     try:
         await connector.poll()  # the watch runs, the first (empty) snapshot is taken

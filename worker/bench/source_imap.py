@@ -21,10 +21,11 @@ from email.message import EmailMessage
 import aioimaplib
 from redis.asyncio import Redis
 
-from framework.core import SystemClock, create_redis, get_logger
-from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
+from framework.core import create_redis
+from framework.polling import ConnectorConfig
 from framework.testing import Dovecot
 from providers.imap import create_imap_connector
+from worker.bench.leased import fresh_connector_context
 from worker.bench.stats import Row
 
 STREAM = "raw-input-signals"
@@ -72,13 +73,7 @@ async def _drain_connector(redis: Redis, imap: Dovecot, mails: int) -> float:
         "requestTimeoutMs": int(DEADLINE_S * 1000), "streamMaxLen": 10 * mails,
         "providerConfig": {"host": "127.0.0.1", "port": imap.port, "tls": False,
                            "username": imap.user, "password": imap.password}})
-    # What an earlier run on the same Redis left: its lease and state.
-    await redis.delete(f"lease:{config.name}", f"connector:state:{config.name}",
-                       f"connector:state:{config.name}:seen")
-    lease = Lease(redis, config.name, ttl_s=300)
-    assert await lease.try_acquire()
-    context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
-                               clock=SystemClock(), logger=get_logger(connector=config.name))
+    context = await fresh_connector_context(redis, config, (":seen",))
     reader = create_imap_connector(config, context)
     try:
         started = time.perf_counter()

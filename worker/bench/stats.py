@@ -8,6 +8,7 @@ their naming fields and gives each figure its :class:`Spread`; a yes/no figure
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -89,3 +90,13 @@ def _summarize_group(key_fields: Sequence[str], rows: list[Row]) -> SummaryRow:
         elif values and all(isinstance(value, int | float) for value in values):
             summary.spreads[name] = Spread.of(values, name)
     return summary
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile of one run's samples (linear between the closest ranks);
+    ValueError when there are none."""
+    if not values:
+        raise ValueError("no samples for a percentile")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[math.ceil(q) - 1]

@@ -20,7 +20,8 @@ from framework.core import create_redis
 from framework.testing import RabbitMqServer, RedisServer
 from providers.amqp.deliveries import DeliveryCounts, isolate
 from tests.providers.amqp.helpers import depth, publish
-from tests.providers.amqp.test_amqp_source import amqp_connector, values
+from tests.providers.amqp.test_amqp_source import amqp_connector
+from tests.providers.push_rig import stream_values
 
 pytestmark = pytest.mark.slow  # the session's RabbitMQ node takes ~10 s to start
 
@@ -66,7 +67,7 @@ async def test_a_message_whose_append_always_fails_stops_after_max_deliveries(
     await connector.aclose()
 
     # Each once (a queue may hand requeued messages back in another order).
-    assert sorted(await values(redis)) == [1, 2, 3]
+    assert sorted(await stream_values(redis)) == [1, 2, 3]
     if queue_type == "classic":  # counted by the connector: exactly its own failures
         assert failures == 3  # its 1st delivery, then alone twice
     else:  # counted by the broker, which may count a return the connector did not cause

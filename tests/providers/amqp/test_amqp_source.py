@@ -14,19 +14,16 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.core import SystemClock, TransientSourceError
+from framework.core import TransientSourceError
 from framework.core.errors import LeaseLostError
-from framework.core.logs import get_logger
 from framework.polling import (
     ConnectorConfig,
-    ConnectorContext,
-    Lease,
     PushConnector,
-    StateStore,
 )
 from framework.testing import RabbitMqServer, RedisServer, free_port
 from providers.amqp import AmqpConnectError, create_amqp_connector
 from tests.providers.amqp.helpers import declare, depth, publish
+from tests.providers.push_rig import leased_context, poll_until, stream_values
 
 pytestmark = pytest.mark.slow  # the session's RabbitMQ node takes ~10 s to start
 
@@ -45,25 +42,9 @@ async def amqp_connector(redis: Redis, node: RabbitMqServer, queue: str, *,
     settings = {"url": node.url, "queue": queue, **provider}
     config = ConnectorConfig(name=name, type="amqp-source", poll_interval_ms=300,
                              request_timeout_ms=10_000, provider_config=settings)
-    await redis.delete(f"lease:{name}")  # the previous instance's lease has expired
-    lease = Lease(redis, name, ttl_s=30)
-    assert await lease.try_acquire()
-    context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
-                               clock=SystemClock(), logger=get_logger(connector=name))
-    connector = create_amqp_connector(config, context)
+    connector = create_amqp_connector(config, await leased_context(redis, config))
     assert isinstance(connector, PushConnector)
     return connector
-
-
-async def values(redis: Redis) -> list[Any]:
-    return [orjson.loads(f["payload"])["value"] for _, f in await redis.xrange(STREAM)]
-
-
-async def poll_until(connector: PushConnector[Any, Any], redis: Redis, count: int,
-                     stream: str = STREAM, timeout_s: float = 20.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while await redis.xlen(stream) < count:
-            await connector.poll()
 
 
 async def test_messages_are_appended_then_acknowledged_and_a_message_id_only_once(
@@ -76,7 +57,7 @@ async def test_messages_are_appended_then_acknowledged_and_a_message_id_only_onc
     await connector.poll()
     await connector.aclose()
 
-    assert await values(redis) == [1, 2, 3]
+    assert await stream_values(redis) == [1, 2, 3]
     assert await depth(rabbitmq, queue) == 0  # all acknowledged, the duplicate too
     entries = [fields for _, fields in await redis.xrange(STREAM)]
     assert [e["item_id"] for e in entries[:2]] == [f"{queue}#order-1", f"{queue}#order-2"]
@@ -104,7 +85,7 @@ async def test_a_failed_append_requeues_the_messages_for_the_next_start(
     second = await amqp_connector(redis, rabbitmq, queue)
     await poll_until(second, redis, 2)
     await second.aclose()
-    assert await values(redis) == [7, 8]
+    assert await stream_values(redis) == [7, 8]
 
 
 async def test_a_body_that_is_not_json_is_kept_raw_and_never_comes_back(
@@ -116,7 +97,7 @@ async def test_a_body_that_is_not_json_is_kept_raw_and_never_comes_back(
     await connector.poll()
     await connector.aclose()
 
-    assert await values(redis) == [1, 3]
+    assert await stream_values(redis) == [1, 3]
     assert await depth(rabbitmq, queue) == 0
     async with Redis.from_url(redis_server.url) as raw:
         [(_, rejected)] = await raw.xrange("connector:state:orders:rejected")
@@ -140,7 +121,7 @@ async def test_a_message_delivered_too_often_is_kept_as_poison_and_stops_coming_
     await poll_until(again, redis, 1)
     await again.aclose()
 
-    assert await values(redis) == ["fine"]
+    assert await stream_values(redis) == ["fine"]
     assert await depth(rabbitmq, queue) == 0
     async with Redis.from_url(redis_server.url) as raw:
         [(_, rejected)] = await raw.xrange("connector:state:orders:rejected")
@@ -172,7 +153,7 @@ async def test_declare_binds_the_queue_to_an_exchange(
     await poll_until(connector, redis, 2)
     await connector.poll()
     await connector.aclose()
-    assert await values(redis) == [21.5, 0]
+    assert await stream_values(redis) == [21.5, 0]
     event = orjson.loads((await redis.xrange(STREAM))[0][1]["payload"])
     assert event["nodeId"] == "plant.a.temp"
 
@@ -223,4 +204,4 @@ async def test_amqps_with_a_private_ca_and_a_password_file(
         await poll_until(connector, redis, 1)
         await connector.aclose()
         assert await depth(node, queue) == 0
-    assert await values(redis) == [1]
+    assert await stream_values(redis) == [1]

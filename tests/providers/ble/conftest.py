@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from framework.core import SystemClock
-from framework.core.logs import get_logger
-from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
+from framework.polling import ConnectorConfig
 from framework.testing import BluezControl, BluezMock
 from providers.ble import create_ble_connector
+from tests.providers.push_rig import leased_context
 
 STREAM = "raw-input-signals"
 SENSOR = "AA:BB:CC:DD:EE:01"
@@ -59,9 +58,4 @@ def entry(**provider: Any) -> dict[str, Any]:
 
 async def connector_for(redis: Redis, **provider: Any) -> Any:
     config = ConnectorConfig.model_validate(entry(**provider))
-    lease = Lease(redis, "radio", ttl_s=30)
-    await redis.delete(lease.key)
-    assert await lease.try_acquire()
-    context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
-                               clock=SystemClock(), logger=get_logger(connector="radio"))
-    return create_ble_connector(config, context)
+    return create_ble_connector(config, await leased_context(redis, config))

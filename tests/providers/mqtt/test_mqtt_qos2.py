@@ -27,6 +27,7 @@ from framework.testing import MosquittoServer
 from providers.mqtt import MqttEvents, MqttMessage, MqttSource, MqttSourceConfig
 from providers.mqtt.qos2 import POSITION, Qos2Batch, parse_ids
 from tests.providers.mqtt.conftest import publish_all
+from tests.providers.push_rig import poll_for, poll_until, stream_values
 
 STREAM = "raw-input-signals"
 NAME = "sensors-qos2"
@@ -80,26 +81,9 @@ async def qos2_connector(redis: Redis, peer: MosquittoServer, *, crashes: int = 
                          store=StateStore(redis, config, lease, clock=SystemClock()))
 
 
-async def values(redis: Redis) -> list[Any]:
-    return [orjson.loads(f["payload"])["value"] for _, f in await redis.xrange(STREAM)]
-
-
 async def saved_ids(redis: Redis) -> frozenset[int]:
     cursors = await redis.hget(f"connector:state:{NAME}", "cursors")
     return parse_ids(orjson.loads(cursors or "{}").get(POSITION, ""))
-
-
-async def poll_for(connector: PushConnector[Any, Any], seconds: float) -> None:
-    loop = asyncio.get_running_loop()
-    ends = loop.time() + seconds
-    while loop.time() < ends:
-        await connector.poll()
-
-
-async def poll_until(connector: PushConnector[Any, Any], redis: Redis, count: int) -> None:
-    async with asyncio.timeout(15):
-        while await redis.xlen(STREAM) < count:
-            await connector.poll()
 
 
 def reading(value: int) -> bytes:
@@ -116,7 +100,7 @@ async def test_qos_2_messages_arrive_once_and_their_ids_are_released(
     await poll_until(connector, redis, 50)
     await poll_for(connector, 1.0)  # PUBRELs come, their removal is committed
     await connector.aclose()
-    assert await values(redis) == list(range(50))
+    assert await stream_values(redis) == list(range(50))
     assert await saved_ids(redis) == frozenset()  # every PUBREL was completed
 
     again = await qos2_connector(redis, mosquitto, protocol=protocol)
@@ -143,7 +127,7 @@ async def test_a_qos_2_message_whose_append_failed_is_not_received_and_comes_bac
     await poll_until(second, redis, 1)
     await poll_for(second, 1.0)
     await second.aclose()
-    assert await values(redis) == [7]
+    assert await stream_values(redis) == [7]
 
 
 async def test_a_crash_between_the_append_and_pubrec_does_not_append_twice(
@@ -165,7 +149,7 @@ async def test_a_crash_between_the_append_and_pubrec_does_not_append_twice(
     await poll_until(second, redis, 5)
     await poll_for(second, 1.5)  # the broker repeats the un-PUBREC'd ones: answered only
     await second.aclose()
-    assert await values(redis) == list(range(5))
+    assert await stream_values(redis) == list(range(5))
     assert await saved_ids(redis) == frozenset()
 
 
@@ -197,7 +181,7 @@ async def crash_on_release(redis: Redis, peer: MosquittoServer) -> None:
     await poll_until(second, redis, 20)
     await poll_for(second, 1.0)
     await second.aclose()
-    assert await values(redis) == list(range(20))
+    assert await stream_values(redis) == list(range(20))
     assert await saved_ids(redis) == frozenset()
 
     third = await qos2_connector(redis, peer)

@@ -5,6 +5,7 @@ its append, a bad payload is kept raw, publisher ids drop redeliveries."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +13,16 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from framework.core import SystemClock, TransientSourceError
+from framework.core import TransientSourceError
 from framework.core.errors import LeaseLostError
-from framework.core.logs import get_logger
 from framework.polling import (
     ConnectorConfig,
-    ConnectorContext,
-    Lease,
     PushConnector,
-    StateStore,
 )
 from framework.testing import MosquittoServer, RedisServer
 from providers.mqtt import MqttConnectError, create_mqtt_connector
 from tests.providers.mqtt.conftest import publish_all
+from tests.providers.push_rig import leased_context, poll_until
 
 STREAM = "raw-input-signals"
 
@@ -35,25 +33,13 @@ async def mqtt_connector(redis: Redis, peer: MosquittoServer, *, name: str = "se
                 **provider}
     config = ConnectorConfig(name=name, type="mqtt-source", poll_interval_ms=300,
                              request_timeout_ms=5000, provider_config=settings)
-    await redis.delete(f"lease:{name}")  # the previous instance's lease has expired
-    lease = Lease(redis, name, ttl_s=30)
-    assert await lease.try_acquire()
-    context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
-                               clock=SystemClock(), logger=get_logger(connector=name))
-    connector = create_mqtt_connector(config, context)
+    connector = create_mqtt_connector(config, await leased_context(redis, config))
     assert isinstance(connector, PushConnector)
     return connector
 
 
 async def events(redis: Redis) -> list[dict[str, Any]]:
     return [orjson.loads(fields["payload"]) for _, fields in await redis.xrange(STREAM)]
-
-
-async def poll_until(connector: PushConnector[Any, Any], redis: Redis, count: int,
-                     timeout_s: float = 15.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while await redis.xlen(STREAM) < count:
-            await connector.poll()
 
 
 def reading(value: float, **extra: Any) -> bytes:
@@ -217,3 +203,18 @@ async def test_qos_0_is_delivered_while_connected_and_not_kept_for_a_restart(
     await poll_until(second, redis, 2)
     await second.aclose()
     assert [e["value"] for e in await events(redis)] == [1.0, 3.0]  # at most once
+
+
+async def test_an_untrusted_broker_certificate_fails_the_connect_and_leaks_no_socket(
+    redis: Redis,
+) -> None:
+    with MosquittoServer(tls=True) as broker:  # its CA is not given: the system's refuse it
+        connector = await mqtt_connector(redis, broker,
+                                         broker=f"mqtts://localhost:{broker.tls_port}")
+        with pytest.raises(MqttConnectError,
+                           match=f"mqtt broker localhost:{broker.tls_port}: cannot connect"):
+            await connector.poll()
+        await connector.aclose()
+    # A socket left open by the failed handshake is reported (and fails the test) when
+    # collected: collect now, inside this test.
+    gc.collect()

@@ -15,10 +15,11 @@ from redis.asyncio import Redis
 
 from framework.core import SystemClock
 from framework.core.logs import get_logger
-from framework.polling import ConnectorConfig, ConnectorContext, Lease, StateStore
+from framework.polling import ConnectorConfig
 from framework.testing import PostgresServer
 from providers.postgres import CdcConfig, CdcSource, create_cdc_connector
 from providers.postgres.session import Capture
+from tests.providers.push_rig import leased_context
 
 STREAM = "raw-input-signals"
 _numbers = itertools.count()
@@ -75,12 +76,7 @@ async def cdc_connector(redis: Redis, url: str, name: str = "orders-cdc", *,
                         request_timeout_ms: int = 10_000, **provider: Any) -> Any:
     config = ConnectorConfig.model_validate(
         cdc_entry(url, name, request_timeout_ms=request_timeout_ms, **provider))
-    lease = Lease(redis, name, ttl_s=30)
-    await redis.delete(lease.key)
-    assert await lease.try_acquire()
-    context = ConnectorContext(store=StateStore(redis, config, lease, clock=SystemClock()),
-                               clock=SystemClock(), logger=get_logger(connector=name))
-    return create_cdc_connector(config, context)
+    return create_cdc_connector(config, await leased_context(redis, config))
 
 
 def cdc_source(url: str, name: str = "orders-cdc", **provider: Any) -> CdcSource:

@@ -110,7 +110,7 @@ async def test_a_wrong_password_fails_clearly_without_printing_it(
     assert "wrong-pw-77" not in message
 
 
-async def test_a_server_that_is_not_there_fails_within_the_deadline(redis: Redis) -> None:
+async def test_a_server_that_is_not_there_is_a_clear_error_naming_it(redis: Redis) -> None:
     url = f"postgresql://fleet:pg-secret@127.0.0.1:{free_port()}/fleet"
     message = await start_error(redis, url)
     assert "failed connect" in message and "127.0.0.1" in message
