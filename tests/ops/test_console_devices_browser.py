@@ -191,3 +191,24 @@ async def test_the_devices_page_says_when_redis_is_down(browser: Browser) -> Non
                 await screenshot(page, "15-devices-redis-down")
         finally:
             await redis.aclose()
+
+
+async def test_a_registry_over_the_scan_limit_is_counted_in_part_and_says_so(
+        browser: Browser, redis: Redis) -> None:
+    """10,050 devices: the page reads 10,000 (ten pages of 1,000) per refresh, says the
+    counts are partial, and a group filter counts that group in full."""
+    registry = DeviceRegistry(redis, clock=SystemClock())
+    await registry.register_many([(f"d-{n:05d}", "bulk", ()) for n in range(10_000)]
+                                 + [(f"z-{n}", "late", ()) for n in range(50)])
+    viewer = (await tokens_for_every_role(redis))[Role.VIEWER]
+    async with serving(redis, empty_fleet) as (_, base):
+        page = await open_page(browser, base, viewer, "devices")
+        counts = page.locator("#device-counts")
+        await expect(counts).to_contain_text("counted the first 10000 of 10050 devices",
+                                             timeout=20_000)
+        await expect(counts.locator('[data-status="unknown"]')).to_have_text(
+            "unknown: 10000")
+        await page.fill("#device-group", "late")
+        await page.click("#device-filter button")
+        await expect(counts).to_contain_text("50 device(s) in late", timeout=20_000)
+        await expect(counts.locator('[data-status="unknown"]')).to_have_text("unknown: 50")

@@ -211,7 +211,26 @@ const DevicePages = (() => {
   }
 
   // The page shown, read again; errors are said by call() (the banner) or below.
+  // One read at a time: a slow one (a large registry, a slow Redis) is not piled on by
+  // the timer; a refresh asked meanwhile (a filter, a sign-in) runs once it ends.
+  const reading = { busy: false, again: false };
   async function refresh() {
+    if (reading.busy) {
+      reading.again = true;
+      return;
+    }
+    reading.busy = true;
+    try {
+      do {
+        reading.again = false;
+        await readShownPage();
+      } while (reading.again);
+    } finally {
+      reading.busy = false;
+    }
+  }
+
+  async function readShownPage() {
     try {
       if (page() === "devices") await refreshDevices();
       else if (page() === "ota") await refreshRollouts();
