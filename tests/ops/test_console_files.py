@@ -23,6 +23,7 @@ async def test_the_console_is_served_with_a_strict_content_policy(redis: Redis) 
         script = await api.client.get("/console/console.js")
         style = await api.client.get("/console/console.css")
         charts = await api.client.get("/console/lag-charts.js")
+        devices = await api.client.get("/console/devices.js")
         other = await api.client.get("/console/..%2Fhttp_api.py")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.headers["Content-Security-Policy"] == "default-src 'self'"
@@ -32,6 +33,8 @@ async def test_the_console_is_served_with_a_strict_content_policy(redis: Redis) 
     assert style.status_code == 200
     assert charts.status_code == 200 and "createElementNS" in charts.text
     assert "innerHTML" not in charts.text
+    assert devices.status_code == 200 and "textContent" in devices.text
+    assert "innerHTML" not in devices.text
     assert other.status_code == 404 and other.json()["error"].startswith("no console file")
 
 
@@ -68,9 +71,9 @@ async def test_console_and_api_work_behind_a_path_prefix(redis: Redis) -> None:
                 httpx.AsyncClient(timeout=10) as browser):
         page_url = f"{outside}{PREFIX}/"
         page = await browser.get(page_url)
-        assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assets = re.findall(r'(?:src|href)="([^"#][^"]*)"', page.text)  # not #pages
         assert sorted(assets) == ["console/console.css", "console/console.js",
-                                  "console/lag-charts.js"]
+                                  "console/devices.js", "console/lag-charts.js"]
         for asset in assets:  # relative: resolved against the prefixed page
             assert (await browser.get(str(httpx.URL(page_url).join(asset)))
                     ).status_code == 200

@@ -31,7 +31,8 @@ from worker.ops.tokens import Role, TokenStore
 OPS_STARTUP_DEADLINE_S = 5.0
 # The console's files: name -> content type (nothing else is served from there).
 _CONSOLE_FILES = {"index.html": "text/html", "console.js": "text/javascript",
-                  "console.css": "text/css", "lag-charts.js": "text/javascript"}
+                  "console.css": "text/css", "lag-charts.js": "text/javascript",
+                  "devices.js": "text/javascript"}
 
 
 class ControlApi(NamedTuple):

@@ -244,6 +244,7 @@ async function refresh() {
   } catch (error) {
     if (error.status === 401) notify("Sign in with a token to see the fleet.");
   }
+  await DevicePages.refresh();  // devices.js: the devices or OTA page, when shown
 }
 
 // The event stream, read with fetch (EventSource cannot send the Authorization header).
