@@ -102,6 +102,8 @@ def wait_for_all(client: sync_redis.Redis, count: int, timeout_s: float = 60) ->
         time.sleep(0.2)
 
 
+# Eight connector processes started and killed, a RabbitMQ node: minutes on a busy machine.
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("with_ids", [False, True], ids=["at-least-once", "message-ids"])
 def test_sigkill_storm_while_messages_flow_loses_nothing(
     tmp_path: Path, redis_server: RedisServer, rabbitmq: RabbitMqServer, with_ids: bool,

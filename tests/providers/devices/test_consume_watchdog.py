@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
-import time
+import threading
 from pathlib import Path
 
 import httpx
@@ -43,14 +43,18 @@ def test_consume_runs_the_watchdog_for_absence_rules(
         env={"RULES_PATH": str(rules), "PYTHONPATH": str(REPO_ROOT)},
         command=("connector-fleet", "consume", "--group", "rules", "--consumer", "c1",
                  "--metrics-port", str(port)))
+    quiet = threading.Event()
+
+    def keep_talking() -> None:
+        while not quiet.wait(0.2):
+            sync.xadd("meters", reading("m-2"))
+
+    talking = threading.Thread(target=keep_talking, daemon=True)
     try:
         consumer.wait_for("consumer_started", timeout_s=30)
         consumer.wait_for("device_watchdog_lease_taken", timeout_s=30)
         sync.xadd("meters", reading("m-1"))
-        until = time.monotonic() + 3.0
-        while time.monotonic() < until:  # m-2 keeps talking, every 0.2 s
-            sync.xadd("meters", reading("m-2"))
-            time.sleep(0.2)
+        talking.start()  # m-2 keeps talking, every 0.2 s, until the consumer has stopped
         wait_until(lambda: sync.xlen("tickets") >= 1, timeout_s=20)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
         assert "device_absences_total 1.0" in metrics
@@ -59,6 +63,9 @@ def test_consume_runs_the_watchdog_for_absence_rules(
         consumer.signal(signal.SIGTERM)
         assert consumer.wait(30) == 0
     finally:
+        quiet.set()
+        if talking.is_alive():
+            talking.join(5)
         consumer.close()
     tickets = [json.loads(f["event"])["payload"]["meter"] for _, f in sync.xrange("tickets")]
     assert tickets == ["m-1"]
