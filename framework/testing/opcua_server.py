@@ -8,7 +8,8 @@ node ids:
 - writable variables ``Temperature`` (Double), ``Pressure`` (Double), ``Label``
   (String), ``Running`` (Boolean), ``Level`` (Int16), ``Setpoint`` (Float);
 - ``ReadOnly`` (Double, not writable) and ``Stuck`` (Double: a write is accepted and
-  undone 10 ms later, a device that acknowledges but does not take the value);
+  undone before the Write response is sent: a device that acknowledges but does not
+  take the value);
 - ``Tick.0`` .. ``Tick.N-1`` (Int64): with ``--tick-ms``, all set to the next count
   every tick, with a source timestamp. The count and its timestamp are saved in
   ``D/tick.json``, so a restarted server still has the value it had (and its time);
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import Server, ua
+from asyncua.common.callback import CallbackType
 from asyncua.crypto import security_policies
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.permission_rules import User, UserRole
@@ -166,11 +168,19 @@ async def _tick(directory: Path, nodes: list[Any], every_s: float, count: int) -
         os.replace(path.with_suffix(".tmp"), path)
 
 
-async def _undo_stuck(node: Any) -> None:
-    while True:
-        await asyncio.sleep(0.01)
-        if await node.read_value() != 0.0:
-            await node.write_value(_stamped(0.0, ua.VariantType.Double, datetime.now(UTC)))
+def _undo_stuck(server: Server, node: Any) -> Any:
+    """A PostWrite callback: a write to ``node`` is accepted, then undone before the
+    Write response leaves (asyncua awaits PostWrite callbacks first), so any read-back
+    sees the old value whatever the timing."""
+
+    async def undo(event: Any, _dispatcher: Any) -> None:
+        written = event.request_params.NodesToWrite
+        if any(item.NodeId == node.nodeid for item in written):
+            # Straight into the address space: a session write would call back here.
+            await server.write_attribute_value(
+                node.nodeid, _stamped(0.0, ua.VariantType.Double, datetime.now(UTC)))
+
+    return undo
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -181,7 +191,9 @@ async def serve(args: argparse.Namespace) -> None:
     for node in ticks:  # what the server still had before it stopped, with its time
         await node.write_value(_stamped(count, ua.VariantType.Int64, at))
     async with server:
-        tasks = [asyncio.create_task(_undo_stuck(nodes["Stuck"]))]
+        undo = _undo_stuck(server, nodes["Stuck"])
+        server.subscribe_server_callback(CallbackType.PostWrite, undo)
+        tasks: list[asyncio.Task[None]] = []
         if args.tick_ms and ticks:
             tasks.append(asyncio.create_task(_tick(directory, ticks, args.tick_ms / 1000, count)))
         with socket.create_connection(("127.0.0.1", args.port), timeout=2):
