@@ -54,10 +54,12 @@ class ChannelWatch:
 
     async def _follow(self) -> None:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        connection = None
         try:
             await pubsub.subscribe(self._channel)
-            if pubsub.connection is not None:  # kept as a weak reference to this method
-                pubsub.connection.register_connect_callback(self._reconnected)
+            connection = pubsub.connection
+            if connection is not None:  # kept as a weak reference to this method
+                connection.register_connect_callback(self._reconnected)
             self._gap()
             self.subscribed.set()
             while True:
@@ -65,6 +67,10 @@ class ChannelWatch:
                 if message is not None:
                     self._on_message(message.get("data"))
         finally:
+            # The connection goes back to the pool: its next user's connect is not a
+            # reconnect of this subscription.
+            if connection is not None:
+                connection.deregister_connect_callback(self._reconnected)
             await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
 
     def _reconnected(self, connection: object) -> None:
