@@ -3,14 +3,10 @@ the simulator. Checked when read: a bad URL is an error naming the field."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from providers.mqtt import MqttTls
-
-DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+from providers.mqtt import MqttTls, broker_address
 
 
 class DeviceBroker(BaseModel):
@@ -36,15 +32,4 @@ class DeviceBroker(BaseModel):
 
     def address(self) -> tuple[str, int, bool]:
         """(host, port, TLS?) of ``broker``."""
-        parts = urlsplit(self.broker if "://" in self.broker else f"mqtt://{self.broker}")
-        if "@" in parts.netloc:  # never echo what may be a password
-            raise ValueError("broker: credentials go in username/password, not in the URL")
-        if parts.scheme not in DEFAULT_PORTS:
-            raise ValueError(f"broker {self.broker!r}: the scheme must be mqtt:// or mqtts://")
-        try:
-            port = parts.port or DEFAULT_PORTS[parts.scheme]
-        except ValueError:
-            raise ValueError(f"broker {self.broker!r}: invalid port") from None
-        if not parts.hostname or parts.path not in ("", "/"):
-            raise ValueError(f"broker {self.broker!r}: expected mqtt[s]://host[:port]")
-        return parts.hostname, port, parts.scheme == "mqtts" or self.tls is not None
+        return broker_address(self.broker, tls=self.tls is not None)

@@ -1,6 +1,6 @@
 """MQTT (3.1.1 and 5) as a push source: ``mqtt-source``."""
 
-from providers.mqtt.config import MqttSourceConfig, MqttTls
+from providers.mqtt.config import MqttSourceConfig, MqttTls, broker_address
 from providers.mqtt.connector import MQTT_SOURCE_TYPE, MqttEvents, create_mqtt_connector
 from providers.mqtt.source import MqttConnectError, MqttMessage, MqttSource
 
@@ -12,5 +12,6 @@ __all__ = [
     "MqttSource",
     "MqttSourceConfig",
     "MqttTls",
+    "broker_address",
     "create_mqtt_connector",
 ]

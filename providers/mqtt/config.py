@@ -91,21 +91,27 @@ class MqttSourceConfig(_Model):
 
     def address(self) -> tuple[str, int, bool]:
         """(host, port, TLS?) of ``broker``."""
-        parts = urlsplit(self.broker if "://" in self.broker else f"mqtt://{self.broker}")
-        if "@" in parts.netloc:  # never echo what may be a password
-            raise ValueError("broker: credentials go in username/password, not in the URL")
-        if parts.scheme not in DEFAULT_PORTS:
-            raise ValueError(f"broker {self.broker!r}: the scheme must be mqtt:// or mqtts://")
-        try:
-            port = parts.port or DEFAULT_PORTS[parts.scheme]
-        except ValueError:
-            raise ValueError(f"broker {self.broker!r}: invalid port") from None
-        if not parts.hostname or parts.path not in ("", "/"):
-            raise ValueError(f"broker {self.broker!r}: expected mqtt[s]://host[:port]")
-        return parts.hostname, port, parts.scheme == "mqtts" or self.tls is not None
+        return broker_address(self.broker, tls=self.tls is not None)
 
     def read_password(self) -> str | None:
         """The password, from the file when one is named (read now: rotation)."""
         if self.password_file is None:
             return self.password
         return read_secret_file(self.password_file)
+
+
+def broker_address(broker: str, *, tls: bool) -> tuple[str, int, bool]:
+    """(host, port, TLS?) of an ``mqtt[s]://host[:port]`` URL (or a bare ``host[:port]``);
+    ``tls``: TLS settings were given, so TLS even on ``mqtt://``."""
+    parts = urlsplit(broker if "://" in broker else f"mqtt://{broker}")
+    if "@" in parts.netloc:  # never echo what may be a password
+        raise ValueError("broker: credentials go in username/password, not in the URL")
+    if parts.scheme not in DEFAULT_PORTS:
+        raise ValueError(f"broker {broker!r}: the scheme must be mqtt:// or mqtts://")
+    try:
+        port = parts.port or DEFAULT_PORTS[parts.scheme]
+    except ValueError:
+        raise ValueError(f"broker {broker!r}: invalid port") from None
+    if not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError(f"broker {broker!r}: expected mqtt[s]://host[:port]")
+    return parts.hostname, port, parts.scheme == "mqtts" or tls
